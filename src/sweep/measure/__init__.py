@@ -1,0 +1,1 @@
+"""What a job measures: counts (parameters, MACs, sparsity) and latency."""

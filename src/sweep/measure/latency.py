@@ -1,0 +1,248 @@
+"""The one latency harness, used for the dense and the pruned model alike.
+
+Models are timed interleaved (A B A B ...) on the same input, so that drift of a shared machine hits
+both equally and cancels in their ratio. On CUDA each iteration is bracketed by CUDA events after a
+synchronise; on CPU by a monotonic clock with a fixed thread count. Warm-up runs until the last two
+windows of timings agree (or a cap), then a number of timed iterations.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+WINDOW = 3  # iterations per warm-up window
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    batch_size: int = 1
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    channels_last: bool = False
+    compile: bool = False
+    warmup_min: int = 3
+    warmup_max: int = 50
+    warmup_tol: float = 0.05
+    iters: int | str = "auto"
+    iters_min: int = 10
+    iters_max: int = 200
+    time_budget_s: float = 4.0
+    threads: int | str = "auto"
+    bootstrap: int = 1000
+
+    def __post_init__(self):
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"measure.precision={self.precision!r}: choose fp32, fp16 or bf16")
+
+
+@dataclass
+class LatencyStats:
+    samples_ms: list[float]
+    warmup_iters: int
+    warmup_stable: bool
+    batch_size: int
+    peak_mem_mb: float = float("nan")
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        s = sorted(self.samples_ms)
+        return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+    @property
+    def std_ms(self) -> float:
+        return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.batch_size / (self.median_ms / 1000.0)
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}latency_ms": self.median_ms, f"{prefix}latency_p90_ms": self.p90_ms,
+                f"{prefix}latency_std_ms": self.std_ms, f"{prefix}throughput": self.throughput,
+                f"{prefix}peak_mem_mb": self.peak_mem_mb}
+
+
+@dataclass
+class Speedup:
+    value: float
+    ci_low: float
+    ci_high: float
+
+    def metrics(self) -> dict[str, float]:
+        return {"speedup": self.value, "speedup_ci_low": self.ci_low, "speedup_ci_high": self.ci_high}
+
+
+@dataclass
+class Timing:
+    stats: list[LatencyStats]
+    threads: int
+    iters: int
+    device: str
+    extra: dict = field(default_factory=dict)
+
+
+def paired_speedup(base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000,
+                   seed: int = 0) -> Speedup:
+    """median(base) / median(new), with a 95 % bootstrap interval that resamples paired iterations."""
+    base = torch.tensor(base_ms, dtype=torch.float64)
+    new = torch.tensor(new_ms, dtype=torch.float64)
+    value = float(base.median() / new.median())
+    if n_boot <= 0 or len(base) < 2:
+        return Speedup(value, value, value)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(base), (n_boot, len(base)), generator=g)
+    ratios = base[idx].median(dim=1).values / new[idx].median(dim=1).values
+    lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return Speedup(value, lo, hi)
+
+
+class _CpuClock:
+    def time(self, fn: Callable[[], object]) -> float:
+        t0 = time.perf_counter_ns()
+        fn()
+        return (time.perf_counter_ns() - t0) / 1e6
+
+
+class _CudaClock:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def time(self, fn: Callable[[], object]) -> float:
+        torch.cuda.synchronize(self.device)
+        self.start.record()
+        fn()
+        self.end.record()
+        self.end.synchronize()
+        return float(self.start.elapsed_time(self.end))
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _stable(samples: list[float], tol: float) -> bool:
+    if len(samples) < 2 * WINDOW:
+        return False
+    last = statistics.median(samples[-WINDOW:])
+    prev = statistics.median(samples[-2 * WINDOW:-WINDOW])
+    return abs(last - prev) <= tol * prev
+
+
+def _peak_mem_mb(model: nn.Module, step: Callable[[], object], device: torch.device) -> float:
+    """Weights plus the inference peak above what was resident before one forward pass."""
+    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        extra = torch.cuda.max_memory_allocated(device) - before
+    else:
+        extra = _cpu_peak_above_resident(step)
+        if extra is None:
+            return float("nan")
+    return (weights + max(extra, 0)) / 2**20
+
+
+def _cpu_peak_above_resident(step: Callable[[], object]) -> int | None:
+    # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so the peak of one call is
+    # measurable; elsewhere the figure is left out rather than guessed.
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS:")
+        step()
+        return status("VmHWM:") - before
+    except (OSError, KeyError):
+        return None
+
+
+def resolve_threads(threads: int | str) -> int:
+    return torch.get_num_threads() if threads in ("auto", None) else int(threads)
+
+
+@torch.no_grad()
+def time_models(models: Sequence[nn.Module], example: torch.Tensor, settings: LatencySettings,
+                device: torch.device) -> Timing:
+    """Time `models` interleaved on one input batch; returns one LatencyStats per model."""
+    threads = resolve_threads(settings.threads)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    old_bench = torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cuda":
+            # settle the kernel choice during warm-up, not inside the timed iterations
+            torch.backends.cudnn.benchmark = True
+        x = example.to(device)
+        if settings.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        runners = []
+        for m in models:
+            m.eval()
+            if settings.channels_last:
+                m = m.to(memory_format=torch.channels_last)
+            if settings.compile:
+                m = torch.compile(m)
+            runners.append(m)
+
+        def step_of(m: nn.Module) -> Callable[[], object]:
+            def step():
+                with _autocast(device, settings.precision):
+                    return m(x)
+            return step
+
+        steps = [step_of(m) for m in runners]
+        clock = _CudaClock(device) if device.type == "cuda" else _CpuClock()
+
+        warm: list[list[float]] = [[] for _ in steps]
+        t0 = time.perf_counter()
+        stable = False
+        for i in range(settings.warmup_max):
+            for s, w in zip(steps, warm):
+                w.append(clock.time(s))
+            if i + 1 >= settings.warmup_min:
+                stable = all(_stable(w, settings.warmup_tol) for w in warm)
+                if stable or time.perf_counter() - t0 > settings.time_budget_s:
+                    break
+
+        if settings.iters == "auto":
+            per_round_s = sum(statistics.median(w[-WINDOW:]) for w in warm) / 1000.0
+            iters = int(settings.time_budget_s / max(per_round_s, 1e-9))
+            iters = max(settings.iters_min, min(settings.iters_max, iters))
+        else:
+            iters = int(settings.iters)
+
+        samples: list[list[float]] = [[] for _ in steps]
+        for _ in range(iters):
+            for s, out in zip(steps, samples):
+                out.append(clock.time(s))
+
+        stats = [LatencyStats(out, len(w), stable, int(x.shape[0])) for out, w in zip(samples, warm)]
+        for st, m, s in zip(stats, runners, steps):
+            st.peak_mem_mb = _peak_mem_mb(m, s, device)
+        return Timing(stats, threads, iters, str(device))
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.cudnn.benchmark = old_bench

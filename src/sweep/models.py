@@ -1,0 +1,38 @@
+"""Model factory: every timm model by name, with the model config's kwargs."""
+from __future__ import annotations
+
+import torch.nn as nn
+
+
+def is_known_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
+
+
+def build_model(name: str, num_classes: int, kwargs: dict | None = None, pretrained: bool = False,
+                pretrained_file: str | None = None) -> nn.Module:
+    import timm
+
+    extra = dict(kwargs or {})
+    if pretrained_file:
+        extra["pretrained_cfg_overlay"] = {"file": pretrained_file}
+    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **extra)
+
+
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The final classifier, which no pruner may touch (its outputs are the classes)."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    return head if isinstance(head, nn.Module) and not isinstance(head, nn.Identity) else None
+
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def prunable_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv and linear layers with a weight, the classifier excluded."""
+    head = classifier_of(model)
+    skip = {id(m) for m in head.modules()} if head is not None else set()
+    return [m for m in model.modules()
+            if isinstance(m, PRUNABLE) and id(m) not in skip and getattr(m, "weight", None) is not None]

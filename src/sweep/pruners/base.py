@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import abc
+import enum
+
+import torch
+import torch.nn as nn
+
+
+class PruneKind(str, enum.Enum):
+    """What a method does to the model; decides what a speedup can mean."""
+
+    UNSTRUCTURED = "unstructured"        # single weights zeroed; shapes unchanged
+    STRUCTURED_MASK = "structured_mask"  # whole channels zeroed; shapes unchanged
+    STRUCTURAL = "structural"            # channels removed; the model gets smaller
+
+    @property
+    def dense_speedup_possible(self) -> bool:
+        """Only removed channels make dense kernels do less work; masks need sparse kernels."""
+        return self is PruneKind.STRUCTURAL
+
+
+class Pruner(abc.ABC):
+    """One pruning method. `prune` changes `model` in place at `ratio` and leaves its classifier alone."""
+
+    kind: PruneKind
+    family: str       # e.g. "torch.nn.utils.prune", "depgraph"
+    ratio_means: str  # what `ratio` is a fraction of, for the README and the run's params
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @abc.abstractmethod
+    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+        """Prune in place; return the model (the same object or a replacement)."""
+
+    def describe(self) -> dict:
+        return {"kind": self.kind.value, "family": self.family, "ratio_means": self.ratio_means}

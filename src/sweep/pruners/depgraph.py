@@ -1,0 +1,63 @@
+"""Torch-Pruning (DepGraph): channels are removed from every layer coupled to them, so the model really
+shrinks. The importance criterion is a separate object (conf/pruner/dg_*.yaml `importance:`)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from sweep.models import classifier_of
+from sweep.pruners.base import PruneKind, Pruner
+
+
+def _attention_modules(model: nn.Module) -> list[nn.Module]:
+    """Multi-head attention blocks with a fused qkv projection (timm's Attention and look-alikes)."""
+    return [m for m in model.modules()
+            if isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int)]
+
+
+def _sync_attention(attn: nn.Module, num_heads: int) -> None:
+    """After head dims are pruned, the block's bookkeeping must follow qkv's new width, or its reshapes
+    (to num_heads x head_dim, and back to the attention width) break."""
+    head_dim = attn.qkv.out_features // 3 // num_heads
+    attn.num_heads = num_heads
+    attn.head_dim = head_dim
+    if hasattr(attn, "attn_dim"):
+        attn.attn_dim = num_heads * head_dim
+
+
+class DepGraphPruner(Pruner):
+    kind = PruneKind.STRUCTURAL
+    family = "depgraph"
+    ratio_means = "fraction of channels removed from each dependency group (coupled layers pruned together)"
+
+    def __init__(self, name: str, importance, global_pruning: bool = False, round_to: int | None = None,
+                 prune_num_heads: bool = False):
+        super().__init__(name)
+        self.importance = importance
+        self.global_pruning = global_pruning
+        self.round_to = round_to
+        self.prune_num_heads = prune_num_heads
+
+    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+        import torch_pruning as tp
+
+        head = classifier_of(model)
+        attns = _attention_modules(model)
+        pruner = tp.pruner.BasePruner(
+            model,
+            example_inputs,
+            importance=self.importance,
+            pruning_ratio=float(ratio),
+            global_pruning=self.global_pruning,
+            ignored_layers=[head] if head is not None else [],
+            round_to=self.round_to,
+            num_heads={a.qkv: a.num_heads for a in attns},
+            prune_num_heads=self.prune_num_heads,
+            prune_head_dims=not self.prune_num_heads,
+            head_pruning_ratio=float(ratio) if self.prune_num_heads else 0.0,
+        )
+        with torch.no_grad():
+            pruner.step()
+        for a in attns:
+            _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
+        return model

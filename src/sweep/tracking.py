@@ -1,0 +1,255 @@
+"""Everything MLflow: the schema, the store, one run per job, and reading runs back.
+
+Jobs, the report and the tests all use the names defined here; the README's schema section lists them.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import traceback
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from sweep.errors import SweepConfigError
+
+# ---- schema -------------------------------------------------------------------------------------------
+# Params identifying a job (the rest of the resolved config is logged too, flattened with dots).
+PARAM_MODEL = "model"            # alias, e.g. c or tiny_vit
+PARAM_MODEL_NAME = "model_name"  # timm name, e.g. convnext_large
+PARAM_PRUNER = "pruner"
+PARAM_RATIO = "ratio"
+PARAM_DATASET = "dataset"
+
+# Metrics, for the pruned model; each has a dense_ twin measured in the same job (see DENSE_TWINS).
+METRICS_PER_MODEL = (
+    "params_total",      # count
+    "params_nonzero",    # count
+    "macs",              # multiply-accumulates per image, dense kernels
+    "macs_nonzero",      # multiply-accumulates per image if zero weights were skipped
+    "sparsity",          # fraction of zero weights in prunable layers, 0..1
+    "latency_ms",        # median per batch, ms
+    "latency_p90_ms",    # 90th percentile per batch, ms
+    "latency_std_ms",    # standard deviation per batch, ms
+    "throughput",        # images / s at measure.batch_size
+    "peak_mem_mb",       # weights + inference peak, MiB
+    "accuracy_top1",     # fraction 0..1 on the evaluated samples
+)
+DENSE_PREFIX = "dense_"
+METRICS_RELATIVE = (
+    "speedup",            # dense_latency_ms / latency_ms
+    "speedup_ci_low",     # 95 % bootstrap interval over paired iterations
+    "speedup_ci_high",
+    "params_reduction",   # 1 - params_total / dense_params_total
+    "macs_reduction",     # 1 - macs / dense_macs
+    "accuracy_delta",     # accuracy_top1 - dense_accuracy_top1
+    "prune_seconds",      # wall time of the prune stage, s
+)
+STAGE_METRIC = "stage_{}_seconds"  # wall time of each pipeline stage, s
+REQUIRED_METRICS = (
+    "params_total", "params_nonzero", "macs", "latency_ms", "accuracy_top1",
+    "dense_params_total", "dense_macs", "dense_latency_ms", "dense_accuracy_top1",
+    "speedup", "prune_seconds",
+)
+
+TAG_SWEEP_ID = "sweep_id"
+TAG_DEVICE = "device"
+TAG_GIT_COMMIT = "git_commit"
+TAG_ERROR = "error"                    # first line of the exception of a FAILED run
+TAG_WEIGHTS = "weights"                # trained | pretrained | random
+TAG_AT_CHANCE = "accuracy_at_chance"   # true when dense accuracy is not above chance
+TAG_NOOP = "noop"                      # true when pruning changed nothing
+TAG_KIND = "pruning_kind"              # unstructured | structured_mask | structural
+TAG_FAMILY = "pruning_family"          # torch.nn.utils.prune | depgraph
+TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work
+TAG_VERSIONS = ("torch_version", "timm_version", "torch_pruning_version", "mlflow_version")
+
+DEFAULT_EXPERIMENT = "pruning-sweep"
+
+
+# ---- store ---------------------------------------------------------------------------------------------
+def resolve_uri(uri: str | None) -> str:
+    """Absolute form of a tracking URI: a relative SQLite path is taken from the current directory, so
+    every job of a sweep (whatever its working directory) writes to the same file."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    elif "://" not in uri:
+        raise SweepConfigError(
+            f"tracking.uri={uri!r} is not supported: use sqlite:///PATH (embedded) or http(s)://HOST:PORT (mlflow server)")
+    return uri
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when the store cannot be used."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+                r.read()
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise SweepConfigError(f"tracking server {uri} is unreachable ({reason}); start it with `make server` "
+                                   f"or set tracking.uri / MLFLOW_TRACKING_URI") from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).parent
+        if not parent.is_dir():
+            raise SweepConfigError(f"tracking.uri={uri}: folder {parent} does not exist")
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def init_store(uri: str, experiment: str) -> str:
+    """Create the store's tables and the experiment once, before parallel writers start (a fresh SQLite
+    store raced by several processes loses runs). Returns the experiment id."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):
+        artifact_location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location)
+    except Exception:  # another process created it first
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ---- one run per job -----------------------------------------------------------------------------------
+class JobKilled(BaseException):
+    """Raised in the job on SIGTERM (scheduler time limit, preemption) so its run ends KILLED."""
+
+
+def _fmt(value: Any) -> str:
+    s = str(value)
+    return s if len(s) <= 6000 else s[:5997] + "..."
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@dataclass
+class JobRun:
+    """One MLflow run. Everything logged is sent at once, so a later failure loses nothing."""
+
+    uri: str
+    experiment_id: str
+    run_id: str
+    _params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self):
+        return _client(self.uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        new = {k: _fmt(v) for k, v in params.items() if k not in self._params}
+        items = [Param(k, v) for k, v in new.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+        self._params.update(new)
+
+    def log_metrics(self, metrics: Mapping[str, float | int | None]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items()
+                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, _fmt(v).lower() if isinstance(v, bool) else _fmt(v)) for k, v in tags.items()]
+        if items:
+            self.client.log_batch(self.run_id, tags=items)
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise JobKilled(f"received signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[JobRun]:
+    """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED."""
+    experiment_id = init_store(uri, experiment)
+    client = _client(uri)
+    run = client.create_run(experiment_id, run_name=run_name)
+    job = JobRun(uri, experiment_id, run.info.run_id)
+    job.set_tags(tags)
+    status = "FINISHED"
+    try:
+        with _sigterm_raises():
+            yield job
+    except (KeyboardInterrupt, JobKilled) as e:
+        status = "KILLED"
+        job.set_tags({TAG_ERROR: f"{type(e).__name__}: {e}".splitlines()[0]})
+        raise
+    except BaseException as e:
+        status = "FAILED"
+        first = (str(e).strip().splitlines() or [""])[0]
+        job.set_tags({TAG_ERROR: f"{type(e).__name__}: {first}"})
+        with contextlib.suppress(Exception):
+            job.log_text("".join(traceback.format_exception(e)), "traceback.txt")
+        raise
+    finally:
+        client.set_terminated(job.run_id, status)
+
+
+# ---- reading back --------------------------------------------------------------------------------------
+def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
+    """All runs of an experiment (optionally one sweep), oldest first."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = f"tags.{TAG_SWEEP_ID} = '{sweep_id}'" if sweep_id else ""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string=query, max_results=1000,
+                                  order_by=["attributes.start_time ASC"], page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
