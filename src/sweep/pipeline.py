@@ -47,7 +47,7 @@ class Job:
 
     @property
     def run_name(self) -> str:
-        return f"{self.cfg.model.alias}/{self.pruner.name}/{self.ratio:g}"
+        return run_name_of(self.cfg)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,11 +82,18 @@ def versions() -> dict[str, str]:
 
 
 def prepare(cfg: DictConfig) -> Job:
-    check_job_config(cfg)
-    sweep_id = cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single")
+    """Instantiate what the config names (inside the job's run, so a failure here is recorded)."""
     return Job(cfg=cfg, pruner=instantiate(cfg.pruner), dataset=instantiate(cfg.dataset),
                ratio=float(cfg.ratio), device=resolve_device(str(cfg.device)),
-               uri=tracking.resolve_uri(cfg.tracking.uri), sweep_id=str(sweep_id))
+               uri=tracking.resolve_uri(cfg.tracking.uri), sweep_id=sweep_id_of(cfg))
+
+
+def sweep_id_of(cfg: DictConfig) -> str:
+    return str(cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single"))
+
+
+def run_name_of(cfg: DictConfig) -> str:
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{float(cfg.ratio):g}"
 
 
 def job_params(job: Job) -> dict:
@@ -137,18 +144,18 @@ def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) ->
 
 
 def run_job(cfg: DictConfig) -> dict[str, float]:
-    job = prepare(cfg)
+    check_job_config(cfg)  # bad input: no run is created
     m = cfg.model
-    total = os.environ.get("SWEEP_NUM_JOBS", "?")
-    num = _job_num()
-    log.info("[job %s/%s] %s on %s (sweep %s)", num, total, job.run_name, job.device, job.sweep_id)
-    tags = {tracking.TAG_SWEEP_ID: job.sweep_id, tracking.TAG_DEVICE: device_description(job.device),
-            tracking.TAG_GIT_COMMIT: git_commit(), tracking.TAG_KIND: job.pruner.kind.value,
-            tracking.TAG_FAMILY: job.pruner.family,
-            tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible, **versions()}
+    uri, sweep_id, run_name = tracking.resolve_uri(cfg.tracking.uri), sweep_id_of(cfg), run_name_of(cfg)
+    log.info("[job %s/%s] %s (sweep %s)", _job_num(), os.environ.get("SWEEP_NUM_JOBS", "?"), run_name, sweep_id)
+    tags = {tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_GIT_COMMIT: git_commit(), **versions()}
     from sweep import weights
 
-    with tracking.job_run(job.uri, str(cfg.tracking.experiment), job.run_name, tags) as run:
+    with tracking.job_run(uri, str(cfg.tracking.experiment), run_name, tags) as run:
+        job = prepare(cfg)
+        run.set_tags({tracking.TAG_DEVICE: device_description(job.device), tracking.TAG_KIND: job.pruner.kind.value,
+                      tracking.TAG_FAMILY: job.pruner.family,
+                      tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible})
         run.log_params(job_params(job))
         torch.manual_seed(int(cfg.seed))
 

@@ -93,14 +93,14 @@ class Timing:
 def paired_speedup(base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000,
                    seed: int = 0) -> Speedup:
     """median(base) / median(new), with a 95 % bootstrap interval that resamples paired iterations."""
+    value = statistics.median(base_ms) / statistics.median(new_ms)
     base = torch.tensor(base_ms, dtype=torch.float64)
     new = torch.tensor(new_ms, dtype=torch.float64)
-    value = float(base.median() / new.median())
     if n_boot <= 0 or len(base) < 2:
         return Speedup(value, value, value)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, len(base), (n_boot, len(base)), generator=g)
-    ratios = base[idx].median(dim=1).values / new[idx].median(dim=1).values
+    ratios = base[idx].quantile(0.5, dim=1) / new[idx].quantile(0.5, dim=1)
     lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return Speedup(value, lo, hi)
 

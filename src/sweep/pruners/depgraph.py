@@ -2,6 +2,8 @@
 shrinks. The importance criterion is a separate object (conf/pruner/dg_*.yaml `importance:`)."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 
@@ -43,7 +45,19 @@ class DepGraphPruner(Pruner):
 
         head = classifier_of(model)
         attns = _attention_modules(model)
-        pruner = tp.pruner.BasePruner(
+        with warnings.catch_warnings():
+            # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
+            # pruned along their last non-singleton dim, which is their channel dim in timm's models.
+            warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
+            pruner = self._pruner(tp, model, example_inputs, ratio, head, attns)
+        with torch.no_grad():
+            pruner.step()
+        for a in attns:
+            _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
+        return model
+
+    def _pruner(self, tp, model, example_inputs, ratio, head, attns):
+        return tp.pruner.BasePruner(
             model,
             example_inputs,
             importance=self.importance,
@@ -56,8 +70,3 @@ class DepGraphPruner(Pruner):
             prune_head_dims=not self.prune_num_heads,
             head_pruning_ratio=float(ratio) if self.prune_num_heads else 0.0,
         )
-        with torch.no_grad():
-            pruner.step()
-        for a in attns:
-            _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
-        return model

@@ -1,0 +1,20 @@
+"""Pruners that misbehave on purpose, for tests (importable by subprocess jobs through PYTHONPATH)."""
+from sweep.pruners.base import PruneKind, Pruner
+
+
+class DoNothing(Pruner):
+    kind = PruneKind.STRUCTURAL
+    family = "test"
+    ratio_means = "nothing: this pruner claims to prune and does not"
+
+    def prune(self, model, ratio, example_inputs):
+        return model
+
+
+class Explodes(Pruner):
+    kind = PruneKind.STRUCTURAL
+    family = "test"
+    ratio_means = "nothing: this pruner always raises"
+
+    def prune(self, model, ratio, example_inputs):
+        raise RuntimeError(f"cannot prune {type(model).__name__} at {ratio}")

@@ -1,0 +1,53 @@
+"""Bad input ends with one line naming the bad value and the valid choices, before any model is built
+and with nothing written to the store."""
+from __future__ import annotations
+
+import pytest
+
+from sweep import cli
+
+
+def _fail(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "multirun").exists()
+    return err
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["model=nosuch"], ["'nosuch'", "tiny_cnn", "c, e", "timm"]),
+    (["-m", "model=c,nosuch_either"], ["'nosuch_either'", "tiny_vit"]),
+    (["pruner=magic"], ["'magic'", "dg_group", "l1_unstructured"]),
+    (["dataset=imagenet42"], ["'imagenet42'", "digits", "synthetic"]),
+    (["ratio=1.0"], ["ratio=1.0", "[0, 1)"]),
+    (["ratio=-0.1"], ["ratio=-0.1", "[0, 1)"]),
+    (["-m", "ratio=0.3,1.5"], ["ratio=1.5", "[0, 1)"]),
+    (["ratio=abc"], ["'abc'", "[0, 1)"]),
+    (["model=c,"], ["malformed override", "model=c,"]),
+    (["ratio=0.3,0.5"], ["ratio=0.3,0.5", "-m"]),
+    (["+dataset.root=/definitely/not/here"], ["/definitely/not/here", "does not exist"]),
+    (["tracking.uri=http://127.0.0.1:9"], ["http://127.0.0.1:9", "unreachable"]),
+    (["device=tpu"], ["device='tpu'", "cpu"]),
+])
+def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
+    err = _fail(argv, capsys, tmp_path, monkeypatch)
+    assert err.startswith("sweep: error: ")
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_any_timm_model_is_accepted_by_name():
+    plan = cli.preflight(["model=resnet18", "tracking.uri=sqlite:///x.db"])
+    assert plan.num_jobs == 1 and plan.sweep_id
+
+
+def test_glob_expands_to_pruning_methods_only():
+    plan = cli.preflight(["-m", "model=tiny_cnn,tiny_vit", "pruner=glob(*)", "ratio=0.3,0.5,0.7",
+                          "tracking.uri=sqlite:///x.db"])
+    assert plan.num_jobs == 2 * 6 * 3
+    assert any(a.startswith("sweep_id=") for a in plan.argv)

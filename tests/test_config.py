@@ -1,0 +1,64 @@
+"""The config groups compose with Hydra's compose API and name what they should."""
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from sweep.config import group_options
+from sweep.data import Dataset
+from sweep.pruners.base import Pruner
+
+SEED_COUNTS = {"c": ("convnext_large", 196_245_706), "e": ("efficientnet_b4", 17_566_546),
+               "v": ("vit_large_patch16_224", 303_311_882), "m": ("mobilenetv4_conv_large", 31_322_674)}
+
+
+def test_defaults_compose(compose):
+    cfg = compose()
+    assert cfg.model.alias == "tiny_cnn" and cfg.dataset.name == "digits"
+    assert 0 <= cfg.ratio < 1
+    assert cfg.tracking.uri.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize("alias", sorted(SEED_COUNTS))
+def test_seed_aliases_name_the_seed_models(compose, alias):
+    cfg = compose([f"model={alias}"])
+    assert cfg.model.name == SEED_COUNTS[alias][0]
+    assert cfg.model.weights == "pretrained"
+
+
+def test_seed_parameter_counts_with_ten_classes():
+    import timm
+    import torch
+
+    for alias, (name, expected) in SEED_COUNTS.items():
+        with torch.device("meta"):
+            model = timm.create_model(name, num_classes=10)
+        assert sum(p.numel() for p in model.parameters()) == expected, alias
+
+
+@pytest.mark.parametrize("name", group_options("pruner"))
+def test_every_pruner_instantiates(compose, name):
+    pruner = instantiate(compose([f"pruner={name}"]).pruner)
+    assert isinstance(pruner, Pruner) and pruner.name == name
+    assert pruner.ratio_means
+
+
+@pytest.mark.parametrize("name", group_options("dataset"))
+def test_every_dataset_instantiates(compose, name):
+    ds = instantiate(compose([f"dataset={name}"]).dataset)
+    assert isinstance(ds, Dataset) and ds.num_classes == 10
+    assert len(ds.train()) > 0 and len(ds.eval()) > 0
+
+
+def test_digits_split_is_fixed_and_disjoint(compose):
+    a = instantiate(compose(["dataset=digits"]).dataset)
+    b = instantiate(compose(["dataset=digits"]).dataset)
+    assert (a.eval().labels == b.eval().labels).all()
+    assert len(a.train()) + len(a.eval()) == 1797
+    assert len(a.eval()) == pytest.approx(0.2 * 1797, abs=1)
+
+
+def test_environment_overrides_tracking_uri(compose, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/x.db")
+    assert compose().tracking.uri == f"sqlite:///{tmp_path}/x.db"
+    assert compose(["tracking.uri=http://127.0.0.1:5000"]).tracking.uri == "http://127.0.0.1:5000"

@@ -1,0 +1,46 @@
+"""A real Hydra multirun through `python -m sweep`, into a tmp MLflow store."""
+from __future__ import annotations
+
+import pytest
+
+from sweep import tracking
+
+from conftest import FAST, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = run_cli(["-m", "model=tiny_cnn,tiny_vit", "pruner=l1_unstructured,dg_group", "ratio=0.3,0.6",
+                 f"tracking.uri={store}", *FAST], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = tracking.search_runs(store, "pruning-sweep")
+    assert len(runs) == 8
+    assert {x.info.status for x in runs} == {"FINISHED"}
+    assert len({x.data.tags["sweep_id"] for x in runs}) == 1
+    assert {x.info.run_name for x in runs} == {f"{m}/{p}/{q}" for m in ("tiny_cnn", "tiny_vit")
+                                              for p in ("l1_unstructured", "dg_group") for q in ("0.3", "0.6")}
+    for x in runs:
+        for name in tracking.REQUIRED_METRICS:
+            assert name in x.data.metrics, (x.info.run_name, name)
+        assert x.data.metrics["dense_accuracy_top1"] >= 0.9, x.info.run_name
+    # Hydra's own config of each job is attached
+    from mlflow.tracking import MlflowClient
+
+    files = [f.path for f in MlflowClient(store).list_artifacts(runs[0].info.run_id, "hydra")]
+    assert "hydra/config.yaml" in files and "hydra/overrides.yaml" in files
+    assert list(tmp_path.glob("multirun/*/*/0/.hydra/config.yaml"))
+    assert "8 finished, 0 failed" in r.stdout
+
+
+def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = run_cli(["-m", "model=tiny_cnn", "pruner=l1_unstructured", "ratio=0.3,0.5",
+                 "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers_pruners.Explodes",
+                 f"tracking.uri={store}", *FAST], cwd=tmp_path)
+    runs = tracking.search_runs(store, "pruning-sweep")
+    statuses = sorted(x.info.status for x in runs)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "failed" in r.stdout and "cannot prune" in r.stdout
+    assert len(runs) == 4 and statuses.count("FAILED") == 2 and statuses.count("FINISHED") == 2

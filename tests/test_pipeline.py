@@ -1,0 +1,85 @@
+"""One job in-process (build -> weights -> prune -> measure -> evaluate -> log) against a tmp MLflow store."""
+from __future__ import annotations
+
+import pytest
+
+from sweep import pipeline, tracking
+
+from conftest import FAST
+
+
+def _runs(store, experiment="pruning-sweep"):
+    return tracking.search_runs(store, experiment)
+
+
+def test_job_logs_the_schema(compose, store, weights_cache):
+    cfg = compose(["model=tiny_cnn", "pruner=dg_group", "ratio=0.5", f"tracking.uri={store}",
+                   "sweep_id=unit", *FAST])
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "tiny_cnn/dg_group/0.5"
+    m, p, t = run.data.metrics, run.data.params, run.data.tags
+    for name in tracking.REQUIRED_METRICS:
+        assert name in m, name
+    for name in tracking.METRICS_PER_MODEL:
+        assert name in m and tracking.DENSE_PREFIX + name in m, name
+    assert m["speedup"] == pytest.approx(m["dense_latency_ms"] / m["latency_ms"], rel=1e-6)
+    assert m["params_total"] < m["dense_params_total"] and m["macs"] < m["dense_macs"]
+    assert m["dense_accuracy_top1"] >= 0.9  # trained on digits, not an untrained head
+    assert p["model"] == "tiny_cnn" and p["model_name"] == "test_resnet" and p["pruner"] == "dg_group"
+    assert float(p["ratio"]) == 0.5 and p["dataset"] == "digits" and "measure.iters_used" in p
+    assert t["sweep_id"] == "unit" and t["weights"] == "trained" and t["noop"] == "false"
+    assert t["accuracy_at_chance"] == "false" and t["pruning_kind"] == "structural"
+    assert t["dense_speedup_possible"] == "true"
+    for tag in ("device", "git_commit", *tracking.TAG_VERSIONS):
+        assert t.get(tag), tag
+
+
+def test_unstructured_run_says_no_dense_speedup(compose, store, weights_cache):
+    pipeline.run_job(compose(["pruner=global_unstructured", "ratio=0.7", f"tracking.uri={store}", *FAST]))
+    (run,) = _runs(store)
+    assert run.data.tags["dense_speedup_possible"] == "false"
+    assert run.data.metrics["sparsity"] == pytest.approx(0.7, abs=0.01)
+    assert run.data.metrics["params_nonzero"] < run.data.metrics["dense_params_nonzero"]
+
+
+def test_noop_pruner_is_flagged(compose, store, weights_cache):
+    cfg = compose(["pruner=dg_group", "pruner._target_=helpers_pruners.DoNothing", "pruner.name=do_nothing",
+                   "~pruner.importance", "~pruner.global_pruning", f"tracking.uri={store}", *FAST])
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    assert run.data.tags["noop"] == "true"
+
+
+def test_random_weights_are_flagged_at_chance(compose, store, weights_cache):
+    cfg = compose(["model=tiny_cnn", "model.train.epochs=0", f"tracking.uri={store}", *FAST])
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    assert run.data.tags["weights"] == "random"
+    assert run.data.tags["accuracy_at_chance"] == "true"
+
+
+def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store, weights_cache):
+    cfg = compose(["pruner=dg_group", "pruner._target_=helpers_pruners.Explodes", "pruner.name=explodes",
+                   "~pruner.importance", "~pruner.global_pruning", f"tracking.uri={store}", *FAST])
+    result = pipeline.run_job_isolated(cfg)
+    assert result["status"] == "FAILED"
+    (run,) = _runs(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("RuntimeError: cannot prune ResNet")
+    assert "stage_weights_seconds" in run.data.metrics  # stages before the failure stay logged
+    from mlflow.tracking import MlflowClient
+
+    files = [f.path for f in MlflowClient(store).list_artifacts(run.info.run_id)]
+    assert "traceback.txt" in files
+
+
+def test_offline_pretrained_falls_back_to_random_quickly(compose, monkeypatch):
+    from sweep import weights
+
+    monkeypatch.setattr(weights, "_HUB_REACHABLE", False)
+    monkeypatch.setattr(weights, "_cached_hub_file", lambda name: None)
+    cfg = compose(["model=tiny_cnn", "model.weights=pretrained"])
+    model, source, note = weights.build_start(cfg.model, 10, 0)
+    assert source == "random" and "unreachable" in note
