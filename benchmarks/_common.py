@@ -1,0 +1,25 @@
+"""Helpers shared by the benchmark scripts: run the real CLI, read runs back through sweep.tracking."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run_sweep(args: list[str], cwd: Path) -> float:
+    """`python -m sweep ARGS` in cwd; returns its wall time in seconds; raises on failure."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True,
+                       env=dict(os.environ))
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout[-2000:] + r.stderr[-4000:])
+        raise SystemExit(f"sweep failed with exit status {r.returncode}")
+    return time.perf_counter() - t0
+
+
+def cv(values: list[float]) -> float:
+    """Coefficient of variation (sample standard deviation / mean)."""
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0

@@ -1,0 +1,370 @@
+"""`python -m sweep.report`: the benchmark document, rendered from what jobs logged to MLflow (and
+nothing else). The same store gives byte-identical Markdown.
+
+    python -m sweep.report [--tracking-uri URI] [--experiment NAME] [--sweep ID] [--out DIR]
+                           [--baseline SWEEP_ID] [--latency-threshold 0.05] [--accuracy-threshold 0.01]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweep import tracking as T
+from sweep.errors import SweepConfigError
+
+FAMILY_TITLES = {"torch.nn.utils.prune": "Ln-norm based pruning (torch.nn.utils.prune)",
+                 "depgraph": "DepGraph: towards any structural pruning (Torch-Pruning)"}
+FAMILY_ORDER = ["torch.nn.utils.prune", "depgraph"]
+SEED_MODEL_ORDER = ["c", "e", "v", "m"]
+
+
+@dataclass
+class Row:
+    model: str
+    model_name: str
+    pruner: str
+    ratio: float
+    status: str
+    metrics: dict
+    tags: dict
+    params: dict
+
+    @property
+    def family(self) -> str:
+        return self.tags.get(T.TAG_FAMILY) or "other"
+
+    @property
+    def kind(self) -> str:
+        return self.tags.get(T.TAG_KIND, "")
+
+    def flag(self, tag: str) -> bool:
+        return self.tags.get(tag) == "true"
+
+    @property
+    def masks(self) -> bool:
+        return self.tags.get(T.TAG_SPEEDUP_POSSIBLE) == "false"
+
+    @property
+    def error(self) -> str:
+        return self.tags.get(T.TAG_ERROR, "").splitlines()[0] if self.tags.get(T.TAG_ERROR) else ""
+
+
+@dataclass
+class Sweep:
+    sweep_id: str
+    rows: list[Row]
+    models: list[str] = field(default_factory=list)
+    pruners: list[str] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+
+def _model_key(alias: str) -> tuple:
+    return (SEED_MODEL_ORDER.index(alias), "") if alias in SEED_MODEL_ORDER else (len(SEED_MODEL_ORDER), alias)
+
+
+def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
+    runs = T.search_runs(uri, experiment)
+    if not runs:
+        raise SweepConfigError(f"experiment {experiment!r} in {uri} has no runs")
+    if sweep_id is None:  # the newest sweep: the one whose latest run started last
+        latest = max(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+        sweep_id = latest.data.tags.get(T.TAG_SWEEP_ID)
+    chosen = [r for r in runs if r.data.tags.get(T.TAG_SWEEP_ID) == sweep_id]
+    if not chosen:
+        known = sorted({r.data.tags.get(T.TAG_SWEEP_ID, "") for r in runs})
+        raise SweepConfigError(f"sweep {sweep_id!r} has no runs in experiment {experiment!r}: "
+                               f"choose from {', '.join(known[-10:])}")
+    # A grid point run more than once (a re-run after a failure) counts by its latest run.
+    latest: dict[tuple, Row] = {}
+    for r in sorted(chosen, key=lambda r: (r.info.start_time, r.info.run_id)):
+        p = r.data.params
+        name_parts = (r.info.run_name or "").split("/")
+        model = p.get(T.PARAM_MODEL) or name_parts[0]
+        pruner = p.get(T.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
+        ratio = float(p.get(T.PARAM_RATIO) or (name_parts[2] if len(name_parts) > 2 else "nan"))
+        latest[(model, pruner, ratio)] = Row(model, p.get(T.PARAM_MODEL_NAME, model), pruner, ratio,
+                                             r.info.status, dict(r.data.metrics), dict(r.data.tags), dict(p))
+    rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio))
+    return Sweep(sweep_id, rows, sorted({x.model for x in rows}, key=_model_key),
+                 sorted({x.pruner for x in rows}), sorted({x.ratio for x in rows}))
+
+
+# ---- formatting ---------------------------------------------------------------------------------------
+def _int(v) -> str:
+    return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{int(round(v)):,}"
+
+
+def _ms(v) -> str:
+    return "?" if v is None else f"{v:.2f}ms"
+
+
+def _pct(v) -> str:
+    return "?" if v is None else f"{100 * v:.1f}%"
+
+
+def _macs(v) -> str:
+    if v is None:
+        return "?"
+    return f"{v / 1e9:.2f} G" if v >= 1e8 else f"{v / 1e6:.2f} M"
+
+
+def seed_line(row: Row, dense: bool = False) -> str:
+    """The seed document's line: `c: 196,245,706 params, 17.05ms, 8.6%`, with honest notes."""
+    if row.status != "FINISHED":
+        return f"{row.model}: {row.status}: {row.error or 'no error recorded'}"
+    if row.flag(T.TAG_NOOP) and not dense:
+        return f"{row.model}: NO-OP: pruning changed nothing, not a result"
+    pre = T.DENSE_PREFIX if dense else ""
+    m = row.metrics
+    line = f"{row.model}: {_int(m.get(pre + 'params_total'))} params"
+    if not dense and row.kind != "structural":
+        line += f" ({_int(m.get('params_nonzero'))} non-zero)"
+    line += f", {_ms(m.get(pre + 'latency_ms'))}, {_pct(m.get(pre + 'accuracy_top1'))}"
+    if row.flag(T.TAG_AT_CHANCE):
+        line += " (accuracy at chance)"
+    return line
+
+
+def flags(row: Row) -> list[str]:
+    out = []
+    if row.status != "FINISHED":
+        out.append(f"{row.status.lower()}: {row.error}" if row.error else row.status.lower())
+    if row.flag(T.TAG_NOOP):
+        out.append("no-op")
+    if row.flag(T.TAG_AT_CHANCE):
+        out.append("accuracy at chance")
+    if row.masks:
+        out.append("masks: no dense speedup possible")
+    return out
+
+
+def table(rows: list[Row]) -> list[str]:
+    out = ["| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
+           "speedup [95% CI] | top-1 (vs dense) | flags |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r.metrics
+        if r.status != "FINISHED" or not m.get("latency_ms"):
+            out.append(f"| {r.model} | | | | | | {'; '.join(flags(r)) or 'incomplete'} |")
+            continue
+        if r.flag(T.TAG_NOOP):
+            speed = "n/a (no-op)"
+        elif r.masks:
+            speed = "n/a (masks)"
+        else:
+            speed = f"{m['speedup']:.2f}x [{m.get('speedup_ci_low', m['speedup']):.2f}, {m.get('speedup_ci_high', m['speedup']):.2f}]"
+        acc = f"{_pct(m.get('accuracy_top1'))} ({100 * m.get('accuracy_delta', 0.0):+.1f} pt)"
+        out.append(f"| {r.model} | {_int(m.get('params_total'))} / {_int(m.get('params_nonzero'))} | "
+                   f"{_macs(m.get('macs'))} / {_macs(m.get('macs_nonzero'))} | "
+                   f"{m['latency_ms']:.2f} ± {m.get('latency_std_ms', 0.0):.2f} ms | {speed} | {acc} | "
+                   f"{'; '.join(flags(r))} |")
+    return out
+
+
+def _missing(model: str, pruner: str, ratio: float) -> Row:
+    return Row(model, model, pruner, ratio, "MISSING", {}, {T.TAG_ERROR: "no run logged for this grid point"}, {})
+
+
+def render(sweep: Sweep, figures: dict[str, str], baseline: "Sweep | None" = None,
+           latency_threshold: float = 0.05, accuracy_threshold: float = 0.01) -> str:
+    rows = {(r.model, r.pruner, r.ratio): r for r in sweep.rows}
+    lines = ["# Benchmarks Result", ""]
+    devices = sorted({r.tags.get(T.TAG_DEVICE, "?") for r in sweep.rows})
+    commits = sorted({r.tags.get(T.TAG_GIT_COMMIT, "?")[:12] for r in sweep.rows})
+    n_ok = sum(r.status == "FINISHED" for r in sweep.rows)
+    lines += [f"Sweep `{sweep.sweep_id}`: {len(sweep.rows)} runs ({n_ok} finished), models "
+              f"{', '.join(sweep.models)}, ratios {', '.join(f'{q:g}' for q in sweep.ratios)}. "
+              f"Device: {'; '.join(devices)}. Commit: {', '.join(commits)}.", "",
+              "Each line: `model: parameters, median latency per batch, top-1 accuracy`. Dense figures are "
+              "measured in the same job as the pruned ones. Masks (unstructured and structured-mask "
+              "methods) keep dense shapes: their latency cannot improve on dense kernels, so no speedup is "
+              "claimed for them.", ""]
+
+    lines += ["## Original (not pruned)", "", "```bash", "# N(params), Latency, Accuracy"]
+    dense_rows = []
+    for model in sweep.models:
+        done = [r for r in sweep.rows if r.model == model and r.status == "FINISHED" and "dense_latency_ms" in r.metrics]
+        if done:
+            dense_rows.append(done[0])
+            lines.append(seed_line(done[0], dense=True))
+        else:
+            lines.append(f"{model}: no finished run measured the dense model")
+    lines += ["```", ""]
+    chance = [r.model for r in dense_rows if r.flag(T.TAG_AT_CHANCE)]
+    if chance:
+        lines += [f"> Accuracy of {', '.join(chance)} is at chance (weights: "
+                  f"{', '.join(sorted({r.tags.get(T.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
+                  "their accuracy figures are not results.", ""]
+
+    pruners_by_family: dict[str, list[str]] = {}
+    for r in sweep.rows:
+        pruners_by_family.setdefault(r.family, [])
+        if r.pruner not in pruners_by_family[r.family]:
+            pruners_by_family[r.family].append(r.pruner)
+    families = [f for f in FAMILY_ORDER if f in pruners_by_family] + sorted(set(pruners_by_family) - set(FAMILY_ORDER))
+    for fam in families:
+        lines += [f"## {FAMILY_TITLES.get(fam, fam)}", ""]
+        for pruner in sorted(pruners_by_family[fam]):
+            sample = next(r for r in sweep.rows if r.pruner == pruner)
+            means = sample.params.get("pruner.ratio_means", "")
+            for ratio in sweep.ratios:
+                section = [rows.get((m, pruner, ratio)) or _missing(m, pruner, ratio) for m in sweep.models]
+                lines += [f"### {pruner} ({sample.kind or 'unknown kind'}, ratio={ratio:g})", ""]
+                if means:
+                    lines += [f"ratio = {means}.", ""]
+                lines += ["```bash"] + [seed_line(r) for r in section] + ["```", ""]
+                lines += table(section) + [""]
+
+    if figures:
+        lines += ["## Figures", ""]
+        for title, path in figures.items():
+            lines += [f"### {title}", "", f"![{title}]({path})", ""]
+
+    if baseline is not None:
+        lines += regressions(sweep, baseline, latency_threshold, accuracy_threshold)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def regressions(sweep: Sweep, baseline: Sweep, latency_threshold: float, accuracy_threshold: float) -> list[str]:
+    base = {(r.model, r.pruner, r.ratio): r for r in baseline.rows if r.status == "FINISHED"}
+    lines = [f"## Compared with sweep `{baseline.sweep_id}`", "",
+             f"Regression: latency up by more than {100 * latency_threshold:.1f} % or top-1 down by more than "
+             f"{100 * accuracy_threshold:.1f} points.", "",
+             "| model | pruner | ratio | latency then → now | top-1 then → now | regression |", "|---|---|---|---|---|---|"]
+    found = []
+    for r in sweep.rows:
+        b = base.get((r.model, r.pruner, r.ratio))
+        if b is None or r.status != "FINISHED" or "latency_ms" not in r.metrics:
+            continue
+        lat0, lat1 = b.metrics["latency_ms"], r.metrics["latency_ms"]
+        acc0, acc1 = b.metrics.get("accuracy_top1", 0.0), r.metrics.get("accuracy_top1", 0.0)
+        why = []
+        if lat1 > lat0 * (1 + latency_threshold):
+            why.append(f"latency +{100 * (lat1 / lat0 - 1):.1f} %")
+        if acc1 < acc0 - accuracy_threshold:
+            why.append(f"top-1 {100 * (acc1 - acc0):+.1f} pt")
+        lines.append(f"| {r.model} | {r.pruner} | {r.ratio:g} | {lat0:.2f} → {lat1:.2f} ms | "
+                     f"{_pct(acc0)} → {_pct(acc1)} | {'; '.join(why)} |")
+        if why:
+            found.append(f"- {r.model}/{r.pruner}/{r.ratio:g}: {'; '.join(why)}")
+    gone = sorted(set(base) - {(r.model, r.pruner, r.ratio) for r in sweep.rows if r.status == "FINISHED"},
+                  key=lambda k: (_model_key(k[0]), k[1], k[2]))
+    found += [f"- {m}/{p}/{q:g}: finished in the baseline, not in this sweep" for m, p, q in gone]
+    lines += ["", "### Regressions", ""] + (found or ["None."]) + [""]
+    return lines
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another with lower-or-equal cost and higher-or-equal accuracy."""
+    front, best = [], -math.inf
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def figures(sweep: Sweep, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in sweep.rows if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "latency_ms" in r.metrics]
+    if not done:
+        return {}
+    made: dict[str, str] = {}
+    meta = {"Software": None}
+    for xkey, xlabel, fname in (("macs", "MACs per image (millions, dense kernels)", "accuracy_vs_macs.png"),
+                                ("latency_ms", "median latency per batch (ms)", "accuracy_vs_latency.png")):
+        models = [m for m in sweep.models if any(r.model == m for r in done)]
+        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+        for ax, model in zip(axes[0], models):
+            mine = [r for r in done if r.model == model]
+            scale = 1e6 if xkey == "macs" else 1.0
+            for pruner in sorted({r.pruner for r in mine}):
+                pts = [(r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"]) for r in mine if r.pruner == pruner]
+                ax.scatter(*zip(*pts), label=pruner, s=22)
+            d = mine[0].metrics
+            ax.scatter([d["dense_" + xkey] / scale], [100 * d["dense_accuracy_top1"]], marker="*", s=120,
+                       color="black", label="dense", zorder=3)
+            allpts = [(r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"]) for r in mine]
+            allpts.append((d["dense_" + xkey] / scale, 100 * d["dense_accuracy_top1"]))
+            front = pareto(allpts)
+            ax.step(*zip(*front), where="post", color="grey", linestyle="--", linewidth=1, label="Pareto front")
+            title = model + (" (accuracy at chance)" if mine[0].flag(T.TAG_AT_CHANCE) else "")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110, metadata=meta)
+        plt.close(fig)
+        made["Accuracy vs " + ("MACs" if xkey == "macs" else "latency") + " (per model, Pareto front dashed)"] = fname
+
+    structural = [r for r in done if not r.masks]
+    if structural:
+        pruners = sorted({r.pruner for r in structural})
+        fig, axes = plt.subplots(1, len(pruners), figsize=(4.2 * len(pruners), 3.6), squeeze=False)
+        for ax, pruner in zip(axes[0], pruners):
+            for model in sweep.models:
+                pts = sorted((r.ratio, r.metrics["speedup"], r.metrics.get("speedup_ci_low", r.metrics["speedup"]),
+                              r.metrics.get("speedup_ci_high", r.metrics["speedup"]))
+                             for r in structural if r.pruner == pruner and r.model == model)
+                if pts:
+                    x, y, lo, hi = zip(*pts)
+                    ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]],
+                                marker="o", capsize=3, label=model)
+            ax.axhline(1.0, color="grey", linewidth=1)
+            ax.set_title(pruner, fontsize=10)
+            ax.set_xlabel("ratio", fontsize=8)
+            ax.set_ylabel("speedup vs dense (x, 95% CI)", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "speedup_vs_ratio.png", dpi=110, metadata=meta)
+        plt.close(fig)
+        made["Speedup vs ratio (structural methods only)"] = "speedup_vs_ratio.png"
+    return made
+
+
+def write_report(uri: str, experiment: str, sweep_id: str | None, out_dir: Path, baseline: str | None = None,
+                 latency_threshold: float = 0.05, accuracy_threshold: float = 0.01) -> Path:
+    uri = T.resolve_uri(uri)
+    T.check_reachable(uri)
+    sweep = load_sweep(uri, experiment, sweep_id)
+    base = load_sweep(uri, experiment, baseline) if baseline else None
+    out = out_dir / sweep.sweep_id
+    out.mkdir(parents=True, exist_ok=True)
+    doc = render(sweep, figures(sweep, out), base, latency_threshold, accuracy_threshold)
+    path = out / "benchmark.md"
+    path.write_text(doc)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m sweep.report", description="Render the benchmark document from MLflow.")
+    ap.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ap.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT)
+    ap.add_argument("--sweep", default=None, help="sweep_id (default: the newest sweep in the experiment)")
+    ap.add_argument("--out", default="reports", type=Path, help="output folder (a sub-folder per sweep)")
+    ap.add_argument("--baseline", default=None, help="an earlier sweep_id to compare with")
+    ap.add_argument("--latency-threshold", type=float, default=0.05, help="relative latency increase that is a regression")
+    ap.add_argument("--accuracy-threshold", type=float, default=0.01, help="top-1 drop (fraction) that is a regression")
+    args = ap.parse_args(argv)
+    try:
+        path = write_report(args.tracking_uri, args.experiment, args.sweep, args.out, args.baseline,
+                            args.latency_threshold, args.accuracy_threshold)
+    except SweepConfigError as e:
+        print(f"sweep.report: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
