@@ -33,6 +33,15 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
     assert list(tmp_path.glob("multirun/*/*/0/.hydra/config.yaml"))
     assert "8 finished, 0 failed" in r.stdout
 
+    # the report, end to end from this real sweep
+    from sweep import report
+
+    doc = report.write_report(store, "pruning-sweep", None, tmp_path / "reports").read_text()
+    original = doc.split("## Original (not pruned)")[1].split("##")[0]
+    assert "tiny_cnn: 373,658 params," in original and "tiny_vit: 264,650 params," in original
+    assert "### l1_unstructured (unstructured, ratio=0.3)" in doc and "### dg_group (structural, ratio=0.6)" in doc
+    assert "n/a (masks)" in doc and "MISSING" not in doc and "FAILED" not in doc
+
 
 def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
