@@ -5,6 +5,7 @@ for a given model input size, so one cached copy serves every model of a sweep.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,15 @@ class Dataset:
         return {"name": self.name}
 
 
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits as tensors, read once per process (every job of a sweep uses them)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.images, dtype=torch.float32).div_(16.0).unsqueeze(1), torch.tensor(d.target, dtype=torch.int64)
+
+
 class Digits(Dataset):
     """scikit-learn's bundled 8x8 digits; a fixed, stratified, seeded train/eval split."""
 
@@ -53,12 +63,9 @@ class Digits(Dataset):
 
     def _load(self) -> tuple[Split, Split]:
         if self._splits is None:
-            from sklearn.datasets import load_digits
             from sklearn.model_selection import train_test_split
 
-            d = load_digits()
-            images = torch.tensor(d.images, dtype=torch.float32).div_(16.0).unsqueeze(1)
-            labels = torch.tensor(d.target, dtype=torch.int64)
+            images, labels = _digits()
             idx_train, idx_eval = train_test_split(
                 torch.arange(len(labels)).numpy(),
                 test_size=self.eval_fraction,

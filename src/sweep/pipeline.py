@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import platform
@@ -30,6 +31,9 @@ from sweep.pruners.base import Pruner
 log = logging.getLogger("sweep")
 
 STAGES = ("build", "weights", "prune", "measure", "evaluate", "log")
+# Logged data is sent to MLflow after these stages, and in any case when the run ends (also on failure
+# or SIGTERM): each send costs a store round trip, which adds up over a grid of short jobs.
+CHECKPOINT_STAGES = ("measure",)
 
 
 @dataclass
@@ -62,6 +66,7 @@ def device_description(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], capture_output=True, text=True,
@@ -71,6 +76,7 @@ def git_commit() -> str:
         return "unknown"
 
 
+@functools.lru_cache(maxsize=None)
 def versions() -> dict[str, str]:
     import mlflow
     import timm
@@ -119,6 +125,8 @@ def stage(job: Job, run: tracking.JobRun, name: str):
     yield
     job.stage_seconds[name] = dt = time.perf_counter() - t0
     run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
+    if name in CHECKPOINT_STAGES:
+        run.flush()
     log.info("%s: %s done in %.1fs", job.run_name, name, dt)
 
 

@@ -5,6 +5,7 @@ Jobs, the report and the tests all use the names defined here; the README's sche
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -101,6 +102,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise SweepConfigError(f"tracking.uri={uri}: folder {parent} does not exist")
 
 
+@functools.lru_cache(maxsize=None)
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -149,12 +151,16 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 @dataclass
 class JobRun:
-    """One MLflow run. Everything logged is sent at once, so a later failure loses nothing."""
+    """One MLflow run. Metrics, params and tags are buffered and sent together by `flush` (after every
+    pipeline stage, and when the run ends however it ends), so a failure loses nothing already measured."""
 
     uri: str
     experiment_id: str
     run_id: str
     _params: dict[str, str] = field(default_factory=dict)
+    _pending_metrics: list = field(default_factory=list)
+    _pending_params: list = field(default_factory=list)
+    _pending_tags: list = field(default_factory=list)
 
     @property
     def client(self):
@@ -164,9 +170,7 @@ class JobRun:
         from mlflow.entities import Param
 
         new = {k: _fmt(v) for k, v in params.items() if k not in self._params}
-        items = [Param(k, v) for k, v in new.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+        self._pending_params += [Param(k, v) for k, v in new.items()]
         self._params.update(new)
 
     def log_metrics(self, metrics: Mapping[str, float | int | None]) -> None:
@@ -175,17 +179,22 @@ class JobRun:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, 0) for k, v in metrics.items()
-                 if v is not None and not (isinstance(v, float) and math.isnan(v))]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        self._pending_metrics += [Metric(k, float(v), ts, 0) for k, v in metrics.items()
+                                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, _fmt(v).lower() if isinstance(v, bool) else _fmt(v)) for k, v in tags.items()]
-        if items:
-            self.client.log_batch(self.run_id, tags=items)
+        self._pending_tags += [RunTag(k, _fmt(v).lower() if isinstance(v, bool) else _fmt(v))
+                               for k, v in tags.items()]
+
+    def flush(self) -> None:
+        # MLflow's limits per batch: 1000 metrics, 100 params, 100 tags
+        m, p, t = self._pending_metrics, self._pending_params, self._pending_tags
+        self._pending_metrics, self._pending_params, self._pending_tags = [], [], []
+        while m or p or t:
+            self.client.log_batch(self.run_id, metrics=m[:1000], params=p[:100], tags=t[:100])
+            m, p, t = m[1000:], p[100:], t[100:]
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
@@ -215,9 +224,9 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
     """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED."""
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
-    run = client.create_run(experiment_id, run_name=run_name)
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={k: _fmt(v).lower() if isinstance(v, bool) else _fmt(v) for k, v in tags.items()})
     job = JobRun(uri, experiment_id, run.info.run_id)
-    job.set_tags(tags)
     status = "FINISHED"
     try:
         with _sigterm_raises():
@@ -234,6 +243,7 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
             job.log_text("".join(traceback.format_exception(e)), "traceback.txt")
         raise
     finally:
+        job.flush()
         client.set_terminated(job.run_id, status)
 
 

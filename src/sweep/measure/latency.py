@@ -30,7 +30,7 @@ class LatencySettings:
     warmup_tol: float = 0.05
     iters: int | str = "auto"
     iters_min: int = 10
-    iters_max: int = 200
+    iters_max: int = 1000
     time_budget_s: float = 4.0
     threads: int | str = "auto"
     bootstrap: int = 1000
