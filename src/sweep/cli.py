@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class Plan:
     sweep_id: str | None = None
     stores: set[tuple[str, str]] = field(default_factory=set)  # (tracking uri, experiment)
     runs_job: bool = True
+    multirun: bool = False
 
 
 def _first_line(e: BaseException) -> str:
@@ -87,7 +89,7 @@ def preflight(argv: list[str]) -> Plan:
 
         grid = BasicSweeper.split_arguments(parsed, None)[0] if parsed else [[]]
         # Compose one job per distinct model x dataset x pruner choice (the rest only varies numbers).
-        seen, plan = set(), Plan(list(argv), len(grid))
+        seen, plan = set(), Plan(list(argv), len(grid), multirun=bool(args.multirun))
         for job in grid:
             key = tuple(o for o in job if o.split("=", 1)[0].lstrip("+~") in C.GROUPS)
             if key in seen:
@@ -114,8 +116,8 @@ def preflight(argv: list[str]) -> Plan:
     return plan
 
 
-def summarize(plan: Plan, since_ms: int) -> int:
-    """Print what this invocation logged; non-zero when any job failed."""
+def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
+    """Print what this invocation logged; (exit status, figures for the parent run)."""
     from sweep import tracking
 
     finished, failed = [], []
@@ -124,11 +126,24 @@ def summarize(plan: Plan, since_ms: int) -> int:
             if r.info.start_time < since_ms:
                 continue  # logged by an earlier invocation of the same sweep
             (finished if r.info.status == "FINISHED" else failed).append(r)
+    skipped = max(0, plan.num_jobs - len(finished) - len(failed))
     stores = ", ".join(f"{u} (experiment {e})" for u, e in sorted(plan.stores))
-    print(f"sweep {plan.sweep_id}: {len(finished)} finished, {len(failed)} failed or killed; store {stores}")
+    print(f"sweep {plan.sweep_id}: {len(finished)} finished, {len(failed)} failed or killed, "
+          f"{skipped} skipped or missing (of {plan.num_jobs} jobs); store {stores}")
     for r in failed:
         print(f"  {r.info.status}: {r.info.run_name}: {r.data.tags.get(tracking.TAG_ERROR, '')}")
-    return 1 if failed else 0
+    if failed:
+        print(f"re-run the same command with sweep_id={plan.sweep_id} to run the failed jobs again "
+              f"(finished ones are skipped)")
+    figures = {"jobs": plan.num_jobs, "jobs_finished": len(finished), "jobs_failed": len(failed),
+               "jobs_skipped": skipped}
+    return (1 if failed else 0), figures
+
+
+def _raise_killed(signum, frame):
+    from sweep.tracking import JobKilled
+
+    raise JobKilled(f"received signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,9 +162,39 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ[NUM_JOBS_ENV] = str(plan.num_jobs)
     since_ms = int(time.time() * 1000)
+    parent = None
+    if plan.runs_job and plan.multirun:
+        from sweep import tracking
+
+        uri, experiment = sorted(plan.stores)[0]
+        parent = (uri, tracking.open_parent_run(uri, experiment, plan.sweep_id, " ".join(["python -m sweep", *argv])))
+        plan.argv.append(f"tracking.parent_run_id={parent[1]}")
     sys.argv = [sys.argv[0]] + plan.argv
     from sweep.app import hydra_main
 
-    hydra_main()
-    if plan.runs_job:
-        raise SystemExit(summarize(plan, since_ms))
+    status, code, figures = "FAILED", 1, {}
+    previous = signal.signal(signal.SIGTERM, _raise_killed)
+    try:
+        hydra_main()
+        status, code = "FINISHED", 0
+    except BaseException as e:
+        from sweep.tracking import JobKilled
+
+        status = "KILLED" if isinstance(e, (KeyboardInterrupt, JobKilled)) else "FAILED"
+        if status == "KILLED":
+            print(f"sweep {plan.sweep_id}: interrupted; re-run with sweep_id={plan.sweep_id} to resume", file=sys.stderr)
+        code = 130 if status == "KILLED" else (e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if plan.runs_job:
+            from sweep import tracking
+
+            if parent is not None and status != "KILLED":
+                tracking.fail_orphans(*parent)
+            summary_code, figures = summarize(plan, since_ms)
+            if status == "FINISHED":
+                code = summary_code
+                status = "FAILED" if summary_code else "FINISHED"
+            if parent is not None:
+                tracking.close_parent_run(parent[0], parent[1], status, figures)
+    raise SystemExit(code)

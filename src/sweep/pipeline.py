@@ -104,7 +104,7 @@ def run_name_of(cfg: DictConfig) -> str:
 
 def job_params(job: Job) -> dict:
     cfg = OmegaConf.to_container(job.cfg, resolve=True)
-    for private in ("tracking", "sweep_id", "hydra"):
+    for private in ("tracking", "sweep_id", "hydra", "force"):
         cfg.pop(private, None)
     params = tracking.flatten(cfg)
     params.update({
@@ -151,15 +151,38 @@ def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) ->
     return min(n_split, max(int(cfg.min_samples), fit))
 
 
+def job_key(cfg: DictConfig) -> str:
+    """Stable identity of a job: its resolved config minus where things are written and tracked (and
+    minus `force`). Includes sweep_id, so re-running a sweep finds its own finished jobs."""
+    import hashlib
+    import json
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for volatile in ("hydra", "tracking", "force"):
+        c.pop(volatile, None)
+    c.get("weights", {}).pop("cache_dir", None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def run_job(cfg: DictConfig) -> dict[str, float]:
     check_job_config(cfg)  # bad input: no run is created
     m = cfg.model
     uri, sweep_id, run_name = tracking.resolve_uri(cfg.tracking.uri), sweep_id_of(cfg), run_name_of(cfg)
+    experiment, key = str(cfg.tracking.experiment), job_key(cfg)
     log.info("[job %s/%s] %s (sweep %s)", _job_num(), os.environ.get("SWEEP_NUM_JOBS", "?"), run_name, sweep_id)
-    tags = {tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_GIT_COMMIT: git_commit(), **versions()}
+    if not cfg.get("force", False):
+        done = tracking.finished_run_with_key(uri, experiment, key)
+        if done is not None:
+            log.info("%s: skipped, already FINISHED in this sweep as run %s (force=true re-runs it)",
+                     run_name, done.info.run_id)
+            return {"status": "SKIPPED"}
+    tags = {tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_GIT_COMMIT: git_commit(), tracking.TAG_JOB_KEY: key,
+            tracking.TAG_ROLE: "job", **versions()}
+    if cfg.tracking.get("parent_run_id"):
+        tags[tracking.TAG_PARENT] = cfg.tracking.parent_run_id
     from sweep import weights
 
-    with tracking.job_run(uri, str(cfg.tracking.experiment), run_name, tags) as run:
+    with tracking.job_run(uri, experiment, run_name, tags) as run:
         job = prepare(cfg)
         run.set_tags({tracking.TAG_DEVICE: device_description(job.device), tracking.TAG_KIND: job.pruner.kind.value,
                       tracking.TAG_FAMILY: job.pruner.family,

@@ -69,6 +69,9 @@ TAG_KIND = "pruning_kind"              # unstructured | structured_mask | struct
 TAG_FAMILY = "pruning_family"          # torch.nn.utils.prune | depgraph
 TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work
 TAG_VERSIONS = ("torch_version", "timm_version", "torch_pruning_version", "mlflow_version")
+TAG_JOB_KEY = "job_key"                # stable hash of the job's config (resume and dedupe)
+TAG_ROLE = "run_role"                  # job | sweep (the parent run of a multirun)
+TAG_PARENT = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows jobs under their sweep
 
 DEFAULT_EXPERIMENT = "pruning-sweep"
 
@@ -247,9 +250,58 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
         client.set_terminated(job.run_id, status)
 
 
+# ---- the sweep's parent run ---------------------------------------------------------------------------
+def open_parent_run(uri: str, experiment: str, sweep_id: str, command: str) -> str:
+    """The parent run of a sweep: reused (set RUNNING again) when the same sweep_id is run again."""
+    client = _client(uri)
+    experiment_id = init_store(uri, experiment)
+    found = client.search_runs([experiment_id], filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and "
+                                                            f"tags.{TAG_ROLE} = 'sweep'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"sweep {sweep_id}",
+                            tags={TAG_SWEEP_ID: sweep_id, TAG_ROLE: "sweep", "command": _fmt(command)})
+    return run.info.run_id
+
+
+def close_parent_run(uri: str, run_id: str, status: str, metrics: Mapping[str, float]) -> None:
+    client = _client(uri)
+    from mlflow.entities import Metric
+
+    ts = int(__import__("time").time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+    client.set_terminated(run_id, status)
+
+
+def fail_orphans(uri: str, parent_run_id: str) -> int:
+    """Jobs of a finished sweep whose run is still RUNNING died without ending it (killed hard, out of
+    memory, os._exit): record them as FAILED. Returns how many."""
+    client = _client(uri)
+    run = client.get_run(parent_run_id)
+    orphans = client.search_runs([run.info.experiment_id], run_view_type=1, max_results=1000,
+                                 filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    for o in orphans:
+        client.set_tag(o.info.run_id, TAG_ERROR, "the job ended without finishing its run "
+                                                 "(killed hard, out of memory or os._exit)")
+        client.set_terminated(o.info.run_id, "FAILED")
+    return len(orphans)
+
+
+def finished_run_with_key(uri: str, experiment: str, key: str):
+    """A FINISHED job run with this key, or None."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs([exp.experiment_id], max_results=1,
+                               filter_string=f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'")
+    return found[0] if found else None
+
+
 # ---- reading back --------------------------------------------------------------------------------------
 def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
-    """All runs of an experiment (optionally one sweep), oldest first."""
+    """All job runs of an experiment (optionally one sweep), oldest first; sweep parent runs left out."""
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -259,7 +311,7 @@ def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
     while True:
         page = client.search_runs([exp.experiment_id], filter_string=query, max_results=1000,
                                   order_by=["attributes.start_time ASC"], page_token=token)
-        runs.extend(page)
+        runs.extend(r for r in page if r.data.tags.get(TAG_ROLE) != "sweep")
         token = page.token
         if not token:
             return runs
