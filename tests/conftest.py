@@ -91,6 +91,34 @@ def log_fake_run(store, sweep_id, model, pruner, ratio, *, latency=(10.0, 5.0), 
         pass
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on loopback over a fresh SQLite store; yields its http URI."""
+    from sweep import server
+
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    tracking.init_store(store, "pruning-sweep")
+    port = free_port()
+    proc = subprocess.Popen(server.command(store, port=port, artifacts=str(tmp_path / "artifacts")),
+                            env=server.environment(), stdout=open(tmp_path / "server.log", "w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        server.wait_healthy(url, timeout=150, proc=proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -18,3 +18,14 @@ class Explodes(Pruner):
 
     def prune(self, model, ratio, example_inputs):
         raise RuntimeError(f"cannot prune {type(model).__name__} at {ratio}")
+
+
+class HardExit(Pruner):
+    kind = PruneKind.STRUCTURAL
+    family = "test"
+    ratio_means = "nothing: this pruner kills its process without any cleanup, like the OOM killer"
+
+    def prune(self, model, ratio, example_inputs):
+        import os
+
+        os._exit(3)

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -14,17 +13,11 @@ import pytest
 
 from sweep import server, tracking
 
-from conftest import log_fake_run
+from conftest import free_port, log_fake_run
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -45,7 +38,7 @@ def ui(store, tmp_path):
     for model, params in (("tiny_cnn", (373_658, 94_290)), ("tiny_vit", (264_650, 130_218))):
         for pruner in ("l1_unstructured", "dg_group"):
             log_fake_run(store, "ui-sweep", model, pruner, 0.5, params=params)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(server.command(store, port=port), env=server.environment(),
                             stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
