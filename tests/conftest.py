@@ -1,6 +1,7 @@
 """Shared fixtures: Hydra composition of the real conf/, a tmp MLflow store, one weights cache per session."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -99,16 +100,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on loopback over a fresh SQLite store; yields its http URI."""
+@contextlib.contextmanager
+def serving(store: str, folder: Path):
+    """A real `mlflow server` on a free loopback port over `store`; yields its http URI."""
     from sweep import server
 
-    store = f"sqlite:///{tmp_path / 'server.db'}"
-    tracking.init_store(store, "pruning-sweep")
     port = free_port()
-    proc = subprocess.Popen(server.command(store, port=port, artifacts=str(tmp_path / "artifacts")),
-                            env=server.environment(), stdout=open(tmp_path / "server.log", "w"),
+    proc = subprocess.Popen(server.command(store, port=port, artifacts=str(folder / "artifacts")),
+                            env=server.environment(), stdout=open(folder / "server.log", "w"),
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -117,6 +116,15 @@ def mlflow_server(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real tracking server over a fresh, initialised SQLite store."""
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    tracking.init_store(store, "pruning-sweep")
+    with serving(store, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

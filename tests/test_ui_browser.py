@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sweep import server, tracking
+from sweep import tracking
 
-from conftest import free_port, log_fake_run
+from conftest import log_fake_run, serving
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +38,8 @@ def ui(store, tmp_path):
     for model, params in (("tiny_cnn", (373_658, 94_290)), ("tiny_vit", (264_650, 130_218))):
         for pruner in ("l1_unstructured", "dg_group"):
             log_fake_run(store, "ui-sweep", model, pruner, 0.5, params=params)
-    port = free_port()
-    proc = subprocess.Popen(server.command(store, port=port), env=server.environment(),
-                            stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        server.wait_healthy(url, timeout=150, proc=proc)
+    with serving(store, tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed")
