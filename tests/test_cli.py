@@ -33,6 +33,7 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
     (["+dataset.root=/definitely/not/here"], ["/definitely/not/here", "does not exist"]),
     (["tracking.uri=http://127.0.0.1:9"], ["http://127.0.0.1:9", "unreachable"]),
     (["device=tpu"], ["device='tpu'", "cpu"]),
+    (["measure.precision=fp8"], ["measure.precision='fp8'", "bf16"]),
 ])
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
     err = _fail(argv, capsys, tmp_path, monkeypatch)

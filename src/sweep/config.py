@@ -83,3 +83,11 @@ def check_job_config(cfg) -> None:
     check_data(cfg.dataset)
     if cfg.model.weights not in ("pretrained", "random"):
         raise SweepConfigError(f"model.weights={cfg.model.weights!r}: choose pretrained or random")
+    from omegaconf import OmegaConf
+
+    from sweep.measure.latency import LatencySettings
+
+    try:
+        LatencySettings(**OmegaConf.to_container(cfg.measure, resolve=True))
+    except (TypeError, ValueError) as e:
+        raise SweepConfigError(str(e).splitlines()[0]) from None

@@ -13,14 +13,14 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import tracking
+from sweep import tracking, weights
 from sweep.config import check_job_config
 from sweep.data import Dataset, to_model_input
 from sweep.evaluate import at_chance, top1
@@ -38,16 +38,13 @@ CHECKPOINT_STAGES = ("measure",)
 
 @dataclass
 class Job:
-    """A validated job: the config plus the objects it names, built before any heavy work."""
+    """A job's config plus the objects it names."""
 
     cfg: DictConfig
     pruner: Pruner
     dataset: Dataset
     ratio: float
     device: torch.device
-    uri: str
-    sweep_id: str
-    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def run_name(self) -> str:
@@ -90,8 +87,7 @@ def versions() -> dict[str, str]:
 def prepare(cfg: DictConfig) -> Job:
     """Instantiate what the config names (inside the job's run, so a failure here is recorded)."""
     return Job(cfg=cfg, pruner=instantiate(cfg.pruner), dataset=instantiate(cfg.dataset),
-               ratio=float(cfg.ratio), device=resolve_device(str(cfg.device)),
-               uri=tracking.resolve_uri(cfg.tracking.uri), sweep_id=sweep_id_of(cfg))
+               ratio=float(cfg.ratio), device=resolve_device(str(cfg.device)))
 
 
 def sweep_id_of(cfg: DictConfig) -> str:
@@ -123,7 +119,7 @@ def stage(job: Job, run: tracking.JobRun, name: str):
     assert name in STAGES
     t0 = time.perf_counter()
     yield
-    job.stage_seconds[name] = dt = time.perf_counter() - t0
+    dt = time.perf_counter() - t0
     run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
     if name in CHECKPOINT_STAGES:
         run.flush()
@@ -180,7 +176,6 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
             tracking.TAG_ROLE: "job", **versions()}
     if cfg.tracking.get("parent_run_id"):
         tags[tracking.TAG_PARENT] = cfg.tracking.parent_run_id
-    from sweep import weights
 
     with tracking.job_run(uri, experiment, run_name, tags) as run:
         job = prepare(cfg)
