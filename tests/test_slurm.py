@@ -9,7 +9,7 @@ import pytest
 
 from sweep import tracking
 
-from conftest import FAST, ROOT, run_cli
+from conftest import FAST, ROOT, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,8 @@ def slurm(tmp_path_factory):
             pytest.fail("CI must run the SLURM tests: they need root to install and start Debian's slurm")
         pytest.skip("needs root to install and start a local SLURM cluster")
     folder = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURMCTLD_PORT": "16817", "SLURMD_PORT": "16818"}
+    # free ports, so a cluster left over from an interrupted run cannot answer for this one
+    env = {**os.environ, "SLURMCTLD_PORT": str(free_port()), "SLURMD_PORT": str(free_port())}
     out = subprocess.run(["bash", str(ROOT / "scripts" / "slurm-local.sh"), "start", str(folder)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr
