@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 
+from sweep import tracking
 from sweep.errors import SweepConfigError
 
 NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
@@ -56,7 +56,6 @@ def preflight(argv: list[str]) -> Plan:
     from hydra.utils import instantiate
 
     from sweep import config as C
-    from sweep import tracking
 
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
@@ -118,8 +117,6 @@ def preflight(argv: list[str]) -> Plan:
 
 def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
     """Print what this invocation logged; (exit status, figures for the parent run)."""
-    from sweep import tracking
-
     finished, failed = [], []
     for uri, experiment in sorted(plan.stores):
         for r in tracking.search_runs(uri, experiment, plan.sweep_id):
@@ -140,20 +137,12 @@ def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
     return (1 if failed else 0), figures
 
 
-def _raise_killed(signum, frame):
-    from sweep.tracking import JobKilled
-
-    raise JobKilled(f"received signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         plan = preflight(argv)
         if plan.runs_job:
-            from sweep import tracking
-
             for uri, experiment in plan.stores:
                 tracking.init_store(uri, experiment)  # once, before any parallel writer
     except SweepConfigError as e:
@@ -164,8 +153,6 @@ def main(argv: list[str] | None = None) -> None:
     since_ms = int(time.time() * 1000)
     parent = None
     if plan.runs_job and plan.multirun:
-        from sweep import tracking
-
         uri, experiment = sorted(plan.stores)[0]
         parent = (uri, tracking.open_parent_run(uri, experiment, plan.sweep_id, " ".join(["python -m sweep", *argv])))
         plan.argv.append(f"tracking.parent_run_id={parent[1]}")
@@ -173,22 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     from sweep.app import hydra_main
 
     status, code, figures = "FAILED", 1, {}
-    previous = signal.signal(signal.SIGTERM, _raise_killed)
     try:
-        hydra_main()
+        with tracking.sigterm_raises():
+            hydra_main()
         status, code = "FINISHED", 0
     except BaseException as e:
-        from sweep.tracking import JobKilled
-
-        status = "KILLED" if isinstance(e, (KeyboardInterrupt, JobKilled)) else "FAILED"
+        status = "KILLED" if isinstance(e, (KeyboardInterrupt, tracking.JobKilled)) else "FAILED"
         if status == "KILLED":
             print(f"sweep {plan.sweep_id}: interrupted; re-run with sweep_id={plan.sweep_id} to resume", file=sys.stderr)
         code = 130 if status == "KILLED" else (e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if plan.runs_job:
-            from sweep import tracking
-
             if parent is not None and status != "KILLED":
                 tracking.fail_orphans(*parent)
             summary_code, figures = summarize(plan, since_ms)

@@ -57,7 +57,6 @@ class Sweep:
     sweep_id: str
     rows: list[Row]
     models: list[str] = field(default_factory=list)
-    pruners: list[str] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
 
 
@@ -88,8 +87,7 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         latest[(model, pruner, ratio)] = Row(model, p.get(T.PARAM_MODEL_NAME, model), pruner, ratio,
                                              r.info.status, dict(r.data.metrics), dict(r.data.tags), dict(p))
     rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio))
-    return Sweep(sweep_id, rows, sorted({x.model for x in rows}, key=_model_key),
-                 sorted({x.pruner for x in rows}), sorted({x.ratio for x in rows}))
+    return Sweep(sweep_id, rows, sorted({x.model for x in rows}, key=_model_key), sorted({x.ratio for x in rows}))
 
 
 # ---- formatting ---------------------------------------------------------------------------------------

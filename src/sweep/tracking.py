@@ -141,6 +141,21 @@ def _fmt(value: Any) -> str:
     return s if len(s) <= 6000 else s[:5997] + "..."
 
 
+def _tag_value(value: Any) -> str:
+    return _fmt(value).lower() if isinstance(value, bool) else _fmt(value)
+
+
+def _metrics(metrics: Mapping[str, float | int | None]) -> list:
+    """MLflow Metric entities, leaving out missing and NaN values."""
+    import time
+
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    return [Metric(k, float(v), ts, 0) for k, v in metrics.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -154,8 +169,8 @@ def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
 
 @dataclass
 class JobRun:
-    """One MLflow run. Metrics, params and tags are buffered and sent together by `flush` (after every
-    pipeline stage, and when the run ends however it ends), so a failure loses nothing already measured."""
+    """One MLflow run. Metrics, params and tags are buffered and sent together by `flush` (at the
+    pipeline's checkpoints, and when the run ends however it ends), so a failure loses nothing measured."""
 
     uri: str
     experiment_id: str
@@ -177,19 +192,12 @@ class JobRun:
         self._params.update(new)
 
     def log_metrics(self, metrics: Mapping[str, float | int | None]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self._pending_metrics += [Metric(k, float(v), ts, 0) for k, v in metrics.items()
-                                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        self._pending_metrics += _metrics(metrics)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self._pending_tags += [RunTag(k, _fmt(v).lower() if isinstance(v, bool) else _fmt(v))
-                               for k, v in tags.items()]
+        self._pending_tags += [RunTag(k, _tag_value(v)) for k, v in tags.items()]
 
     def flush(self) -> None:
         # MLflow's limits per batch: 1000 metrics, 100 params, 100 tags
@@ -207,7 +215,8 @@ class JobRun:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises JobKilled in the main thread while inside (elsewhere signals cannot be handled)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -228,11 +237,11 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
     run = client.create_run(experiment_id, run_name=run_name,
-                            tags={k: _fmt(v).lower() if isinstance(v, bool) else _fmt(v) for k, v in tags.items()})
+                            tags={k: _tag_value(v) for k, v in tags.items()})
     job = JobRun(uri, experiment_id, run.info.run_id)
     status = "FINISHED"
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield job
     except (KeyboardInterrupt, JobKilled) as e:
         status = "KILLED"
@@ -267,10 +276,7 @@ def open_parent_run(uri: str, experiment: str, sweep_id: str, command: str) -> s
 
 def close_parent_run(uri: str, run_id: str, status: str, metrics: Mapping[str, float]) -> None:
     client = _client(uri)
-    from mlflow.entities import Metric
-
-    ts = int(__import__("time").time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+    client.log_batch(run_id, metrics=_metrics(metrics))
     client.set_terminated(run_id, status)
 
 

@@ -49,24 +49,21 @@ class DepGraphPruner(Pruner):
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
             # pruned along their last non-singleton dim, which is their channel dim in timm's models.
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-            pruner = self._pruner(tp, model, example_inputs, ratio, head, attns)
+            pruner = tp.pruner.BasePruner(
+                model,
+                example_inputs,
+                importance=self.importance,
+                pruning_ratio=float(ratio),
+                global_pruning=self.global_pruning,
+                ignored_layers=[head] if head is not None else [],
+                round_to=self.round_to,
+                num_heads={a.qkv: a.num_heads for a in attns},
+                prune_num_heads=self.prune_num_heads,
+                prune_head_dims=not self.prune_num_heads,
+                head_pruning_ratio=float(ratio) if self.prune_num_heads else 0.0,
+            )
         with torch.no_grad():
             pruner.step()
         for a in attns:
             _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
         return model
-
-    def _pruner(self, tp, model, example_inputs, ratio, head, attns):
-        return tp.pruner.BasePruner(
-            model,
-            example_inputs,
-            importance=self.importance,
-            pruning_ratio=float(ratio),
-            global_pruning=self.global_pruning,
-            ignored_layers=[head] if head is not None else [],
-            round_to=self.round_to,
-            num_heads={a.qkv: a.num_heads for a in attns},
-            prune_num_heads=self.prune_num_heads,
-            prune_head_dims=not self.prune_num_heads,
-            head_pruning_ratio=float(ratio) if self.prune_num_heads else 0.0,
-        )
