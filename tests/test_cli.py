@@ -1,5 +1,6 @@
 """Bad input ends with one line naming the bad value and the valid choices, before any model is built
 and with nothing written to the store."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,22 +20,33 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
     return err
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["model=nosuch"], ["'nosuch'", "tiny_cnn", "c, e", "timm"]),
-    (["-m", "model=c,nosuch_either"], ["'nosuch_either'", "tiny_vit"]),
-    (["pruner=magic"], ["'magic'", "dg_group", "l1_unstructured"]),
-    (["dataset=imagenet42"], ["'imagenet42'", "digits", "synthetic"]),
-    (["ratio=1.0"], ["ratio=1.0", "[0, 1)"]),
-    (["ratio=-0.1"], ["ratio=-0.1", "[0, 1)"]),
-    (["-m", "ratio=0.3,1.5"], ["ratio=1.5", "[0, 1)"]),
-    (["ratio=abc"], ["'abc'", "[0, 1)"]),
-    (["model=c,"], ["malformed override", "model=c,"]),
-    (["ratio=0.3,0.5"], ["ratio=0.3,0.5", "-m"]),
-    (["+dataset.root=/definitely/not/here"], ["/definitely/not/here", "does not exist"]),
-    (["tracking.uri=http://127.0.0.1:9"], ["http://127.0.0.1:9", "unreachable"]),
-    (["device=tpu"], ["device='tpu'", "cpu"]),
-    (["measure.precision=fp8"], ["measure.precision='fp8'", "bf16"]),
-])
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["model=nosuch"], ["'nosuch'", "tiny_cnn", "c, e", "timm"]),
+        (["-m", "model=c,nosuch_either"], ["'nosuch_either'", "tiny_vit"]),
+        (["pruner=magic"], ["'magic'", "dg_group", "l1_unstructured"]),
+        (["dataset=imagenet42"], ["'imagenet42'", "digits", "synthetic"]),
+        (["ratio=1.0"], ["ratio=1.0", "[0, 1)"]),
+        (["ratio=-0.1"], ["ratio=-0.1", "[0, 1)"]),
+        (["-m", "ratio=0.3,1.5"], ["ratio=1.5", "[0, 1)"]),
+        (["ratio=abc"], ["'abc'", "[0, 1)"]),
+        (["model=c,"], ["malformed override", "model=c,"]),
+        (["ratio=0.3,0.5"], ["ratio=0.3,0.5", "-m"]),
+        (["+dataset.root=/definitely/not/here"], ["/definitely/not/here", "does not exist"]),
+        (["tracking.uri=http://127.0.0.1:9"], ["http://127.0.0.1:9", "unreachable"]),
+        (["device=tpu"], ["device='tpu'", "cpu"]),
+        (["measure.precision=fp8"], ["measure.precision='fp8'", "bf16"]),
+        (["measure.batch_size=0"], ["measure.batch_size=0", "(0, inf)"]),
+        (["-m", "measure.batch_size=1,0"], ["measure.batch_size=0", "(0, inf)"]),
+        (["eval.batch_size=0"], ["eval.batch_size=0", "(0, inf)"]),
+        (["model.input_size=-3"], ["model.input_size=-3", "(0, inf)"]),
+        (["model.train.epochs=-1"], ["model.train.epochs=-1", "[0, inf)"]),
+        (["measure.batch_size=two"], ["measure.batch_size='two'", "whole number"]),
+        (["measure.iters=0"], ["measure.iters=0", "or auto"]),
+        (["nosuch=1"], ["nosuch"]),
+    ],
+)
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
     err = _fail(argv, capsys, tmp_path, monkeypatch)
     assert err.startswith("sweep: error: ")
@@ -48,7 +60,14 @@ def test_any_timm_model_is_accepted_by_name():
 
 
 def test_glob_expands_to_pruning_methods_only():
-    plan = cli.preflight(["-m", "model=tiny_cnn,tiny_vit", "pruner=glob(*)", "ratio=0.3,0.5,0.7",
-                          "tracking.uri=sqlite:///x.db"])
+    plan = cli.preflight(
+        [
+            "-m",
+            "model=tiny_cnn,tiny_vit",
+            "pruner=glob(*)",
+            "ratio=0.3,0.5,0.7",
+            "tracking.uri=sqlite:///x.db",
+        ]
+    )
     assert plan.num_jobs == 2 * 6 * 3
     assert any(a.startswith("sweep_id=") for a in plan.argv)

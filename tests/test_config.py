@@ -1,4 +1,5 @@
 """The config groups compose with Hydra's compose API and name what they should."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,12 @@ from sweep.config import group_options
 from sweep.data import Dataset
 from sweep.pruners.base import Pruner
 
-SEED_COUNTS = {"c": ("convnext_large", 196_245_706), "e": ("efficientnet_b4", 17_566_546),
-               "v": ("vit_large_patch16_224", 303_311_882), "m": ("mobilenetv4_conv_large", 31_322_674)}
+SEED_COUNTS = {
+    "c": ("convnext_large", 196_245_706),
+    "e": ("efficientnet_b4", 17_566_546),
+    "v": ("vit_large_patch16_224", 303_311_882),
+    "m": ("mobilenetv4_conv_large", 31_322_674),
+}
 
 
 def test_defaults_compose(compose):
@@ -62,3 +67,17 @@ def test_environment_overrides_tracking_uri(compose, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/x.db")
     assert compose().tracking.uri == f"sqlite:///{tmp_path}/x.db"
     assert compose(["tracking.uri=http://127.0.0.1:5000"]).tracking.uri == "http://127.0.0.1:5000"
+
+
+def test_numbers_arrive_typed(compose):
+    cfg = compose(["ratio=0", "measure.batch_size=2", "model.train.lr=1"])
+    assert type(cfg.ratio) is float and cfg.ratio == 0.0  # `ratio=0` is an int on the command line
+    assert type(cfg.measure.batch_size) is int and type(cfg.model.train.lr) is float
+
+
+def test_model_yaml_states_only_what_differs(compose):
+    """A seed model's yaml names the model; the rest is the schema's default."""
+    cfg = compose(["model=c"])
+    assert (
+        cfg.model.weights == "pretrained" and cfg.model.train.epochs == 0 and cfg.model.kwargs == {}
+    )

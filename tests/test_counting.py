@@ -1,4 +1,5 @@
 """MAC counts agree with an independent counter, and non-zero figures follow the zeros."""
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from sweep.measure.counting import count, count_macs
 from sweep.models import prunable_layers
 
-TINY = {"test_resnet": {}, "test_convnext": {}, "test_vit": {"patch_size": 8, "img_size": 32},
-        "test_efficientnet": {}}
+TINY = {
+    "test_resnet": {},
+    "test_convnext": {},
+    "test_vit": {"patch_size": 8, "img_size": 32},
+    "test_efficientnet": {},
+}
 
 
 def _flop_counter_macs(model, x) -> int:
@@ -72,7 +77,9 @@ def test_nonzero_macs_follow_unstructured_zeros():
     dense = count(model, x)
     pruned = copy.deepcopy(model)
     layers = prunable_layers(pruned)
-    prune.global_unstructured([(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=0.5)
+    prune.global_unstructured(
+        [(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=0.5
+    )
     for m in layers:
         prune.remove(m, "weight")
     c = count(pruned, x)

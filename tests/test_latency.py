@@ -1,4 +1,5 @@
 """The latency harness: interleaved timing, warm-up, paired speedup and its interval."""
+
 from __future__ import annotations
 
 import statistics
@@ -45,13 +46,17 @@ def test_interval_is_wide_when_timings_are_noisy():
 
 def test_warmup_absorbs_slow_first_call_and_interleaves():
     a, b = Sleepy(2.0, first_ms=60.0), Sleepy(1.0, first_ms=60.0)
-    settings = LatencySettings(warmup_min=3, warmup_max=20, iters=12, time_budget_s=5.0, bootstrap=0)
+    settings = LatencySettings(
+        warmup_min=3, warmup_max=20, iters=12, time_budget_s=5.0, bootstrap=0
+    )
     timing = time_models([a, b], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu"))
     sa, sb = timing.stats
     assert len(sa.samples_ms) == len(sb.samples_ms) == 12 == timing.iters
     assert sa.warmup_iters >= 3 and sa.warmup_stable
     assert max(sa.samples_ms) < 30  # the 60 ms first call was warm-up, not a sample
-    assert sa.median_ms == pytest.approx(2.0, abs=1.0) and sb.median_ms == pytest.approx(1.0, abs=1.0)
+    assert sa.median_ms == pytest.approx(2.0, abs=1.0) and sb.median_ms == pytest.approx(
+        1.0, abs=1.0
+    )
     assert sa.p90_ms >= sa.median_ms and sa.std_ms >= 0
     assert sa.throughput == pytest.approx(1000 / sa.median_ms)
     # both models ran the same number of times: warm-up + timed + one peak-memory pass
@@ -59,13 +64,30 @@ def test_warmup_absorbs_slow_first_call_and_interleaves():
 
 
 def test_auto_iters_respects_bounds():
-    settings = LatencySettings(warmup_min=3, warmup_max=6, iters="auto", iters_min=4, iters_max=9,
-                               time_budget_s=10.0, bootstrap=0)
+    settings = LatencySettings(
+        warmup_min=3,
+        warmup_max=6,
+        iters="auto",
+        iters_min=4,
+        iters_max=9,
+        time_budget_s=10.0,
+        bootstrap=0,
+    )
     timing = time_models([Sleepy(0.5)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu"))
     assert timing.iters == 9
-    settings = LatencySettings(warmup_min=3, warmup_max=6, iters="auto", iters_min=4, iters_max=9,
-                               time_budget_s=0.001, bootstrap=0)
-    assert time_models([Sleepy(0.5)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu")).iters == 4
+    settings = LatencySettings(
+        warmup_min=3,
+        warmup_max=6,
+        iters="auto",
+        iters_min=4,
+        iters_max=9,
+        time_budget_s=0.001,
+        bootstrap=0,
+    )
+    assert (
+        time_models([Sleepy(0.5)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu")).iters
+        == 4
+    )
 
 
 def test_threads_are_fixed_while_timing_and_restored():
@@ -80,19 +102,24 @@ def test_cpu_autocast_and_channels_last_run(precision):
     import timm
 
     model = timm.create_model("test_resnet", num_classes=10)
-    settings = LatencySettings(precision=precision, channels_last=True, iters=3, warmup_max=3, bootstrap=0)
+    settings = LatencySettings(
+        precision=precision, channels_last=True, iters=3, warmup_max=3, bootstrap=0
+    )
     timing = time_models([model], torch.randn(2, 3, 32, 32), settings, torch.device("cpu"))
     assert timing.stats[0].median_ms > 0 and timing.stats[0].batch_size == 2
 
 
 def test_bad_precision_is_refused():
-    with pytest.raises(ValueError, match="precision"):
-        LatencySettings(precision="fp8")
+    settings = LatencySettings(precision="fp8", warmup_max=1, iters=1)
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        time_models([Sleepy(0.1)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu"))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("precision,channels_last", [("fp32", False), ("fp16", True), ("bf16", False)])
+@pytest.mark.parametrize(
+    "precision,channels_last", [("fp32", False), ("fp16", True), ("bf16", False)]
+)
 def test_cuda_event_timing(precision, channels_last):
     import timm
 
@@ -100,7 +127,9 @@ def test_cuda_event_timing(precision, channels_last):
     bench_before = torch.backends.cudnn.benchmark
     dense = timm.create_model("resnet18", num_classes=10).to(dev)
     small = timm.create_model("resnet10t", num_classes=10).to(dev)
-    settings = LatencySettings(precision=precision, channels_last=channels_last, iters=20, bootstrap=200)
+    settings = LatencySettings(
+        precision=precision, channels_last=channels_last, iters=20, bootstrap=200
+    )
     timing = time_models([dense, small], torch.randn(8, 3, 64, 64), settings, dev)
     d, s = timing.stats
     assert timing.device.startswith("cuda")

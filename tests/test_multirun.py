@@ -1,26 +1,39 @@
 """A real Hydra multirun through `python -m sweep`, into a tmp MLflow store."""
+
 from __future__ import annotations
 
 import pytest
 
+from helpers.cli import FAST, run_cli
 from sweep import tracking
-
-from conftest import FAST, run_cli
 
 pytestmark = pytest.mark.slow
 
 
 def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = run_cli(["-m", "model=tiny_cnn,tiny_vit", "pruner=l1_unstructured,dg_group", "ratio=0.3,0.6",
-                 f"tracking.uri={store}", *FAST], cwd=tmp_path)
+    r = run_cli(
+        [
+            "-m",
+            "model=tiny_cnn,tiny_vit",
+            "pruner=l1_unstructured,dg_group",
+            "ratio=0.3,0.6",
+            f"tracking.uri={store}",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = tracking.search_runs(store, "pruning-sweep")
     assert len(runs) == 8
     assert {x.info.status for x in runs} == {"FINISHED"}
     assert len({x.data.tags["sweep_id"] for x in runs}) == 1
-    assert {x.info.run_name for x in runs} == {f"{m}/{p}/{q}" for m in ("tiny_cnn", "tiny_vit")
-                                              for p in ("l1_unstructured", "dg_group") for q in ("0.3", "0.6")}
+    assert {x.info.run_name for x in runs} == {
+        f"{m}/{p}/{q}"
+        for m in ("tiny_cnn", "tiny_vit")
+        for p in ("l1_unstructured", "dg_group")
+        for q in ("0.3", "0.6")
+    }
     for x in runs:
         for name in tracking.REQUIRED_METRICS:
             assert name in x.data.metrics, (x.info.run_name, name)
@@ -39,15 +52,27 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
     doc = report.write_report(store, "pruning-sweep", None, tmp_path / "reports").read_text()
     original = doc.split("## Original (not pruned)")[1].split("##")[0]
     assert "tiny_cnn: 373,658 params," in original and "tiny_vit: 264,650 params," in original
-    assert "### l1_unstructured (unstructured, ratio=0.3)" in doc and "### dg_group (structural, ratio=0.6)" in doc
+    assert (
+        "### l1_unstructured (unstructured, ratio=0.3)" in doc
+        and "### dg_group (structural, ratio=0.6)" in doc
+    )
     assert "n/a (masks)" in doc and "MISSING" not in doc and "FAILED" not in doc
 
 
 def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = run_cli(["-m", "model=tiny_cnn", "pruner=l1_unstructured", "ratio=0.3,0.5",
-                 "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers_pruners.Explodes",
-                 f"tracking.uri={store}", *FAST], cwd=tmp_path)
+    r = run_cli(
+        [
+            "-m",
+            "model=tiny_cnn",
+            "pruner=l1_unstructured",
+            "ratio=0.3,0.5",
+            "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes",
+            f"tracking.uri={store}",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
     runs = tracking.search_runs(store, "pruning-sweep")
     statuses = sorted(x.info.status for x in runs)
     assert r.returncode == 1, r.stderr[-3000:]

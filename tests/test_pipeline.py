@@ -1,11 +1,11 @@
 """One job in-process (build -> weights -> prune -> measure -> evaluate -> log) against a tmp MLflow store."""
+
 from __future__ import annotations
 
 import pytest
 
+from helpers.cli import FAST
 from sweep import pipeline, tracking
-
-from conftest import FAST
 
 
 def _runs(store, experiment="pruning-sweep"):
@@ -13,8 +13,16 @@ def _runs(store, experiment="pruning-sweep"):
 
 
 def test_job_logs_the_schema(compose, store, weights_cache):
-    cfg = compose(["model=tiny_cnn", "pruner=dg_group", "ratio=0.5", f"tracking.uri={store}",
-                   "sweep_id=unit", *FAST])
+    cfg = compose(
+        [
+            "model=tiny_cnn",
+            "pruner=dg_group",
+            "ratio=0.5",
+            f"tracking.uri={store}",
+            "sweep_id=unit",
+            *FAST,
+        ]
+    )
     pipeline.run_job(cfg)
     (run,) = _runs(store)
     assert run.info.status == "FINISHED"
@@ -27,7 +35,9 @@ def test_job_logs_the_schema(compose, store, weights_cache):
     assert m["speedup"] == pytest.approx(m["dense_latency_ms"] / m["latency_ms"], rel=1e-6)
     assert m["params_total"] < m["dense_params_total"] and m["macs"] < m["dense_macs"]
     assert m["dense_accuracy_top1"] >= 0.9  # trained on digits, not an untrained head
-    assert p["model"] == "tiny_cnn" and p["model_name"] == "test_resnet" and p["pruner"] == "dg_group"
+    assert (
+        p["model"] == "tiny_cnn" and p["model_name"] == "test_resnet" and p["pruner"] == "dg_group"
+    )
     assert float(p["ratio"]) == 0.5 and p["dataset"] == "digits" and "measure.iters_used" in p
     assert t["sweep_id"] == "unit" and t["weights"] == "trained" and t["noop"] == "false"
     assert t["accuracy_at_chance"] == "false" and t["pruning_kind"] == "structural"
@@ -37,7 +47,9 @@ def test_job_logs_the_schema(compose, store, weights_cache):
 
 
 def test_unstructured_run_says_no_dense_speedup(compose, store, weights_cache):
-    pipeline.run_job(compose(["pruner=global_unstructured", "ratio=0.7", f"tracking.uri={store}", *FAST]))
+    pipeline.run_job(
+        compose(["pruner=global_unstructured", "ratio=0.7", f"tracking.uri={store}", *FAST])
+    )
     (run,) = _runs(store)
     assert run.data.tags["dense_speedup_possible"] == "false"
     assert run.data.metrics["sparsity"] == pytest.approx(0.7, abs=0.01)
@@ -45,8 +57,17 @@ def test_unstructured_run_says_no_dense_speedup(compose, store, weights_cache):
 
 
 def test_noop_pruner_is_flagged(compose, store, weights_cache):
-    cfg = compose(["pruner=dg_group", "pruner._target_=helpers_pruners.DoNothing", "pruner.name=do_nothing",
-                   "~pruner.importance", "~pruner.global_pruning", f"tracking.uri={store}", *FAST])
+    cfg = compose(
+        [
+            "pruner=dg_group",
+            "pruner._target_=helpers.pruners.DoNothing",
+            "pruner.name=do_nothing",
+            "~pruner.importance",
+            "~pruner.global_pruning",
+            f"tracking.uri={store}",
+            *FAST,
+        ]
+    )
     pipeline.run_job(cfg)
     (run,) = _runs(store)
     assert run.data.tags["noop"] == "true"
@@ -61,8 +82,17 @@ def test_random_weights_are_flagged_at_chance(compose, store, weights_cache):
 
 
 def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store, weights_cache):
-    cfg = compose(["pruner=dg_group", "pruner._target_=helpers_pruners.Explodes", "pruner.name=explodes",
-                   "~pruner.importance", "~pruner.global_pruning", f"tracking.uri={store}", *FAST])
+    cfg = compose(
+        [
+            "pruner=dg_group",
+            "pruner._target_=helpers.pruners.Explodes",
+            "pruner.name=explodes",
+            "~pruner.importance",
+            "~pruner.global_pruning",
+            f"tracking.uri={store}",
+            *FAST,
+        ]
+    )
     result = pipeline.run_job_isolated(cfg)
     assert result["status"] == "FAILED"
     (run,) = _runs(store)
@@ -75,11 +105,27 @@ def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store,
     assert "traceback.txt" in files
 
 
-def test_offline_pretrained_falls_back_to_random_quickly(compose, monkeypatch):
-    from sweep import weights
+def test_offline_pretrained_falls_back_to_random_without_a_download(compose, monkeypatch):
+    """Offline, the hub probe fails once and timm's download (about a minute of retries) never starts."""
+    import time
 
-    monkeypatch.setattr(weights, "_HUB_REACHABLE", False)
+    from helpers.servers import free_port
+    from sweep import models, weights
+
+    monkeypatch.setattr(weights, "_HUB_REACHABLE", None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     monkeypatch.setattr(weights, "_cached_hub_file", lambda name: None)
+    real_build = models.build_model
+
+    def build(name, num_classes, kwargs=None, pretrained=False, pretrained_file=None):
+        assert not pretrained, "a download was attempted although the hub is unreachable"
+        return real_build(name, num_classes, kwargs)
+
+    monkeypatch.setattr(weights, "build_model", build)
     cfg = compose(["model=tiny_cnn", "model.weights=pretrained"])
+    t0 = time.perf_counter()
     model, source, note = weights.build_start(cfg.model, 10, 0)
     assert source == "random" and "unreachable" in note
+    assert weights._HUB_REACHABLE is False
+    assert time.perf_counter() - t0 < 20  # generous: timm's own retries take about a minute

@@ -1,4 +1,5 @@
 """The benchmark document, from a store filled through the project's own tracking code."""
+
 from __future__ import annotations
 
 import os
@@ -6,19 +7,30 @@ from pathlib import Path
 
 import pytest
 
+from helpers.runs import log_fake_run
 from sweep import report
 
-from conftest import log_fake_run
-
 EXPECTED = Path(__file__).parent / "data" / "expected_report.md"
+
 
 @pytest.fixture
 def filled(store):
     for pruner in ("l1_unstructured", "dg_group"):
-        log_fake_run(store, "s1", "c", pruner, 0.5, latency=(17.0, 16.9), acc=(0.1, 0.09), params=(196_245_706, 98_000_000),
-             chance=True)
+        log_fake_run(
+            store,
+            "s1",
+            "c",
+            pruner,
+            0.5,
+            latency=(17.0, 16.9),
+            acc=(0.1, 0.09),
+            params=(196_245_706, 98_000_000),
+            chance=True,
+        )
     log_fake_run(store, "s1", "tiny_cnn", "l1_unstructured", 0.5, latency=(2.0, 2.1))
-    log_fake_run(store, "s1", "tiny_cnn", "dg_group", 0.5, noop=True, latency=(2.0, 2.0), params=(1000, 1000))
+    log_fake_run(
+        store, "s1", "tiny_cnn", "dg_group", 0.5, noop=True, latency=(2.0, 2.0), params=(1000, 1000)
+    )
     log_fake_run(store, "s1", "tiny_vit", "l1_unstructured", 0.5)
     log_fake_run(store, "s1", "tiny_vit", "dg_group", 0.5, fail="cannot prune this\nsecond line")
     return store
@@ -29,6 +41,9 @@ def test_report_matches_expected_document(filled, tmp_path):
     doc = path.read_text()
     if os.environ.get("SWEEP_UPDATE_EXPECTED"):
         EXPECTED.write_text(doc)
+        pytest.fail(
+            f"{EXPECTED.name} rewritten: review its diff, then run again without SWEEP_UPDATE_EXPECTED"
+        )
     assert doc == EXPECTED.read_text()
 
 

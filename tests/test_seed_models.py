@@ -1,4 +1,5 @@
 """DepGraph really prunes the four seed models (the seed document's DepGraph left m unchanged)."""
+
 from __future__ import annotations
 
 import pytest

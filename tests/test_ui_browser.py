@@ -1,4 +1,5 @@
 """The MLflow UI shows a sweep's runs and their metrics, checked in a real headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers.runs import log_fake_run
+from helpers.servers import serving
 from sweep import tracking
-
-from conftest import log_fake_run, serving
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +23,26 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
     # flags that keep Debian's Chromium from reaching out or needing a sandbox/GPU here
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={profile}", "--window-size=1600,2400", "--virtual-time-budget=25000",
-                           *extra, url], capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--window-size=1600,2400",
+            "--virtual-time-budget=25000",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _text(dom: str) -> str:
@@ -42,7 +59,9 @@ def ui(store, tmp_path):
         yield url
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed"
+)
 def test_ui_shows_runs_and_metrics(ui, store, tmp_path):
     assert CHROMIUM, "chromium is missing: `make test` installs Debian's chromium package"
     runs = tracking.search_runs(store, "pruning-sweep", "ui-sweep")
@@ -59,10 +78,23 @@ def test_ui_shows_runs_and_metrics(ui, store, tmp_path):
 
     # the compare view: params and metric values side by side
     ids = urllib.parse.quote(json.dumps([r.info.run_id for r in runs]))
-    compare = _text(_chromium(f"{ui}/#/compare-runs?runs={ids}&experiments=%5B%22{exp}%22%5D",
-                              tmp_path / "p3", "--dump-dom").stdout)
+    compare = _text(
+        _chromium(
+            f"{ui}/#/compare-runs?runs={ids}&experiments=%5B%22{exp}%22%5D",
+            tmp_path / "p3",
+            "--dump-dom",
+        ).stdout
+    )
     assert f"Comparing {len(runs)} Runs" in compare
-    for name in ("model", "pruner", "ratio", "params_total", "dense_params_total", "speedup", "latency_ms"):
+    for name in (
+        "model",
+        "pruner",
+        "ratio",
+        "params_total",
+        "dense_params_total",
+        "speedup",
+        "latency_ms",
+    ):
         assert f" {name} " in compare, name
     for value in ("373658", "94290", "264650", "130218"):
         assert value in compare, value

@@ -1,4 +1,5 @@
 """The Hydra task function: one job of a sweep."""
+
 from __future__ import annotations
 
 import hydra

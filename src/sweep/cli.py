@@ -3,17 +3,21 @@
 Bad input (unknown model, pruner or dataset, a ratio outside [0, 1), a malformed override, an
 unreachable tracking server) ends here with one line and exit status 2: no model built, nothing written.
 """
+
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 import secrets
 import sys
 import time
 from dataclasses import dataclass, field
 
+from sweep import config as C
 from sweep import tracking
-from sweep.errors import SweepConfigError
+from sweep.errors import SweepConfigError, first_line
 
 NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
 
@@ -28,85 +32,123 @@ class Plan:
     multirun: bool = False
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def register_timm_model(name: str) -> None:
-    """Make `model=<any timm name>` composable without a yaml: a config node in Hydra's ConfigStore
-    (passed on to launcher workers with Hydra's own state)."""
-    import timm
-    from hydra.core.config_store import ConfigStore
-
-    pcfg = timm.models.get_pretrained_cfg(name)
-    size = int(pcfg.input_size[-1]) if pcfg is not None and pcfg.input_size else 224
-    ConfigStore.instance().store(group="model", name=name, node={
-        "alias": name, "name": name, "input_size": size, "weights": "pretrained",
-        "train": {"epochs": 0, "lr": 1e-3, "batch_size": 64, "weight_decay": 0.05}, "kwargs": {},
-    })
-
-
-def preflight(argv: list[str]) -> Plan:
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+# Hydra has no public API to read its own command line without running the app: its parser gives the
+# overrides apart from its flags (-m, --cfg, --help, ...), exactly as hydra.main will read them.
+def _hydra_args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_args(argv)
+
+
+def _parse(overrides: list[str], multirun: bool) -> list:
+    """Hydra's own override parser (glob(*) and ranges expand against conf/)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as e:
+        raise SweepConfigError(
+            f"malformed override in {' '.join(overrides)!r}: {first_line(e)}"
+        ) from None
+    for o in parsed:
+        if o.is_sweep_override() and not multirun:
+            raise SweepConfigError(f"{o.input_line} is a sweep: add -m (--multirun) to run a grid")
+    return parsed
+
+
+def _values(parsed: list) -> dict[str, list[str]]:
+    """Every override as `key=value` strings, one per value it sweeps over; group choices checked."""
+    out: dict[str, list[str]] = {}
+    for o in parsed:
+        if not o.is_sweep_override():
+            out[o.input_line] = [o.input_line]
+            continue
+        vals = list(o.sweep_string_iterator())
+        out[o.input_line] = [f"{o.get_key_element()}={v}" for v in vals]
+        if o.key_or_group in C.GROUPS:
+            for v in vals:
+                C.check_choice(o.key_or_group, v)
+    for o in parsed:
+        if not o.is_sweep_override() and o.key_or_group in C.GROUPS and o.value() is not None:
+            C.check_choice(o.key_or_group, o.get_value_element_as_str())
+    return out
+
+
+def _to_check(values: dict[str, list[str]], parsed: list) -> list[list[str]]:
+    """The jobs whose configs together hold every value of the grid: every combination of group choices
+    (they change the config's shape), then each other swept value once. Composing all N jobs of a large
+    grid would cost seconds for nothing."""
+    groups = [o.input_line for o in parsed if o.key_or_group in C.GROUPS]
+    base = [v[0] for v in values.values()]
+    jobs = []
+    for combo in itertools.product(*(values[k] for k in groups)):
+        job = dict(zip(values, base))
+        job.update(zip(groups, combo))
+        jobs.append(list(job.values()))
+    for key, vals in values.items():
+        if key not in groups:
+            jobs += [list({**dict(zip(values, base)), key: v}.values()) for v in vals[1:]]
+    return jobs
+
+
+def _compose_checked(job: list[str]):
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    from sweep.schema import describe_type_error
+
+    try:
+        cfg = compose("sweep", overrides=job)
+    except HydraException as e:
+        typed = describe_type_error(f"{e}\n{e.__cause__}")
+        raise SweepConfigError(
+            typed or f"cannot compose {' '.join(job)}: {first_line(e)}"
+        ) from None
+    C.check_job_config(cfg)
+    return cfg
+
+
+def _check_pruner(cfg, built: set[str]) -> None:
     from hydra.utils import instantiate
 
-    from sweep import config as C
+    if cfg.pruner.name in built:
+        return
+    try:
+        instantiate(cfg.pruner)
+    except Exception as e:
+        raise SweepConfigError(
+            f"pruner {cfg.pruner.get('name')!r} cannot be built: {first_line(e)}"
+        ) from None
+    built.add(cfg.pruner.name)
 
-    args = get_args_parser().parse_args(argv)
+
+def preflight(argv: list[str]) -> Plan:
+    """Check the whole grid (each bad value gets one line) and plan the sweep; nothing is written."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    args = _hydra_args(argv)
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
         return Plan(list(argv), 0, runs_job=False)
-
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(C.config_dir()), version_base="1.3", job_name="sweep"):
-        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-        try:
-            parsed = parser.parse_overrides(args.overrides)
-        except HydraException as e:
-            raise SweepConfigError(f"malformed override in {' '.join(args.overrides)!r}: {_first_line(e)}") from None
-        for o in parsed:
-            if o.is_sweep_override() and not args.multirun:
-                raise SweepConfigError(f"{o.input_line} is a sweep: add -m (--multirun) to run a grid")
-
-        values: dict[str, list[str]] = {}
-        for o in parsed:
-            key = o.key_or_group
-            vals = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-            values[key] = vals
-            if key in C.GROUPS:
-                for v in vals:
-                    C.check_choice(key, v)
-                    if key == "model" and v not in C.group_options("model"):
-                        register_timm_model(v)
-            elif key == "ratio":
-                for v in vals:
-                    C.check_ratio(v)
-
-        grid = BasicSweeper.split_arguments(parsed, None)[0] if parsed else [[]]
-        # Compose one job per distinct model x dataset x pruner choice (the rest only varies numbers).
-        seen, plan = set(), Plan(list(argv), len(grid), multirun=bool(args.multirun))
-        for job in grid:
-            key = tuple(o for o in job if o.split("=", 1)[0].lstrip("+~") in C.GROUPS)
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                cfg = compose("sweep", overrides=job)
-            except HydraException as e:
-                raise SweepConfigError(f"cannot compose {' '.join(job)}: {_first_line(e)}") from None
-            C.check_job_config(cfg)
-            try:
-                instantiate(cfg.pruner)
-            except Exception as e:
-                raise SweepConfigError(f"pruner {cfg.pruner.get('name')!r} cannot be built: {_first_line(e)}") from None
-            plan.stores.add((tracking.resolve_uri(cfg.tracking.uri), str(cfg.tracking.experiment)))
+    with initialize_config_dir(
+        config_dir=str(C.config_dir()), version_base="1.3", job_name="sweep"
+    ):
+        parsed = _parse(args.overrides, bool(args.multirun))
+        values = _values(parsed)
+        plan = Plan(
+            list(argv), math.prod(len(v) for v in values.values()), multirun=bool(args.multirun)
+        )
+        pruners: set[str] = set()
+        for job in _to_check(values, parsed):
+            cfg = _compose_checked(job)
+            _check_pruner(cfg, pruners)
+            plan.stores.add((tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.experiment))
             plan.sweep_id = cfg.sweep_id
     GlobalHydra.instance().clear()
-
     for uri, _ in plan.stores:
         tracking.check_reachable(uri)
     if plan.sweep_id is None:
@@ -125,16 +167,47 @@ def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
             (finished if r.info.status == "FINISHED" else failed).append(r)
     skipped = max(0, plan.num_jobs - len(finished) - len(failed))
     stores = ", ".join(f"{u} (experiment {e})" for u, e in sorted(plan.stores))
-    print(f"sweep {plan.sweep_id}: {len(finished)} finished, {len(failed)} failed or killed, "
-          f"{skipped} skipped or missing (of {plan.num_jobs} jobs); store {stores}")
+    print(
+        f"sweep {plan.sweep_id}: {len(finished)} finished, {len(failed)} failed or killed, "
+        f"{skipped} skipped or missing (of {plan.num_jobs} jobs); store {stores}"
+    )
     for r in failed:
         print(f"  {r.info.status}: {r.info.run_name}: {r.data.tags.get(tracking.TAG_ERROR, '')}")
     if failed:
-        print(f"re-run the same command with sweep_id={plan.sweep_id} to run the failed jobs again "
-              f"(finished ones are skipped)")
-    figures = {"jobs": plan.num_jobs, "jobs_finished": len(finished), "jobs_failed": len(failed),
-               "jobs_skipped": skipped}
+        print(
+            f"re-run the same command with sweep_id={plan.sweep_id} to run the failed jobs again "
+            f"(finished ones are skipped)"
+        )
+    figures = {
+        "jobs": plan.num_jobs,
+        "jobs_finished": len(finished),
+        "jobs_failed": len(failed),
+        "jobs_skipped": skipped,
+    }
     return (1 if failed else 0), figures
+
+
+def _run_hydra(plan: Plan) -> tuple[str, int]:
+    """Hydra's multirun over the planned command line: (status for the parent run, exit code)."""
+    # hydra.main reads its overrides from sys.argv and offers no public way to add some; launcher
+    # workers (joblib, SLURM) get their job's overrides from it, so sweep_id and the parent run id go here.
+    sys.argv = [sys.argv[0]] + plan.argv
+    from sweep.app import hydra_main
+
+    try:
+        with tracking.sigterm_raises():
+            hydra_main()
+        return "FINISHED", 0
+    except (KeyboardInterrupt, tracking.JobKilled):
+        print(
+            f"sweep {plan.sweep_id}: interrupted; re-run with sweep_id={plan.sweep_id} to resume",
+            file=sys.stderr,
+        )
+        return "KILLED", 130
+    except SystemExit as e:
+        return "FAILED", e.code if isinstance(e.code, int) and e.code else 1
+    except Exception:
+        return "FAILED", 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,35 +221,33 @@ def main(argv: list[str] | None = None) -> None:
     except SweepConfigError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    if not plan.runs_job:  # --help, --cfg, ...
+        sys.argv = [sys.argv[0]] + plan.argv
+        from sweep.app import hydra_main
+
+        hydra_main()
+        return
 
     os.environ[NUM_JOBS_ENV] = str(plan.num_jobs)
     since_ms = int(time.time() * 1000)
+    # The parent run is opened and closed here rather than in Hydra's Callback.on_multirun_start/end:
+    # its id must be in every job's overrides before launch, and Hydra skips on_multirun_end when the
+    # sweep is interrupted (SIGTERM, Ctrl-C), which would leave the parent RUNNING.
     parent = None
-    if plan.runs_job and plan.multirun:
+    if plan.multirun:
         uri, experiment = sorted(plan.stores)[0]
-        parent = (uri, tracking.open_parent_run(uri, experiment, plan.sweep_id, " ".join(["python -m sweep", *argv])))
+        command = " ".join(["python -m sweep", *argv])
+        parent = (uri, tracking.open_parent_run(uri, experiment, plan.sweep_id, command))
         plan.argv.append(f"tracking.parent_run_id={parent[1]}")
-    sys.argv = [sys.argv[0]] + plan.argv
-    from sweep.app import hydra_main
-
-    status, code, figures = "FAILED", 1, {}
+    status, code = "FAILED", 1
     try:
-        with tracking.sigterm_raises():
-            hydra_main()
-        status, code = "FINISHED", 0
-    except BaseException as e:
-        status = "KILLED" if isinstance(e, (KeyboardInterrupt, tracking.JobKilled)) else "FAILED"
-        if status == "KILLED":
-            print(f"sweep {plan.sweep_id}: interrupted; re-run with sweep_id={plan.sweep_id} to resume", file=sys.stderr)
-        code = 130 if status == "KILLED" else (e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else 1)
+        status, code = _run_hydra(plan)
     finally:
-        if plan.runs_job:
-            if parent is not None and status != "KILLED":
-                tracking.fail_orphans(*parent)
-            summary_code, figures = summarize(plan, since_ms)
-            if status == "FINISHED":
-                code = summary_code
-                status = "FAILED" if summary_code else "FINISHED"
-            if parent is not None:
-                tracking.close_parent_run(parent[0], parent[1], status, figures)
+        if parent is not None and status != "KILLED":
+            tracking.fail_orphans(*parent)
+        summary_code, figures = summarize(plan, since_ms)
+        if status == "FINISHED" and summary_code:
+            status, code = "FAILED", summary_code
+        if parent is not None:
+            tracking.close_parent_run(parent[0], parent[1], status, figures)
     raise SystemExit(code)

@@ -1,12 +1,20 @@
-"""Where the Hydra configs live, and the checks that run before any model is built."""
+"""Where the Hydra configs live, and the checks that run before any model is built.
+
+Importing this module registers the typed schema (sweep.schema) and the config nodes for timm model
+names in Hydra's ConfigStore: everything that composes a sweep config imports it first.
+"""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from sweep import schema
 from sweep.errors import SweepConfigError
 
 GROUPS = ("model", "pruner", "dataset")
+
+schema.register()
 
 
 def config_dir() -> Path:
@@ -17,8 +25,10 @@ def config_dir() -> Path:
     for c in candidates:
         if (c / "sweep.yaml").is_file():
             return c.resolve()
-    raise SweepConfigError(f"no Hydra config found (looked for sweep.yaml in {', '.join(map(str, candidates))}); "
-                           f"set SWEEP_CONFIG_DIR")
+    raise SweepConfigError(
+        f"no Hydra config found (looked for sweep.yaml in {', '.join(map(str, candidates))}); "
+        f"set SWEEP_CONFIG_DIR"
+    )
 
 
 def group_options(group: str) -> list[str]:
@@ -30,16 +40,6 @@ def _choices(group: str) -> str:
     return ", ".join(group_options(group)) + extra
 
 
-def check_ratio(value) -> float:
-    try:
-        ratio = float(value)
-    except (TypeError, ValueError):
-        raise SweepConfigError(f"ratio={value!r} is not a number: choose a float in [0, 1)") from None
-    if not 0.0 <= ratio < 1.0:
-        raise SweepConfigError(f"ratio={value} is outside [0, 1): choose a float in [0, 1), e.g. 0.3,0.5,0.7")
-    return ratio
-
-
 def check_choice(group: str, value: str) -> None:
     """A group choice must be a yaml in conf/<group>/; a model may also be any timm model name."""
     if value in group_options(group):
@@ -48,46 +48,47 @@ def check_choice(group: str, value: str) -> None:
         from sweep.models import is_known_model
 
         if is_known_model(value):
+            register_timm_model(value)
             return
     raise SweepConfigError(f"unknown {group} {value!r}: choose from {_choices(group)}")
+
+
+def register_timm_model(name: str) -> None:
+    """Make `model=<any timm name>` composable without a yaml: a typed node in Hydra's ConfigStore
+    (passed on to launcher workers with Hydra's own state), at the model's own input size."""
+    import timm
+    from hydra.core.config_store import ConfigStore
+
+    pcfg = timm.models.get_pretrained_cfg(name)
+    size = int(pcfg.input_size[-1]) if pcfg is not None and pcfg.input_size else 224
+    node = schema.ModelConfig(alias=name, name=name, input_size=size)
+    ConfigStore.instance().store(group="model", name=name, node=node)
 
 
 def check_device(value: str) -> None:
     import torch
 
-    if value in ("auto", "cpu"):
-        return
-    if value.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SweepConfigError(f"device={value} but CUDA is not available here: choose auto or cpu")
-        return
-    raise SweepConfigError(f"device={value!r}: choose auto, cpu, cuda or cuda:N")
+    if value.startswith("cuda") and not torch.cuda.is_available():
+        raise SweepConfigError(f"device={value} but CUDA is not available here: choose auto or cpu")
 
 
 def check_data(dataset_cfg) -> None:
     for key in ("root", "path"):
         value = dataset_cfg.get(key) if hasattr(dataset_cfg, "get") else None
         if value and not Path(str(value)).expanduser().exists():
-            raise SweepConfigError(f"dataset.{key}={value} does not exist (dataset {dataset_cfg.get('name')})")
+            raise SweepConfigError(
+                f"dataset.{key}={value} does not exist (dataset {dataset_cfg.get('name')})"
+            )
 
 
 def check_job_config(cfg) -> None:
     """Every check that needs only the composed config; cheap, run by the CLI and again by each job."""
-    check_ratio(cfg.ratio)
     from sweep.models import is_known_model
 
+    schema.check_ranges(cfg)
     if not is_known_model(cfg.model.name):
-        raise SweepConfigError(f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: "
-                               f"see timm.list_models()")
-    check_device(str(cfg.device))
+        raise SweepConfigError(
+            f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: see timm.list_models()"
+        )
+    check_device(cfg.device)
     check_data(cfg.dataset)
-    if cfg.model.weights not in ("pretrained", "random"):
-        raise SweepConfigError(f"model.weights={cfg.model.weights!r}: choose pretrained or random")
-    from omegaconf import OmegaConf
-
-    from sweep.measure.latency import LatencySettings
-
-    try:
-        LatencySettings(**OmegaConf.to_container(cfg.measure, resolve=True))
-    except (TypeError, ValueError) as e:
-        raise SweepConfigError(str(e).splitlines()[0]) from None

@@ -3,6 +3,7 @@
 A dataset yields images in [0, 1] at their native size; `to_model_input` resizes and normalises a batch
 for a given model input size, so one cached copy serves every model of a sweep.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,7 +21,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int | None) -> "Split":
+    def head(self, n: int | None) -> Split:
         return self if n is None or n >= len(self) else Split(self.images[:n], self.labels[:n])
 
 
@@ -45,7 +46,9 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return torch.tensor(d.images, dtype=torch.float32).div_(16.0).unsqueeze(1), torch.tensor(d.target, dtype=torch.int64)
+    return torch.tensor(d.images, dtype=torch.float32).div_(16.0).unsqueeze(1), torch.tensor(
+        d.target, dtype=torch.int64
+    )
 
 
 class Digits(Dataset):
@@ -85,23 +88,44 @@ class Digits(Dataset):
         return self._load()[1]
 
     def describe(self) -> dict:
-        return {"name": self.name, "eval_fraction": self.eval_fraction, "split_seed": self.split_seed}
+        return {
+            "name": self.name,
+            "eval_fraction": self.eval_fraction,
+            "split_seed": self.split_seed,
+        }
 
 
 class Synthetic(Dataset):
     """Random images and labels: latency-only work; accuracy on it is at chance by construction."""
 
-    def __init__(self, name: str = "synthetic", num_classes: int = 10, train_size: int = 256,
-                 eval_size: int = 256, seed: int = 0, image_size: int = 32):
+    def __init__(
+        self,
+        name: str = "synthetic",
+        num_classes: int = 10,
+        train_size: int = 256,
+        eval_size: int = 256,
+        seed: int = 0,
+        image_size: int = 32,
+    ):
         self.name = name
         self.num_classes = num_classes
         g = torch.Generator().manual_seed(seed)
-        self._train = Split(torch.rand(train_size, 3, image_size, image_size, generator=g),
-                            torch.randint(0, num_classes, (train_size,), generator=g))
-        self._eval = Split(torch.rand(eval_size, 3, image_size, image_size, generator=g),
-                           torch.randint(0, num_classes, (eval_size,), generator=g))
-        self._desc = {"name": name, "num_classes": num_classes, "train_size": train_size,
-                      "eval_size": eval_size, "seed": seed, "image_size": image_size}
+        self._train = Split(
+            torch.rand(train_size, 3, image_size, image_size, generator=g),
+            torch.randint(0, num_classes, (train_size,), generator=g),
+        )
+        self._eval = Split(
+            torch.rand(eval_size, 3, image_size, image_size, generator=g),
+            torch.randint(0, num_classes, (eval_size,), generator=g),
+        )
+        self._desc = {
+            "name": name,
+            "num_classes": num_classes,
+            "train_size": train_size,
+            "eval_size": eval_size,
+            "seed": seed,
+            "image_size": image_size,
+        }
 
     def train(self) -> Split:
         return self._train

@@ -1,4 +1,5 @@
 """Top-1 accuracy on the eval split, and whether it is distinguishable from chance."""
+
 from __future__ import annotations
 
 import logging
@@ -14,17 +15,25 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def top1(model: nn.Module, split: Split, input_size: int, batch_size: int, device: torch.device,
-         label: str = "") -> float:
+def top1(
+    model: nn.Module,
+    split: Split,
+    input_size: int,
+    batch_size: int,
+    device: torch.device,
+    label: str = "",
+) -> float:
     model.eval()
     correct, t0, last = 0, time.perf_counter(), time.perf_counter()
     for i in range(0, len(split), batch_size):
-        x = to_model_input(split.images[i:i + batch_size], input_size).to(device)
+        x = to_model_input(split.images[i : i + batch_size], input_size).to(device)
         pred = model(x).argmax(dim=1).cpu()
-        correct += int((pred == split.labels[i:i + batch_size]).sum())
+        correct += int((pred == split.labels[i : i + batch_size]).sum())
         if time.perf_counter() - last > 10:
             last = time.perf_counter()
-            log.info("evaluating %s: %d/%d samples, %.0fs", label, i + len(x), len(split), last - t0)
+            log.info(
+                "evaluating %s: %d/%d samples, %.0fs", label, i + len(x), len(split), last - t0
+            )
     return correct / max(1, len(split))
 
 

@@ -1,4 +1,5 @@
 """Model factory: every timm model by name, with the model config's kwargs."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -10,8 +11,13 @@ def is_known_model(name: str) -> bool:
     return timm.is_model(name)
 
 
-def build_model(name: str, num_classes: int, kwargs: dict | None = None, pretrained: bool = False,
-                pretrained_file: str | None = None) -> nn.Module:
+def build_model(
+    name: str,
+    num_classes: int,
+    kwargs: dict | None = None,
+    pretrained: bool = False,
+    pretrained_file: str | None = None,
+) -> nn.Module:
     import timm
 
     extra = dict(kwargs or {})
@@ -34,5 +40,8 @@ def prunable_layers(model: nn.Module) -> list[nn.Module]:
     """Conv and linear layers with a weight, the classifier excluded."""
     head = classifier_of(model)
     skip = {id(m) for m in head.modules()} if head is not None else set()
-    return [m for m in model.modules()
-            if isinstance(m, PRUNABLE) and id(m) not in skip and getattr(m, "weight", None) is not None]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, PRUNABLE) and id(m) not in skip and getattr(m, "weight", None) is not None
+    ]

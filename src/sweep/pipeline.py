@@ -1,31 +1,39 @@
 """One job: build -> weights -> prune -> measure -> evaluate -> log.
 
-Each stage is timed and logs what it measured as soon as it has it, so a job that fails half-way keeps
-its dense figures in its (FAILED) run.
+Each stage is a function of the job and what earlier stages returned; it is timed, and logs what it
+measured as soon as it has it, so a job that fails half-way keeps its dense figures in its FAILED run.
 """
+
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
+import hashlib
+import json
 import logging
 import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import tracking, weights
+from sweep import provenance, tracking, weights
 from sweep.config import check_job_config
 from sweep.data import Dataset, to_model_input
+from sweep.errors import SweepConfigError, one_line
 from sweep.evaluate import at_chance, top1
 from sweep.measure.counting import Counts, count
-from sweep.measure.latency import LatencySettings, paired_speedup, time_models
+from sweep.measure.latency import (
+    LatencySettings,
+    LatencyStats,
+    Speedup,
+    paired_speedup,
+    time_models,
+)
 from sweep.pruners.base import Pruner
 
 log = logging.getLogger("sweep")
@@ -36,233 +44,345 @@ STAGES = ("build", "weights", "prune", "measure", "evaluate", "log")
 CHECKPOINT_STAGES = ("measure",)
 
 
+# ---- what a job is -------------------------------------------------------------------------------------
+def run_name_of(cfg: DictConfig) -> str:
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{cfg.ratio:g}"
+
+
+def sweep_id_of(cfg: DictConfig) -> str:
+    return cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single")
+
+
+def job_key(cfg: DictConfig) -> str:
+    """Stable identity of a job: its resolved config minus where things are written and tracked (and
+    minus `force`). Includes sweep_id, so re-running a sweep finds its own finished jobs."""
+    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True), drop=tracking.NOT_IDENTITY)
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 @dataclass
 class Job:
-    """A job's config plus the objects it names."""
+    """A job's config, its run, and the objects its config names."""
 
     cfg: DictConfig
+    run: tracking.JobRun
     pruner: Pruner
     dataset: Dataset
-    ratio: float
     device: torch.device
 
     @property
     def run_name(self) -> str:
         return run_name_of(self.cfg)
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
-
-
-@functools.lru_cache(maxsize=None)
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    def params(self) -> dict:
+        cfg = OmegaConf.to_container(self.cfg, resolve=True)
+        params = tracking.flatten(cfg, drop=tracking.NOT_PARAMS)
+        params.update(
+            {
+                tracking.PARAM_MODEL: self.cfg.model.alias,
+                tracking.PARAM_MODEL_NAME: self.cfg.model.name,
+                tracking.PARAM_PRUNER: self.pruner.name,
+                tracking.PARAM_RATIO: self.cfg.ratio,
+                tracking.PARAM_DATASET: self.dataset.name,
+                "pruner.ratio_means": self.pruner.ratio_means,
+            }
+        )
+        return params
 
 
-@functools.lru_cache(maxsize=None)
-def versions() -> dict[str, str]:
-    import mlflow
-    import timm
-    import torch_pruning
-
-    return {"torch_version": torch.__version__, "timm_version": timm.__version__,
-            "torch_pruning_version": getattr(torch_pruning, "__version__", "unknown"),
-            "mlflow_version": mlflow.__version__}
+@dataclass
+class Built:
+    model: nn.Module
+    example: torch.Tensor  # one input image, on the job's device
+    start: str  # pretrained | random
+    note: str  # why pretrained weights were not used, if they were asked for
 
 
-def prepare(cfg: DictConfig) -> Job:
-    """Instantiate what the config names (inside the job's run, so a failure here is recorded)."""
-    return Job(cfg=cfg, pruner=instantiate(cfg.pruner), dataset=instantiate(cfg.dataset),
-               ratio=float(cfg.ratio), device=resolve_device(str(cfg.device)))
+@dataclass
+class Measured:
+    dense: Counts
+    pruned: Counts
+    noop: bool
+    latency: tuple[LatencyStats, LatencyStats]  # dense, pruned
+    speedup: Speedup
+    batch_size: int
 
 
-def sweep_id_of(cfg: DictConfig) -> str:
-    return str(cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single"))
+@dataclass
+class Accuracy:
+    dense: float
+    pruned: float
+    samples: int
+    at_chance: bool
 
 
-def run_name_of(cfg: DictConfig) -> str:
-    return f"{cfg.model.alias}/{cfg.pruner.name}/{float(cfg.ratio):g}"
-
-
-def job_params(job: Job) -> dict:
-    cfg = OmegaConf.to_container(job.cfg, resolve=True)
-    for private in ("tracking", "sweep_id", "hydra", "force"):
-        cfg.pop(private, None)
-    params = tracking.flatten(cfg)
-    params.update({
-        tracking.PARAM_MODEL: job.cfg.model.alias,
-        tracking.PARAM_MODEL_NAME: job.cfg.model.name,
-        tracking.PARAM_PRUNER: job.pruner.name,
-        tracking.PARAM_RATIO: job.ratio,
-        tracking.PARAM_DATASET: job.dataset.name,
-        "pruner.ratio_means": job.pruner.ratio_means,
-    })
-    return params
-
-
-@contextlib.contextmanager
-def stage(job: Job, run: tracking.JobRun, name: str):
+def stage(name: str):
+    """Time a stage, log its seconds, and send what was logged at checkpoint stages."""
     assert name in STAGES
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def timed(job: Job, *args):
+            t0 = time.perf_counter()
+            out = fn(job, *args)
+            dt = time.perf_counter() - t0
+            job.run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
+            if name in CHECKPOINT_STAGES:
+                job.run.flush()
+            log.info("%s: %s done in %.1fs", job.run_name, name, dt)
+            return out
+
+        return timed
+
+    return decorate
+
+
+# ---- the stages --------------------------------------------------------------------------------------------
+def prepare(cfg: DictConfig, run: tracking.JobRun) -> Job:
+    """Instantiate what the config names (inside the job's run, so a failure here is recorded)."""
+    job = Job(
+        cfg,
+        run,
+        instantiate(cfg.pruner),
+        instantiate(cfg.dataset),
+        provenance.resolve_device(cfg.device),
+    )
+    run.set_tags(
+        {
+            tracking.TAG_DEVICE: provenance.device_description(job.device),
+            tracking.TAG_KIND: job.pruner.kind.value,
+            tracking.TAG_FAMILY: job.pruner.family.name,
+            tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible,
+        }
+    )
+    run.log_params(job.params())
+    return job
+
+
+@stage("build")
+def build(job: Job) -> Built:
+    model, start, note = weights.build_start(job.cfg.model, job.dataset.num_classes, job.cfg.seed)
+    example = to_model_input(job.dataset.eval().images[:1], job.cfg.model.input_size).to(job.device)
+    return Built(model, example, start, note)
+
+
+@stage("weights")
+def load_weights(job: Job, built: Built) -> nn.Module:
+    cfg = job.cfg
+    dense, info = weights.fit(
+        built.model,
+        built.start,
+        built.note,
+        cfg.model,
+        job.dataset,
+        job.device,
+        cfg.weights.cache_dir,
+        cfg.seed,
+    )
+    job.run.set_tags(
+        {tracking.TAG_WEIGHTS: info.source, **({"weights_note": info.note} if info.note else {})}
+    )
+    if info.cache_path:
+        job.run.log_params({"weights.cache_path": info.cache_path})
+    return dense
+
+
+@stage("prune")
+def prune(job: Job, dense: nn.Module, example: torch.Tensor) -> nn.Module:
+    pruned = copy.deepcopy(dense)
+    torch.manual_seed(job.cfg.seed)  # random importance picks the same channels in every run
     t0 = time.perf_counter()
-    yield
-    dt = time.perf_counter() - t0
-    run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
-    if name in CHECKPOINT_STAGES:
-        run.flush()
-    log.info("%s: %s done in %.1fs", job.run_name, name, dt)
-
-
-def _count_metrics(c: Counts, prefix: str = "") -> dict[str, float]:
-    return {f"{prefix}params_total": c.params_total, f"{prefix}params_nonzero": c.params_nonzero,
-            f"{prefix}macs": c.macs, f"{prefix}macs_nonzero": c.macs_nonzero, f"{prefix}sparsity": c.sparsity}
+    pruned = job.pruner.prune(pruned, job.cfg.ratio, example).eval()
+    job.run.log_metrics({"prune_seconds": time.perf_counter() - t0})
+    with torch.no_grad():
+        out = pruned(example)
+    expected = (1, job.dataset.num_classes)
+    if tuple(out.shape) != expected:
+        raise RuntimeError(f"pruned model outputs shape {tuple(out.shape)}, expected {expected}")
+    return pruned
 
 
 def is_noop(dense: Counts, pruned: Counts) -> bool:
     """Nothing removed and nothing zeroed: the pruner did not prune."""
-    return pruned.params_total >= dense.params_total and pruned.params_nonzero >= dense.params_nonzero
+    return (
+        pruned.params_total >= dense.params_total and pruned.params_nonzero >= dense.params_nonzero
+    )
+
+
+def _count_metrics(c: Counts, prefix: str = "") -> dict[str, float]:
+    return {
+        f"{prefix}params_total": c.params_total,
+        f"{prefix}params_nonzero": c.params_nonzero,
+        f"{prefix}macs": c.macs,
+        f"{prefix}macs_nonzero": c.macs_nonzero,
+        f"{prefix}sparsity": c.sparsity,
+    }
+
+
+def _timing_batch(job: Job, batch_size: int) -> torch.Tensor:
+    images = job.dataset.eval().images[:batch_size]
+    if len(images) < batch_size:  # tiny eval split: repeat to the requested batch
+        images = images.repeat((batch_size + len(images) - 1) // len(images), 1, 1, 1)[:batch_size]
+    return to_model_input(images, job.cfg.model.input_size)
+
+
+@stage("measure")
+def measure(job: Job, dense: nn.Module, pruned: nn.Module, example: torch.Tensor) -> Measured:
+    c_dense, c_pruned = count(dense, example), count(pruned, example)
+    noop = is_noop(c_dense, c_pruned)
+    job.run.log_metrics(
+        {**_count_metrics(c_dense, tracking.DENSE_PREFIX), **_count_metrics(c_pruned)}
+    )
+    job.run.set_tags({tracking.TAG_NOOP: noop})
+    if noop:
+        log.warning(
+            "%s: pruning changed nothing (no parameter removed or zeroed): flagged as no-op",
+            job.run_name,
+        )
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    timing = time_models(
+        [dense, pruned], _timing_batch(job, settings.batch_size), settings, job.device
+    )
+    lat_dense, lat_pruned = timing.stats
+    speedup = paired_speedup(
+        lat_dense.samples_ms, lat_pruned.samples_ms, settings.bootstrap, job.cfg.seed
+    )
+    job.run.log_params(
+        {
+            "measure.threads_used": timing.threads,
+            "measure.iters_used": timing.iters,
+            "measure.warmup_iters_used": max(lat_dense.warmup_iters, lat_pruned.warmup_iters),
+            "measure.warmup_stable": lat_dense.warmup_stable and lat_pruned.warmup_stable,
+        }
+    )
+    job.run.log_metrics(
+        {**lat_dense.metrics(tracking.DENSE_PREFIX), **lat_pruned.metrics(), **speedup.metrics()}
+    )
+    return Measured(c_dense, c_pruned, noop, (lat_dense, lat_pruned), speedup, settings.batch_size)
 
 
 def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) -> int:
+    """How many eval samples: eval.max_samples, or (auto) what fits eval.time_budget_s on a CPU."""
     if cfg.max_samples is None:
         return n_split
     if cfg.max_samples != "auto":
-        return min(n_split, int(cfg.max_samples))
+        return min(n_split, cfg.max_samples)
     if device.type == "cuda":
         return n_split
-    fit = int(float(cfg.time_budget_s) / max(per_image_s, 1e-9))
-    return min(n_split, max(int(cfg.min_samples), fit))
+    fit = int(cfg.time_budget_s / max(per_image_s, 1e-9))
+    return min(n_split, max(cfg.min_samples, fit))
 
 
-def job_key(cfg: DictConfig) -> str:
-    """Stable identity of a job: its resolved config minus where things are written and tracked (and
-    minus `force`). Includes sweep_id, so re-running a sweep finds its own finished jobs."""
-    import hashlib
-    import json
+@stage("evaluate")
+def evaluate(job: Job, dense: nn.Module, pruned: nn.Module, measured: Measured) -> Accuracy:
+    split = job.dataset.eval()
+    per_image_s = sum(s.median_ms for s in measured.latency) / 1000.0 / measured.batch_size
+    n = eval_samples(job.cfg.eval, job.device, len(split), per_image_s)
+    split = split.head(n)
+    job.run.log_params({"eval.samples_used": n})
+    size, bs = job.cfg.model.input_size, job.cfg.eval.batch_size
+    acc_dense = top1(dense, split, size, bs, job.device, f"{job.run_name} dense")
+    job.run.log_metrics({"dense_accuracy_top1": acc_dense})
+    acc_pruned = top1(pruned, split, size, bs, job.device, f"{job.run_name} pruned")
+    chance = at_chance(acc_dense, n, job.dataset.num_classes)
+    if chance:
+        log.warning(
+            "%s: dense accuracy %.1f%% on %d samples is at chance: accuracy figures of this run "
+            "mean nothing",
+            job.run_name,
+            100 * acc_dense,
+            n,
+        )
+    return Accuracy(acc_dense, acc_pruned, n, chance)
 
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for volatile in ("hydra", "tracking", "force"):
-        c.pop(volatile, None)
-    c.get("weights", {}).pop("cache_dir", None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+@stage("log")
+def log_results(job: Job, m: Measured, acc: Accuracy) -> dict[str, float]:
+    metrics = {
+        "accuracy_top1": acc.pruned,
+        "accuracy_delta": acc.pruned - acc.dense,
+        "params_reduction": 1 - m.pruned.params_total / m.dense.params_total,
+        "macs_reduction": 1 - m.pruned.macs / m.dense.macs if m.dense.macs else 0.0,
+    }
+    job.run.log_metrics(metrics)
+    job.run.set_tags({tracking.TAG_AT_CHANCE: acc.at_chance})
+    hydra_dir = _hydra_output_dir()
+    if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
+        job.run.log_artifacts(hydra_dir / ".hydra", "hydra")
+    (d, p), s = m.latency, m.speedup
+    log.info(
+        "%s: params %s -> %s (non-zero %s), MACs %s -> %s, latency %.2f -> %.2f ms (speedup %.2fx "
+        "[%.2f, %.2f]), top-1 %.1f%% -> %.1f%%%s",
+        job.run_name,
+        f"{m.dense.params_total:,}",
+        f"{m.pruned.params_total:,}",
+        f"{m.pruned.params_nonzero:,}",
+        f"{m.dense.macs:,}",
+        f"{m.pruned.macs:,}",
+        d.median_ms,
+        p.median_ms,
+        s.value,
+        s.ci_low,
+        s.ci_high,
+        100 * acc.dense,
+        100 * acc.pruned,
+        " [NO-OP]" if m.noop else "",
+    )
+    return {**metrics, "speedup": s.value, "noop": float(m.noop)}
 
 
-def run_job(cfg: DictConfig) -> dict[str, float]:
-    check_job_config(cfg)  # bad input: no run is created
-    m = cfg.model
-    uri, sweep_id, run_name = tracking.resolve_uri(cfg.tracking.uri), sweep_id_of(cfg), run_name_of(cfg)
-    experiment, key = str(cfg.tracking.experiment), job_key(cfg)
-    log.info("[job %s/%s] %s (sweep %s)", _job_num(), os.environ.get("SWEEP_NUM_JOBS", "?"), run_name, sweep_id)
-    if not cfg.get("force", False):
-        done = tracking.finished_run_with_key(uri, experiment, key)
-        if done is not None:
-            log.info("%s: skipped, already FINISHED in this sweep as run %s (force=true re-runs it)",
-                     run_name, done.info.run_id)
-            return {"status": "SKIPPED"}
-    tags = {tracking.TAG_SWEEP_ID: sweep_id, tracking.TAG_GIT_COMMIT: git_commit(), tracking.TAG_JOB_KEY: key,
-            tracking.TAG_ROLE: "job", **versions()}
-    if cfg.tracking.get("parent_run_id"):
+# ---- the job ---------------------------------------------------------------------------------------------
+def _run_tags(cfg: DictConfig, key: str) -> dict[str, str]:
+    tags = {
+        tracking.TAG_SWEEP_ID: sweep_id_of(cfg),
+        tracking.TAG_GIT_COMMIT: provenance.git_commit(),
+        tracking.TAG_JOB_KEY: key,
+        tracking.TAG_ROLE: "job",
+        **provenance.versions(),
+    }
+    if cfg.tracking.parent_run_id:
         tags[tracking.TAG_PARENT] = cfg.tracking.parent_run_id
+    return tags
 
-    with tracking.job_run(uri, experiment, run_name, tags) as run:
-        job = prepare(cfg)
-        run.set_tags({tracking.TAG_DEVICE: device_description(job.device), tracking.TAG_KIND: job.pruner.kind.value,
-                      tracking.TAG_FAMILY: job.pruner.family,
-                      tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible})
-        run.log_params(job_params(job))
-        torch.manual_seed(int(cfg.seed))
 
-        with stage(job, run, "build"):
-            model, source, note = weights.build_start(m, job.dataset.num_classes, int(cfg.seed))
-            example = to_model_input(job.dataset.eval().images[:1], int(m.input_size)).to(job.device)
+def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
+    if cfg.force:
+        return False
+    done = tracking.finished_run_with_key(uri, cfg.tracking.experiment, key)
+    if done is not None:
+        log.info(
+            "%s: skipped, already FINISHED in this sweep as run %s (force=true re-runs it)",
+            run_name_of(cfg),
+            done.info.run_id,
+        )
+    return done is not None
 
-        with stage(job, run, "weights"):
-            dense, winfo = weights.fit(model, source, note, m, job.dataset, job.device,
-                                       cfg.weights.cache_dir, int(cfg.seed))
-            run.set_tags({tracking.TAG_WEIGHTS: winfo.source, **({"weights_note": winfo.note} if winfo.note else {})})
 
-        with stage(job, run, "prune"):
-            pruned = copy.deepcopy(dense)
-            torch.manual_seed(int(cfg.seed))  # random importance picks the same channels in every run
-            t0 = time.perf_counter()
-            pruned = job.pruner.prune(pruned, job.ratio, example).eval()
-            prune_seconds = time.perf_counter() - t0
-            with torch.no_grad():
-                out = pruned(example)
-            expected = (1, job.dataset.num_classes)
-            if tuple(out.shape) != expected:
-                raise RuntimeError(f"pruned model outputs shape {tuple(out.shape)}, expected {expected}")
-            run.log_metrics({"prune_seconds": prune_seconds})
-
-        with stage(job, run, "measure"):
-            c_dense, c_pruned = count(dense, example), count(pruned, example)
-            noop = is_noop(c_dense, c_pruned)
-            run.log_metrics({**_count_metrics(c_dense, tracking.DENSE_PREFIX), **_count_metrics(c_pruned)})
-            run.set_tags({tracking.TAG_NOOP: noop})
-            if noop:
-                log.warning("%s: pruning changed nothing (no parameter removed or zeroed): flagged as no-op",
-                            job.run_name)
-            settings = LatencySettings(**OmegaConf.to_container(cfg.measure, resolve=True))
-            batch = to_model_input(job.dataset.eval().images[:settings.batch_size], int(m.input_size))
-            if len(batch) < settings.batch_size:  # tiny eval split: repeat to the requested batch
-                batch = batch.repeat((settings.batch_size + len(batch) - 1) // len(batch), 1, 1, 1)[:settings.batch_size]
-            timing = time_models([dense, pruned], batch, settings, job.device)
-            lat_dense, lat_pruned = timing.stats
-            speedup = paired_speedup(lat_dense.samples_ms, lat_pruned.samples_ms, settings.bootstrap, int(cfg.seed))
-            run.log_params({"measure.threads_used": timing.threads, "measure.iters_used": timing.iters,
-                            "measure.warmup_iters_used": max(lat_dense.warmup_iters, lat_pruned.warmup_iters),
-                            "measure.warmup_stable": lat_dense.warmup_stable})
-            run.log_metrics({**lat_dense.metrics(tracking.DENSE_PREFIX), **lat_pruned.metrics(), **speedup.metrics()})
-
-        with stage(job, run, "evaluate"):
-            split = job.dataset.eval()
-            per_image_s = (lat_dense.median_ms + lat_pruned.median_ms) / 1000.0 / settings.batch_size
-            n = eval_samples(cfg.eval, job.device, len(split), per_image_s)
-            split = split.head(n)
-            run.log_params({"eval.samples_used": n})
-            bs = int(cfg.eval.batch_size)
-            acc_dense = top1(dense, split, int(m.input_size), bs, job.device, f"{job.run_name} dense")
-            run.log_metrics({"dense_accuracy_top1": acc_dense})
-            acc_pruned = top1(pruned, split, int(m.input_size), bs, job.device, f"{job.run_name} pruned")
-            chance = at_chance(acc_dense, n, job.dataset.num_classes)
-            if chance:
-                log.warning("%s: dense accuracy %.1f%% on %d samples is at chance (weights: %s): "
-                            "accuracy figures of this run mean nothing", job.run_name, 100 * acc_dense, n,
-                            winfo.source)
-
-        with stage(job, run, "log"):
-            metrics = {
-                "accuracy_top1": acc_pruned,
-                "accuracy_delta": acc_pruned - acc_dense,
-                "params_reduction": 1 - c_pruned.params_total / c_dense.params_total,
-                "macs_reduction": 1 - c_pruned.macs / c_dense.macs if c_dense.macs else 0.0,
-            }
-            run.log_metrics(metrics)
-            run.set_tags({tracking.TAG_AT_CHANCE: chance})
-            hydra_dir = _hydra_output_dir()
-            if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
-                run.log_artifacts(hydra_dir / ".hydra", "hydra")
-
-        log.info("%s: params %s -> %s (non-zero %s), MACs %s -> %s, latency %.2f -> %.2f ms "
-                 "(speedup %.2fx [%.2f, %.2f]), top-1 %.1f%% -> %.1f%%%s", job.run_name,
-                 f"{c_dense.params_total:,}", f"{c_pruned.params_total:,}", f"{c_pruned.params_nonzero:,}",
-                 f"{c_dense.macs:,}", f"{c_pruned.macs:,}", lat_dense.median_ms, lat_pruned.median_ms,
-                 speedup.value, speedup.ci_low, speedup.ci_high, 100 * acc_dense, 100 * acc_pruned,
-                 " [NO-OP]" if noop else "")
-        return {**metrics, "speedup": speedup.value, "noop": float(noop)}
+def run_job(cfg: DictConfig) -> dict:
+    check_job_config(cfg)  # bad input: no run is created
+    uri, key = tracking.resolve_uri(cfg.tracking.uri), job_key(cfg)
+    log.info(
+        "[job %s/%s] %s (sweep %s)",
+        _job_num(),
+        os.environ.get("SWEEP_NUM_JOBS", "?"),
+        run_name_of(cfg),
+        sweep_id_of(cfg),
+    )
+    if _already_finished(cfg, uri, key):
+        return {"status": "SKIPPED"}
+    with tracking.job_run(
+        uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
+    ) as run:
+        job = prepare(cfg, run)
+        provenance.release_memory()  # what earlier jobs of this process left behind, and nothing else
+        run.log_metrics({"process_rss_mb": provenance.rss_mb()})
+        torch.manual_seed(cfg.seed)
+        built = build(job)
+        dense = load_weights(job, built)
+        pruned = prune(job, dense, built.example)
+        measured = measure(job, dense, pruned, built.example)
+        accuracy = evaluate(job, dense, pruned, measured)
+        return log_results(job, measured, accuracy)
 
 
 def run_job_isolated(cfg: DictConfig) -> dict:
@@ -270,13 +390,11 @@ def run_job_isolated(cfg: DictConfig) -> dict:
     summary, and the next job goes on."""
     try:
         return run_job(cfg)
+    except SweepConfigError:
+        raise
     except Exception as e:  # KeyboardInterrupt and SIGTERM still stop the sweep
-        from sweep.errors import SweepConfigError
-
-        if isinstance(e, SweepConfigError):
-            raise
-        log.exception("job %s/%s/%s failed", cfg.model.get("alias"), cfg.pruner.get("name"), cfg.get("ratio"))
-        return {"status": "FAILED", "error": f"{type(e).__name__}: {e}"}
+        log.exception("job %s failed", run_name_of(cfg))
+        return {"status": "FAILED", "error": one_line(e)}
 
 
 def _hydra_output_dir() -> Path | None:
@@ -292,7 +410,5 @@ def _job_num() -> int | str:
 
     if not HydraConfig.initialized():
         return 1
-    try:
-        return int(HydraConfig.get().job.num) + 1
-    except Exception:
-        return 1
+    num = HydraConfig.get().job.get("num")
+    return num + 1 if isinstance(num, int) else 1

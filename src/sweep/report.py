@@ -4,6 +4,7 @@ nothing else). The same store gives byte-identical Markdown.
     python -m sweep.report [--tracking-uri URI] [--experiment NAME] [--sweep ID] [--out DIR]
                            [--baseline SWEEP_ID] [--latency-threshold 0.05] [--accuracy-threshold 0.01]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep import tracking as T
-from sweep.errors import SweepConfigError
+from sweep.errors import SweepConfigError, first_line
+from sweep.pruners import families
 
-FAMILY_TITLES = {"torch.nn.utils.prune": "Ln-norm based pruning (torch.nn.utils.prune)",
-                 "depgraph": "DepGraph: towards any structural pruning (Torch-Pruning)"}
-FAMILY_ORDER = ["torch.nn.utils.prune", "depgraph"]
 SEED_MODEL_ORDER = ["c", "e", "v", "m"]
 
 
@@ -49,7 +48,7 @@ class Row:
 
     @property
     def error(self) -> str:
-        return self.tags.get(T.TAG_ERROR, "").splitlines()[0] if self.tags.get(T.TAG_ERROR) else ""
+        return first_line(self.tags[T.TAG_ERROR]) if self.tags.get(T.TAG_ERROR) else ""
 
 
 @dataclass
@@ -61,7 +60,11 @@ class Sweep:
 
 
 def _model_key(alias: str) -> tuple:
-    return (SEED_MODEL_ORDER.index(alias), "") if alias in SEED_MODEL_ORDER else (len(SEED_MODEL_ORDER), alias)
+    return (
+        (SEED_MODEL_ORDER.index(alias), "")
+        if alias in SEED_MODEL_ORDER
+        else (len(SEED_MODEL_ORDER), alias)
+    )
 
 
 def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
@@ -74,8 +77,10 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
     chosen = [r for r in runs if r.data.tags.get(T.TAG_SWEEP_ID) == sweep_id]
     if not chosen:
         known = sorted({r.data.tags.get(T.TAG_SWEEP_ID, "") for r in runs})
-        raise SweepConfigError(f"sweep {sweep_id!r} has no runs in experiment {experiment!r}: "
-                               f"choose from {', '.join(known[-10:])}")
+        raise SweepConfigError(
+            f"sweep {sweep_id!r} has no runs in experiment {experiment!r}: "
+            f"choose from {', '.join(known[-10:])}"
+        )
     # A grid point run more than once (a re-run after a failure) counts by its latest run.
     latest: dict[tuple, Row] = {}
     for r in sorted(chosen, key=lambda r: (r.info.start_time, r.info.run_id)):
@@ -84,10 +89,23 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         model = p.get(T.PARAM_MODEL) or name_parts[0]
         pruner = p.get(T.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
         ratio = float(p.get(T.PARAM_RATIO) or (name_parts[2] if len(name_parts) > 2 else "nan"))
-        latest[(model, pruner, ratio)] = Row(model, p.get(T.PARAM_MODEL_NAME, model), pruner, ratio,
-                                             r.info.status, dict(r.data.metrics), dict(r.data.tags), dict(p))
+        latest[(model, pruner, ratio)] = Row(
+            model,
+            p.get(T.PARAM_MODEL_NAME, model),
+            pruner,
+            ratio,
+            r.info.status,
+            dict(r.data.metrics),
+            dict(r.data.tags),
+            dict(p),
+        )
     rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio))
-    return Sweep(sweep_id, rows, sorted({x.model for x in rows}, key=_model_key), sorted({x.ratio for x in rows}))
+    return Sweep(
+        sweep_id,
+        rows,
+        sorted({x.model for x in rows}, key=_model_key),
+        sorted({x.ratio for x in rows}),
+    )
 
 
 # ---- formatting ---------------------------------------------------------------------------------------
@@ -152,9 +170,11 @@ def flags(row: Row) -> list[str]:
 
 
 def table(rows: list[Row]) -> list[str]:
-    out = ["| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
-           "speedup [95% CI] | top-1 (vs dense) | flags |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
+        "speedup [95% CI] | top-1 (vs dense) | flags |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         m = r.metrics
         if r.status != "FINISHED" or not m.get("latency_ms"):
@@ -167,38 +187,64 @@ def table(rows: list[Row]) -> list[str]:
         else:
             speed = f"{m['speedup']:.2f}x [{m.get('speedup_ci_low', m['speedup']):.2f}, {m.get('speedup_ci_high', m['speedup']):.2f}]"
         acc = f"{_pct(m.get('accuracy_top1'))} ({100 * m.get('accuracy_delta', 0.0):+.1f} pt)"
-        out.append(f"| {r.model} | {_int(m.get('params_total'))} / {_int(m.get('params_nonzero'))} | "
-                   f"{_macs(m.get('macs'))} / {_macs(m.get('macs_nonzero'))} | "
-                   f"{m['latency_ms']:.2f} ± {m.get('latency_std_ms', 0.0):.2f} ms | {speed} | {acc} | "
-                   f"{'; '.join(flags(r))} |")
+        out.append(
+            f"| {r.model} | {_int(m.get('params_total'))} / {_int(m.get('params_nonzero'))} | "
+            f"{_macs(m.get('macs'))} / {_macs(m.get('macs_nonzero'))} | "
+            f"{m['latency_ms']:.2f} ± {m.get('latency_std_ms', 0.0):.2f} ms | {speed} | {acc} | "
+            f"{'; '.join(flags(r))} |"
+        )
     return out
 
 
 def _missing(model: str, pruner: str, ratio: float) -> Row:
-    return Row(model, model, pruner, ratio, "MISSING", {}, {T.TAG_ERROR: "no run logged for this grid point"}, {})
+    return Row(
+        model,
+        model,
+        pruner,
+        ratio,
+        "MISSING",
+        {},
+        {T.TAG_ERROR: "no run logged for this grid point"},
+        {},
+    )
 
 
-def render(sweep: Sweep, figures: dict[str, str], baseline: "Sweep | None" = None,
-           latency_threshold: float = 0.05, accuracy_threshold: float = 0.01) -> str:
-    rows = {(r.model, r.pruner, r.ratio): r for r in sweep.rows}
-    lines = ["# Benchmarks Result", ""]
+def _header(sweep: Sweep) -> list[str]:
     devices = sorted({r.tags.get(T.TAG_DEVICE, "?") for r in sweep.rows})
     commits = sorted({r.tags.get(T.TAG_GIT_COMMIT, "?")[:12] for r in sweep.rows})
     n_ok = sum(r.status == "FINISHED" for r in sweep.rows)
-    lines += [f"Sweep `{sweep.sweep_id}`: {len(sweep.rows)} runs ({n_ok} finished), models "
-              f"{', '.join(sweep.models)}, ratios {', '.join(f'{q:g}' for q in sweep.ratios)}. "
-              f"Device: {'; '.join(devices)}. Commit: {', '.join(commits)}.", "",
-              "Each line: `model: parameters, median latency per batch, top-1 accuracy`. Dense figures are "
-              "measured in the same job as the pruned ones. Masks (unstructured and structured-mask "
-              "methods) keep dense shapes: their latency cannot improve on dense kernels, so no speedup is "
-              "claimed for them.", ""]
+    return [
+        "# Benchmarks Result",
+        "",
+        f"Sweep `{sweep.sweep_id}`: {len(sweep.rows)} runs ({n_ok} finished), models "
+        f"{', '.join(sweep.models)}, ratios {', '.join(f'{q:g}' for q in sweep.ratios)}. "
+        f"Device: {'; '.join(devices)}. Commit: {', '.join(commits)}.",
+        "",
+        "Each line: `model: parameters, median latency per batch, top-1 accuracy`. Dense figures are "
+        "measured in the same job as the pruned ones. Masks (unstructured and structured-mask "
+        "methods) keep dense shapes: their latency cannot improve on dense kernels, so no speedup is "
+        "claimed for them.",
+        "",
+    ]
 
-    lines += ["## Original (not pruned)", "",
-              "Every job measures its own dense model; each line gives the median over the sweep's finished jobs "
-              "of that model.", "", "```bash", "# N(params), Latency, Accuracy"]
+
+def _original(sweep: Sweep) -> list[str]:
+    lines = [
+        "## Original (not pruned)",
+        "",
+        "Every job measures its own dense model; each line gives the median over the sweep's finished jobs "
+        "of that model.",
+        "",
+        "```bash",
+        "# N(params), Latency, Accuracy",
+    ]
     dense_rows = []
     for model in sweep.models:
-        done = [r for r in sweep.rows if r.model == model and r.status == "FINISHED" and "dense_latency_ms" in r.metrics]
+        done = [
+            r
+            for r in sweep.rows
+            if r.model == model and r.status == "FINISHED" and "dense_latency_ms" in r.metrics
+        ]
         if done:
             dense_rows.append(dense_summary(done))
             lines.append(seed_line(dense_rows[-1], dense=True))
@@ -207,45 +253,71 @@ def render(sweep: Sweep, figures: dict[str, str], baseline: "Sweep | None" = Non
     lines += ["```", ""]
     chance = [r.model for r in dense_rows if r.flag(T.TAG_AT_CHANCE)]
     if chance:
-        lines += [f"> Accuracy of {', '.join(chance)} is at chance (weights: "
-                  f"{', '.join(sorted({r.tags.get(T.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
-                  "their accuracy figures are not results.", ""]
+        lines += [
+            f"> Accuracy of {', '.join(chance)} is at chance (weights: "
+            f"{', '.join(sorted({r.tags.get(T.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
+            "their accuracy figures are not results.",
+            "",
+        ]
+    return lines
 
-    pruners_by_family: dict[str, list[str]] = {}
+
+def _method_sections(sweep: Sweep) -> list[str]:
+    """One section per family (in the families' own order), one sub-section per method and ratio."""
+    rows = {(r.model, r.pruner, r.ratio): r for r in sweep.rows}
+    known = families()
+    by_family: dict[str, list[str]] = {}
     for r in sweep.rows:
-        pruners_by_family.setdefault(r.family, [])
-        if r.pruner not in pruners_by_family[r.family]:
-            pruners_by_family[r.family].append(r.pruner)
-    families = [f for f in FAMILY_ORDER if f in pruners_by_family] + sorted(set(pruners_by_family) - set(FAMILY_ORDER))
-    for fam in families:
-        lines += [f"## {FAMILY_TITLES.get(fam, fam)}", ""]
-        for pruner in sorted(pruners_by_family[fam]):
+        if r.pruner not in by_family.setdefault(r.family, []):
+            by_family[r.family].append(r.pruner)
+    lines = []
+    for fam in sorted(by_family, key=lambda f: (known[f].rank if f in known else len(known), f)):
+        lines += [f"## {known[fam].title if fam in known else fam}", ""]
+        for pruner in sorted(by_family[fam]):
             sample = next(r for r in sweep.rows if r.pruner == pruner)
             means = sample.params.get("pruner.ratio_means", "")
             for ratio in sweep.ratios:
-                section = [rows.get((m, pruner, ratio)) or _missing(m, pruner, ratio) for m in sweep.models]
+                section = [
+                    rows.get((m, pruner, ratio)) or _missing(m, pruner, ratio) for m in sweep.models
+                ]
                 lines += [f"### {pruner} ({sample.kind or 'unknown kind'}, ratio={ratio:g})", ""]
                 if means:
                     lines += [f"ratio = {means}.", ""]
                 lines += ["```bash"] + [seed_line(r) for r in section] + ["```", ""]
                 lines += table(section) + [""]
+    return lines
 
+
+def render(
+    sweep: Sweep,
+    figures: dict[str, str],
+    baseline: Sweep | None = None,
+    latency_threshold: float = 0.05,
+    accuracy_threshold: float = 0.01,
+) -> str:
+    lines = _header(sweep) + _original(sweep) + _method_sections(sweep)
     if figures:
         lines += ["## Figures", ""]
         for title, path in figures.items():
             lines += [f"### {title}", "", f"![{title}]({path})", ""]
-
     if baseline is not None:
         lines += regressions(sweep, baseline, latency_threshold, accuracy_threshold)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def regressions(sweep: Sweep, baseline: Sweep, latency_threshold: float, accuracy_threshold: float) -> list[str]:
+def regressions(
+    sweep: Sweep, baseline: Sweep, latency_threshold: float, accuracy_threshold: float
+) -> list[str]:
     base = {(r.model, r.pruner, r.ratio): r for r in baseline.rows if r.status == "FINISHED"}
-    lines = [f"## Compared with sweep `{baseline.sweep_id}`", "",
-             f"Regression: latency up by more than {100 * latency_threshold:.1f} % or top-1 down by more than "
-             f"{100 * accuracy_threshold:.1f} points.", "",
-             "| model | pruner | ratio | latency then → now | top-1 then → now | regression |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## Compared with sweep `{baseline.sweep_id}`",
+        "",
+        f"Regression: latency up by more than {100 * latency_threshold:.1f} % or top-1 down by more than "
+        f"{100 * accuracy_threshold:.1f} points.",
+        "",
+        "| model | pruner | ratio | latency then → now | top-1 then → now | regression |",
+        "|---|---|---|---|---|---|",
+    ]
     found = []
     for r in sweep.rows:
         b = base.get((r.model, r.pruner, r.ratio))
@@ -258,12 +330,16 @@ def regressions(sweep: Sweep, baseline: Sweep, latency_threshold: float, accurac
             why.append(f"latency +{100 * (lat1 / lat0 - 1):.1f} %")
         if acc1 < acc0 - accuracy_threshold:
             why.append(f"top-1 {100 * (acc1 - acc0):+.1f} pt")
-        lines.append(f"| {r.model} | {r.pruner} | {r.ratio:g} | {lat0:.2f} → {lat1:.2f} ms | "
-                     f"{_pct(acc0)} → {_pct(acc1)} | {'; '.join(why)} |")
+        lines.append(
+            f"| {r.model} | {r.pruner} | {r.ratio:g} | {lat0:.2f} → {lat1:.2f} ms | "
+            f"{_pct(acc0)} → {_pct(acc1)} | {'; '.join(why)} |"
+        )
         if why:
             found.append(f"- {r.model}/{r.pruner}/{r.ratio:g}: {'; '.join(why)}")
-    gone = sorted(set(base) - {(r.model, r.pruner, r.ratio) for r in sweep.rows if r.status == "FINISHED"},
-                  key=lambda k: (_model_key(k[0]), k[1], k[2]))
+    gone = sorted(
+        set(base) - {(r.model, r.pruner, r.ratio) for r in sweep.rows if r.status == "FINISHED"},
+        key=lambda k: (_model_key(k[0]), k[1], k[2]),
+    )
     found += [f"- {m}/{p}/{q:g}: finished in the baseline, not in this sweep" for m, p, q in gone]
     lines += ["", "### Regressions", ""] + (found or ["None."]) + [""]
     return lines
@@ -280,73 +356,126 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
+_PNG_META = {
+    "Software": None
+}  # no matplotlib version in the file: the same store gives the same bytes
+
+
+def _accuracy_figure(plt, sweep: Sweep, done: list[Row], xkey: str, xlabel: str, out: Path) -> None:
+    """Top-1 against a cost (MACs or latency), one panel per model, with the Pareto front."""
+    models = [m for m in sweep.models if any(r.model == m for r in done)]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    scale = 1e6 if xkey == "macs" else 1.0
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in done if r.model == model]
+        for pruner in sorted({r.pruner for r in mine}):
+            pts = [
+                (r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"])
+                for r in mine
+                if r.pruner == pruner
+            ]
+            ax.scatter(*zip(*pts), label=pruner, s=22)
+        d = mine[0].metrics
+        dense = (d["dense_" + xkey] / scale, 100 * d["dense_accuracy_top1"])
+        ax.scatter(
+            [dense[0]], [dense[1]], marker="*", s=120, color="black", label="dense", zorder=3
+        )
+        front = pareto(
+            [(r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"]) for r in mine] + [dense]
+        )
+        ax.step(
+            *zip(*front),
+            where="post",
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="Pareto front",
+        )
+        ax.set_title(
+            model + (" (accuracy at chance)" if mine[0].flag(T.TAG_AT_CHANCE) else ""), fontsize=10
+        )
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+
+
+def _speedup_figure(plt, sweep: Sweep, structural: list[Row], out: Path) -> None:
+    """Speedup (with its 95 % interval) against ratio, one panel per structural method."""
+    pruners = sorted({r.pruner for r in structural})
+    fig, axes = plt.subplots(1, len(pruners), figsize=(4.2 * len(pruners), 3.6), squeeze=False)
+    for ax, pruner in zip(axes[0], pruners):
+        for model in sweep.models:
+            pts = sorted(
+                (
+                    r.ratio,
+                    r.metrics["speedup"],
+                    r.metrics.get("speedup_ci_low", r.metrics["speedup"]),
+                    r.metrics.get("speedup_ci_high", r.metrics["speedup"]),
+                )
+                for r in structural
+                if r.pruner == pruner and r.model == model
+            )
+            if pts:
+                x, y, lo, hi = zip(*pts)
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]],
+                    marker="o",
+                    capsize=3,
+                    label=model,
+                )
+        ax.axhline(1.0, color="grey", linewidth=1)
+        ax.set_title(pruner, fontsize=10)
+        ax.set_xlabel("ratio", fontsize=8)
+        ax.set_ylabel("speedup vs dense (x, 95% CI)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+
+
 def figures(sweep: Sweep, out: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in sweep.rows if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "latency_ms" in r.metrics]
+    done = [
+        r
+        for r in sweep.rows
+        if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "latency_ms" in r.metrics
+    ]
     if not done:
         return {}
     made: dict[str, str] = {}
-    meta = {"Software": None}
-    for xkey, xlabel, fname in (("macs", "MACs per image (millions, dense kernels)", "accuracy_vs_macs.png"),
-                                ("latency_ms", "median latency per batch (ms)", "accuracy_vs_latency.png")):
-        models = [m for m in sweep.models if any(r.model == m for r in done)]
-        fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
-        for ax, model in zip(axes[0], models):
-            mine = [r for r in done if r.model == model]
-            scale = 1e6 if xkey == "macs" else 1.0
-            for pruner in sorted({r.pruner for r in mine}):
-                pts = [(r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"]) for r in mine if r.pruner == pruner]
-                ax.scatter(*zip(*pts), label=pruner, s=22)
-            d = mine[0].metrics
-            ax.scatter([d["dense_" + xkey] / scale], [100 * d["dense_accuracy_top1"]], marker="*", s=120,
-                       color="black", label="dense", zorder=3)
-            allpts = [(r.metrics[xkey] / scale, 100 * r.metrics["accuracy_top1"]) for r in mine]
-            allpts.append((d["dense_" + xkey] / scale, 100 * d["dense_accuracy_top1"]))
-            front = pareto(allpts)
-            ax.step(*zip(*front), where="post", color="grey", linestyle="--", linewidth=1, label="Pareto front")
-            title = model + (" (accuracy at chance)" if mine[0].flag(T.TAG_AT_CHANCE) else "")
-            ax.set_title(title, fontsize=10)
-            ax.set_xlabel(xlabel, fontsize=8)
-            ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110, metadata=meta)
-        plt.close(fig)
-        made["Accuracy vs " + ("MACs" if xkey == "macs" else "latency") + " (per model, Pareto front dashed)"] = fname
-
+    for xkey, xlabel, fname, what in (
+        ("macs", "MACs per image (millions, dense kernels)", "accuracy_vs_macs.png", "MACs"),
+        ("latency_ms", "median latency per batch (ms)", "accuracy_vs_latency.png", "latency"),
+    ):
+        _accuracy_figure(plt, sweep, done, xkey, xlabel, out / fname)
+        made[f"Accuracy vs {what} (per model, Pareto front dashed)"] = fname
     structural = [r for r in done if not r.masks]
     if structural:
-        pruners = sorted({r.pruner for r in structural})
-        fig, axes = plt.subplots(1, len(pruners), figsize=(4.2 * len(pruners), 3.6), squeeze=False)
-        for ax, pruner in zip(axes[0], pruners):
-            for model in sweep.models:
-                pts = sorted((r.ratio, r.metrics["speedup"], r.metrics.get("speedup_ci_low", r.metrics["speedup"]),
-                              r.metrics.get("speedup_ci_high", r.metrics["speedup"]))
-                             for r in structural if r.pruner == pruner and r.model == model)
-                if pts:
-                    x, y, lo, hi = zip(*pts)
-                    ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)], [b - a for a, b in zip(y, hi)]],
-                                marker="o", capsize=3, label=model)
-            ax.axhline(1.0, color="grey", linewidth=1)
-            ax.set_title(pruner, fontsize=10)
-            ax.set_xlabel("ratio", fontsize=8)
-            ax.set_ylabel("speedup vs dense (x, 95% CI)", fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "speedup_vs_ratio.png", dpi=110, metadata=meta)
-        plt.close(fig)
+        _speedup_figure(plt, sweep, structural, out / "speedup_vs_ratio.png")
         made["Speedup vs ratio (structural methods only)"] = "speedup_vs_ratio.png"
     return made
 
 
-def write_report(uri: str, experiment: str, sweep_id: str | None, out_dir: Path, baseline: str | None = None,
-                 latency_threshold: float = 0.05, accuracy_threshold: float = 0.01) -> Path:
+def write_report(
+    uri: str,
+    experiment: str,
+    sweep_id: str | None,
+    out_dir: Path,
+    baseline: str | None = None,
+    latency_threshold: float = 0.05,
+    accuracy_threshold: float = 0.01,
+) -> Path:
     uri = T.resolve_uri(uri)
     T.check_reachable(uri)
     sweep = load_sweep(uri, experiment, sweep_id)
@@ -360,18 +489,41 @@ def write_report(uri: str, experiment: str, sweep_id: str | None, out_dir: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sweep.report", description="Render the benchmark document from MLflow.")
-    ap.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ap = argparse.ArgumentParser(
+        prog="python -m sweep.report", description="Render the benchmark document from MLflow."
+    )
+    ap.add_argument("--tracking-uri", default=None, help=T.DEFAULT_URI_HELP)
     ap.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT)
-    ap.add_argument("--sweep", default=None, help="sweep_id (default: the newest sweep in the experiment)")
-    ap.add_argument("--out", default="reports", type=Path, help="output folder (a sub-folder per sweep)")
+    ap.add_argument(
+        "--sweep", default=None, help="sweep_id (default: the newest sweep in the experiment)"
+    )
+    ap.add_argument(
+        "--out", default="reports", type=Path, help="output folder (a sub-folder per sweep)"
+    )
     ap.add_argument("--baseline", default=None, help="an earlier sweep_id to compare with")
-    ap.add_argument("--latency-threshold", type=float, default=0.05, help="relative latency increase that is a regression")
-    ap.add_argument("--accuracy-threshold", type=float, default=0.01, help="top-1 drop (fraction) that is a regression")
+    ap.add_argument(
+        "--latency-threshold",
+        type=float,
+        default=0.05,
+        help="relative latency increase that is a regression",
+    )
+    ap.add_argument(
+        "--accuracy-threshold",
+        type=float,
+        default=0.01,
+        help="top-1 drop (fraction) that is a regression",
+    )
     args = ap.parse_args(argv)
     try:
-        path = write_report(args.tracking_uri, args.experiment, args.sweep, args.out, args.baseline,
-                            args.latency_threshold, args.accuracy_threshold)
+        path = write_report(
+            args.tracking_uri,
+            args.experiment,
+            args.sweep,
+            args.out,
+            args.baseline,
+            args.latency_threshold,
+            args.accuracy_threshold,
+        )
     except SweepConfigError as e:
         print(f"sweep.report: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

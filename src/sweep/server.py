@@ -2,6 +2,7 @@
 
 The store is initialised first (tables and experiment), so workers on other nodes can log to it at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,11 +17,26 @@ from pathlib import Path
 from sweep import tracking
 
 
-def command(backend_uri: str, host: str = "127.0.0.1", port: int = 5000, artifacts: str | None = None,
-            workers: int = 1) -> list[str]:
+def command(
+    backend_uri: str,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    artifacts: str | None = None,
+    workers: int = 1,
+) -> list[str]:
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    cmd = [mlflow, "server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(port),
-           "--workers", str(workers)]
+    cmd = [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     if artifacts:
         cmd += ["--artifacts-destination", artifacts]
     return cmd
@@ -48,22 +64,36 @@ def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sweep.server", description=__doc__.splitlines()[0])
-    ap.add_argument("--backend-store-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db "
-                    "(a postgresql:// URI works too)")
+    ap.add_argument(
+        "--backend-store-uri",
+        default=None,
+        help=tracking.DEFAULT_URI_HELP + " (a postgresql:// URI works too)",
+    )
     ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to let other nodes log to it")
     ap.add_argument("--port", type=int, default=5000)
-    ap.add_argument("--artifacts-destination", default=None, help="artifact root (default: mlflow's ./mlartifacts)")
+    ap.add_argument(
+        "--artifacts-destination",
+        default=None,
+        help="artifact root (default: mlflow's ./mlartifacts)",
+    )
     ap.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT)
     args = ap.parse_args(argv)
-    uri = args.backend_store_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    uri = (
+        args.backend_store_uri or os.environ.get(tracking.TRACKING_URI_ENV) or tracking.DEFAULT_URI
+    )
     if uri.startswith("http"):
-        raise SystemExit(f"sweep.server: error: --backend-store-uri={uri} is a server; give a database URI")
+        raise SystemExit(
+            f"sweep.server: error: --backend-store-uri={uri} is a server; give a database URI"
+        )
     if uri.startswith("sqlite"):
         uri = tracking.resolve_uri(uri)
         tracking.init_store(uri, args.experiment)
     cmd = command(uri, args.host, args.port, args.artifacts_destination)
-    print(f"tracking server on http://{args.host}:{args.port} over {uri}; jobs log to it with "
-          f"tracking.uri=http://<this host>:{args.port}", flush=True)
+    print(
+        f"tracking server on http://{args.host}:{args.port} over {uri}; jobs log to it with "
+        f"tracking.uri=http://<this host>:{args.port}",
+        flush=True,
+    )
     os.execvpe(cmd[0], cmd, environment())
 
 

@@ -2,6 +2,7 @@
 
 Jobs, the report and the tests all use the names defined here; the README's schema section lists them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,15 +14,16 @@ import threading
 import traceback
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-from sweep.errors import SweepConfigError
+from sweep.errors import SweepConfigError, one_line
 
 # ---- schema -------------------------------------------------------------------------------------------
 # Params identifying a job (the rest of the resolved config is logged too, flattened with dots).
-PARAM_MODEL = "model"            # alias, e.g. c or tiny_vit
+PARAM_MODEL = "model"  # alias, e.g. c or tiny_vit
 PARAM_MODEL_NAME = "model_name"  # timm name, e.g. convnext_large
 PARAM_PRUNER = "pruner"
 PARAM_RATIO = "ratio"
@@ -29,63 +31,71 @@ PARAM_DATASET = "dataset"
 
 # Metrics, for the pruned model; each has a dense_ twin measured in the same job (see DENSE_TWINS).
 METRICS_PER_MODEL = (
-    "params_total",      # count
-    "params_nonzero",    # count
-    "macs",              # multiply-accumulates per image, dense kernels
-    "macs_nonzero",      # multiply-accumulates per image if zero weights were skipped
-    "sparsity",          # fraction of zero weights in prunable layers, 0..1
-    "latency_ms",        # median per batch, ms
-    "latency_p90_ms",    # 90th percentile per batch, ms
-    "latency_std_ms",    # standard deviation per batch, ms
-    "throughput",        # images / s at measure.batch_size
-    "peak_mem_mb",       # weights + inference peak, MiB
-    "accuracy_top1",     # fraction 0..1 on the evaluated samples
+    "params_total",  # count
+    "params_nonzero",  # count
+    "macs",  # multiply-accumulates per image, dense kernels
+    "macs_nonzero",  # multiply-accumulates per image if zero weights were skipped
+    "sparsity",  # fraction of zero weights in prunable layers, 0..1
+    "latency_ms",  # median per batch, ms
+    "latency_p90_ms",  # 90th percentile per batch, ms
+    "latency_std_ms",  # standard deviation per batch, ms
+    "throughput",  # images / s at measure.batch_size
+    "peak_mem_mb",  # weights + inference peak, MiB
+    "accuracy_top1",  # fraction 0..1 on the evaluated samples
 )
 DENSE_PREFIX = "dense_"
-METRICS_RELATIVE = (
-    "speedup",            # dense_latency_ms / latency_ms
-    "speedup_ci_low",     # 95 % bootstrap interval over paired iterations
-    "speedup_ci_high",
-    "params_reduction",   # 1 - params_total / dense_params_total
-    "macs_reduction",     # 1 - macs / dense_macs
-    "accuracy_delta",     # accuracy_top1 - dense_accuracy_top1
-    "prune_seconds",      # wall time of the prune stage, s
-)
 STAGE_METRIC = "stage_{}_seconds"  # wall time of each pipeline stage, s
 REQUIRED_METRICS = (
-    "params_total", "params_nonzero", "macs", "latency_ms", "accuracy_top1",
-    "dense_params_total", "dense_macs", "dense_latency_ms", "dense_accuracy_top1",
-    "speedup", "prune_seconds",
+    "params_total",
+    "params_nonzero",
+    "macs",
+    "latency_ms",
+    "accuracy_top1",
+    "dense_params_total",
+    "dense_macs",
+    "dense_latency_ms",
+    "dense_accuracy_top1",
+    "speedup",
+    "prune_seconds",
 )
 
 TAG_SWEEP_ID = "sweep_id"
 TAG_DEVICE = "device"
 TAG_GIT_COMMIT = "git_commit"
-TAG_ERROR = "error"                    # first line of the exception of a FAILED run
-TAG_WEIGHTS = "weights"                # trained | pretrained | random
-TAG_AT_CHANCE = "accuracy_at_chance"   # true when dense accuracy is not above chance
-TAG_NOOP = "noop"                      # true when pruning changed nothing
-TAG_KIND = "pruning_kind"              # unstructured | structured_mask | structural
-TAG_FAMILY = "pruning_family"          # torch.nn.utils.prune | depgraph
+TAG_ERROR = "error"  # first line of the exception of a FAILED run
+TAG_WEIGHTS = "weights"  # trained | pretrained | random
+TAG_AT_CHANCE = "accuracy_at_chance"  # true when dense accuracy is not above chance
+TAG_NOOP = "noop"  # true when pruning changed nothing
+TAG_KIND = "pruning_kind"  # unstructured | structured_mask | structural
+TAG_FAMILY = "pruning_family"  # torch.nn.utils.prune | depgraph
 TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work
 TAG_VERSIONS = ("torch_version", "timm_version", "torch_pruning_version", "mlflow_version")
-TAG_JOB_KEY = "job_key"                # stable hash of the job's config (resume and dedupe)
-TAG_ROLE = "run_role"                  # job | sweep (the parent run of a multirun)
-TAG_PARENT = "mlflow.parentRunId"      # MLflow's own nesting tag: the UI shows jobs under their sweep
+TAG_JOB_KEY = "job_key"  # stable hash of the job's config (resume and dedupe)
+TAG_ROLE = "run_role"  # job | sweep (the parent run of a multirun)
+TAG_PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag: the UI shows jobs under their sweep
 
 DEFAULT_EXPERIMENT = "pruning-sweep"
+# The one default store: SQLite in the directory the command runs from, unless the environment names one.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_URI_HELP = f"default: ${TRACKING_URI_ENV} or {DEFAULT_URI}"
+# Config keys that say where a job is written or tracked, not what it computes: neither logged as params
+# nor part of its identity (job_key). `weights.cache_dir` is logged but is not identity either.
+NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force")
+NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir")
 
 
 # ---- store ---------------------------------------------------------------------------------------------
 def resolve_uri(uri: str | None) -> str:
     """Absolute form of a tracking URI: a relative SQLite path is taken from the current directory, so
     every job of a sweep (whatever its working directory) writes to the same file."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    uri = uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
     elif "://" not in uri:
         raise SweepConfigError(
-            f"tracking.uri={uri!r} is not supported: use sqlite:///PATH (embedded) or http(s)://HOST:PORT (mlflow server)")
+            f"tracking.uri={uri!r} is not supported: use sqlite:///PATH (embedded) or http(s)://HOST:PORT (mlflow server)"
+        )
     return uri
 
 
@@ -97,15 +107,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 r.read()
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
-            raise SweepConfigError(f"tracking server {uri} is unreachable ({reason}); start it with `make server` "
-                                   f"or set tracking.uri / MLFLOW_TRACKING_URI") from None
+            raise SweepConfigError(
+                f"tracking server {uri} is unreachable ({reason}); start it with `make server` "
+                f"or set tracking.uri / MLFLOW_TRACKING_URI"
+            ) from None
     elif uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///"):]).parent
+        parent = Path(uri[len("sqlite:///") :]).parent
         if not parent.is_dir():
             raise SweepConfigError(f"tracking.uri={uri}: folder {parent} does not exist")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -121,7 +133,9 @@ def init_store(uri: str, experiment: str) -> str:
         return exp.experiment_id
     artifact_location = None
     if uri.startswith("sqlite:///"):
-        artifact_location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / experiment).as_uri()
+        artifact_location = (
+            Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment
+        ).as_uri()
     try:
         return client.create_experiment(experiment, artifact_location=artifact_location)
     except Exception:  # another process created it first
@@ -152,16 +166,22 @@ def _metrics(metrics: Mapping[str, float | int | None]) -> list:
     from mlflow.entities import Metric
 
     ts = int(time.time() * 1000)
-    return [Metric(k, float(v), ts, 0) for k, v in metrics.items()
-            if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return [
+        Metric(k, float(v), ts, 0)
+        for k, v in metrics.items()
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    ]
 
 
-def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping, prefix: str = "", drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys, leaving out the keys in `drop` (dotted) and all below."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
+        if key in drop:
+            continue
         if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + ".", drop))
         else:
             out[key] = v
     return out
@@ -236,8 +256,9 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
     """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED."""
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
-    run = client.create_run(experiment_id, run_name=run_name,
-                            tags={k: _tag_value(v) for k, v in tags.items()})
+    run = client.create_run(
+        experiment_id, run_name=run_name, tags={k: _tag_value(v) for k, v in tags.items()}
+    )
     job = JobRun(uri, experiment_id, run.info.run_id)
     status = "FINISHED"
     try:
@@ -245,12 +266,11 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
             yield job
     except (KeyboardInterrupt, JobKilled) as e:
         status = "KILLED"
-        job.set_tags({TAG_ERROR: f"{type(e).__name__}: {e}".splitlines()[0]})
+        job.set_tags({TAG_ERROR: one_line(e)})
         raise
     except BaseException as e:
         status = "FAILED"
-        first = (str(e).strip().splitlines() or [""])[0]
-        job.set_tags({TAG_ERROR: f"{type(e).__name__}: {first}"})
+        job.set_tags({TAG_ERROR: one_line(e)})
         with contextlib.suppress(Exception):
             job.log_text("".join(traceback.format_exception(e)), "traceback.txt")
         raise
@@ -264,13 +284,19 @@ def open_parent_run(uri: str, experiment: str, sweep_id: str, command: str) -> s
     """The parent run of a sweep: reused (set RUNNING again) when the same sweep_id is run again."""
     client = _client(uri)
     experiment_id = init_store(uri, experiment)
-    found = client.search_runs([experiment_id], filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and "
-                                                            f"tags.{TAG_ROLE} = 'sweep'", max_results=1)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'",
+        max_results=1,
+    )
     if found:
         client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name=f"sweep {sweep_id}",
-                            tags={TAG_SWEEP_ID: sweep_id, TAG_ROLE: "sweep", "command": _fmt(command)})
+    run = client.create_run(
+        experiment_id,
+        run_name=f"sweep {sweep_id}",
+        tags={TAG_SWEEP_ID: sweep_id, TAG_ROLE: "sweep", "command": _fmt(command)},
+    )
     return run.info.run_id
 
 
@@ -285,11 +311,18 @@ def fail_orphans(uri: str, parent_run_id: str) -> int:
     memory, os._exit): record them as FAILED. Returns how many."""
     client = _client(uri)
     run = client.get_run(parent_run_id)
-    orphans = client.search_runs([run.info.experiment_id], run_view_type=1, max_results=1000,
-                                 filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    orphans = client.search_runs(
+        [run.info.experiment_id],
+        run_view_type=1,
+        max_results=1000,
+        filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
     for o in orphans:
-        client.set_tag(o.info.run_id, TAG_ERROR, "the job ended without finishing its run "
-                                                 "(killed hard, out of memory or os._exit)")
+        client.set_tag(
+            o.info.run_id,
+            TAG_ERROR,
+            "the job ended without finishing its run (killed hard, out of memory or os._exit)",
+        )
         client.set_terminated(o.info.run_id, "FAILED")
     return len(orphans)
 
@@ -300,8 +333,11 @@ def finished_run_with_key(uri: str, experiment: str, key: str):
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    found = client.search_runs([exp.experiment_id], max_results=1,
-                               filter_string=f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'")
+    found = client.search_runs(
+        [exp.experiment_id],
+        max_results=1,
+        filter_string=f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'",
+    )
     return found[0] if found else None
 
 
@@ -315,8 +351,13 @@ def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
     query = f"tags.{TAG_SWEEP_ID} = '{sweep_id}'" if sweep_id else ""
     runs, token = [], None
     while True:
-        page = client.search_runs([exp.experiment_id], filter_string=query, max_results=1000,
-                                  order_by=["attributes.start_time ASC"], page_token=token)
+        page = client.search_runs(
+            [exp.experiment_id],
+            filter_string=query,
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
         runs.extend(r for r in page if r.data.tags.get(TAG_ROLE) != "sweep")
         token = page.token
         if not token:

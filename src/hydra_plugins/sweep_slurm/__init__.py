@@ -7,26 +7,38 @@ knows is over; every job is waited for, and one that ended without a result beco
 sweep instead of stopping the wait for the others. On clusters with accounting nothing changes: sacct
 answers first.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as _SubmititSlurmLauncher
 from omegaconf import OmegaConf
+
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+    SlurmLauncher as _SubmititSlurmLauncher,
+)
+from sweep.errors import first_line
 
 log = logging.getLogger(__name__)
 
 
 def _squeue_states(job_ids: Sequence[str]) -> dict[str, str] | None:
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", ",".join(job_ids)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0 and "Invalid job id" not in out.stderr:
@@ -54,14 +66,20 @@ def _fallback_watcher():
             if not self.sacct_disabled:
                 super().update()
             # jobs sacct says nothing about (accounting off, or not there yet)
-            blind = [j for j in self._registered - self._finished
-                     if self._info_dict.get(j, {}).get("Source", "squeue") == "squeue"]
+            blind = [
+                j
+                for j in self._registered - self._finished
+                if self._info_dict.get(j, {}).get("Source", "squeue") == "squeue"
+            ]
             if blind:
                 states = _squeue_states(blind)
                 if states is not None:
                     for jid in blind:
                         # not even slurmctld knows it any more: it is over, whatever became of it
-                        self._info_dict[jid] = {"State": states.get(jid, "ENDED"), "Source": "squeue"}
+                        self._info_dict[jid] = {
+                            "State": states.get(jid, "ENDED"),
+                            "Source": "squeue",
+                        }
             self._last_status_check = time.time()
             for jid in self._registered - self._finished:
                 if self.is_done(jid, mode="cache"):
@@ -79,23 +97,39 @@ def _fallback_watcher():
 class SlurmLauncher(_SubmititSlurmLauncher):
     """`hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml)."""
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         import submitit
         from submitit.slurm.slurm import SlurmJob
 
         SlurmJob.watcher = _fallback_watcher()
         params = dict(self.params)
-        executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
-                                         slurm_max_num_timeout=params.pop("max_num_timeout", 0))
-        generic = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name",
-                   "stderr_to_stdout"}
-        executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
+        executor = submitit.AutoExecutor(
+            cluster="slurm",
+            folder=params.pop("submitit_folder"),
+            slurm_max_num_timeout=params.pop("max_num_timeout", 0),
+        )
+        # submitit's own (cluster-independent) parameters are the launcher's BaseQueueConf fields; the
+        # rest are sbatch options, which submitit takes with a slurm_ prefix (as upstream's launch does)
+        generic = {f.name for f in dataclasses.fields(BaseQueueConf)} - {"submitit_folder"}
+        executor.update_parameters(
+            **{k if k in generic else f"slurm_{k}": v for k, v in params.items()}
+        )
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         args = []
         for i, overrides in enumerate(job_overrides):
             idx = initial_job_idx + i
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-            args.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
+            args.append(
+                (
+                    list(overrides),
+                    "hydra.sweep.dir",
+                    idx,
+                    f"job_id_for_{idx}",
+                    Singleton.get_state(),
+                )
+            )
         jobs = executor.map_array(self, *zip(*args))
         return [self._result(job, overrides) for job, overrides in zip(jobs, job_overrides)]
 
@@ -103,10 +137,19 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         try:
             return job.results()[0]
         except Exception as e:  # the job ended without a result: killed, out of memory, os._exit
-            log.error("SLURM job %s (%s) ended without a result: %s", job.job_id, " ".join(overrides),
-                      str(e).splitlines()[0] if str(e) else type(e).__name__)
-            ret = JobReturn(overrides=list(overrides), cfg=OmegaConf.create(), hydra_cfg=self.config,
-                            working_dir=str(self.config.hydra.sweep.dir), task_name="sweep",
-                            status=JobStatus.FAILED)
+            log.error(
+                "SLURM job %s (%s) ended without a result: %s",
+                job.job_id,
+                " ".join(overrides),
+                first_line(e),
+            )
+            ret = JobReturn(
+                overrides=list(overrides),
+                cfg=OmegaConf.create(),
+                hydra_cfg=self.config,
+                working_dir=str(self.config.hydra.sweep.dir),
+                task_name="sweep",
+                status=JobStatus.FAILED,
+            )
             ret._return_value = e
             return ret

@@ -6,6 +6,7 @@ multiply-accumulate per output element per reduction step. Normalisation, activa
 element-wise ops are not counted. `macs_nonzero` counts a convolution or linear layer's MACs only for
 its non-zero weights: the theoretical figure if zero weights were skipped (ShrinkBench's convention).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,17 @@ from torch.overrides import TorchFunctionMode
 from sweep.models import prunable_layers
 
 _CONV = {F.conv1d, F.conv2d, F.conv3d}
-_MATMUL = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm,
-           torch.mm, torch.Tensor.mm, torch.addmm, torch.baddbmm}
+_MATMUL = {
+    torch.matmul,
+    torch.Tensor.matmul,
+    torch.Tensor.__matmul__,
+    torch.bmm,
+    torch.Tensor.bmm,
+    torch.mm,
+    torch.Tensor.mm,
+    torch.addmm,
+    torch.baddbmm,
+}
 
 
 def _arg(args, kwargs, i, name):

@@ -5,39 +5,25 @@ both equally and cancels in their ratio. On CUDA each iteration is bracketed by 
 synchronise; on CPU by a monotonic clock with a fixed thread count. Warm-up runs until the last two
 windows of timings agree (or a cap), then a number of timed iterations.
 """
+
 from __future__ import annotations
 
 import contextlib
 import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
+from sweep.schema import MeasureConfig
+
 WINDOW = 3  # iterations per warm-up window
 
 
-@dataclass(frozen=True)
-class LatencySettings:
-    batch_size: int = 1
-    precision: str = "fp32"  # fp32 | fp16 | bf16
-    channels_last: bool = False
-    compile: bool = False
-    warmup_min: int = 3
-    warmup_max: int = 50
-    warmup_tol: float = 0.05
-    iters: int | str = "auto"
-    iters_min: int = 10
-    iters_max: int = 1000
-    time_budget_s: float = 4.0
-    threads: int | str = "auto"
-    bootstrap: int = 1000
-
-    def __post_init__(self):
-        if self.precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"measure.precision={self.precision!r}: choose fp32, fp16 or bf16")
+# The harness's settings are the `measure` config itself (typed and range-checked by the schema).
+LatencySettings = MeasureConfig
 
 
 @dataclass
@@ -66,9 +52,13 @@ class LatencyStats:
         return self.batch_size / (self.median_ms / 1000.0)
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
-        return {f"{prefix}latency_ms": self.median_ms, f"{prefix}latency_p90_ms": self.p90_ms,
-                f"{prefix}latency_std_ms": self.std_ms, f"{prefix}throughput": self.throughput,
-                f"{prefix}peak_mem_mb": self.peak_mem_mb}
+        return {
+            f"{prefix}latency_ms": self.median_ms,
+            f"{prefix}latency_p90_ms": self.p90_ms,
+            f"{prefix}latency_std_ms": self.std_ms,
+            f"{prefix}throughput": self.throughput,
+            f"{prefix}peak_mem_mb": self.peak_mem_mb,
+        }
 
 
 @dataclass
@@ -78,7 +68,11 @@ class Speedup:
     ci_high: float
 
     def metrics(self) -> dict[str, float]:
-        return {"speedup": self.value, "speedup_ci_low": self.ci_low, "speedup_ci_high": self.ci_high}
+        return {
+            "speedup": self.value,
+            "speedup_ci_low": self.ci_low,
+            "speedup_ci_high": self.ci_high,
+        }
 
 
 @dataclass
@@ -87,11 +81,11 @@ class Timing:
     threads: int
     iters: int
     device: str
-    extra: dict = field(default_factory=dict)
 
 
-def paired_speedup(base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000,
-                   seed: int = 0) -> Speedup:
+def paired_speedup(
+    base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000, seed: int = 0
+) -> Speedup:
     """median(base) / median(new), with a 95 % bootstrap interval that resamples paired iterations."""
     value = statistics.median(base_ms) / statistics.median(new_ms)
     base = torch.tensor(base_ms, dtype=torch.float64)
@@ -127,24 +121,33 @@ class _CudaClock:
         return float(self.start.elapsed_time(self.end))
 
 
+AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    if precision not in AUTOCAST:
+        raise ValueError(f"measure.precision={precision!r}: choose {', '.join(AUTOCAST)}")
+    dtype = AUTOCAST[precision]
+    return (
+        contextlib.nullcontext()
+        if dtype is None
+        else torch.autocast(device_type=device.type, dtype=dtype)
+    )
 
 
 def _stable(samples: list[float], tol: float) -> bool:
     if len(samples) < 2 * WINDOW:
         return False
     last = statistics.median(samples[-WINDOW:])
-    prev = statistics.median(samples[-2 * WINDOW:-WINDOW])
+    prev = statistics.median(samples[-2 * WINDOW : -WINDOW])
     return abs(last - prev) <= tol * prev
 
 
 def _peak_mem_mb(model: nn.Module, step: Callable[[], object], device: torch.device) -> float:
     """Weights plus the inference peak above what was resident before one forward pass."""
-    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    weights = sum(
+        t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())
+    )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)
@@ -183,14 +186,63 @@ def resolve_threads(threads: int | str) -> int:
     return torch.get_num_threads() if threads in ("auto", None) else int(threads)
 
 
+def _steps(
+    models: Sequence[nn.Module], x: torch.Tensor, settings: LatencySettings, device: torch.device
+) -> tuple[list[nn.Module], list[Callable[[], object]]]:
+    """The models as timed (channels_last, compiled) and one forward call of each on `x`."""
+    runners = []
+    for m in models:
+        m.eval()
+        if settings.channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        if settings.compile:
+            m = torch.compile(m)
+        runners.append(m)
+
+    def step_of(m: nn.Module) -> Callable[[], object]:
+        def step():
+            with _autocast(device, settings.precision):
+                return m(x)
+
+        return step
+
+    return runners, [step_of(m) for m in runners]
+
+
+def _warm_up(steps, clock, settings: LatencySettings) -> tuple[list[list[float]], bool]:
+    """Interleaved warm-up until every model's last two windows agree (or warmup_max / the budget)."""
+    warm: list[list[float]] = [[] for _ in steps]
+    t0 = time.perf_counter()
+    stable = False
+    for i in range(settings.warmup_max):
+        for s, w in zip(steps, warm):
+            w.append(clock.time(s))
+        if i + 1 >= settings.warmup_min:
+            stable = all(_stable(w, settings.warmup_tol) for w in warm)
+            if stable or time.perf_counter() - t0 > settings.time_budget_s:
+                break
+    return warm, stable
+
+
+def _iterations(warm: list[list[float]], settings: LatencySettings) -> int:
+    if settings.iters != "auto":
+        return settings.iters
+    per_round_s = sum(statistics.median(w[-WINDOW:]) for w in warm) / 1000.0
+    iters = int(settings.time_budget_s / max(per_round_s, 1e-9))
+    return max(settings.iters_min, min(settings.iters_max, iters))
+
+
 @torch.no_grad()
-def time_models(models: Sequence[nn.Module], example: torch.Tensor, settings: LatencySettings,
-                device: torch.device) -> Timing:
+def time_models(
+    models: Sequence[nn.Module],
+    example: torch.Tensor,
+    settings: LatencySettings,
+    device: torch.device,
+) -> Timing:
     """Time `models` interleaved on one input batch; returns one LatencyStats per model."""
     threads = resolve_threads(settings.threads)
-    old_threads = torch.get_num_threads()
+    old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     torch.set_num_threads(threads)
-    old_bench = torch.backends.cudnn.benchmark
     try:
         if device.type == "cuda":
             # settle the kernel choice during warm-up, not inside the timed iterations
@@ -198,48 +250,17 @@ def time_models(models: Sequence[nn.Module], example: torch.Tensor, settings: La
         x = example.to(device)
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        runners = []
-        for m in models:
-            m.eval()
-            if settings.channels_last:
-                m = m.to(memory_format=torch.channels_last)
-            if settings.compile:
-                m = torch.compile(m)
-            runners.append(m)
-
-        def step_of(m: nn.Module) -> Callable[[], object]:
-            def step():
-                with _autocast(device, settings.precision):
-                    return m(x)
-            return step
-
-        steps = [step_of(m) for m in runners]
+        runners, steps = _steps(models, x, settings, device)
         clock = _CudaClock(device) if device.type == "cuda" else _CpuClock()
-
-        warm: list[list[float]] = [[] for _ in steps]
-        t0 = time.perf_counter()
-        stable = False
-        for i in range(settings.warmup_max):
-            for s, w in zip(steps, warm):
-                w.append(clock.time(s))
-            if i + 1 >= settings.warmup_min:
-                stable = all(_stable(w, settings.warmup_tol) for w in warm)
-                if stable or time.perf_counter() - t0 > settings.time_budget_s:
-                    break
-
-        if settings.iters == "auto":
-            per_round_s = sum(statistics.median(w[-WINDOW:]) for w in warm) / 1000.0
-            iters = int(settings.time_budget_s / max(per_round_s, 1e-9))
-            iters = max(settings.iters_min, min(settings.iters_max, iters))
-        else:
-            iters = int(settings.iters)
-
+        warm, stable = _warm_up(steps, clock, settings)
+        iters = _iterations(warm, settings)
         samples: list[list[float]] = [[] for _ in steps]
         for _ in range(iters):
             for s, out in zip(steps, samples):
                 out.append(clock.time(s))
-
-        stats = [LatencyStats(out, len(w), stable, int(x.shape[0])) for out, w in zip(samples, warm)]
+        stats = [
+            LatencyStats(out, len(w), stable, int(x.shape[0])) for out, w in zip(samples, warm)
+        ]
         for st, m, s in zip(stats, runners, steps):
             st.peak_mem_mb = _peak_mem_mb(m, s, device)
         return Timing(stats, threads, iters, str(device))

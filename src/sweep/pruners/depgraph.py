@@ -1,5 +1,6 @@
 """Torch-Pruning (DepGraph): channels are removed from every layer coupled to them, so the model really
 shrinks. The importance criterion is a separate object (conf/pruner/dg_*.yaml `importance:`)."""
+
 from __future__ import annotations
 
 import warnings
@@ -8,13 +9,19 @@ import torch
 import torch.nn as nn
 
 from sweep.models import classifier_of
-from sweep.pruners.base import PruneKind, Pruner
+from sweep.pruners.base import Family, PruneKind, Pruner
+
+DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
 
 
 def _attention_modules(model: nn.Module) -> list[nn.Module]:
     """Multi-head attention blocks with a fused qkv projection (timm's Attention and look-alikes)."""
-    return [m for m in model.modules()
-            if isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int)]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "qkv", None), nn.Linear)
+        and isinstance(getattr(m, "num_heads", None), int)
+    ]
 
 
 def _sync_attention(attn: nn.Module, num_heads: int) -> None:
@@ -29,11 +36,19 @@ def _sync_attention(attn: nn.Module, num_heads: int) -> None:
 
 class DepGraphPruner(Pruner):
     kind = PruneKind.STRUCTURAL
-    family = "depgraph"
-    ratio_means = "fraction of channels removed from each dependency group (coupled layers pruned together)"
+    family = DEPGRAPH
+    ratio_means = (
+        "fraction of channels removed from each dependency group (coupled layers pruned together)"
+    )
 
-    def __init__(self, name: str, importance, global_pruning: bool = False, round_to: int | None = None,
-                 prune_num_heads: bool = False):
+    def __init__(
+        self,
+        name: str,
+        importance,
+        global_pruning: bool = False,
+        round_to: int | None = None,
+        prune_num_heads: bool = False,
+    ):
         super().__init__(name)
         self.importance = importance
         self.global_pruning = global_pruning
@@ -53,14 +68,19 @@ class DepGraphPruner(Pruner):
                 model,
                 example_inputs,
                 importance=self.importance,
-                pruning_ratio=float(ratio),
+                pruning_ratio=ratio,
                 global_pruning=self.global_pruning,
                 ignored_layers=[head] if head is not None else [],
                 round_to=self.round_to,
                 num_heads={a.qkv: a.num_heads for a in attns},
                 prune_num_heads=self.prune_num_heads,
                 prune_head_dims=not self.prune_num_heads,
-                head_pruning_ratio=float(ratio) if self.prune_num_heads else 0.0,
+                head_pruning_ratio=ratio if self.prune_num_heads else 0.0,
+                # Torch-Pruning's defaults for these are dicts shared by every call, which it writes
+                # into: each pruned model's layers would stay referenced (and alive) for the process.
+                in_channel_groups={},
+                out_channel_groups={},
+                channel_groups={},
             )
         with torch.no_grad():
             pruner.step()

@@ -1,10 +1,13 @@
-"""Pruners that misbehave on purpose, for tests (importable by subprocess jobs through PYTHONPATH)."""
-from sweep.pruners.base import PruneKind, Pruner
+"""Pruners that misbehave on purpose (importable by subprocess jobs: tests/ is on their PYTHONPATH)."""
+
+from sweep.pruners.base import Family, PruneKind, Pruner
+
+TEST = Family("test", "Pruners that misbehave on purpose (tests)", 99)
 
 
 class DoNothing(Pruner):
     kind = PruneKind.STRUCTURAL
-    family = "test"
+    family = TEST
     ratio_means = "nothing: this pruner claims to prune and does not"
 
     def prune(self, model, ratio, example_inputs):
@@ -13,7 +16,7 @@ class DoNothing(Pruner):
 
 class Explodes(Pruner):
     kind = PruneKind.STRUCTURAL
-    family = "test"
+    family = TEST
     ratio_means = "nothing: this pruner always raises"
 
     def prune(self, model, ratio, example_inputs):
@@ -22,7 +25,7 @@ class Explodes(Pruner):
 
 class HardExit(Pruner):
     kind = PruneKind.STRUCTURAL
-    family = "test"
+    family = TEST
     ratio_means = "nothing: this pruner kills its process without any cleanup, like the OOM killer"
 
     def prune(self, model, ratio, example_inputs):

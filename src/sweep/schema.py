@@ -1,0 +1,207 @@
+"""The typed config schema: dataclasses registered in Hydra's ConfigStore, and every range check.
+
+Hydra merges conf/sweep.yaml and the group yamls onto these dataclasses, so a wrongly typed override
+(`ratio=abc`, `measure.batch_size=two`) is rejected by Hydra itself, numbers arrive as numbers, and a
+yaml only states the keys that differ from the defaults here. What a type cannot say (a ratio in [0, 1),
+a positive batch size, one of a few names) is each field's `check` metadata, checked by `check_ranges`
+before anything is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional, Union
+
+from omegaconf import MISSING
+
+from sweep.errors import SweepConfigError
+from sweep.tracking import DEFAULT_EXPERIMENT, DEFAULT_URI, TRACKING_URI_ENV
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a field's value must be beyond its type. `lo`/`hi` bound numbers (open or closed ends);
+    `choices` lists the names a string may take; `prefixes` also accepts names that start with one."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    auto: tuple[str, ...] = ()  # strings accepted as well as a number (e.g. "auto")
+
+    def describe(self) -> str:
+        if self.choices:
+            extra = [f"{p}N" for p in self.prefixes]
+            return "choose " + ", ".join([*self.choices, *extra])
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        rng = f"{'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
+        return "choose a number in " + rng + "".join(f" or {a}" for a in self.auto)
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return True  # Optional fields: None means "not set"
+        if isinstance(value, str):
+            return (
+                value in self.choices
+                or value in self.auto
+                or value.startswith(self.prefixes or ("\0",))
+            )
+        if self.choices:
+            return False
+        v = float(value)
+        if math.isnan(v):
+            return False
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return False
+        return self.hi is None or not (v > self.hi or (self.hi_open and v == self.hi))
+
+
+POSITIVE = Check(lo=0, lo_open=True)
+NON_NEGATIVE = Check(lo=0)
+
+
+def checked(default: Any, check: Check, **kw) -> Any:
+    return field(default=default, metadata={"check": check}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Training on the dataset's train split before pruning (0 epochs = none); the result is cached."""
+
+    epochs: int = checked(0, NON_NEGATIVE)
+    lr: float = checked(1e-3, POSITIVE)
+    batch_size: int = checked(64, POSITIVE)
+    weight_decay: float = checked(0.05, NON_NEGATIVE)
+
+
+@dataclass
+class ModelConfig:
+    alias: str = MISSING
+    name: str = MISSING  # timm model name
+    input_size: int = checked(224, POSITIVE)  # images are resized to this side length
+    # pretrained: timm's weights (random when unreachable); random: timm's initialisation
+    weights: str = checked("pretrained", Check(choices=("pretrained", "random")))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
+
+
+@dataclass
+class MeasureConfig:
+    """The latency harness (sweep.measure.latency.LatencySettings is built from this)."""
+
+    batch_size: int = checked(1, POSITIVE)
+    precision: str = checked("fp32", Check(choices=("fp32", "fp16", "bf16")))
+    channels_last: bool = False
+    compile: bool = False
+    warmup_min: int = checked(3, Check(lo=1))
+    warmup_max: int = checked(50, Check(lo=1))
+    warmup_tol: float = checked(0.05, POSITIVE)
+    iters: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
+    iters_min: int = checked(10, Check(lo=1))
+    iters_max: int = checked(1000, Check(lo=1))
+    time_budget_s: float = checked(4.0, POSITIVE)
+    threads: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
+    bootstrap: int = checked(1000, NON_NEGATIVE)
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = checked(64, POSITIVE)
+    # auto: the whole eval split on GPU; on CPU as many samples as fit time_budget_s (>= min_samples)
+    max_samples: Optional[Union[int, str]] = checked("auto", Check(lo=1, auto=("auto",)))
+    min_samples: int = checked(32, Check(lo=1))
+    time_budget_s: float = checked(60.0, POSITIVE)
+
+
+@dataclass
+class WeightsConfig:
+    cache_dir: str = "${oc.env:SWEEP_CACHE_DIR,.cache/sweep}"  # trained weights, shared by jobs
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = f"${{oc.env:{TRACKING_URI_ENV},{DEFAULT_URI}}}"
+    experiment: str = DEFAULT_EXPERIMENT
+    parent_run_id: Optional[str] = None  # the sweep's parent run; the CLI fills it in
+
+
+@dataclass
+class SweepConfig:
+    model: ModelConfig = MISSING
+    pruner: Any = MISSING  # conf/pruner/*.yaml: a _target_ and its arguments
+    dataset: Any = MISSING  # conf/dataset/*.yaml: a _target_ and its arguments
+    ratio: float = checked(0.5, Check(lo=0, hi=1, hi_open=True))
+    seed: int = checked(0, NON_NEGATIVE)
+    sweep_id: Optional[str] = None
+    force: bool = False
+    device: str = checked("auto", Check(choices=("auto", "cpu", "cuda"), prefixes=("cuda:",)))
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+SCHEMA_NAME = "sweep_schema"
+
+
+def register() -> None:
+    """Put the schema into Hydra's ConfigStore (idempotent); conf/sweep.yaml names it first in its defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=SweepConfig)
+
+
+def _walk(schema: type, prefix: str = ""):
+    """(dotted key, Check, nested dataclass) for every field of `schema`, depth first."""
+    for f in fields(schema):
+        key = prefix + f.name
+        if "check" in f.metadata:
+            yield key, f.metadata["check"]
+        sub = f.default_factory if callable(f.default_factory) else None
+        if sub is not None and is_dataclass(sub):
+            yield from _walk(sub, key + ".")
+        elif f.name == "model":
+            yield from _walk(ModelConfig, key + ".")
+
+
+CHECKS: dict[str, Check] = dict(_walk(SweepConfig))
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def check_ranges(cfg: Any) -> None:
+    """One line naming the first value outside its range, with what would be valid."""
+    for key, check in CHECKS.items():
+        value = _get(cfg, key)
+        if not check.ok(value):
+            raise SweepConfigError(f"{key}={value!r} is not valid: {check.describe()}")
+    m = cfg.measure
+    if m.warmup_max < m.warmup_min or m.iters_max < m.iters_min:
+        raise SweepConfigError(
+            "measure: warmup_max must be >= warmup_min and iters_max >= iters_min"
+        )
+
+
+def describe_type_error(message: str) -> str | None:
+    """A one-line message for Hydra's complaint about a wrongly typed value, or None if it is not one.
+    Hydra says e.g. "Value 'abc' of type 'str' could not be converted to Float ... full_key: ratio"."""
+    import re
+
+    value = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", message)
+    key = re.search(r"full_key: ([\w.]+)", message)
+    if not value or not key:
+        return None
+    check = CHECKS.get(key.group(1))
+    hint = f": {check.describe()}" if check else ""
+    kind = {"Float": "number", "Integer": "whole number", "Boolean": "true/false"}.get(
+        value.group(2), value.group(2)
+    )
+    return f"{key.group(1)}={value.group(1)!r} is not a {kind}{hint}"

@@ -1,0 +1,39 @@
+"""Running the real command line, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+
+# Short timing budgets: tests check behaviour, benchmarks/ checks speed.
+FAST = [
+    "measure.time_budget_s=0.3",
+    "measure.iters_min=5",
+    "measure.warmup_max=6",
+    "measure.bootstrap=200",
+]
+
+
+def test_env(extra: dict | None = None) -> dict[str, str]:
+    """The environment of a subprocess job: tests/ importable for the test-only pruners."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def run_cli(args, cwd, env_extra=None, timeout=900) -> subprocess.CompletedProcess:
+    """`python -m sweep ARGS` in `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=cwd,
+        env=test_env(env_extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,102 @@
+"""Runs logged through the project's own tracking code, with chosen figures (for report and UI tests)."""
+
+from __future__ import annotations
+
+from sweep import tracking
+
+BASE_TAGS = {
+    tracking.TAG_DEVICE: "cpu: test",
+    tracking.TAG_GIT_COMMIT: "0123456789abcdef",
+    "torch_version": "x",
+}
+KINDS = {
+    "l1_unstructured": ("unstructured", "torch.nn.utils.prune", "false"),
+    "dg_group": ("structural", "depgraph", "true"),
+}
+
+
+def _params(model, pruner, ratio) -> dict:
+    return {
+        tracking.PARAM_MODEL: model,
+        tracking.PARAM_MODEL_NAME: f"timm_{model}",
+        tracking.PARAM_PRUNER: pruner,
+        tracking.PARAM_RATIO: ratio,
+        tracking.PARAM_DATASET: "digits",
+        "pruner.ratio_means": f"fraction pruned by {pruner}",
+    }
+
+
+def _dense_metrics(params, latency, acc) -> dict:
+    return {
+        "dense_params_total": params[0],
+        "dense_params_nonzero": params[0],
+        "dense_macs": 2e6,
+        "dense_macs_nonzero": 2e6,
+        "dense_latency_ms": latency[0],
+        "dense_latency_std_ms": 0.1,
+        "dense_accuracy_top1": acc[0],
+    }
+
+
+def _pruned_metrics(kind, params, latency, acc) -> dict:
+    structural = kind == "structural"
+    speedup = latency[0] / latency[1]
+    return {
+        "params_total": params[1] if structural else params[0],
+        "params_nonzero": params[1],
+        "macs": 1e6 if structural else 2e6,
+        "macs_nonzero": 1e6,
+        "latency_ms": latency[1],
+        "latency_std_ms": 0.2,
+        "speedup": speedup,
+        "speedup_ci_low": speedup - 0.1,
+        "speedup_ci_high": speedup + 0.1,
+        "accuracy_top1": acc[1],
+        "accuracy_delta": acc[1] - acc[0],
+    }
+
+
+def log_fake_run(
+    store,
+    sweep_id,
+    model,
+    pruner,
+    ratio,
+    *,
+    latency=(10.0, 5.0),
+    acc=(0.95, 0.90),
+    params=(1000, 500),
+    noop=False,
+    chance=False,
+    fail=None,
+    metrics=None,
+    extra_params=None,
+):
+    """One job run as the pipeline would log it. `fail`: the job raises RuntimeError(fail) after its
+    dense figures (the run ends FAILED); any other error propagates. `metrics`/`extra_params` add to
+    or replace the logged figures."""
+    kind, family, possible = KINDS[pruner]
+    tags = {
+        **BASE_TAGS,
+        tracking.TAG_SWEEP_ID: sweep_id,
+        tracking.TAG_KIND: kind,
+        tracking.TAG_FAMILY: family,
+        tracking.TAG_SPEEDUP_POSSIBLE: possible,
+    }
+    try:
+        with tracking.job_run(store, "pruning-sweep", f"{model}/{pruner}/{ratio:g}", tags) as run:
+            run.log_params({**_params(model, pruner, ratio), **(extra_params or {})})
+            run.log_metrics(_dense_metrics(params, latency, acc))
+            if fail:
+                raise RuntimeError(fail)
+            run.log_metrics({**_pruned_metrics(kind, params, latency, acc), **(metrics or {})})
+            run.set_tags(
+                {
+                    tracking.TAG_NOOP: noop,
+                    tracking.TAG_AT_CHANCE: chance,
+                    tracking.TAG_WEIGHTS: "trained",
+                }
+            )
+    except RuntimeError as e:
+        if not fail or str(e) != fail:
+            raise

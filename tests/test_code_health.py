@@ -1,0 +1,36 @@
+"""The code base stays in the shape its README describes."""
+
+from __future__ import annotations
+
+import re
+
+from helpers.cli import ROOT
+from helpers.code_health import MAX_FUNCTION_LINES, long_functions
+
+
+def test_no_long_functions_in_src():
+    assert long_functions(ROOT / "src") == [], f"functions over {MAX_FUNCTION_LINES} lines"
+
+
+def test_long_function_check_can_fail(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def f():\n{body}\n")
+    assert long_functions(tmp_path) == [f"m.py:1 f ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+def test_config_values_are_not_cast_in_the_job():
+    """Typed config: numbers arrive as numbers, so the job code has no int()/float() of config values."""
+    casts = re.compile(r"\b(int|float)\((cfg|job\.cfg|model_cfg|self\.cfg|settings)(\.\w+)*\)")
+    for path in (ROOT / "src" / "sweep").rglob("*.py"):
+        hits = [line for line in path.read_text().splitlines() if casts.search(line)]
+        assert hits == [], (path.name, hits)
+
+
+def test_private_hydra_api_only_where_explained():
+    for path in (ROOT / "src").rglob("*.py"):
+        text = path.read_text()
+        for m in re.finditer(r"hydra\._internal", text):
+            before = text[: m.start()].splitlines()[-6:]
+            assert any("no public API" in line for line in before), (
+                f"{path.name}: hydra._internal without a why"
+            )
