@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
+# Empty: the project's default store (sweep.tracking.DEFAULT_URI, or $MLFLOW_TRACKING_URI).
+TRACKING_URI ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
 # The offline default grid: every tiny model x every pruning method x three ratios.
 SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit 'pruner=glob(*)' ratio=0.3,0.5,0.7
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
+LINTED := src tests benchmarks
 
-.PHONY: install browser sweep test ui server report clean
+.PHONY: install browser sweep test test-fast lint format ui server report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 sweep: $(STAMP)
-	$(PY) -m sweep $(SWEEP_ARGS)
+	$(PY) -m sweep $(SWEEP_ARGS) $(if $(TRACKING_URI),tracking.uri=$(TRACKING_URI))
 
 # The MLflow UI test drives Debian's Chromium (a browser download at test time fails offline).
 browser:
@@ -32,16 +34,27 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The MLflow UI over the sweep store (MLflow's job runner is off: it only slows start-up).
+# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
+
+# The MLflow UI over the sweep store (a tracking server bound to HOST, loopback by default).
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT) --workers 1
+	$(PY) -m sweep.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) --host $(HOST) --port $(PORT)
 
 # A tracking server for jobs on other nodes: make server HOST=0.0.0.0 (see README, Cluster).
-server: $(STAMP)
-	$(PY) -m sweep.server --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+server: ui
 
 report: $(STAMP)
-	$(PY) -m sweep.report --tracking-uri $(TRACKING_URI) $(REPORT_ARGS)
+	$(PY) -m sweep.report $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI)) $(REPORT_ARGS)
 
 clean:
 	rm -rf multirun/2* multirun/single reports .pytest_cache

@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark scripts: run the real CLI, read runs back through sweep.tracking."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,13 @@ from pathlib import Path
 def run_sweep(args: list[str], cwd: Path) -> float:
     """`python -m sweep ARGS` in cwd; returns its wall time in seconds; raises on failure."""
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, capture_output=True, text=True,
-                       env=dict(os.environ))
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-2000:] + r.stderr[-4000:])
         raise SystemExit(f"sweep failed with exit status {r.returncode}")

@@ -6,6 +6,7 @@ only on error. Target on a CPU: harness / Timer within 0.95-1.05.
 
     python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,19 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--budget", type=float, default=3.0, help="seconds of timed iterations per measurement")
+    ap.add_argument(
+        "--budget", type=float, default=3.0, help="seconds of timed iterations per measurement"
+    )
     args = ap.parse_args()
     device = torch.device(args.device)
     threads = torch.get_num_threads()
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
-          f"torch {torch.__version__}")
-    print(f"{'model':<22}{'batch':>6}{'harness ms':>12}{'Timer ms':>11}{'ratio':>8}{'TP ms':>9}{'ratio':>8}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"{'model':<22}{'batch':>6}{'harness ms':>12}{'Timer ms':>11}{'ratio':>8}{'TP ms':>9}{'ratio':>8}"
+    )
     ratios = []
     for name in args.models.split(","):
         size, kwargs = MODELS.get(name, (224, {}))
@@ -46,10 +53,12 @@ def main() -> int:
         model = timm.create_model(name, num_classes=10, **kwargs).eval().to(device)
         for bs in (int(b) for b in args.batch_sizes.split(",")):
             x = torch.randn(bs, 3, size, size, device=device)
-            settings = LatencySettings(batch_size=bs, time_budget_s=args.budget, iters_min=5, bootstrap=0)
+            settings = LatencySettings(
+                batch_size=bs, time_budget_s=args.budget, iters_min=5, bootstrap=0
+            )
             ours = time_models([model], x, settings, device).stats[0].median_ms
 
-            def run():
+            def run(model=model, x=x):
                 with torch.no_grad():
                     model(x)
                 if device.type == "cuda":
@@ -64,10 +73,14 @@ def main() -> int:
                 tp_ms = tp.utils.benchmark.measure_latency(model, x, repeat=50)[0]
             ratio = ours / peer
             ratios.append(ratio)
-            print(f"{name:<22}{bs:>6}{ours:>12.3f}{peer:>11.3f}{ratio:>8.3f}{tp_ms:>9.3f}{ours / tp_ms:>8.3f}",
-                  flush=True)
+            print(
+                f"{name:<22}{bs:>6}{ours:>12.3f}{peer:>11.3f}{ratio:>8.3f}{tp_ms:>9.3f}{ours / tp_ms:>8.3f}",
+                flush=True,
+            )
     inside = sum(0.95 <= r <= 1.05 for r in ratios)
-    print(f"harness / Timer within 0.95-1.05: {inside}/{len(ratios)}; range {min(ratios):.3f}-{max(ratios):.3f}")
+    print(
+        f"harness / Timer within 0.95-1.05: {inside}/{len(ratios)}; range {min(ratios):.3f}-{max(ratios):.3f}"
+    )
     return 0
 
 

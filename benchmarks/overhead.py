@@ -6,6 +6,7 @@ last job its run's end. Target: overhead <= 5 % of job time.
 
     python benchmarks/overhead.py [overrides ...]   (default grid: tiny_cnn,tiny_convnext x 6 pruners x 0.5)
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from _common import run_sweep
-
 from sweep import tracking
+
 # Work a job exists to do; everything else (Hydra's per-job composition, MLflow calls, the log stage)
 # counts as overhead.
 WORK = ("build", "weights", "prune", "measure", "evaluate")
@@ -30,7 +31,9 @@ def main() -> int:
     run_sweep([*overrides, f"tracking.uri={store}", "sweep_id=warm"], work)
     wall = run_sweep([*overrides, f"tracking.uri={store}", "sweep_id=measured"], work)
     runs = tracking.search_runs(store, tracking.DEFAULT_EXPERIMENT, "measured")
-    print(f"{len(runs)} jobs, command wall time {wall:.1f}s (includes interpreter start and imports)")
+    print(
+        f"{len(runs)} jobs, command wall time {wall:.1f}s (includes interpreter start and imports)"
+    )
     print(f"{'job':<38}{'wall s':>8}{'stages s':>10}{'overhead s':>12}{'%':>7}")
     tot_wall = tot_over = 0.0
     for i, r in enumerate(runs):
@@ -40,9 +43,13 @@ def main() -> int:
         over = job_wall - stages
         tot_wall += job_wall
         tot_over += over
-        print(f"{r.info.run_name:<38}{job_wall:>8.2f}{stages:>10.2f}{over:>12.3f}{100 * over / job_wall:>7.1f}")
-    print(f"overhead {tot_over:.2f}s of {tot_wall:.2f}s job time = {100 * tot_over / tot_wall:.1f} % (target <= 5 %); "
-          f"start-up outside jobs {wall - tot_wall:.1f}s")
+        print(
+            f"{r.info.run_name:<38}{job_wall:>8.2f}{stages:>10.2f}{over:>12.3f}{100 * over / job_wall:>7.1f}"
+        )
+    print(
+        f"overhead {tot_over:.2f}s of {tot_wall:.2f}s job time = {100 * tot_over / tot_wall:.1f} % (target <= 5 %); "
+        f"start-up outside jobs {wall - tot_wall:.1f}s"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ Target on a 2-core CPU: CV <= 3 % for latency_ms on a model of at least 1 GMAC, 
 
     python benchmarks/repeatability.py [--repeats 5] [--model resnet50] [--pruner dg_magnitude] [--ratio 0.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from _common import cv, run_sweep
-
 from sweep import tracking
 
 
@@ -28,20 +28,42 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sweep-repeat-"))
     store = f"sqlite:///{work / 'mlflow.db'}"
     for i in range(args.repeats):
-        run_sweep([f"model={args.model}", f"pruner={args.pruner}", f"ratio={args.ratio}", "dataset=synthetic",
-                   "eval.max_samples=16", f"tracking.uri={store}", f"sweep_id=repeat-{i}", *args.extra], work)
+        run_sweep(
+            [
+                f"model={args.model}",
+                f"pruner={args.pruner}",
+                f"ratio={args.ratio}",
+                "dataset=synthetic",
+                "eval.max_samples=16",
+                f"tracking.uri={store}",
+                f"sweep_id=repeat-{i}",
+                *args.extra,
+            ],
+            work,
+        )
     runs = tracking.search_runs(store, tracking.DEFAULT_EXPERIMENT)
-    rows = [(r.data.metrics["dense_latency_ms"], r.data.metrics["latency_ms"], r.data.metrics["speedup"],
-             r.data.metrics["dense_macs"]) for r in runs]
-    print(f"{args.model} / {args.pruner} / {args.ratio}: {rows[0][3] / 1e9:.2f} GMACs dense, "
-          f"{runs[0].data.params['measure.threads_used']} threads, {runs[0].data.params['measure.iters_used']} iters")
+    rows = [
+        (
+            r.data.metrics["dense_latency_ms"],
+            r.data.metrics["latency_ms"],
+            r.data.metrics["speedup"],
+            r.data.metrics["dense_macs"],
+        )
+        for r in runs
+    ]
+    print(
+        f"{args.model} / {args.pruner} / {args.ratio}: {rows[0][3] / 1e9:.2f} GMACs dense, "
+        f"{runs[0].data.params['measure.threads_used']} threads, {runs[0].data.params['measure.iters_used']} iters"
+    )
     print(f"{'run':>4}{'dense ms':>11}{'pruned ms':>11}{'speedup':>9}")
     for i, (d, p, s, _) in enumerate(rows):
         print(f"{i:>4}{d:>11.2f}{p:>11.2f}{s:>9.3f}")
     dense, pruned, speedup = ([r[k] for r in rows] for k in range(3))
-    print(f"CV dense_latency_ms {100 * cv(dense):.2f} %, latency_ms {100 * cv(pruned):.2f} %, "
-          f"speedup {100 * cv(speedup):.2f} % (targets: latency <= 3 %, speedup <= 2 %); "
-          f"median speedup {statistics.median(speedup):.3f}")
+    print(
+        f"CV dense_latency_ms {100 * cv(dense):.2f} %, latency_ms {100 * cv(pruned):.2f} %, "
+        f"speedup {100 * cv(speedup):.2f} % (targets: latency <= 3 %, speedup <= 2 %); "
+        f"median speedup {statistics.median(speedup):.3f}"
+    )
     return 0
 
 
