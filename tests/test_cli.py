@@ -45,6 +45,17 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
         (["measure.batch_size=two"], ["measure.batch_size='two'", "whole number"]),
         (["measure.iters=0"], ["measure.iters=0", "or auto"]),
         (["nosuch=1"], ["nosuch"]),
+        (["dataset=imagefolder"], ["needs dataset.root=PATH", "<class>/<image>"]),
+        (
+            ["dataset=imagenet", "dataset.root=/no/such/imagenet"],
+            ["/no/such/imagenet", "does not exist"],
+        ),
+        (["model.head=probe"], ["model.head='probe'", "keep, fit, finetune"]),
+        (["model=c", "model.head=keep"], ["model.head=keep", "digits", "head=fit"]),
+        (["finetune.epochs=-1"], ["finetune.epochs=-1", "[0, inf)"]),
+        (["finetune.batch_size=0"], ["finetune.batch_size=0", "(0, inf)"]),
+        (["finetune.distill.weight=2"], ["finetune.distill.weight=2", "[0, 1]"]),
+        (["model.pretrained_file=/no/such.pth"], ["/no/such.pth", "does not exist"]),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
@@ -71,3 +82,15 @@ def test_glob_expands_to_pruning_methods_only():
     )
     assert plan.num_jobs == 2 * 6 * 3
     assert any(a.startswith("sweep_id=") for a in plan.argv)
+
+
+def test_empty_class_folder_is_one_line(capsys, tmp_path, monkeypatch):
+    from PIL import Image
+
+    (tmp_path / "data" / "val" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "val" / "b").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "val" / "a" / "x.png")
+    err = _fail(
+        ["dataset=imagefolder", f"dataset.root={tmp_path / 'data'}"], capsys, tmp_path, monkeypatch
+    )
+    assert "val/b has no images" in err

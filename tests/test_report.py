@@ -26,13 +26,26 @@ def filled(store):
             acc=(0.1, 0.09),
             params=(196_245_706, 98_000_000),
             chance=True,
+            epochs=1,
         )
-    log_fake_run(store, "s1", "tiny_cnn", "l1_unstructured", 0.5, latency=(2.0, 2.1))
     log_fake_run(
-        store, "s1", "tiny_cnn", "dg_group", 0.5, noop=True, latency=(2.0, 2.0), params=(1000, 1000)
+        store, "s1", "tiny_cnn", "l1_unstructured", 0.5, latency=(2.0, 2.1), epochs=1, oneshot=0.6
     )
-    log_fake_run(store, "s1", "tiny_vit", "l1_unstructured", 0.5)
-    log_fake_run(store, "s1", "tiny_vit", "dg_group", 0.5, fail="cannot prune this\nsecond line")
+    log_fake_run(
+        store,
+        "s1",
+        "tiny_cnn",
+        "dg_group",
+        0.5,
+        noop=True,
+        latency=(2.0, 2.0),
+        params=(1000, 1000),
+        epochs=1,
+    )
+    log_fake_run(store, "s1", "tiny_vit", "l1_unstructured", 0.5, epochs=1, oneshot=0.25)
+    log_fake_run(
+        store, "s1", "tiny_vit", "dg_group", 0.5, fail="cannot prune this\nsecond line", epochs=1
+    )
     return store
 
 
@@ -86,3 +99,27 @@ def test_unknown_sweep_is_one_line(filled, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'nope'" in err and "s1" in err
+
+
+def test_one_shot_sweep_says_so(store, tmp_path):
+    log_fake_run(store, "os", "tiny_cnn", "dg_group", 0.5, acc=(0.99, 0.1))
+    doc = report.write_report(store, "pruning-sweep", "os", tmp_path).read_text()
+    assert "Top-1 is one-shot: the pruned models were not fine-tuned" in doc
+    assert "tiny_cnn: 500 params, 5.00ms, 10.0% (one-shot)" in doc
+    assert "recovery.png" not in doc
+
+
+def test_recovery_axis_gives_rows_and_a_figure(store, tmp_path):
+    for epochs, acc in ((0, 0.10), (1, 0.80), (3, 0.95)):
+        log_fake_run(
+            store, "rec", "tiny_cnn", "dg_group", 0.5, acc=(0.99, acc), epochs=epochs, oneshot=0.10
+        )
+    doc = report.write_report(store, "pruning-sweep", "rec", tmp_path).read_text()
+    assert "tiny_cnn ft0: 500 params, 5.00ms, 10.0% (one-shot)" in doc
+    assert "tiny_cnn ft3: 500 params, 5.00ms, 95.0% (one-shot 10.0%, fine-tuned 3 ep)" in doc
+    assert "| tiny_cnn ft1 | 500 / 500 |" in doc and "| 10.0% | 80.0%, 1 ep (-19.0 pt) |" in doc
+    assert (
+        "after recovery fine-tuning on the train split (1 epoch at lr 0.001; 3 epochs at lr 0.001)"
+        in doc
+    )
+    assert (tmp_path / "rec" / "recovery.png").stat().st_size > 1000 and "](recovery.png)" in doc

@@ -72,13 +72,33 @@ def check_device(value: str) -> None:
         raise SweepConfigError(f"device={value} but CUDA is not available here: choose auto or cpu")
 
 
-def check_data(dataset_cfg) -> None:
+def check_data(cfg):
+    """The dataset the config names is there, and fits the model's head; returns it."""
+    from hydra.utils import instantiate
+
+    from sweep.data import Dataset
+
     for key in ("root", "path"):
-        value = dataset_cfg.get(key) if hasattr(dataset_cfg, "get") else None
+        value = cfg.dataset.get(key)
         if value and not Path(str(value)).expanduser().exists():
             raise SweepConfigError(
-                f"dataset.{key}={value} does not exist (dataset {dataset_cfg.get('name')})"
+                f"dataset.{key}={value} does not exist (dataset {cfg.dataset.get('name')})"
             )
+    dataset: Dataset = instantiate(cfg.dataset)
+    dataset.check()
+    if cfg.model.head == "keep" and dataset.class_map is None:
+        raise SweepConfigError(
+            f"model.head=keep needs a dataset whose classes map into the pretrained head (imagenet, imagenette, "
+            f"or dataset.class_map=imagenet on an image tree named by synsets); {dataset.name!r} has none: "
+            f"use model.head=fit"
+        )
+    if cfg.model.head == "keep" and cfg.model.weights == "random":
+        raise SweepConfigError(
+            "model.head=keep with model.weights=random keeps an untrained head: use head=fit or finetune"
+        )
+    if cfg.model.pretrained_file and not Path(cfg.model.pretrained_file).expanduser().is_file():
+        raise SweepConfigError(f"model.pretrained_file={cfg.model.pretrained_file} does not exist")
+    return dataset
 
 
 def check_job_config(cfg) -> None:
@@ -91,4 +111,4 @@ def check_job_config(cfg) -> None:
             f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: see timm.list_models()"
         )
     check_device(cfg.device)
-    check_data(cfg.dataset)
+    check_data(cfg)

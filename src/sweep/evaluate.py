@@ -9,7 +9,7 @@ import time
 import torch
 import torch.nn as nn
 
-from sweep.data import Split, to_model_input
+from sweep.data import Batches
 
 log = logging.getLogger(__name__)
 
@@ -17,24 +17,27 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def top1(
     model: nn.Module,
-    split: Split,
-    input_size: int,
+    batches: Batches,
     batch_size: int,
     device: torch.device,
+    class_map: list[int] | None = None,
     label: str = "",
 ) -> float:
+    """Fraction of images whose arg-max class is their label; with `class_map` (a kept pretrained head)
+    a label counts as the head's class `class_map[label]`, and the arg-max runs over the whole head."""
     model.eval()
-    correct, t0, last = 0, time.perf_counter(), time.perf_counter()
-    for i in range(0, len(split), batch_size):
-        x = to_model_input(split.images[i : i + batch_size], input_size).to(device)
-        pred = model(x).argmax(dim=1).cpu()
-        correct += int((pred == split.labels[i : i + batch_size]).sum())
+    to_head = torch.tensor(class_map) if class_map is not None else None
+    correct = seen = 0
+    t0 = last = time.perf_counter()
+    for x, y in batches.iterate(batch_size):
+        pred = model(x.to(device)).argmax(dim=1).cpu()
+        target = to_head[y] if to_head is not None else y
+        correct += int((pred == target).sum())
+        seen += len(y)
         if time.perf_counter() - last > 10:
             last = time.perf_counter()
-            log.info(
-                "evaluating %s: %d/%d samples, %.0fs", label, i + len(x), len(split), last - t0
-            )
-    return correct / max(1, len(split))
+            log.info("evaluating %s: %d/%d samples, %.0fs", label, seen, len(batches), last - t0)
+    return correct / max(1, seen)
 
 
 def at_chance(accuracy: float, n: int, num_classes: int, z: float = 3.0) -> bool:

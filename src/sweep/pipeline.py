@@ -1,4 +1,4 @@
-"""One job: build -> weights -> prune -> measure -> evaluate -> log.
+"""One job: build -> weights -> prune -> measure -> evaluate -> finetune -> log.
 
 Each stage is a function of the job and what earlier stages returned; it is timed, and logs what it
 measured as soon as it has it, so a job that fails half-way keeps its dense figures in its FAILED run.
@@ -21,9 +21,9 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import provenance, tracking, weights
+from sweep import provenance, tracking, training, weights
 from sweep.config import check_job_config
-from sweep.data import Dataset, to_model_input
+from sweep.data import Batches, Dataset, preprocessing
 from sweep.errors import SweepConfigError, one_line
 from sweep.evaluate import at_chance, top1
 from sweep.measure.counting import Counts, count
@@ -34,11 +34,11 @@ from sweep.measure.latency import (
     paired_speedup,
     time_models,
 )
-from sweep.pruners.base import Pruner
+from sweep.pruners.base import PruneKind, Pruner
 
 log = logging.getLogger("sweep")
 
-STAGES = ("build", "weights", "prune", "measure", "evaluate", "log")
+STAGES = ("build", "weights", "prune", "measure", "evaluate", "finetune", "log")
 # Logged data is sent to MLflow after these stages, and in any case when the run ends (also on failure
 # or SIGTERM): each send costs a store round trip, which adds up over a grid of short jobs.
 CHECKPOINT_STAGES = ("measure",)
@@ -93,7 +93,10 @@ class Job:
 @dataclass
 class Built:
     model: nn.Module
+    train: Batches  # the dataset's splits through the model's own preprocessing
+    eval: Batches
     example: torch.Tensor  # one input image, on the job's device
+    preprocess: dict  # timm's data config the transform was made from
     start: str  # pretrained | random
     note: str  # why pretrained weights were not used, if they were asked for
 
@@ -111,9 +114,16 @@ class Measured:
 @dataclass
 class Accuracy:
     dense: float
-    pruned: float
+    oneshot: float  # the pruned model before fine-tuning
     samples: int
     at_chance: bool
+    eval: Batches  # the samples evaluated
+
+
+@dataclass
+class Recovered:
+    accuracy: float  # the pruned model after fine-tuning (= one-shot without it)
+    result: training.TrainResult | None
 
 
 def stage(name: str):
@@ -162,8 +172,20 @@ def prepare(cfg: DictConfig, run: tracking.JobRun) -> Job:
 @stage("build")
 def build(job: Job) -> Built:
     model, start, note = weights.build_start(job.cfg.model, job.dataset.num_classes, job.cfg.seed)
-    example = to_model_input(job.dataset.eval().images[:1], job.cfg.model.input_size).to(job.device)
-    return Built(model, example, start, note)
+    class_map = job.dataset.class_map if job.cfg.model.head == "keep" else None
+    if class_map is not None and max(class_map) >= model.num_classes:
+        raise RuntimeError(
+            f"{job.cfg.model.name} has {model.num_classes} classes; dataset {job.dataset.name} "
+            f"maps into classes up to {max(class_map)}"
+        )
+    transform, preprocess = preprocessing(model, job.cfg.model.input_size)
+    job.run.log_params({f"data.{k}": v for k, v in preprocess.items()})
+    train, held_out = (
+        Batches(job.dataset, "train", transform),
+        Batches(job.dataset, "eval", transform),
+    )
+    example = held_out.first(1).to(job.device)
+    return Built(model, train, held_out, example, preprocess, start, note)
 
 
 @stage("weights")
@@ -174,7 +196,8 @@ def load_weights(job: Job, built: Built) -> nn.Module:
         built.start,
         built.note,
         cfg.model,
-        job.dataset,
+        built.train,
+        built.preprocess,
         job.device,
         cfg.weights.cache_dir,
         cfg.seed,
@@ -195,10 +218,11 @@ def prune(job: Job, dense: nn.Module, example: torch.Tensor) -> nn.Module:
     pruned = job.pruner.prune(pruned, job.cfg.ratio, example).eval()
     job.run.log_metrics({"prune_seconds": time.perf_counter() - t0})
     with torch.no_grad():
-        out = pruned(example)
-    expected = (1, job.dataset.num_classes)
-    if tuple(out.shape) != expected:
-        raise RuntimeError(f"pruned model outputs shape {tuple(out.shape)}, expected {expected}")
+        out, want = pruned(example), dense(example)
+    if out.shape != want.shape:
+        raise RuntimeError(
+            f"pruned model outputs shape {tuple(out.shape)}, the dense model {tuple(want.shape)}"
+        )
     return pruned
 
 
@@ -219,16 +243,9 @@ def _count_metrics(c: Counts, prefix: str = "") -> dict[str, float]:
     }
 
 
-def _timing_batch(job: Job, batch_size: int) -> torch.Tensor:
-    images = job.dataset.eval().images[:batch_size]
-    if len(images) < batch_size:  # tiny eval split: repeat to the requested batch
-        images = images.repeat((batch_size + len(images) - 1) // len(images), 1, 1, 1)[:batch_size]
-    return to_model_input(images, job.cfg.model.input_size)
-
-
 @stage("measure")
-def measure(job: Job, dense: nn.Module, pruned: nn.Module, example: torch.Tensor) -> Measured:
-    c_dense, c_pruned = count(dense, example), count(pruned, example)
+def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Measured:
+    c_dense, c_pruned = count(dense, built.example), count(pruned, built.example)
     noop = is_noop(c_dense, c_pruned)
     job.run.log_metrics(
         {**_count_metrics(c_dense, tracking.DENSE_PREFIX), **_count_metrics(c_pruned)}
@@ -241,7 +258,7 @@ def measure(job: Job, dense: nn.Module, pruned: nn.Module, example: torch.Tensor
         )
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
     timing = time_models(
-        [dense, pruned], _timing_batch(job, settings.batch_size), settings, job.device
+        [dense, pruned], built.eval.first(settings.batch_size), settings, job.device
     )
     lat_dense, lat_pruned = timing.stats
     speedup = paired_speedup(
@@ -273,17 +290,25 @@ def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) ->
     return min(n_split, max(cfg.min_samples, fit))
 
 
+def _top1(job: Job, model: nn.Module, batches: Batches, what: str) -> float:
+    class_map = job.dataset.class_map if job.cfg.model.head == "keep" else None
+    return top1(
+        model, batches, job.cfg.eval.batch_size, job.device, class_map, f"{job.run_name} {what}"
+    )
+
+
 @stage("evaluate")
-def evaluate(job: Job, dense: nn.Module, pruned: nn.Module, measured: Measured) -> Accuracy:
-    split = job.dataset.eval()
+def evaluate(
+    job: Job, dense: nn.Module, pruned: nn.Module, built: Built, measured: Measured
+) -> Accuracy:
     per_image_s = sum(s.median_ms for s in measured.latency) / 1000.0 / measured.batch_size
-    n = eval_samples(job.cfg.eval, job.device, len(split), per_image_s)
-    split = split.head(n)
+    n = eval_samples(job.cfg.eval, job.device, len(built.eval), per_image_s)
+    split = built.eval.head(n)
     job.run.log_params({"eval.samples_used": n})
-    size, bs = job.cfg.model.input_size, job.cfg.eval.batch_size
-    acc_dense = top1(dense, split, size, bs, job.device, f"{job.run_name} dense")
+    acc_dense = _top1(job, dense, split, "dense")
     job.run.log_metrics({"dense_accuracy_top1": acc_dense})
-    acc_pruned = top1(pruned, split, size, bs, job.device, f"{job.run_name} pruned")
+    acc_oneshot = _top1(job, pruned, split, "pruned")
+    job.run.log_metrics({"accuracy_top1_oneshot": acc_oneshot})
     chance = at_chance(acc_dense, n, job.dataset.num_classes)
     if chance:
         log.warning(
@@ -293,14 +318,72 @@ def evaluate(job: Job, dense: nn.Module, pruned: nn.Module, measured: Measured) 
             100 * acc_dense,
             n,
         )
-    return Accuracy(acc_dense, acc_pruned, n, chance)
+    return Accuracy(acc_dense, acc_oneshot, n, chance, split)
+
+
+@stage("finetune")
+def finetune(
+    job: Job, dense: nn.Module, pruned: nn.Module, built: Built, acc: Accuracy
+) -> Recovered:
+    """Recovery fine-tuning of the pruned model; every method of a sweep gets the same budget."""
+    f = job.cfg.finetune
+    if f.epochs == 0:
+        return Recovered(acc.oneshot, None)
+    budget = training.Budget(
+        f.epochs, f.lr, f.batch_size, f.weight_decay, f.schedule, f.max_steps, f.time_budget_s
+    )
+    distill = (
+        training.Distill(dense.eval(), f.distill.weight, f.distill.temperature)
+        if f.distill.weight
+        else None
+    )
+    targets = job.dataset.class_map if job.cfg.model.head == "keep" else None
+    torch.manual_seed(job.cfg.seed)
+    result = training.train(
+        pruned,
+        built.train,
+        budget,
+        job.device,
+        job.cfg.seed,
+        f"{job.run_name} fine-tune",
+        distill,
+        keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
+        targets=targets,
+    )
+    recovered = _top1(job, pruned, acc.eval, "fine-tuned")
+    job.run.log_metrics(
+        {
+            "finetune_seconds": result.seconds,
+            "finetune_steps": result.steps,
+            "finetune_params_nonzero": sum(
+                int(torch.count_nonzero(p)) for p in pruned.parameters()
+            ),
+        }
+    )
+    job.run.set_tags({"finetune_stopped_by": result.stopped_by})
+    return Recovered(recovered, result)
+
+
+def _save_model(job: Job, model: nn.Module) -> None:
+    """The whole module (a pruned model's shapes differ from its class's defaults), as an artifact."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(model.cpu(), Path(tmp) / MODEL_FILE)
+        job.run.log_artifacts(tmp, MODEL_ARTIFACT_DIR)
+    model.to(job.device)
+
+
+MODEL_ARTIFACT_DIR, MODEL_FILE = "model", "pruned.pt"
 
 
 @stage("log")
-def log_results(job: Job, m: Measured, acc: Accuracy) -> dict[str, float]:
+def log_results(
+    job: Job, pruned: nn.Module, m: Measured, acc: Accuracy, rec: Recovered
+) -> dict[str, float]:
     metrics = {
-        "accuracy_top1": acc.pruned,
-        "accuracy_delta": acc.pruned - acc.dense,
+        "accuracy_top1": rec.accuracy,
+        "accuracy_delta": rec.accuracy - acc.dense,
         "params_reduction": 1 - m.pruned.params_total / m.dense.params_total,
         "macs_reduction": 1 - m.pruned.macs / m.dense.macs if m.dense.macs else 0.0,
     }
@@ -309,10 +392,12 @@ def log_results(job: Job, m: Measured, acc: Accuracy) -> dict[str, float]:
     hydra_dir = _hydra_output_dir()
     if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
         job.run.log_artifacts(hydra_dir / ".hydra", "hydra")
+    if job.cfg.save_model:
+        _save_model(job, pruned)
     (d, p), s = m.latency, m.speedup
     log.info(
         "%s: params %s -> %s (non-zero %s), MACs %s -> %s, latency %.2f -> %.2f ms (speedup %.2fx "
-        "[%.2f, %.2f]), top-1 %.1f%% -> %.1f%%%s",
+        "[%.2f, %.2f]), top-1 %.1f%% -> %.1f%% one-shot, %.1f%% fine-tuned%s",
         job.run_name,
         f"{m.dense.params_total:,}",
         f"{m.pruned.params_total:,}",
@@ -325,7 +410,8 @@ def log_results(job: Job, m: Measured, acc: Accuracy) -> dict[str, float]:
         s.ci_low,
         s.ci_high,
         100 * acc.dense,
-        100 * acc.pruned,
+        100 * acc.oneshot,
+        100 * rec.accuracy,
         " [NO-OP]" if m.noop else "",
     )
     return {**metrics, "speedup": s.value, "noop": float(m.noop)}
@@ -380,9 +466,10 @@ def run_job(cfg: DictConfig) -> dict:
         built = build(job)
         dense = load_weights(job, built)
         pruned = prune(job, dense, built.example)
-        measured = measure(job, dense, pruned, built.example)
-        accuracy = evaluate(job, dense, pruned, measured)
-        return log_results(job, measured, accuracy)
+        measured = measure(job, dense, pruned, built)
+        accuracy = evaluate(job, dense, pruned, built, measured)
+        recovered = finetune(job, dense, pruned, built, accuracy)
+        return log_results(job, pruned, measured, accuracy, recovered)
 
 
 def run_job_isolated(cfg: DictConfig) -> dict:

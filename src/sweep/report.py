@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,20 @@ class Row:
     metrics: dict
     tags: dict
     params: dict
+    epochs: int = 0  # recovery fine-tuning epochs (finetune.epochs)
+    label: str = (
+        ""  # how the row is named in a table: the model, plus the epochs when a sweep varies them
+    )
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.pruner, self.ratio, self.epochs)
+
+    @property
+    def oneshot(self) -> float | None:
+        """Top-1 of the pruned model before fine-tuning (older runs: accuracy_top1 when not fine-tuned)."""
+        m = self.metrics
+        return m.get("accuracy_top1_oneshot", m.get("accuracy_top1") if self.epochs == 0 else None)
 
     @property
     def family(self) -> str:
@@ -57,6 +72,7 @@ class Sweep:
     rows: list[Row]
     models: list[str] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)  # fine-tuning epochs in the sweep
 
 
 def _model_key(alias: str) -> tuple:
@@ -84,27 +100,33 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
     # A grid point run more than once (a re-run after a failure) counts by its latest run.
     latest: dict[tuple, Row] = {}
     for r in sorted(chosen, key=lambda r: (r.info.start_time, r.info.run_id)):
-        p = r.data.params
-        name_parts = (r.info.run_name or "").split("/")
-        model = p.get(T.PARAM_MODEL) or name_parts[0]
-        pruner = p.get(T.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
-        ratio = float(p.get(T.PARAM_RATIO) or (name_parts[2] if len(name_parts) > 2 else "nan"))
-        latest[(model, pruner, ratio)] = Row(
-            model,
-            p.get(T.PARAM_MODEL_NAME, model),
-            pruner,
-            ratio,
-            r.info.status,
-            dict(r.data.metrics),
-            dict(r.data.tags),
-            dict(p),
-        )
-    rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio))
-    return Sweep(
-        sweep_id,
-        rows,
-        sorted({x.model for x in rows}, key=_model_key),
-        sorted({x.ratio for x in rows}),
+        row = _row(r)
+        latest[row.key] = row
+    rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio, x.epochs))
+    epochs = sorted({x.epochs for x in rows})
+    for x in rows:
+        x.label = f"{x.model} ft{x.epochs}" if len(epochs) > 1 else x.model
+    models = sorted({x.model for x in rows}, key=_model_key)
+    return Sweep(sweep_id, rows, models, sorted({x.ratio for x in rows}), epochs)
+
+
+def _row(r) -> Row:
+    p = r.data.params
+    name_parts = (r.info.run_name or "").split("/")
+    model = p.get(T.PARAM_MODEL) or name_parts[0]
+    pruner = p.get(T.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
+    ratio = float(p.get(T.PARAM_RATIO) or (name_parts[2] if len(name_parts) > 2 else "nan"))
+    epochs = int(p.get("finetune.epochs", 0))
+    return Row(
+        model,
+        p.get(T.PARAM_MODEL_NAME, model),
+        pruner,
+        ratio,
+        r.info.status,
+        dict(r.data.metrics),
+        dict(r.data.tags),
+        dict(p),
+        epochs,
     )
 
 
@@ -127,18 +149,30 @@ def _macs(v) -> str:
     return f"{v / 1e9:.2f} G" if v >= 1e8 else f"{v / 1e6:.2f} M"
 
 
+def _accuracy_note(row: Row) -> str:
+    """The final top-1 and how it came about: `85.3% (one-shot 10.3%, fine-tuned 3 ep)`."""
+    m = row.metrics
+    if row.epochs == 0:
+        return f"{_pct(m.get('accuracy_top1'))} (one-shot)"
+    return (
+        f"{_pct(m.get('accuracy_top1'))} (one-shot {_pct(row.oneshot)}, fine-tuned {row.epochs} ep)"
+    )
+
+
 def seed_line(row: Row, dense: bool = False) -> str:
     """The seed document's line: `c: 196,245,706 params, 17.05ms, 8.6%`, with honest notes."""
+    name = row.label or row.model
     if row.status != "FINISHED":
-        return f"{row.model}: {row.status}: {row.error or 'no error recorded'}"
+        return f"{name}: {row.status}: {row.error or 'no error recorded'}"
     if row.flag(T.TAG_NOOP) and not dense:
-        return f"{row.model}: NO-OP: pruning changed nothing, not a result"
+        return f"{name}: NO-OP: pruning changed nothing, not a result"
     pre = T.DENSE_PREFIX if dense else ""
     m = row.metrics
-    line = f"{row.model}: {_int(m.get(pre + 'params_total'))} params"
+    line = f"{name}: {_int(m.get(pre + 'params_total'))} params"
     if not dense and row.kind != "structural":
         line += f" ({_int(m.get('params_nonzero'))} non-zero)"
-    line += f", {_ms(m.get(pre + 'latency_ms'))}, {_pct(m.get(pre + 'accuracy_top1'))}"
+    acc = _pct(m.get("dense_accuracy_top1")) if dense else _accuracy_note(row)
+    line += f", {_ms(m.get(pre + 'latency_ms'))}, {acc}"
     if row.flag(T.TAG_AT_CHANCE):
         line += " (accuracy at chance)"
     return line
@@ -146,14 +180,22 @@ def seed_line(row: Row, dense: bool = False) -> str:
 
 def dense_summary(rows: list[Row]) -> Row:
     """One row standing for the dense model: the median of each dense_ metric over the jobs that measured it."""
-    import statistics
-
     metrics = {}
     for key in {k for r in rows for k in r.metrics if k.startswith(T.DENSE_PREFIX)}:
         metrics[key] = statistics.median(r.metrics[key] for r in rows if key in r.metrics)
     first = rows[0]
     tags = {k: v for k, v in first.tags.items() if k in (T.TAG_AT_CHANCE, T.TAG_WEIGHTS)}
-    return Row(first.model, first.model_name, "dense", 0.0, "FINISHED", metrics, tags, {})
+    return Row(
+        first.model,
+        first.model_name,
+        "dense",
+        0.0,
+        "FINISHED",
+        metrics,
+        tags,
+        {},
+        label=first.model,
+    )
 
 
 def flags(row: Row) -> list[str]:
@@ -169,34 +211,45 @@ def flags(row: Row) -> list[str]:
     return out
 
 
+def _speed(r: Row) -> str:
+    m = r.metrics
+    if r.flag(T.TAG_NOOP):
+        return "n/a (no-op)"
+    if r.masks:
+        return "n/a (masks)"
+    lo, hi = m.get("speedup_ci_low", m["speedup"]), m.get("speedup_ci_high", m["speedup"])
+    return f"{m['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]"
+
+
 def table(rows: list[Row]) -> list[str]:
     out = [
         "| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
-        "speedup [95% CI] | top-1 (vs dense) | flags |",
-        "|---|---|---|---|---|---|---|",
+        "speedup [95% CI] | top-1 one-shot | top-1 fine-tuned (vs dense) | flags |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r.metrics
         if r.status != "FINISHED" or not m.get("latency_ms"):
-            out.append(f"| {r.model} | | | | | | {'; '.join(flags(r)) or 'incomplete'} |")
+            out.append(
+                f"| {r.label or r.model} | | | | | | | {'; '.join(flags(r)) or 'incomplete'} |"
+            )
             continue
-        if r.flag(T.TAG_NOOP):
-            speed = "n/a (no-op)"
-        elif r.masks:
-            speed = "n/a (masks)"
-        else:
-            speed = f"{m['speedup']:.2f}x [{m.get('speedup_ci_low', m['speedup']):.2f}, {m.get('speedup_ci_high', m['speedup']):.2f}]"
-        acc = f"{_pct(m.get('accuracy_top1'))} ({100 * m.get('accuracy_delta', 0.0):+.1f} pt)"
+        delta = f"({100 * m.get('accuracy_delta', 0.0):+.1f} pt)"
+        tuned = (
+            f"{_pct(m.get('accuracy_top1'))}, {r.epochs} ep {delta}"
+            if r.epochs
+            else f"not fine-tuned {delta}"
+        )
         out.append(
-            f"| {r.model} | {_int(m.get('params_total'))} / {_int(m.get('params_nonzero'))} | "
+            f"| {r.label or r.model} | {_int(m.get('params_total'))} / {_int(m.get('params_nonzero'))} | "
             f"{_macs(m.get('macs'))} / {_macs(m.get('macs_nonzero'))} | "
-            f"{m['latency_ms']:.2f} ± {m.get('latency_std_ms', 0.0):.2f} ms | {speed} | {acc} | "
-            f"{'; '.join(flags(r))} |"
+            f"{m['latency_ms']:.2f} ± {m.get('latency_std_ms', 0.0):.2f} ms | {_speed(r)} | {_pct(r.oneshot)} | "
+            f"{tuned} | {'; '.join(flags(r))} |"
         )
     return out
 
 
-def _missing(model: str, pruner: str, ratio: float) -> Row:
+def _missing(model: str, pruner: str, ratio: float, epochs: int = 0, label: str = "") -> Row:
     return Row(
         model,
         model,
@@ -206,6 +259,8 @@ def _missing(model: str, pruner: str, ratio: float) -> Row:
         {},
         {T.TAG_ERROR: "no run logged for this grid point"},
         {},
+        epochs,
+        label or model,
     )
 
 
@@ -225,7 +280,40 @@ def _header(sweep: Sweep) -> list[str]:
         "methods) keep dense shapes: their latency cannot improve on dense kernels, so no speedup is "
         "claimed for them.",
         "",
+        _finetune_note(sweep),
+        "",
     ]
+
+
+def _finetune_note(sweep: Sweep) -> str:
+    """What the accuracy figures are read after: one-shot alone misleads (published results are read
+    after recovery fine-tuning)."""
+    done = [r for r in sweep.rows if r.status == "FINISHED"]
+    budgets = sorted(
+        {
+            (
+                r.epochs,
+                r.params.get("finetune.lr", "?"),
+                r.params.get("finetune.distill.weight", "0"),
+            )
+            for r in done
+            if r.epochs
+        }
+    )
+    if not budgets:
+        return (
+            "Top-1 is one-shot: the pruned models were not fine-tuned (finetune.epochs=0), so structural "
+            "methods at high ratios may look far worse than they are after recovery fine-tuning."
+        )
+    said = "; ".join(
+        f"{e} epoch{'s' if e != 1 else ''} at lr {lr}"
+        + (f", distillation weight {w}" if w not in ("0", "0.0") else "")
+        for e, lr, w in budgets
+    )
+    return (
+        f"Top-1 is given one-shot (right after pruning) and after recovery fine-tuning on the train split "
+        f"({said}), the same budget for every method."
+    )
 
 
 def _original(sweep: Sweep) -> list[str]:
@@ -262,9 +350,18 @@ def _original(sweep: Sweep) -> list[str]:
     return lines
 
 
+def _at(rows: dict, sweep: Sweep, key: tuple) -> Row:
+    if key in rows:
+        return rows[key]
+    model, pruner, ratio, epochs = key
+    return _missing(
+        model, pruner, ratio, epochs, f"{model} ft{epochs}" if len(sweep.epochs) > 1 else model
+    )
+
+
 def _method_sections(sweep: Sweep) -> list[str]:
     """One section per family (in the families' own order), one sub-section per method and ratio."""
-    rows = {(r.model, r.pruner, r.ratio): r for r in sweep.rows}
+    rows = {r.key: r for r in sweep.rows}
     known = families()
     by_family: dict[str, list[str]] = {}
     for r in sweep.rows:
@@ -278,7 +375,9 @@ def _method_sections(sweep: Sweep) -> list[str]:
             means = sample.params.get("pruner.ratio_means", "")
             for ratio in sweep.ratios:
                 section = [
-                    rows.get((m, pruner, ratio)) or _missing(m, pruner, ratio) for m in sweep.models
+                    _at(rows, sweep, (m, pruner, ratio, e))
+                    for m in sweep.models
+                    for e in sweep.epochs
                 ]
                 lines += [f"### {pruner} ({sample.kind or 'unknown kind'}, ratio={ratio:g})", ""]
                 if means:
@@ -305,10 +404,15 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _point(key: tuple) -> str:
+    model, pruner, ratio, epochs = key
+    return f"{model}/{pruner}/{ratio:g}" + (f"/ft{epochs}" if epochs else "")
+
+
 def regressions(
     sweep: Sweep, baseline: Sweep, latency_threshold: float, accuracy_threshold: float
 ) -> list[str]:
-    base = {(r.model, r.pruner, r.ratio): r for r in baseline.rows if r.status == "FINISHED"}
+    base = {r.key: r for r in baseline.rows if r.status == "FINISHED"}
     lines = [
         f"## Compared with sweep `{baseline.sweep_id}`",
         "",
@@ -320,7 +424,7 @@ def regressions(
     ]
     found = []
     for r in sweep.rows:
-        b = base.get((r.model, r.pruner, r.ratio))
+        b = base.get(r.key)
         if b is None or r.status != "FINISHED" or "latency_ms" not in r.metrics:
             continue
         lat0, lat1 = b.metrics["latency_ms"], r.metrics["latency_ms"]
@@ -331,16 +435,16 @@ def regressions(
         if acc1 < acc0 - accuracy_threshold:
             why.append(f"top-1 {100 * (acc1 - acc0):+.1f} pt")
         lines.append(
-            f"| {r.model} | {r.pruner} | {r.ratio:g} | {lat0:.2f} → {lat1:.2f} ms | "
+            f"| {r.label or r.model} | {r.pruner} | {r.ratio:g} | {lat0:.2f} → {lat1:.2f} ms | "
             f"{_pct(acc0)} → {_pct(acc1)} | {'; '.join(why)} |"
         )
         if why:
-            found.append(f"- {r.model}/{r.pruner}/{r.ratio:g}: {'; '.join(why)}")
+            found.append(f"- {_point(r.key)}: {'; '.join(why)}")
     gone = sorted(
-        set(base) - {(r.model, r.pruner, r.ratio) for r in sweep.rows if r.status == "FINISHED"},
-        key=lambda k: (_model_key(k[0]), k[1], k[2]),
+        set(base) - {r.key for r in sweep.rows if r.status == "FINISHED"},
+        key=lambda k: (_model_key(k[0]), *k[1:]),
     )
-    found += [f"- {m}/{p}/{q:g}: finished in the baseline, not in this sweep" for m, p, q in gone]
+    found += [f"- {_point(k)}: finished in the baseline, not in this sweep" for k in gone]
     lines += ["", "### Regressions", ""] + (found or ["None."]) + [""]
     return lines
 
@@ -440,6 +544,31 @@ def _speedup_figure(plt, sweep: Sweep, structural: list[Row], out: Path) -> None
     plt.close(fig)
 
 
+def _recovery_figure(plt, sweep: Sweep, done: list[Row], out: Path) -> None:
+    """Top-1 against fine-tuning epochs, one panel per model, a line per method and ratio."""
+    models = [m for m in sweep.models if any(r.model == m for r in done)]
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in done if r.model == model]
+        for pruner, ratio in sorted({(r.pruner, r.ratio) for r in mine}):
+            pts = sorted(
+                (r.epochs, 100 * r.metrics["accuracy_top1"])
+                for r in mine
+                if (r.pruner, r.ratio) == (pruner, ratio)
+            )
+            ax.plot(*zip(*pts), marker="o", label=f"{pruner} {ratio:g}")
+        dense = statistics.median(r.metrics["dense_accuracy_top1"] for r in mine)
+        ax.axhline(100 * dense, color="black", linestyle="--", linewidth=1, label="dense")
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("fine-tuning epochs after pruning", fontsize=8)
+        ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+
+
 def figures(sweep: Sweep, out: Path) -> dict[str, str]:
     import matplotlib
 
@@ -464,6 +593,9 @@ def figures(sweep: Sweep, out: Path) -> dict[str, str]:
     if structural:
         _speedup_figure(plt, sweep, structural, out / "speedup_vs_ratio.png")
         made["Speedup vs ratio (structural methods only)"] = "speedup_vs_ratio.png"
+    if len(sweep.epochs) > 1:
+        _recovery_figure(plt, sweep, done, out / "recovery.png")
+        made["Recovery: top-1 vs fine-tuning epochs (per model)"] = "recovery.png"
     return made
 
 

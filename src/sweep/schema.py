@@ -60,6 +60,7 @@ class Check:
         return self.hi is None or not (v > self.hi or (self.hi_open and v == self.hi))
 
 
+HEADS = ("keep", "fit", "finetune")
 POSITIVE = Check(lo=0, lo_open=True)
 NON_NEGATIVE = Check(lo=0)
 
@@ -70,9 +71,10 @@ def checked(default: Any, check: Check, **kw) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Training on the dataset's train split before pruning (0 epochs = none); the result is cached."""
+    """Training on the dataset's train split before pruning, as `model.head` says (0 epochs = none);
+    the result is cached. With head=fit only the new classifier trains, on frozen features."""
 
-    epochs: int = checked(0, NON_NEGATIVE)
+    epochs: int = checked(10, NON_NEGATIVE)
     lr: float = checked(1e-3, POSITIVE)
     batch_size: int = checked(64, POSITIVE)
     weight_decay: float = checked(0.05, NON_NEGATIVE)
@@ -82,9 +84,15 @@ class TrainConfig:
 class ModelConfig:
     alias: str = MISSING
     name: str = MISSING  # timm model name
-    input_size: int = checked(224, POSITIVE)  # images are resized to this side length
+    # side length the model sees; null: the model's own (timm's pretrained config)
+    input_size: Optional[int] = checked(None, POSITIVE)
     # pretrained: timm's weights (random when unreachable); random: timm's initialisation
     weights: str = checked("pretrained", Check(choices=("pretrained", "random")))
+    # a local checkpoint used as the pretrained weights (air-gapped clusters, tests)
+    pretrained_file: Optional[str] = None
+    # keep: the pretrained classifier (the dataset maps its classes into it); fit: a new head for the
+    # dataset's classes trained on frozen features (linear probe); finetune: the whole model trained
+    head: str = checked("fit", Check(choices=HEADS))
     train: TrainConfig = field(default_factory=TrainConfig)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
 
@@ -118,6 +126,30 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from the dense model while fine-tuning: loss = (1 - weight) * CE +
+    weight * T^2 * KL(teacher || student) at temperature T."""
+
+    weight: float = checked(0.0, Check(lo=0, hi=1))
+    temperature: float = checked(4.0, POSITIVE)
+
+
+@dataclass
+class FinetuneConfig:
+    """Recovery fine-tuning of the pruned model on the train split, the same budget for every method.
+    Masks stay masks: a zeroed weight stays zero."""
+
+    epochs: int = checked(0, NON_NEGATIVE)  # 0: one-shot (accuracy_top1 = accuracy_top1_oneshot)
+    lr: float = checked(1e-3, POSITIVE)
+    schedule: str = checked("cosine", Check(choices=("cosine", "constant")))
+    weight_decay: float = checked(0.0, NON_NEGATIVE)
+    batch_size: int = checked(64, POSITIVE)
+    max_steps: Optional[int] = checked(None, Check(lo=1))  # stop after this many optimizer steps
+    time_budget_s: Optional[float] = checked(None, POSITIVE)  # or after this many seconds
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
 class WeightsConfig:
     cache_dir: str = "${oc.env:SWEEP_CACHE_DIR,.cache/sweep}"  # trained weights, shared by jobs
 
@@ -142,6 +174,8 @@ class SweepConfig:
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

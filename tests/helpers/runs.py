@@ -15,8 +15,10 @@ KINDS = {
 }
 
 
-def _params(model, pruner, ratio) -> dict:
+def _params(model, pruner, ratio, epochs) -> dict:
     return {
+        "finetune.epochs": epochs,
+        "finetune.lr": 0.001,
         tracking.PARAM_MODEL: model,
         tracking.PARAM_MODEL_NAME: f"timm_{model}",
         tracking.PARAM_PRUNER: pruner,
@@ -38,7 +40,7 @@ def _dense_metrics(params, latency, acc) -> dict:
     }
 
 
-def _pruned_metrics(kind, params, latency, acc) -> dict:
+def _pruned_metrics(kind, params, latency, acc, oneshot) -> dict:
     structural = kind == "structural"
     speedup = latency[0] / latency[1]
     return {
@@ -52,6 +54,7 @@ def _pruned_metrics(kind, params, latency, acc) -> dict:
         "speedup_ci_low": speedup - 0.1,
         "speedup_ci_high": speedup + 0.1,
         "accuracy_top1": acc[1],
+        "accuracy_top1_oneshot": acc[1] if oneshot is None else oneshot,
         "accuracy_delta": acc[1] - acc[0],
     }
 
@@ -71,10 +74,12 @@ def log_fake_run(
     fail=None,
     metrics=None,
     extra_params=None,
+    epochs=0,
+    oneshot=None,
 ):
     """One job run as the pipeline would log it. `fail`: the job raises RuntimeError(fail) after its
     dense figures (the run ends FAILED); any other error propagates. `metrics`/`extra_params` add to
-    or replace the logged figures."""
+    or replace the logged figures; `epochs` of fine-tuning turned one-shot top-1 `oneshot` into acc[1]."""
     kind, family, possible = KINDS[pruner]
     tags = {
         **BASE_TAGS,
@@ -85,11 +90,13 @@ def log_fake_run(
     }
     try:
         with tracking.job_run(store, "pruning-sweep", f"{model}/{pruner}/{ratio:g}", tags) as run:
-            run.log_params({**_params(model, pruner, ratio), **(extra_params or {})})
+            run.log_params({**_params(model, pruner, ratio, epochs), **(extra_params or {})})
             run.log_metrics(_dense_metrics(params, latency, acc))
             if fail:
                 raise RuntimeError(fail)
-            run.log_metrics({**_pruned_metrics(kind, params, latency, acc), **(metrics or {})})
+            run.log_metrics(
+                {**_pruned_metrics(kind, params, latency, acc, oneshot), **(metrics or {})}
+            )
             run.set_tags(
                 {
                     tracking.TAG_NOOP: noop,

@@ -1,0 +1,207 @@
+"""Training loops: the whole model (tiny models before pruning, recovery fine-tuning after it) and a
+linear probe (a new head on frozen features).
+
+Recovery fine-tuning keeps a mask method's zeros at zero (`keep_zeros`), can distil from the dense
+model, and stops at its budget (epochs, optimizer steps or seconds), so every method of a sweep gets
+the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sweep.data import Batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Budget:
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | constant | onecycle
+    max_steps: int | None = None
+    time_budget_s: float | None = None
+
+
+@dataclass
+class Distill:
+    teacher: nn.Module
+    weight: float
+    temperature: float
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    stopped_by: str  # epochs | max_steps | time_budget
+
+
+def zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, mask of its non-zeros) for every weight of a conv or linear layer that has zeros."""
+    out = []
+    for m in model.modules():
+        w = getattr(m, "weight", None)
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and w is not None:
+            mask = w.detach() != 0
+            if not bool(mask.all()):
+                out.append((w, mask))
+    return out
+
+
+def _scheduler(opt, budget: Budget, total_steps: int):
+    if budget.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=budget.lr, total_steps=max(1, total_steps)
+        )
+    if budget.schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(1, total_steps)))
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def _loss(
+    logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, distill: Distill | None
+) -> torch.Tensor:
+    ce = F.cross_entropy(logits, y)
+    if distill is None or distill.weight == 0:
+        return ce
+    with torch.no_grad():
+        teacher = distill.teacher(x)
+    t = distill.temperature
+    kd = (
+        F.kl_div(
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher / t, dim=1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
+    return (1 - distill.weight) * ce + distill.weight * kd
+
+
+def _step(model, opt, sched, x, y, distill: Distill | None, masks) -> float:
+    loss = _loss(model(x), y, x, distill)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    with torch.no_grad():
+        for w, mask in masks:  # a mask method's zeros stay zero
+            w.mul_(mask)
+    return loss.item()
+
+
+def _stop(budget: Budget, step: int, t0: float) -> str:
+    if budget.max_steps is not None and step >= budget.max_steps:
+        return "max_steps"
+    if budget.time_budget_s is not None and time.perf_counter() - t0 >= budget.time_budget_s:
+        return "time_budget"
+    return ""
+
+
+def train(
+    model: nn.Module,
+    batches: Batches,
+    budget: Budget,
+    device: torch.device,
+    seed: int,
+    label: str,
+    distill: Distill | None = None,
+    keep_zeros: bool = False,
+    targets: list[int] | None = None,
+) -> TrainResult:
+    """Train every parameter of `model` on `batches`; `targets` maps labels to the model's classes."""
+    masks = zero_masks(model) if keep_zeros else []
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    total = budget.epochs * math.ceil(len(batches) / budget.batch_size)
+    sched = _scheduler(opt, budget, min(total, budget.max_steps or total))
+    to_target = torch.tensor(targets) if targets is not None else None
+    step, t0, stopped = 0, time.perf_counter(), ""
+    for epoch in range(budget.epochs):
+        loss_sum, seen = 0.0, 0
+        for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
+            y = to_target[y] if to_target is not None else y
+            loss = _step(model, opt, sched, x.to(device), y.to(device), distill, masks)
+            step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
+            stopped = _stop(budget, step, t0)
+            if stopped:
+                break
+        log.info(
+            "training %s: epoch %d/%d, loss %.3f, %.0fs",
+            label,
+            epoch + 1,
+            budget.epochs,
+            loss_sum / max(1, seen),
+            time.perf_counter() - t0,
+        )
+        if stopped:
+            break
+    model.eval()
+    return TrainResult(step, time.perf_counter() - t0, stopped or "epochs")
+
+
+@torch.no_grad()
+def features(
+    model: nn.Module, batches: Batches, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-logits features (what the classifier reads) of every image, and the labels."""
+    model.to(device).eval()
+    feats, labels = [], []
+    for x, y in batches.iterate(batch_size):
+        feats.append(
+            model.forward_head(model.forward_features(x.to(device)), pre_logits=True).float().cpu()
+        )
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def linear_probe(
+    model: nn.Module, batches: Batches, budget: Budget, device: torch.device, seed: int, label: str
+) -> None:
+    """Fit the model's (new) classifier on frozen features of the train split."""
+    head = model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise TypeError(
+            f"model.head=fit needs a linear classifier; {label} has {type(head).__name__}: "
+            f"use model.head=finetune"
+        )
+    t0 = time.perf_counter()
+    x, y = features(model, batches, budget.batch_size, device)
+    head.to(device).train()
+    opt = torch.optim.AdamW(head.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    steps = budget.epochs * math.ceil(len(y) / budget.batch_size)
+    sched = _scheduler(opt, Budget(**{**budget.__dict__, "schedule": "onecycle"}), steps)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(budget.epochs):
+        order = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), budget.batch_size):
+            idx = order[i : i + budget.batch_size]
+            loss = F.cross_entropy(head(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    head.eval()
+    log.info(
+        "linear probe %s: %d epochs on %d features, loss %.3f, %.0fs",
+        label,
+        budget.epochs,
+        len(y),
+        loss.item(),
+        time.perf_counter() - t0,
+    )
