@@ -18,6 +18,8 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
             "model=tiny_cnn,tiny_vit",
             "pruner=l1_unstructured,dg_group",
             "ratio=0.3,0.6",
+            "report.on_sweep_end=true",
+            f"report.out={tmp_path / 'auto-reports'}",
             f"tracking.uri={store}",
             *FAST,
         ],
@@ -45,6 +47,17 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
     assert "hydra/config.yaml" in files and "hydra/overrides.yaml" in files
     assert list(tmp_path.glob("multirun/*/*/0/.hydra/config.yaml"))
     assert "8 finished, 0 failed" in r.stdout
+    # the sweep's runs in the UI, and its report next to them (report.on_sweep_end)
+    exp_id = runs[0].info.experiment_id
+    assert (
+        f"runs in the MLflow UI (after `make ui`): http://127.0.0.1:5000/#/experiments/{exp_id}/runs?"
+        in r.stdout
+    )
+    parent = runs[0].data.tags["mlflow.parentRunId"]
+    assert "report/benchmark.md" in [
+        f.path for f in MlflowClient(store).list_artifacts(parent, "report")
+    ]
+    assert list((tmp_path / "auto-reports").glob("*/benchmark.md"))
 
     # the report, end to end from this real sweep
     from sweep import report

@@ -30,6 +30,7 @@ class Plan:
     stores: set[tuple[str, str]] = field(default_factory=set)  # (tracking uri, experiment)
     runs_job: bool = True
     multirun: bool = False
+    report_to: str | None = None  # report.out when report.on_sweep_end
 
 
 # Hydra has no public API to read its own command line without running the app: its parser gives the
@@ -148,6 +149,7 @@ def preflight(argv: list[str]) -> Plan:
             _check_pruner(cfg, pruners)
             plan.stores.add((tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.experiment))
             plan.sweep_id = cfg.sweep_id
+            plan.report_to = cfg.report.out if cfg.report.on_sweep_end else None
     GlobalHydra.instance().clear()
     for uri, _ in plan.stores:
         tracking.check_reachable(uri)
@@ -177,6 +179,12 @@ def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
         print(
             f"re-run the same command with sweep_id={plan.sweep_id} to run the failed jobs again "
             f"(finished ones are skipped)"
+        )
+    for uri, experiment in sorted(plan.stores):
+        exp_id, view = tracking.share_sweep_view(uri, experiment, plan.sweep_id)
+        hint = "" if uri.startswith("http") else " (after `make ui`)"
+        print(
+            f"runs in the MLflow UI{hint}: {tracking.sweep_link(tracking.ui_of(uri), exp_id, view)}"
         )
     figures = {
         "jobs": plan.num_jobs,
@@ -208,6 +216,24 @@ def _run_hydra(plan: Plan) -> tuple[str, int]:
         return "FAILED", e.code if isinstance(e.code, int) and e.code else 1
     except Exception:
         return "FAILED", 1
+
+
+def _report(plan: Plan, uri: str) -> None:
+    """report.on_sweep_end: the benchmark document, also logged to the sweep's parent run."""
+    from pathlib import Path
+
+    from sweep import report
+
+    experiment = next(e for u, e in sorted(plan.stores) if u == uri)
+    try:
+        print(
+            f"report: {report.write_report(uri, experiment, plan.sweep_id, Path(plan.report_to))}"
+        )
+    except Exception as e:  # the sweep's own outcome stands; the report can be made again later
+        print(
+            f"report: not rendered ({first_line(e)}); run `make report` to try again",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
         summary_code, figures = summarize(plan, since_ms)
         if status == "FINISHED" and summary_code:
             status, code = "FAILED", summary_code
+        if parent is not None and plan.report_to and status != "KILLED":
+            _report(plan, parent[0])
         if parent is not None:
             tracking.close_parent_run(parent[0], parent[1], status, figures)
     raise SystemExit(code)

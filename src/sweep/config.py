@@ -55,13 +55,11 @@ def check_choice(group: str, value: str) -> None:
 
 def register_timm_model(name: str) -> None:
     """Make `model=<any timm name>` composable without a yaml: a typed node in Hydra's ConfigStore
-    (passed on to launcher workers with Hydra's own state), at the model's own input size."""
-    import timm
+    (passed on to launcher workers with Hydra's own state); input size and preprocessing are the
+    model's own (timm's pretrained config)."""
     from hydra.core.config_store import ConfigStore
 
-    pcfg = timm.models.get_pretrained_cfg(name)
-    size = int(pcfg.input_size[-1]) if pcfg is not None and pcfg.input_size else 224
-    node = schema.ModelConfig(alias=name, name=name, input_size=size)
+    node = schema.ModelConfig(alias=name, name=name)
     ConfigStore.instance().store(group="model", name=name, node=node)
 
 

@@ -329,8 +329,10 @@ def finetune(
     f = job.cfg.finetune
     if f.epochs == 0:
         return Recovered(acc.oneshot, None)
+    lr = f.lr if f.lr is not None else job.cfg.model.finetune_lr
+    job.run.log_params({"finetune.lr_used": lr})
     budget = training.Budget(
-        f.epochs, f.lr, f.batch_size, f.weight_decay, f.schedule, f.max_steps, f.time_budget_s
+        f.epochs, lr, f.batch_size, f.weight_decay, f.schedule, f.max_steps, f.time_budget_s
     )
     distill = (
         training.Distill(dense.eval(), f.distill.weight, f.distill.temperature)

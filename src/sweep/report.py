@@ -293,7 +293,7 @@ def _finetune_note(sweep: Sweep) -> str:
         {
             (
                 r.epochs,
-                r.params.get("finetune.lr", "?"),
+                r.params.get("finetune.lr_used", r.params.get("finetune.lr", "?")),
                 r.params.get("finetune.distill.weight", "0"),
             )
             for r in done
@@ -617,6 +617,8 @@ def write_report(
     doc = render(sweep, figures(sweep, out), base, latency_threshold, accuracy_threshold)
     path = out / "benchmark.md"
     path.write_text(doc)
+    # next to the data it was made from: one click from the sweep's row in the MLflow UI
+    T.log_report(uri, experiment, sweep.sweep_id, out)
     return path
 
 
@@ -660,6 +662,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"sweep.report: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(path)
+    uri = T.resolve_uri(args.tracking_uri)
+    parent = T.parent_run_of(uri, args.experiment, path.parent.name)
+    if parent is not None:
+        print(f"logged as artifacts report/ of the sweep's run {parent}")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ class ModelConfig:
     # dataset's classes trained on frozen features (linear probe); finetune: the whole model trained
     head: str = checked("fit", Check(choices=HEADS))
     train: TrainConfig = field(default_factory=TrainConfig)
+    # learning rate of recovery fine-tuning after pruning, unless finetune.lr says otherwise: low for
+    # pretrained weights, as high as training from scratch for the tiny models
+    finetune_lr: float = checked(1e-4, POSITIVE)
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
 
 
@@ -140,13 +143,21 @@ class FinetuneConfig:
     Masks stay masks: a zeroed weight stays zero."""
 
     epochs: int = checked(0, NON_NEGATIVE)  # 0: one-shot (accuracy_top1 = accuracy_top1_oneshot)
-    lr: float = checked(1e-3, POSITIVE)
+    lr: Optional[float] = checked(None, POSITIVE)  # null: the model's own model.finetune_lr
     schedule: str = checked("cosine", Check(choices=("cosine", "constant")))
     weight_decay: float = checked(0.0, NON_NEGATIVE)
     batch_size: int = checked(64, POSITIVE)
     max_steps: Optional[int] = checked(None, Check(lo=1))  # stop after this many optimizer steps
     time_budget_s: Optional[float] = checked(None, POSITIVE)  # or after this many seconds
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
+class ReportConfig:
+    on_sweep_end: bool = (
+        False  # render the report (and log it to the sweep's run) when a multirun ends
+    )
+    out: str = "reports"
 
 
 @dataclass
@@ -176,6 +187,7 @@ class SweepConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
+    report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

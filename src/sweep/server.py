@@ -94,7 +94,16 @@ def main(argv: list[str] | None = None) -> None:
         f"tracking.uri=http://<this host>:{args.port}",
         flush=True,
     )
+    if uri.startswith("sqlite"):
+        print_newest_sweep_link(uri, args.experiment, f"http://{args.host}:{args.port}")
     os.execvpe(cmd[0], cmd, environment())
+
+
+def print_newest_sweep_link(uri: str, experiment: str, ui: str) -> None:
+    sweep_id = tracking.newest_sweep(uri, experiment)
+    if sweep_id:
+        exp_id, view = tracking.share_sweep_view(uri, experiment, sweep_id)
+        print(f"newest sweep {sweep_id}: {tracking.sweep_link(ui, exp_id, view)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -75,14 +75,29 @@ TAG_ROLE = "run_role"  # job | sweep (the parent run of a multirun)
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag: the UI shows jobs under their sweep
 
 DEFAULT_EXPERIMENT = "pruning-sweep"
+# The MLflow UI opens an experiment of this kind on its runs table, not on the GenAI overview.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# A view of one sweep in the UI (filter, visible columns) is an experiment tag with this prefix.
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+UI_COLUMNS = (
+    ("params", PARAM_MODEL),
+    ("params", PARAM_PRUNER),
+    ("params", PARAM_RATIO),
+    ("params", "finetune.epochs"),
+    ("metrics", "speedup"),
+    ("metrics", "accuracy_top1"),
+    ("metrics", "accuracy_top1_oneshot"),
+    ("metrics", "macs_reduction"),
+)
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `make ui` serves a local store
 # The one default store: SQLite in the directory the command runs from, unless the environment names one.
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_URI_HELP = f"default: ${TRACKING_URI_ENV} or {DEFAULT_URI}"
 # Config keys that say where a job is written or tracked, not what it computes: neither logged as params
 # nor part of its identity (job_key). `weights.cache_dir` is logged but is not identity either.
-NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force")
-NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir")
+NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force", "report")
+NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report")
 
 
 # ---- store ---------------------------------------------------------------------------------------------
@@ -126,10 +141,13 @@ def _client(uri: str):
 
 def init_store(uri: str, experiment: str) -> str:
     """Create the store's tables and the experiment once, before parallel writers start (a fresh SQLite
-    store raced by several processes loses runs). Returns the experiment id."""
+    store raced by several processes loses runs), as a model-training experiment (also one created
+    before the tool set that). Returns the experiment id."""
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     artifact_location = None
     if uri.startswith("sqlite:///"):
@@ -137,7 +155,11 @@ def init_store(uri: str, experiment: str) -> str:
             Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment
         ).as_uri()
     try:
-        return client.create_experiment(experiment, artifact_location=artifact_location)
+        return client.create_experiment(
+            experiment,
+            artifact_location=artifact_location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
     except Exception:  # another process created it first
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -362,3 +384,67 @@ def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
         token = page.token
         if not token:
             return runs
+
+
+# ---- the MLflow UI and the report ---------------------------------------------------------------------------
+def share_sweep_view(uri: str, experiment: str, sweep_id: str) -> tuple[str, str]:
+    """A saved view of one sweep for the MLflow UI (its runs, the key params and metrics as columns);
+    returns (experiment id, view key) for `sweep_link`."""
+    import json
+    import re
+
+    client = _client(uri)
+    experiment_id = init_store(uri, experiment)
+    key = re.sub(r"[^A-Za-z0-9_.-]", "-", sweep_id)
+    view = {
+        "searchFilter": f"tags.{TAG_SWEEP_ID} = '{sweep_id}'",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "selectedColumns": [f"{kind}.`{name}`" for kind, name in UI_COLUMNS],
+    }
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(view))
+    return experiment_id, key
+
+
+def sweep_link(ui: str, experiment_id: str, view_key: str) -> str:
+    """The UI's runs table of one sweep, in model-training mode (MLflow 3's GenAI/training switch)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={view_key}"
+
+
+def ui_of(uri: str) -> str:
+    """Where the UI of a store is: the tracking server itself, or `make ui`'s address for a local store."""
+    return uri if uri.startswith(("http://", "https://")) else DEFAULT_UI
+
+
+def parent_run_of(uri: str, experiment: str, sweep_id: str) -> str | None:
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id],
+        max_results=1,
+        filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'",
+    )
+    return found[0].info.run_id if found else None
+
+
+def log_report(uri: str, experiment: str, sweep_id: str, folder: Path) -> str | None:
+    """The rendered report as artifacts (`report/`) of the sweep's parent run; its id, or None when the
+    sweep has no parent run (a single job)."""
+    parent = parent_run_of(uri, experiment, sweep_id)
+    if parent is not None:
+        _client(uri).log_artifacts(parent, str(folder), "report")
+    return parent
+
+
+def newest_sweep(uri: str, experiment: str) -> str | None:
+    """The sweep_id of the run that started last, if any."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id], max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    return found[0].data.tags.get(TAG_SWEEP_ID) if found else None

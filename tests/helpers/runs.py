@@ -56,6 +56,7 @@ def _pruned_metrics(kind, params, latency, acc, oneshot) -> dict:
         "accuracy_top1": acc[1],
         "accuracy_top1_oneshot": acc[1] if oneshot is None else oneshot,
         "accuracy_delta": acc[1] - acc[0],
+        "macs_reduction": 0.5 if structural else 0.0,
     }
 
 
@@ -76,17 +77,20 @@ def log_fake_run(
     extra_params=None,
     epochs=0,
     oneshot=None,
+    parent=None,
 ):
     """One job run as the pipeline would log it. `fail`: the job raises RuntimeError(fail) after its
     dense figures (the run ends FAILED); any other error propagates. `metrics`/`extra_params` add to
     or replace the logged figures; `epochs` of fine-tuning turned one-shot top-1 `oneshot` into acc[1]."""
     kind, family, possible = KINDS[pruner]
+    nesting = {tracking.TAG_PARENT: parent, tracking.TAG_ROLE: "job"} if parent else {}
     tags = {
         **BASE_TAGS,
         tracking.TAG_SWEEP_ID: sweep_id,
         tracking.TAG_KIND: kind,
         tracking.TAG_FAMILY: family,
         tracking.TAG_SPEEDUP_POSSIBLE: possible,
+        **nesting,
     }
     try:
         with tracking.job_run(store, "pruning-sweep", f"{model}/{pruner}/{ratio:g}", tags) as run:
