@@ -64,28 +64,13 @@ def test_warmup_absorbs_slow_first_call_and_interleaves():
 
 
 def test_auto_iters_respects_bounds():
-    settings = LatencySettings(
-        warmup_min=3,
-        warmup_max=6,
-        iters="auto",
-        iters_min=4,
-        iters_max=9,
-        time_budget_s=10.0,
-        bootstrap=0,
-    )
-    timing = time_models([Sleepy(0.5)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu"))
-    assert timing.iters == 9
-    settings = LatencySettings(
-        warmup_min=3,
-        warmup_max=6,
-        iters="auto",
-        iters_min=4,
-        iters_max=9,
-        time_budget_s=0.001,
-        bootstrap=0,
+    bounds = dict(warmup_min=3, warmup_max=6, iters="auto", iters_min=4, iters_max=9, bootstrap=0)
+    x, cpu = torch.zeros(1, 3, 4, 4), torch.device("cpu")
+    assert (
+        time_models([Sleepy(0.5)], x, LatencySettings(**bounds, time_budget_s=10.0), cpu).iters == 9
     )
     assert (
-        time_models([Sleepy(0.5)], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu")).iters
+        time_models([Sleepy(0.5)], x, LatencySettings(**bounds, time_budget_s=0.001), cpu).iters
         == 4
     )
 

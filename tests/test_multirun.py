@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.cli import FAST, run_cli
+from helpers.cli import EVERY_OTHER_EXPLODES, FAST, run_cli
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
             "model=tiny_cnn",
             "pruner=l1_unstructured",
             "ratio=0.3,0.5",
-            "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes",
+            EVERY_OTHER_EXPLODES,
             f"tracking.uri={store}",
             *FAST,
         ],

@@ -129,3 +129,28 @@ def test_offline_pretrained_falls_back_to_random_without_a_download(compose, mon
     assert source == "random" and "unreachable" in note
     assert weights._HUB_REACHABLE is False
     assert time.perf_counter() - t0 < 20  # generous: timm's own retries take about a minute
+
+
+def test_offline_pretrained_with_fit_head_is_not_dressed_up(
+    compose, store, monkeypatch, weights_cache
+):
+    """No pretrained weights: the run says so, the head is not probed on random features, and its
+    accuracy is flagged as chance."""
+    from sweep import weights
+
+    monkeypatch.setattr(weights, "_HUB_REACHABLE", False)
+    monkeypatch.setattr(weights, "_cached_hub_file", lambda name: None)
+    cfg = compose(
+        [
+            "model=tiny_cnn",
+            "model.weights=pretrained",
+            "model.head=fit",
+            f"tracking.uri={store}",
+            *FAST,
+        ]
+    )
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    t = run.data.tags
+    assert t["weights"] == "random" and t["weights_note"].endswith("head not fitted")
+    assert t["accuracy_at_chance"] == "true" and "weights.cache_path" not in run.data.params

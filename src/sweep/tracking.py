@@ -306,14 +306,10 @@ def open_parent_run(uri: str, experiment: str, sweep_id: str, command: str) -> s
     """The parent run of a sweep: reused (set RUNNING again) when the same sweep_id is run again."""
     client = _client(uri)
     experiment_id = init_store(uri, experiment)
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'",
-        max_results=1,
-    )
+    found = parent_run_of(uri, experiment, sweep_id)
     if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        return found[0].info.run_id
+        client.update_run(found, status="RUNNING")
+        return found
     run = client.create_run(
         experiment_id,
         run_name=f"sweep {sweep_id}",
@@ -349,18 +345,25 @@ def fail_orphans(uri: str, parent_run_id: str) -> int:
     return len(orphans)
 
 
-def finished_run_with_key(uri: str, experiment: str, key: str):
-    """A FINISHED job run with this key, or None."""
+def _first_run(
+    uri: str, experiment: str, filter_string: str = "", order_by: list[str] | None = None
+):
+    """The first run of an experiment that matches, or None (also when there is no such experiment)."""
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
     found = client.search_runs(
-        [exp.experiment_id],
-        max_results=1,
-        filter_string=f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'",
+        [exp.experiment_id], filter_string=filter_string, max_results=1, order_by=order_by
     )
     return found[0] if found else None
+
+
+def finished_run_with_key(uri: str, experiment: str, key: str):
+    """A FINISHED job run with this key, or None."""
+    return _first_run(
+        uri, experiment, f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'"
+    )
 
 
 # ---- reading back --------------------------------------------------------------------------------------
@@ -417,16 +420,10 @@ def ui_of(uri: str) -> str:
 
 
 def parent_run_of(uri: str, experiment: str, sweep_id: str) -> str | None:
-    client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    found = client.search_runs(
-        [exp.experiment_id],
-        max_results=1,
-        filter_string=f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'",
+    run = _first_run(
+        uri, experiment, f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'"
     )
-    return found[0].info.run_id if found else None
+    return run.info.run_id if run else None
 
 
 def log_report(uri: str, experiment: str, sweep_id: str, folder: Path) -> str | None:
@@ -440,11 +437,5 @@ def log_report(uri: str, experiment: str, sweep_id: str, folder: Path) -> str | 
 
 def newest_sweep(uri: str, experiment: str) -> str | None:
     """The sweep_id of the run that started last, if any."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    found = client.search_runs(
-        [exp.experiment_id], max_results=1, order_by=["attributes.start_time DESC"]
-    )
-    return found[0].data.tags.get(TAG_SWEEP_ID) if found else None
+    run = _first_run(uri, experiment, order_by=["attributes.start_time DESC"])
+    return run.data.tags.get(TAG_SWEEP_ID) if run else None

@@ -163,6 +163,10 @@ def fit(
     t = model_cfg.train
     if model_cfg.head == "keep" or t.epochs <= 0:
         return model.to(device).eval(), WeightsInfo(source, 0, None, note)
+    if model_cfg.head == "fit" and note:
+        # pretrained weights were asked for and are not there: a probe of random features would cost
+        # minutes on a CPU and look like a result; the head stays untrained and the run says why
+        return model.to(device).eval(), WeightsInfo(source, 0, None, note + "; head not fitted")
     dataset = train_split.dataset
     path = (
         Path(cache_dir).expanduser().resolve()

@@ -18,6 +18,11 @@ FAST = [
     "measure.bootstrap=200",
 ]
 
+# With ratio=0.3,0.5 and pruner=l1_unstructured: a grid of 4 whose jobs with the second target raise.
+EVERY_OTHER_EXPLODES = (
+    "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes"
+)
+
 
 def test_env(extra: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess job: tests/ importable for the test-only pruners."""
