@@ -1,4 +1,5 @@
-"""Framework overhead: per-job wall time minus the time inside its stages build, weights, prune, measure, evaluate.
+"""Framework overhead: per-job wall time minus the time inside its stages build, weights, prune, measure, evaluate,
+finetune.
 
 Runs a grid with Hydra's basic launcher (one process, jobs in sequence). A job's wall time is the time
 from its run's start to the next job's run start (so Hydra's own per-job work is included), and for the
@@ -18,7 +19,7 @@ from sweep import tracking
 
 # Work a job exists to do; everything else (Hydra's per-job composition, MLflow calls, the log stage)
 # counts as overhead.
-WORK = ("build", "weights", "prune", "measure", "evaluate")
+WORK = ("build", "weights", "prune", "measure", "evaluate", "finetune")
 
 DEFAULT = ["-m", "model=tiny_cnn,tiny_convnext", "pruner=glob(*)", "ratio=0.5"]
 

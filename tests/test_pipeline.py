@@ -33,6 +33,9 @@ def test_job_logs_the_schema(compose, store, weights_cache):
     for name in tracking.METRICS_PER_MODEL:
         assert name in m and tracking.DENSE_PREFIX + name in m, name
     assert m["speedup"] == pytest.approx(m["dense_latency_ms"] / m["latency_ms"], rel=1e-6)
+    assert 10 < m["process_rss_mb"] < 100_000  # MiB, at the job's start
+    # the model's own preprocessing (test_resnet's mean/std), at the config's input size
+    assert p["data.input_size"] == "(3, 32, 32)" and p["data.mean"] == "(0.5, 0.5, 0.5)"
     assert m["params_total"] < m["dense_params_total"] and m["macs"] < m["dense_macs"]
     assert m["dense_accuracy_top1"] >= 0.9  # trained on digits, not an untrained head
     assert (

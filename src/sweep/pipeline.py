@@ -458,12 +458,14 @@ def run_job(cfg: DictConfig) -> dict:
     )
     if _already_finished(cfg, uri, key):
         return {"status": "SKIPPED"}
+    # what earlier jobs of this process left behind, measured before anything of this job exists
+    provenance.release_memory()
+    rss_mb = provenance.rss_mb()
     with tracking.job_run(
         uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
     ) as run:
         job = prepare(cfg, run)
-        provenance.release_memory()  # what earlier jobs of this process left behind, and nothing else
-        run.log_metrics({"process_rss_mb": provenance.rss_mb()})
+        run.log_metrics({"process_rss_mb": rss_mb})
         torch.manual_seed(cfg.seed)
         built = build(job)
         dense = load_weights(job, built)

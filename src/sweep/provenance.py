@@ -72,5 +72,8 @@ def release_memory() -> None:
     import gc
 
     gc.collect()
+    # what survives is long-lived (libraries, caches): out of later collections' way, so the next job's
+    # collection scans only what was made since (a full scan costs about 0.3 s a job)
+    gc.freeze()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: RSS may include freed memory
         ctypes.CDLL("libc.so.6").malloc_trim(0)
