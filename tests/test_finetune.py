@@ -137,22 +137,32 @@ def synset_tree(tmp_path_factory):
     return root
 
 
+def _from_checkpoint(path, tree, store, *more):
+    """tiny_cnn with a local checkpoint as its pretrained weights, on an image tree."""
+    return [
+        "model=tiny_cnn",
+        "model.weights=pretrained",
+        f"model.pretrained_file={path}",
+        "dataset=imagefolder",
+        f"dataset.root={tree}",
+        "dataset.num_workers=0",
+        f"tracking.uri={store}",
+        *FAST,
+        *more,
+    ]
+
+
 def test_pretrained_file_with_kept_head(compose, store, checkpoint, synset_tree, weights_cache):
     path, state = checkpoint
     cfg = compose(
-        [
-            "model=tiny_cnn",
-            "model.weights=pretrained",
-            f"model.pretrained_file={path}",
+        _from_checkpoint(
+            path,
+            synset_tree,
+            store,
             "model.head=keep",
-            "dataset=imagefolder",
-            f"dataset.root={synset_tree}",
             "dataset.class_map=imagenet",
-            "dataset.num_workers=0",
             "pruner=dg_group",
-            f"tracking.uri={store}",
-            *FAST,
-        ]
+        )
     )
     pipeline.run_job(cfg)
     run = _run(store)
@@ -167,20 +177,15 @@ def test_pretrained_file_with_kept_head(compose, store, checkpoint, synset_tree,
 def test_pretrained_file_with_fitted_head(compose, store, checkpoint, synset_tree, weights_cache):
     path, state = checkpoint
     cfg = compose(
-        [
-            "model=tiny_cnn",
-            "model.weights=pretrained",
-            f"model.pretrained_file={path}",
+        _from_checkpoint(
+            path,
+            synset_tree,
+            store,
             "model.head=fit",
             "model.train.epochs=40",
             "model.train.lr=0.01",
-            "dataset=imagefolder",
-            f"dataset.root={synset_tree}",
-            "dataset.num_workers=0",
             "pruner=l1_unstructured",
-            f"tracking.uri={store}",
-            *FAST,
-        ]
+        )
     )
     from sweep import weights
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.cli import EVERY_OTHER_EXPLODES, FAST, run_cli
+from helpers.cli import FAST, HALF_FAILING_GRID, run_cli
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -75,15 +75,7 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
 def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     r = run_cli(
-        [
-            "-m",
-            "model=tiny_cnn",
-            "pruner=l1_unstructured",
-            "ratio=0.3,0.5",
-            EVERY_OTHER_EXPLODES,
-            f"tracking.uri={store}",
-            *FAST,
-        ],
+        [*HALF_FAILING_GRID, f"tracking.uri={store}", *FAST],
         cwd=tmp_path,
     )
     runs = tracking.search_runs(store, "pruning-sweep")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers.cli import EVERY_OTHER_EXPLODES, FAST, TESTS, run_cli
+from helpers.cli import FAST, HALF_FAILING_GRID, TESTS, run_cli
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -139,16 +139,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache):
 def test_failed_sweep_parent_is_failed(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     r = run_cli(
-        [
-            "-m",
-            "model=tiny_cnn",
-            "pruner=l1_unstructured",
-            "ratio=0.3,0.5",
-            EVERY_OTHER_EXPLODES,
-            f"tracking.uri={store}",
-            "sweep_id=bad",
-            *FAST,
-        ],
+        [*HALF_FAILING_GRID, f"tracking.uri={store}", "sweep_id=bad", *FAST],
         cwd=tmp_path,
     )
     assert r.returncode == 1

@@ -99,8 +99,9 @@ def check_data(cfg):
     return dataset
 
 
-def check_job_config(cfg) -> None:
-    """Every check that needs only the composed config; cheap, run by the CLI and again by each job."""
+def check_job_config(cfg):
+    """Every check that needs only the composed config; cheap, run by the CLI and again by each job.
+    Returns the checked dataset (a job uses it rather than building another)."""
     from sweep.models import is_known_model
 
     schema.check_ranges(cfg)
@@ -109,4 +110,4 @@ def check_job_config(cfg) -> None:
             f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: see timm.list_models()"
         )
     check_device(cfg.device)
-    check_data(cfg)
+    return check_data(cfg)

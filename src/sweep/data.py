@@ -198,11 +198,8 @@ def preprocessing(model: torch.nn.Module, input_size: int | None) -> tuple[Calla
     return create_transform(**cfg, is_training=False), cfg
 
 
-def _stack(
-    items: tud.Dataset, transform: Callable, limit: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    n = len(items) if limit is None else min(limit, len(items))
-    pairs = [items[i] for i in range(n)]
+def _stack(items: tud.Dataset, transform: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [items[i] for i in range(len(items))]
     return torch.stack([transform(img) for img, _ in pairs]), torch.tensor([y for _, y in pairs])
 
 
@@ -210,7 +207,7 @@ _PREPARED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _prepared(
-    dataset: Dataset, split: str, transform: Callable
+    dataset: Dataset, split: str, items: tud.Dataset, transform: Callable
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A small split, transformed once per process: every job of a sweep with the same data and the
     same preprocessing reuses it."""
@@ -220,33 +217,42 @@ def _prepared(
     if key not in _PREPARED:
         if len(_PREPARED) >= 8:
             _PREPARED.pop(next(iter(_PREPARED)))
-        _PREPARED[key] = _stack(dataset.items(split), transform, None)
+        _PREPARED[key] = _stack(items, transform)
     return _PREPARED[key]
 
 
 class Batches:
-    """One split of a dataset as model-ready (images, labels) batches."""
+    """One split of a dataset as model-ready (images, labels) batches. The split's items are read when
+    first needed (a train split that nothing trains on is never listed) and shared with `head`."""
 
-    def __init__(self, dataset: Dataset, split: str, transform: Callable, limit: int | None = None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        split: str,
+        transform: Callable,
+        limit: int | None = None,
+        items: tud.Dataset | None = None,
+    ):
         self.dataset, self.split, self.transform, self.limit = dataset, split, transform, limit
-        self._items = dataset.items(split)
+        self._given = items
+
+    @functools.cached_property
+    def _items(self) -> tud.Dataset:
+        return self._given if self._given is not None else self.dataset.items(self.split)
 
     def __len__(self) -> int:
         return len(self._items) if self.limit is None else min(self.limit, len(self._items))
 
     def head(self, n: int | None) -> Batches:
-        return Batches(
-            self.dataset,
-            self.split,
-            self.transform,
-            n if self.limit is None else min(n, self.limit),
-        )
+        limit = n if self.limit is None else min(n, self.limit)
+        return Batches(self.dataset, self.split, self.transform, limit, self._items)
 
     def first(self, n: int) -> torch.Tensor:
         """The first n images (repeated if the split is smaller), for counting and timing."""
         x, _ = next(iter(self.iterate(min(n, len(self)))))
         return x.repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n] if len(x) < n else x
 
+    @functools.cached_property
     def _fits_in_memory(self) -> bool:
         if not self.dataset.in_memory or len(self._items) == 0:
             return False
@@ -256,8 +262,8 @@ class Batches:
     def iterate(
         self, batch_size: int, shuffle: bool = False, seed: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._fits_in_memory():
-            x, y = _prepared(self.dataset, self.split, self.transform)
+        if self._fits_in_memory:
+            x, y = _prepared(self.dataset, self.split, self._items, self.transform)
             x, y = x[: len(self)], y[: len(self)]
             order = (
                 torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
@@ -360,7 +366,7 @@ class ImageFolder(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
-    @property
+    @functools.cached_property
     def class_map(self) -> list[int] | None:
         if self.map_kind is None:
             return None

@@ -74,6 +74,11 @@ class Job:
     def run_name(self) -> str:
         return run_name_of(self.cfg)
 
+    @property
+    def head_map(self) -> list[int] | None:
+        """With a kept pretrained head: the head's class for each of the dataset's labels."""
+        return self.dataset.class_map if self.cfg.model.head == "keep" else None
+
     def params(self) -> dict:
         cfg = OmegaConf.to_container(self.cfg, resolve=True)
         params = tracking.flatten(cfg, drop=tracking.NOT_PARAMS)
@@ -148,13 +153,14 @@ def stage(name: str):
 
 
 # ---- the stages --------------------------------------------------------------------------------------------
-def prepare(cfg: DictConfig, run: tracking.JobRun) -> Job:
-    """Instantiate what the config names (inside the job's run, so a failure here is recorded)."""
+def prepare(cfg: DictConfig, run: tracking.JobRun, dataset: Dataset) -> Job:
+    """The pruner and device the config names, with the checked dataset (inside the job's run, so a
+    failure here is recorded)."""
     job = Job(
         cfg,
         run,
         instantiate(cfg.pruner),
-        instantiate(cfg.dataset),
+        dataset,
         provenance.resolve_device(cfg.device),
     )
     run.set_tags(
@@ -172,7 +178,7 @@ def prepare(cfg: DictConfig, run: tracking.JobRun) -> Job:
 @stage("build")
 def build(job: Job) -> Built:
     model, start, note = weights.build_start(job.cfg.model, job.dataset.num_classes, job.cfg.seed)
-    class_map = job.dataset.class_map if job.cfg.model.head == "keep" else None
+    class_map = job.head_map
     if class_map is not None and max(class_map) >= model.num_classes:
         raise RuntimeError(
             f"{job.cfg.model.name} has {model.num_classes} classes; dataset {job.dataset.name} "
@@ -291,9 +297,8 @@ def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) ->
 
 
 def _top1(job: Job, model: nn.Module, batches: Batches, what: str) -> float:
-    class_map = job.dataset.class_map if job.cfg.model.head == "keep" else None
     return top1(
-        model, batches, job.cfg.eval.batch_size, job.device, class_map, f"{job.run_name} {what}"
+        model, batches, job.cfg.eval.batch_size, job.device, job.head_map, f"{job.run_name} {what}"
     )
 
 
@@ -339,7 +344,6 @@ def finetune(
         if f.distill.weight
         else None
     )
-    targets = job.dataset.class_map if job.cfg.model.head == "keep" else None
     torch.manual_seed(job.cfg.seed)
     result = training.train(
         pruned,
@@ -350,7 +354,7 @@ def finetune(
         f"{job.run_name} fine-tune",
         distill,
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
-        targets=targets,
+        targets=job.head_map,
     )
     recovered = _top1(job, pruned, acc.eval, "fine-tuned")
     job.run.log_metrics(
@@ -447,7 +451,7 @@ def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
 
 
 def run_job(cfg: DictConfig) -> dict:
-    check_job_config(cfg)  # bad input: no run is created
+    dataset = check_job_config(cfg)  # bad input: no run is created
     uri, key = tracking.resolve_uri(cfg.tracking.uri), job_key(cfg)
     log.info(
         "[job %s/%s] %s (sweep %s)",
@@ -464,7 +468,7 @@ def run_job(cfg: DictConfig) -> dict:
     with tracking.job_run(
         uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
     ) as run:
-        job = prepare(cfg, run)
+        job = prepare(cfg, run, dataset)
         run.log_metrics({"process_rss_mb": rss_mb})
         torch.manual_seed(cfg.seed)
         built = build(job)

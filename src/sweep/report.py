@@ -105,9 +105,14 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
     rows = sorted(latest.values(), key=lambda x: (_model_key(x.model), x.pruner, x.ratio, x.epochs))
     epochs = sorted({x.epochs for x in rows})
     for x in rows:
-        x.label = f"{x.model} ft{x.epochs}" if len(epochs) > 1 else x.model
+        x.label = _row_label(x.model, x.epochs, epochs)
     models = sorted({x.model for x in rows}, key=_model_key)
     return Sweep(sweep_id, rows, models, sorted({x.ratio for x in rows}), epochs)
+
+
+def _row_label(model: str, epochs: int, sweep_epochs: list[int]) -> str:
+    """A row's name: the model, with its fine-tuning epochs when the sweep varies them."""
+    return f"{model} ft{epochs}" if len(sweep_epochs) > 1 else model
 
 
 def _row(r) -> Row:
@@ -354,9 +359,7 @@ def _at(rows: dict, sweep: Sweep, key: tuple) -> Row:
     if key in rows:
         return rows[key]
     model, pruner, ratio, epochs = key
-    return _missing(
-        model, pruner, ratio, epochs, f"{model} ft{epochs}" if len(sweep.epochs) > 1 else model
-    )
+    return _missing(model, pruner, ratio, epochs, _row_label(model, epochs, sweep.epochs))
 
 
 def _method_sections(sweep: Sweep) -> list[str]:

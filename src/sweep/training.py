@@ -185,7 +185,7 @@ def linear_probe(
     head.to(device).train()
     opt = torch.optim.AdamW(head.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     steps = budget.epochs * math.ceil(len(y) / budget.batch_size)
-    sched = _scheduler(opt, Budget(**{**budget.__dict__, "schedule": "onecycle"}), steps)
+    sched = _scheduler(opt, budget, steps)
     g = torch.Generator().manual_seed(seed)
     for _ in range(budget.epochs):
         order = torch.randperm(len(y), generator=g)

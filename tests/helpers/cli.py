@@ -18,10 +18,14 @@ FAST = [
     "measure.bootstrap=200",
 ]
 
-# With ratio=0.3,0.5 and pruner=l1_unstructured: a grid of 4 whose jobs with the second target raise.
-EVERY_OTHER_EXPLODES = (
-    "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes"
-)
+# A grid of 4 jobs, 2 of which raise (the second pruner target), for failure handling tests.
+HALF_FAILING_GRID = [
+    "-m",
+    "model=tiny_cnn",
+    "pruner=l1_unstructured",
+    "ratio=0.3,0.5",
+    "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes",
+]
 
 
 def test_env(extra: dict | None = None) -> dict[str, str]:
