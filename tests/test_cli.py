@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sweep import cli
+from sweep.config import group_options
 
 
 def _fail(argv, capsys, tmp_path, monkeypatch):
@@ -56,6 +57,11 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
         (["finetune.batch_size=0"], ["finetune.batch_size=0", "(0, inf)"]),
         (["finetune.distill.weight=2"], ["finetune.distill.weight=2", "[0, 1]"]),
         (["model.pretrained_file=/no/such.pth"], ["/no/such.pth", "does not exist"]),
+        (["target.macs=1.5"], ["target.macs=1.5", "(0, 1]"]),
+        (["-m", "target.macs=0.5,0"], ["target.macs=0", "(0, 1]"]),
+        (["target.speedup=0.5"], ["target.speedup=0.5", "(1, inf)"]),
+        (["target.macs=0.5", "target.params=0.5"], ["target.macs=0.5 and target.params=0.5"]),
+        (["target.flops=0.5"], ["flops"]),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
@@ -80,8 +86,22 @@ def test_glob_expands_to_pruning_methods_only():
             "tracking.uri=sqlite:///x.db",
         ]
     )
-    assert plan.num_jobs == 2 * 6 * 3
+    assert plan.num_jobs == 2 * len(group_options("pruner")) * 3
     assert any(a.startswith("sweep_id=") for a in plan.argv)
+
+
+def test_targets_are_a_sweep_axis():
+    plan = cli.preflight(
+        [
+            "-m",
+            "model=tiny_cnn,tiny_vit",
+            "pruner=dg_group,dg_taylor",
+            "target.macs=0.7,0.5,0.3",
+            "seed=0,1,2",
+            "tracking.uri=sqlite:///x.db",
+        ]
+    )
+    assert plan.num_jobs == 2 * 2 * 3 * 3
 
 
 def test_empty_class_folder_is_one_line(capsys, tmp_path, monkeypatch):

@@ -161,20 +161,25 @@ def preflight(argv: list[str]) -> Plan:
 
 def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
     """Print what this invocation logged; (exit status, figures for the parent run)."""
-    finished, failed = [], []
+    finished, failed, na = [], [], []
     for uri, experiment in sorted(plan.stores):
         for r in tracking.search_runs(uri, experiment, plan.sweep_id):
             if r.info.start_time < since_ms:
                 continue  # logged by an earlier invocation of the same sweep
-            (finished if r.info.status == "FINISHED" else failed).append(r)
-    skipped = max(0, plan.num_jobs - len(finished) - len(failed))
+            if r.info.status == "FINISHED":
+                finished.append(r)
+            else:
+                (na if r.data.tags.get(tracking.TAG_NOT_APPLICABLE) == "true" else failed).append(r)
+    skipped = max(0, plan.num_jobs - len(finished) - len(failed) - len(na))
     stores = ", ".join(f"{u} (experiment {e})" for u, e in sorted(plan.stores))
     print(
         f"sweep {plan.sweep_id}: {len(finished)} finished, {len(failed)} failed or killed, "
-        f"{skipped} skipped or missing (of {plan.num_jobs} jobs); store {stores}"
+        f"{len(na)} not applicable, {skipped} skipped or missing (of {plan.num_jobs} jobs); "
+        f"store {stores}"
     )
-    for r in failed:
-        print(f"  {r.info.status}: {r.info.run_name}: {r.data.tags.get(tracking.TAG_ERROR, '')}")
+    for r in na + failed:
+        status = "not applicable" if r in na else r.info.status
+        print(f"  {status}: {r.info.run_name}: {r.data.tags.get(tracking.TAG_ERROR, '')}")
     if failed:
         print(
             f"re-run the same command with sweep_id={plan.sweep_id} to run the failed jobs again "
@@ -190,6 +195,7 @@ def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
         "jobs": plan.num_jobs,
         "jobs_finished": len(finished),
         "jobs_failed": len(failed),
+        "jobs_not_applicable": len(na),
         "jobs_skipped": skipped,
     }
     return (1 if failed else 0), figures

@@ -6,6 +6,12 @@ class SweepConfigError(ValueError):
     and the valid choices."""
 
 
+class NotApplicable(Exception):
+    """The job's method cannot produce its grid point: it does not apply to the model (BN-scale on a
+    model without BatchNorm) or cannot reach the cost asked for. The run ends FAILED with the reason,
+    tagged `not_applicable`, and the sweep does not count it as a failure."""
+
+
 def first_line(e: BaseException | str) -> str:
     """The first line of an exception's message (its type name if it has none), or of a text."""
     text = e if isinstance(e, str) else str(e)

@@ -21,10 +21,10 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import provenance, tracking, training, weights
+from sweep import provenance, targets, tracking, training, weights
 from sweep.config import check_job_config
 from sweep.data import Batches, Dataset, preprocessing
-from sweep.errors import SweepConfigError, one_line
+from sweep.errors import NotApplicable, SweepConfigError, one_line
 from sweep.evaluate import at_chance, top1
 from sweep.measure.counting import Counts, count
 from sweep.measure.latency import (
@@ -34,7 +34,7 @@ from sweep.measure.latency import (
     paired_speedup,
     time_models,
 )
-from sweep.pruners.base import PruneKind, Pruner
+from sweep.pruners.base import Calibration, PruneKind, Pruner
 
 log = logging.getLogger("sweep")
 
@@ -46,7 +46,8 @@ CHECKPOINT_STAGES = ("measure",)
 
 # ---- what a job is -------------------------------------------------------------------------------------
 def run_name_of(cfg: DictConfig) -> str:
-    return f"{cfg.model.alias}/{cfg.pruner.name}/{cfg.ratio:g}"
+    target = targets.of_config(cfg.target)
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{target.label if target else f'{cfg.ratio:g}'}"
 
 
 def sweep_id_of(cfg: DictConfig) -> str:
@@ -92,6 +93,8 @@ class Job:
                 "pruner.ratio_means": self.pruner.ratio_means,
             }
         )
+        if targets.of_config(self.cfg.target) is not None:
+            del params[tracking.PARAM_RATIO]  # searched: the metric ratio_used says what was found
         return params
 
 
@@ -169,8 +172,12 @@ def prepare(cfg: DictConfig, run: tracking.JobRun, dataset: Dataset) -> Job:
             tracking.TAG_KIND: job.pruner.kind.value,
             tracking.TAG_FAMILY: job.pruner.family.name,
             tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible,
+            tracking.TAG_SPARSE_KERNELS: job.pruner.kind.sparse_kernel_speedup_possible,
         }
     )
+    target = targets.of_config(cfg.target)
+    if target is not None:
+        run.set_tags({tracking.TAG_TARGET: target.label})
     run.log_params(job.params())
     return job
 
@@ -216,13 +223,89 @@ def load_weights(job: Job, built: Built) -> nn.Module:
     return dense
 
 
-@stage("prune")
-def prune(job: Job, dense: nn.Module, example: torch.Tensor) -> nn.Module:
+@dataclass
+class Pruned:
+    model: nn.Module
+    ratio: float  # the ratio the method ran at (the target's search result, or `ratio`)
+
+
+def calibration_of(job: Job, built: Built) -> Calibration | None:
+    """The pruner's calibration batches: shuffled (seeded) from the train split, never the eval split."""
+    n = job.pruner.calibration_batches
+    if not n:
+        return None
+    batches = []
+    for x, y in built.train.iterate(
+        job.pruner.calibration_batch_size, shuffle=True, seed=job.cfg.seed
+    ):
+        if job.head_map is not None:
+            y = torch.tensor(job.head_map)[y]
+        batches.append((x.to(job.device), y.to(job.device)))
+        if len(batches) == n:
+            break
+    job.run.log_params({"pruner.calibration_samples": sum(len(y) for _, y in batches)})
+    return Calibration(batches)
+
+
+def _prune_at(job: Job, dense: nn.Module, ratio: float, built: Built, cal) -> nn.Module:
     pruned = copy.deepcopy(dense)
     torch.manual_seed(job.cfg.seed)  # random importance picks the same channels in every run
+    return job.pruner.prune(pruned, ratio, built.example, cal).eval()
+
+
+def _trial_fn(job: Job, dense: nn.Module, built: Built, target: targets.Target, cal):
+    """prune a fresh copy at a ratio -> (model, what it reached in the target's unit)."""
+    by_nonzero = job.pruner.kind is not PruneKind.STRUCTURAL
+    if target.kind != "speedup":
+        return targets.cost_trial(
+            lambda r: _prune_at(job, dense, r, built, cal),
+            count(dense, built.example),
+            built.example,
+            target,
+            by_nonzero,
+        )
+    if by_nonzero:
+        raise targets.TargetNotReached(
+            f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
+            f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
+        )
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    x = built.eval.first(settings.batch_size)
+
+    def trial(ratio: float):
+        model = _prune_at(job, dense, ratio, built, cal)
+        lat = time_models([dense, model], x, settings, job.device).stats
+        return model, lat[0].median_ms / lat[1].median_ms
+
+    return trial
+
+
+def _search(job: Job, dense: nn.Module, built: Built, target: targets.Target, cal) -> Pruned:
+    job.run.log_metrics({"target_asked": target.value})
+    try:
+        found = targets.search(_trial_fn(job, dense, built, target, cal), target)
+    except targets.TargetNotReached:
+        job.run.log_metrics({"target_reached": 0.0})
+        raise
+    job.run.log_metrics(
+        {"target_reached": 1.0, "target_value": found.reached, "target_trials": len(found.trials)}
+    )
+    return Pruned(found.model, found.ratio)
+
+
+@stage("prune")
+def prune(job: Job, dense: nn.Module, built: Built) -> nn.Module:
+    cal = calibration_of(job, built)
+    target = targets.of_config(job.cfg.target)
     t0 = time.perf_counter()
-    pruned = job.pruner.prune(pruned, job.cfg.ratio, example).eval()
-    job.run.log_metrics({"prune_seconds": time.perf_counter() - t0})
+    if target is None:
+        result = Pruned(_prune_at(job, dense, job.cfg.ratio, built, cal), job.cfg.ratio)
+    else:
+        result = _search(job, dense, built, target, cal)
+    job.run.log_metrics(
+        {"prune_seconds": time.perf_counter() - t0, tracking.METRIC_RATIO_USED: result.ratio}
+    )
+    pruned, example = result.model, built.example
     with torch.no_grad():
         out, want = pruned(example), dense(example)
     if out.shape != want.shape:
@@ -263,10 +346,12 @@ def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Meas
             job.run_name,
         )
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
-    timing = time_models(
-        [dense, pruned], built.eval.first(settings.batch_size), settings, job.device
-    )
+    timed = _timed_models(job, dense, pruned, settings)
+    timing = time_models(timed, built.eval.first(settings.batch_size), settings, job.device)
     lat_dense, lat_pruned = timing.stats
+    job.run.set_tags({tracking.TAG_LATENCY_FLAG: timing.flag})
+    if timing.flag != "none":
+        log.warning("%s: latency not to be trusted (%s)", job.run_name, timing.flag)
     speedup = paired_speedup(
         lat_dense.samples_ms, lat_pruned.samples_ms, settings.bootstrap, job.cfg.seed
     )
@@ -282,6 +367,19 @@ def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Meas
         {**lat_dense.metrics(tracking.DENSE_PREFIX), **lat_pruned.metrics(), **speedup.metrics()}
     )
     return Measured(c_dense, c_pruned, noop, (lat_dense, lat_pruned), speedup, settings.batch_size)
+
+
+def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings) -> list[nn.Module]:
+    """The models as timed: a 2:4 model runs on sparse kernels where the device has them, against a
+    dense copy in the same dtype (so the speedup is the kernels', not the cast's)."""
+    accelerate = getattr(job.pruner, "accelerate", None)
+    if accelerate is None:
+        return [dense, pruned]
+    sparse, layers = accelerate(copy.deepcopy(pruned), job.device, settings.precision)
+    job.run.log_metrics({"sparse_kernel_layers": layers})
+    if not layers:
+        return [dense, pruned]
+    return [copy.deepcopy(dense).to(next(sparse.parameters()).dtype), sparse]
 
 
 def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) -> int:
@@ -472,8 +570,10 @@ def run_job(cfg: DictConfig) -> dict:
         run.log_metrics({"process_rss_mb": rss_mb})
         torch.manual_seed(cfg.seed)
         built = build(job)
+        # before weights (which may train): a method that cannot apply says so at once
+        job.pruner.check(built.model, cfg.model.name)
         dense = load_weights(job, built)
-        pruned = prune(job, dense, built.example)
+        pruned = prune(job, dense, built)
         measured = measure(job, dense, pruned, built)
         accuracy = evaluate(job, dense, pruned, built, measured)
         recovered = finetune(job, dense, pruned, built, accuracy)
@@ -487,6 +587,9 @@ def run_job_isolated(cfg: DictConfig) -> dict:
         return run_job(cfg)
     except SweepConfigError:
         raise
+    except NotApplicable as e:  # a reason, not a fault: one line, no traceback
+        log.warning("job %s not applicable: %s", run_name_of(cfg), one_line(e))
+        return {"status": "FAILED", "error": one_line(e), "not_applicable": True}
     except Exception as e:  # KeyboardInterrupt and SIGTERM still stop the sweep
         log.exception("job %s failed", run_name_of(cfg))
         return {"status": "FAILED", "error": one_line(e)}

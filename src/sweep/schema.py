@@ -153,6 +153,24 @@ class FinetuneConfig:
 
 
 @dataclass
+class TargetConfig:
+    """Prune to a cost instead of a ratio: at most one of macs, params (fractions of the dense model's
+    to keep) or speedup (measured on the job's device). The ratio is searched until the reached value
+    is within `tolerance` of the target (fractions: absolute; speedup: relative); a target no ratio
+    reaches ends the job FAILED. Mask methods reach macs/params by non-zero counts."""
+
+    macs: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
+    params: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
+    speedup: Optional[float] = checked(None, Check(lo=1, lo_open=True))
+    tolerance: float = checked(0.02, POSITIVE)
+    max_trials: int = checked(12, Check(lo=1))
+    max_ratio: float = checked(0.95, Check(lo=0, hi=1, lo_open=True, hi_open=True))
+
+
+TARGETS = ("macs", "params", "speedup")
+
+
+@dataclass
 class ReportConfig:
     on_sweep_end: bool = (
         False  # render the report (and log it to the sweep's run) when a multirun ends
@@ -178,6 +196,7 @@ class SweepConfig:
     pruner: Any = MISSING  # conf/pruner/*.yaml: a _target_ and its arguments
     dataset: Any = MISSING  # conf/dataset/*.yaml: a _target_ and its arguments
     ratio: float = checked(0.5, Check(lo=0, hi=1, hi_open=True))
+    target: TargetConfig = field(default_factory=TargetConfig)  # a cost to reach instead of `ratio`
     seed: int = checked(0, NON_NEGATIVE)
     sweep_id: Optional[str] = None
     force: bool = False
@@ -229,6 +248,9 @@ def check_ranges(cfg: Any) -> None:
         value = _get(cfg, key)
         if not check.ok(value):
             raise SweepConfigError(f"{key}={value!r} is not valid: {check.describe()}")
+    asked = [f"target.{k}={cfg.target[k]}" for k in TARGETS if cfg.target[k] is not None]
+    if len(asked) > 1:
+        raise SweepConfigError(f"{' and '.join(asked)}: set at most one target per job")
     m = cfg.measure
     if m.warmup_max < m.warmup_min or m.iters_max < m.iters_min:
         raise SweepConfigError(

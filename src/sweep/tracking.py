@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import SweepConfigError, one_line
+from sweep.errors import NotApplicable, SweepConfigError, one_line
 
 # ---- schema -------------------------------------------------------------------------------------------
 # Params identifying a job (the rest of the resolved config is logged too, flattened with dots).
@@ -59,16 +59,26 @@ REQUIRED_METRICS = (
     "prune_seconds",
 )
 
+METRIC_RATIO_USED = (
+    "ratio_used"  # the ratio the method ran at: `ratio`, or what a target's search found
+)
+
 TAG_SWEEP_ID = "sweep_id"
+TAG_TARGET = "target"  # the cost a job pruned to, e.g. macs=0.5 (kept fraction); absent: ratio
+TAG_LATENCY_FLAG = "latency_flag"  # none, or why a latency figure is not to be trusted
 TAG_DEVICE = "device"
 TAG_GIT_COMMIT = "git_commit"
 TAG_ERROR = "error"  # first line of the exception of a FAILED run
+TAG_NOT_APPLICABLE = "not_applicable"  # true: FAILED because the method cannot make this grid point
 TAG_WEIGHTS = "weights"  # trained | pretrained | random
 TAG_AT_CHANCE = "accuracy_at_chance"  # true when dense accuracy is not above chance
 TAG_NOOP = "noop"  # true when pruning changed nothing
-TAG_KIND = "pruning_kind"  # unstructured | structured_mask | structural
+TAG_KIND = "pruning_kind"  # unstructured | semi_structured | structured_mask | structural
 TAG_FAMILY = "pruning_family"  # torch.nn.utils.prune | depgraph
 TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work
+TAG_SPARSE_KERNELS = (
+    "sparse_kernel_speedup_possible"  # true for 2:4: sparse tensor cores (CUDA) run it faster
+)
 TAG_VERSIONS = ("torch_version", "timm_version", "torch_pruning_version", "mlflow_version")
 TAG_JOB_KEY = "job_key"  # stable hash of the job's config (resume and dedupe)
 TAG_ROLE = "run_role"  # job | sweep (the parent run of a multirun)
@@ -289,6 +299,10 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
     except (KeyboardInterrupt, JobKilled) as e:
         status = "KILLED"
         job.set_tags({TAG_ERROR: one_line(e)})
+        raise
+    except NotApplicable as e:  # a reason, not a fault: no traceback
+        status = "FAILED"
+        job.set_tags({TAG_ERROR: one_line(e), TAG_NOT_APPLICABLE: True})
         raise
     except BaseException as e:
         status = "FAILED"

@@ -1,6 +1,10 @@
-"""Pruners that misbehave on purpose (importable by subprocess jobs: tests/ is on their PYTHONPATH)."""
+"""Pruners that misbehave on purpose (importable by subprocess jobs: tests/ is on their PYTHONPATH),
+and what the tests of the real pruners share."""
 
-from sweep.pruners.base import Family, PruneKind, Pruner
+import torch
+
+from helpers.models import TINY
+from sweep.pruners.base import Calibration, Family, PruneKind, Pruner
 
 TEST = Family("test", "Pruners that misbehave on purpose (tests)", 99)
 
@@ -10,7 +14,7 @@ class DoNothing(Pruner):
     family = TEST
     ratio_means = "nothing: this pruner claims to prune and does not"
 
-    def prune(self, model, ratio, example_inputs):
+    def prune(self, model, ratio, example_inputs, calibration=None):
         return model
 
 
@@ -19,7 +23,7 @@ class Explodes(Pruner):
     family = TEST
     ratio_means = "nothing: this pruner always raises"
 
-    def prune(self, model, ratio, example_inputs):
+    def prune(self, model, ratio, example_inputs, calibration=None):
         raise RuntimeError(f"cannot prune {type(model).__name__} at {ratio}")
 
 
@@ -28,7 +32,46 @@ class HardExit(Pruner):
     family = TEST
     ratio_means = "nothing: this pruner kills its process without any cleanup, like the OOM killer"
 
-    def prune(self, model, ratio, example_inputs):
+    def prune(self, model, ratio, example_inputs, calibration=None):
         import os
 
         os._exit(3)
+
+
+# (method, tiny model) pairs where the method cannot apply, and the words its one line must contain
+NOT_APPLICABLE = {
+    ("dg_bn_scale", "tiny_convnext"): "BatchNorm",
+    ("dg_bn_scale", "tiny_vit"): "BatchNorm",
+    ("attn_heads", "tiny_cnn"): "multi-head attention",
+    ("attn_heads", "tiny_convnext"): "multi-head attention",
+    ("attn_heads", "tiny_effnet"): "multi-head attention",
+}
+
+
+def calibration_for(pruner, alias: str, seed: int = 0) -> Calibration | None:
+    """Labelled batches as a job takes them from the train split (here: random images)."""
+    if not pruner.calibration_batches:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    size = TINY[alias].get("input_size", 224)
+    return Calibration(
+        [
+            (torch.randn(8, 3, size, size, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(pruner.calibration_batches)
+        ]
+    )
+
+
+def assert_classifier_untouched(dense_head: torch.nn.Linear, pruned_head: torch.nn.Linear) -> None:
+    """The classifier keeps its classes and its weights. A structural method may drop input columns
+    (the features it reads were removed upstream): every column left must be one of the dense
+    classifier's columns, in order, and the bias must be the same."""
+    assert pruned_head.out_features == dense_head.out_features
+    assert torch.equal(pruned_head.bias, dense_head.bias)
+    dense_cols, pruned_cols = dense_head.weight.T, pruned_head.weight.T
+    j = 0
+    for col in pruned_cols:
+        while j < len(dense_cols) and not torch.equal(dense_cols[j], col):
+            j += 1
+        assert j < len(dense_cols), "a classifier column was changed, not only removed"
+        j += 1

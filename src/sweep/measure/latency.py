@@ -20,6 +20,8 @@ import torch.nn as nn
 from sweep.schema import MeasureConfig
 
 WINDOW = 3  # iterations per warm-up window
+# A median whose 95 % interval is wider than this (relative) rests on too few iterations for the spread.
+TRUST_CI = 0.05
 
 
 # The harness's settings are the `measure` config itself (typed and range-checked by the schema).
@@ -46,6 +48,23 @@ class LatencyStats:
     @property
     def std_ms(self) -> float:
         return statistics.stdev(self.samples_ms) if len(self.samples_ms) > 1 else 0.0
+
+    @property
+    def median_ci_rel(self) -> float:
+        """Half-width of an approximate 95 % interval of the median, relative to it: 1.96 x the
+        median's standard error (1.253 sigma / sqrt(n)), sigma estimated robustly as 1.4826 x MAD."""
+        n, med = len(self.samples_ms), self.median_ms
+        if n < 2 or med <= 0:
+            return float("inf")
+        mad = statistics.median(abs(s - med) for s in self.samples_ms)
+        return 1.96 * 1.253 * 1.4826 * mad / n**0.5 / med
+
+    def flags(self, max_ci_rel: float = TRUST_CI) -> list[str]:
+        """Why this figure is not to be trusted (empty: trusted)."""
+        out = [] if self.warmup_stable else ["warmup_unstable"]
+        if self.median_ci_rel > max_ci_rel:
+            out.append("few_iterations")
+        return out
 
     @property
     def throughput(self) -> float:
@@ -81,6 +100,12 @@ class Timing:
     threads: int
     iters: int
     device: str
+
+    @property
+    def flag(self) -> str:
+        """The `latency_flag` tag: none, or the reasons any timed model's figure is not trusted."""
+        reasons = sorted({f for st in self.stats for f in st.flags()})
+        return ",".join(reasons) or "none"
 
 
 def paired_speedup(

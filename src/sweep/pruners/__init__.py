@@ -1,6 +1,18 @@
 """Pruning methods: each a small class behind `Pruner`, chosen by conf/pruner/<name>.yaml (`_target_`)."""
 
-from sweep.pruners import depgraph, torch_prune
-from sweep.pruners.base import Family, PruneKind, Pruner, families
+from sweep.pruners import depgraph, heads, importance, semi_structured, torch_prune
+from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner, families
 
-__all__ = ["Family", "PruneKind", "Pruner", "depgraph", "families", "torch_prune"]
+__all__ = [
+    "Calibration",
+    "Family",
+    "NotApplicable",
+    "PruneKind",
+    "Pruner",
+    "depgraph",
+    "families",
+    "heads",
+    "importance",
+    "semi_structured",
+    "torch_prune",
+]

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sweep.errors import NotApplicable
+
+__all__ = ["Calibration", "Family", "NotApplicable", "PruneKind", "Pruner", "families"]
+
 
 class PruneKind(str, enum.Enum):
     """What a method does to the model; decides what a speedup can mean."""
 
     UNSTRUCTURED = "unstructured"  # single weights zeroed; shapes unchanged
+    SEMI_STRUCTURED = (
+        "semi_structured"  # 2 of every 4 weights zeroed; sparse tensor cores can use it
+    )
     STRUCTURED_MASK = "structured_mask"  # whole channels zeroed; shapes unchanged
     STRUCTURAL = "structural"  # channels removed; the model gets smaller
 
@@ -21,6 +28,12 @@ class PruneKind(str, enum.Enum):
     def dense_speedup_possible(self) -> bool:
         """Only removed channels make dense kernels do less work; masks need sparse kernels."""
         return self is PruneKind.STRUCTURAL
+
+    @property
+    def sparse_kernel_speedup_possible(self) -> bool:
+        """2:4 is the one mask that hardware runs faster: sparse tensor cores (CUDA, Ampere or newer,
+        fp16/bf16)."""
+        return self is PruneKind.SEMI_STRUCTURED
 
 
 @dataclass(frozen=True)
@@ -32,18 +45,38 @@ class Family:
     rank: int
 
 
+@dataclass
+class Calibration:
+    """Labelled batches from the train split (never the eval split), on the job's device, for criteria
+    that read gradients; labels are indices into the model's outputs."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+
+
 class Pruner(abc.ABC):
     """One pruning method. `prune` changes `model` in place at `ratio` and leaves its classifier alone."""
 
     kind: PruneKind
     family: Family
     ratio_means: str  # what `ratio` is a fraction of, for the README and the run's params
+    calibration_batches: int = 0  # train batches the method needs (Taylor, Hessian); 0: none
+    calibration_batch_size: int = 16
 
     def __init__(self, name: str):
         self.name = name
 
+    def check(self, model: nn.Module, model_name: str) -> None:
+        """Raise NotApplicable, with one line saying why, if this method cannot prune `model`."""
+        return None  # most methods apply to every model
+
     @abc.abstractmethod
-    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+    def prune(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
         """Prune in place; return the model (the same object or a replacement)."""
 
 

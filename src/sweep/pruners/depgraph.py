@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from sweep.models import classifier_of
-from sweep.pruners.base import Family, PruneKind, Pruner
+from sweep.pruners.base import Calibration, Family, PruneKind, Pruner
 
 DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
 
@@ -46,16 +46,35 @@ class DepGraphPruner(Pruner):
         name: str,
         importance,
         global_pruning: bool = False,
+        max_pruning_ratio: float = 1.0,
+        isomorphic: bool = False,
         round_to: int | None = None,
-        prune_num_heads: bool = False,
+        calibration_batches: int = 0,
     ):
         super().__init__(name)
+        if isomorphic and not global_pruning:
+            raise ValueError("isomorphic pruning ranks groups globally: set global_pruning: true")
+        if not 0 < max_pruning_ratio <= 1:
+            raise ValueError(f"max_pruning_ratio={max_pruning_ratio}: choose a number in (0, 1]")
         self.importance = importance
         self.global_pruning = global_pruning
+        self.max_pruning_ratio = max_pruning_ratio
+        self.isomorphic = isomorphic
         self.round_to = round_to
-        self.prune_num_heads = prune_num_heads
+        self.calibration_batches = calibration_batches
 
-    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+    def check(self, model: nn.Module, model_name: str) -> None:
+        check = getattr(self.importance, "check", None)
+        if check is not None:
+            check(model, model_name)
+
+    def prune(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
         import torch_pruning as tp
 
         head = classifier_of(model)
@@ -70,20 +89,26 @@ class DepGraphPruner(Pruner):
                 importance=self.importance,
                 pruning_ratio=ratio,
                 global_pruning=self.global_pruning,
+                max_pruning_ratio=self.max_pruning_ratio,
+                isomorphic=self.isomorphic,
                 ignored_layers=[head] if head is not None else [],
                 round_to=self.round_to,
                 num_heads={a.qkv: a.num_heads for a in attns},
-                prune_num_heads=self.prune_num_heads,
-                prune_head_dims=not self.prune_num_heads,
-                head_pruning_ratio=ratio if self.prune_num_heads else 0.0,
                 # Torch-Pruning's defaults for these are dicts shared by every call, which it writes
                 # into: each pruned model's layers would stay referenced (and alive) for the process.
                 in_channel_groups={},
                 out_channel_groups={},
                 channel_groups={},
             )
+        calibrate = getattr(self.importance, "calibrate", None)
+        if calibrate is not None:
+            if calibration is None or not calibration.batches:
+                raise RuntimeError(f"{self.name} needs calibration batches from the train split")
+            with torch.enable_grad():
+                calibrate(model, calibration)
         with torch.no_grad():
             pruner.step()
+        model.zero_grad(set_to_none=True)
         for a in attns:
             _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
         return model

@@ -23,7 +23,9 @@ class L1Unstructured(Pruner):
     family = TORCH_PRUNE
     ratio_means = "fraction of each prunable layer's weights zeroed (smallest |w| per layer)"
 
-    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+    def prune(
+        self, model: nn.Module, ratio: float, example_inputs: torch.Tensor, calibration=None
+    ) -> nn.Module:
         layers = prunable_layers(model)
         for m in layers:
             prune.l1_unstructured(m, "weight", amount=ratio)
@@ -36,7 +38,9 @@ class GlobalUnstructured(Pruner):
     family = TORCH_PRUNE
     ratio_means = "fraction of all prunable weights zeroed (one |w| threshold across layers)"
 
-    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+    def prune(
+        self, model: nn.Module, ratio: float, example_inputs: torch.Tensor, calibration=None
+    ) -> nn.Module:
         layers = prunable_layers(model)
         prune.global_unstructured(
             [(m, "weight") for m in layers], pruning_method=prune.L1Unstructured, amount=ratio
@@ -54,7 +58,9 @@ class LnStructured(Pruner):
         super().__init__(name)
         self.n = n
 
-    def prune(self, model: nn.Module, ratio: float, example_inputs: torch.Tensor) -> nn.Module:
+    def prune(
+        self, model: nn.Module, ratio: float, example_inputs: torch.Tensor, calibration=None
+    ) -> nn.Module:
         layers = prunable_layers(model)
         for m in layers:
             prune.ln_structured(m, "weight", amount=ratio, n=self.n, dim=0)

@@ -1,0 +1,72 @@
+"""Importance criteria beyond magnitude, as Torch-Pruning objects with what they need from a job.
+
+A criterion may need the model to fit (`check`: BN-scale needs BatchNorm) and labelled batches from the
+train split (`calibrate`: Taylor and Hessian read gradients). The pruner calls both when present, so a
+yaml swaps criteria without the pruner knowing which one it holds.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch_pruning as tp
+
+from sweep.pruners.base import Calibration, NotApplicable
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y, reduction="none")
+
+
+class Taylor(tp.importance.TaylorImportance):
+    """First-order Taylor expansion |w * dL/dw| (Molchanov et al.), gradients summed over the
+    calibration batches of the train split."""
+
+    def calibrate(self, model: nn.Module, calibration: Calibration) -> None:
+        model.zero_grad(set_to_none=True)
+        for x, y in calibration.batches:
+            _loss(model, x, y).mean().backward()
+
+
+class Hessian(tp.importance.HessianImportance):
+    """Second-order (Optimal Brain Damage): w^2 * diag(H), the Hessian's diagonal estimated by the mean
+    of squared per-sample gradients (empirical Fisher) over the calibration samples."""
+
+    def calibrate(self, model: nn.Module, calibration: Calibration) -> None:
+        self.zero_grad()
+        for x, y in calibration.batches:
+            losses = _loss(model, x, y)
+            for i, loss in enumerate(losses):
+                # zeroed, not freed: Torch-Pruning writes the accumulated means into each .grad
+                model.zero_grad(set_to_none=False)
+                loss.backward(retain_graph=i < len(losses) - 1)
+                self.accumulate_grad(model)
+
+    def accumulate_grad(self, model: nn.Module) -> None:
+        # Torch-Pruning 1.6's own version tests the parameter's *name* against a dict keyed by the
+        # parameter, so it restarts the sum at every sample and keeps only the last gradient.
+        for param in model.parameters():
+            if param.grad is not None:
+                g2 = param.grad.detach().pow(2)
+                if param in self._accu_grad:
+                    self._accu_grad[param] += g2
+                    self._counter[param] += 1
+                else:
+                    self._accu_grad[param] = g2.clone()
+                    self._counter[param] = 1
+
+
+class BNScale(tp.importance.BNScaleImportance):
+    """Network slimming (Liu et al.): |gamma| of the BatchNorm after each channel; only for models that
+    have BatchNorm."""
+
+    def check(self, model: nn.Module, model_name: str) -> None:
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            norms = sorted(
+                {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
+            )
+            raise NotApplicable(
+                f"BN-scale needs BatchNorm layers; {model_name} has none "
+                f"(its norms: {', '.join(norms) or 'none'})"
+            )
