@@ -1,14 +1,20 @@
-"""The latency harness against its peers, on the same model and input in the same process.
+"""The latency harness against torch.utils.benchmark.Timer, on the same model and input in one process.
 
-For each model and batch size, `--rounds` rounds; each round times the model once with the harness and
-once with torch.utils.benchmark.Timer (blocked_autorange), in alternating order (AB, BA, AB, ...), so
-that neither side always runs first on a warmer or colder process (allocator, caches, clock). Both sides
-time the same thing: the same module and input tensor, no_grad, the same thread count, one forward per
-iteration, a median over iterations. Prints per point the median ratio harness / Timer over rounds with
-its min-max spread, and (where CUDA is present) Torch-Pruning's measure_latency. Exits non-zero only on
-error. Target: median ratio within 0.95-1.05.
+For each model and batch size, rounds of about `--budget` seconds a side, as many as fit
+`--point-seconds` (at least `--rounds`). Each round times the model once with the harness and
+once with Timer, in alternating order (AB, BA, AB, ...), so that neither side always runs first on a
+warmer or colder process (allocator, caches, clock). Both sides time the same thing: the same module and
+input tensor, no_grad, the same thread count, one forward per timed call, and the same number of
+warm-up and timed calls (the peer repeats `Timer.timeit(1)` as often as the harness warmed up and timed
+in that round), and each reports the median over its timed calls. (Timer's `blocked_autorange` reports
+a median of block *means*, a different statistic: a mean takes in the slow outliers that a median of
+single calls leaves out, so it reads higher on fast models; the `mean/med` column shows by how much.)
+Prints per point the median ratio harness / Timer over the rounds with its min-max, the harness's
+trust flag, and (where CUDA is present) Torch-Pruning's measure_latency. Exits non-zero only on error.
+Target: median ratio within 0.95-1.05.
 
-    python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32] [--rounds 5]
+    python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32]
+                                          [--rounds 3] [--max-rounds 15] [--point-seconds 60]
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
+from dataclasses import dataclass
 
 import timm
 import torch
@@ -33,33 +41,61 @@ MODELS = {
 }
 
 
-def _harness(model, x, device, budget: float, threads: int) -> float:
+@dataclass
+class Round:
+    ms: float  # median of the timed calls
+    warmup: int = 0
+    iters: int = 0
+    mean_over_median: float = float("nan")
+    flag: str = ""
+
+
+def _harness(model, x, device, budget: float, threads: int) -> Round:
     settings = LatencySettings(
         batch_size=x.shape[0], time_budget_s=budget, iters_min=5, bootstrap=0, threads=threads
     )
-    return time_models([model], x, settings, device).stats[0].median_ms
+    timing = time_models([model], x, settings, device)
+    st = timing.stats[0]
+    mean = statistics.fmean(st.samples_ms)
+    return Round(
+        st.median_ms, st.warmup_iters, len(st.samples_ms), mean / st.median_ms, timing.flag
+    )
 
 
-def _timer(model, x, device, budget: float, threads: int) -> float:
-    def run():
-        with torch.no_grad():
-            model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+def _timer(model, x, device, threads: int, warmup: int, iters: int) -> Round:
+    sync = "; torch.cuda.synchronize()" if device.type == "cuda" else ""
+    timer = tb.Timer(
+        stmt=f"model(x){sync}",
+        setup="torch.set_grad_enabled(False)",
+        globals={"model": model, "x": x, "torch": torch},
+        num_threads=threads,
+    )
+    for _ in range(warmup):
+        timer.timeit(1)
+    samples = [timer.timeit(1).median * 1000 for _ in range(iters)]
+    torch.set_grad_enabled(True)
+    return Round(statistics.median(samples))
 
-    timer = tb.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=budget).median * 1000
 
-
-def compare(model, x, device, args, threads: int) -> tuple[list[float], float, float]:
-    """Per-round ratios harness / Timer, and the median ms of each side over the rounds."""
-    ours, peer = [], []
-    for r in range(args.rounds):
-        sides = [(_harness, ours), (_timer, peer)]
-        for fn, out in sides if r % 2 == 0 else sides[::-1]:
-            out.append(fn(model, x, device, args.budget, threads))
-    ratios = [a / b for a, b in zip(ours, peer)]
-    return ratios, statistics.median(ours), statistics.median(peer)
+def compare(model, x, device, args, threads: int) -> tuple[list[float], list[Round], list[Round]]:
+    """Per-round ratios harness / Timer, with each side's rounds. The peer takes its warm-up and timed
+    call counts from the harness's latest round (in a BA round: the round before). Rounds go on until
+    `--point-seconds` are spent (at least `--rounds`, at most `--max-rounds`): short rounds, many of
+    them, are what makes the drift of a shared machine cancel in the median ratio."""
+    ours: list[Round] = []
+    peer: list[Round] = []
+    t0 = time.perf_counter()
+    for r in range(args.max_rounds):
+        if r >= args.rounds and time.perf_counter() - t0 > args.point_seconds:
+            break
+        if r % 2 == 0:
+            ours.append(_harness(model, x, device, args.budget, threads))
+        last = ours[-1]
+        peer.append(_timer(model, x, device, threads, last.warmup, last.iters))
+        if r % 2 == 1:
+            ours.append(_harness(model, x, device, args.budget, threads))
+    ratios = [a.ms / b.ms for a, b in zip(ours, peer)]
+    return ratios, ours, peer
 
 
 def main() -> int:
@@ -67,20 +103,25 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="fewest rounds per point")
+    ap.add_argument("--max-rounds", type=int, default=15)
     ap.add_argument(
-        "--budget", type=float, default=3.0, help="seconds of timed iterations per measurement"
+        "--point-seconds", type=float, default=60.0, help="more rounds while under this per point"
+    )
+    ap.add_argument(
+        "--budget", type=float, default=1.0, help="seconds of timed iterations per measurement"
     )
     args = ap.parse_args()
     device = torch.device(args.device)
     threads = torch.get_num_threads()
     print(
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
-        f"torch {torch.__version__}, {args.rounds} rounds per point (order alternating)"
+        f"torch {torch.__version__}, {args.rounds}-{args.max_rounds} rounds per point "
+        f"(order alternating, more rounds while under {args.point_seconds:g} s)"
     )
     print(
         f"{'model':<22}{'batch':>6}{'harness ms':>12}{'Timer ms':>11}{'ratio':>8}"
-        f"{'min':>7}{'max':>7}{'TP ms':>9}"
+        f"{'min':>7}{'max':>7}{'rounds':>7}{'iters':>7}{'mean/med':>9}  {'flag':<16}{'TP ms':>9}"
     )
     medians = []
     for name in args.models.split(","):
@@ -97,9 +138,13 @@ def main() -> int:
                 tp_ms = tp.utils.benchmark.measure_latency(model, x, repeat=50)[0]
             med = statistics.median(ratios)
             medians.append(med)
+            flags = ",".join(sorted({r.flag for r in ours} - {"none"})) or "none"
             print(
-                f"{name:<22}{bs:>6}{ours:>12.3f}{peer:>11.3f}{med:>8.3f}{min(ratios):>7.3f}"
-                f"{max(ratios):>7.3f}{tp_ms:>9.3f}",
+                f"{name:<22}{bs:>6}{statistics.median(r.ms for r in ours):>12.3f}"
+                f"{statistics.median(r.ms for r in peer):>11.3f}{med:>8.3f}{min(ratios):>7.3f}"
+                f"{max(ratios):>7.3f}{len(ratios):>7}{statistics.median(r.iters for r in ours):>7.0f}"
+                f"{statistics.median(r.mean_over_median for r in ours):>9.3f}  {flags:<16}"
+                f"{tp_ms:>9.3f}",
                 flush=True,
             )
     inside = sum(0.95 <= r <= 1.05 for r in medians)

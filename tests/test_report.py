@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from helpers.runs import log_fake_run
-from sweep import report
+from sweep import report, tracking
 
-EXPECTED = Path(__file__).parent / "data" / "expected_report.md"
+DATA = Path(__file__).parent / "data"
+EXPECTED = DATA / "expected_report.md"
+EXPECTED_MATCHED = DATA / "expected_report_matched.md"
 
 
 @pytest.fixture
@@ -49,15 +51,152 @@ def filled(store):
     return store
 
 
-def test_report_matches_expected_document(filled, tmp_path):
-    path = report.write_report(filled, "pruning-sweep", "s1", tmp_path / "out")
-    doc = path.read_text()
+def _matches(doc: str, expected: Path) -> None:
     if os.environ.get("SWEEP_UPDATE_EXPECTED"):
-        EXPECTED.write_text(doc)
+        expected.write_text(doc)
         pytest.fail(
-            f"{EXPECTED.name} rewritten: review its diff, then run again without SWEEP_UPDATE_EXPECTED"
+            f"{expected.name} rewritten: review its diff, then run again without SWEEP_UPDATE_EXPECTED"
         )
-    assert doc == EXPECTED.read_text()
+    assert doc == expected.read_text()
+
+
+def test_report_matches_expected_document(filled, tmp_path):
+    _matches(
+        report.write_report(filled, "pruning-sweep", "s1", tmp_path / "out").read_text(), EXPECTED
+    )
+
+
+# tiny_cnn at two MACs targets, three seeds each: (pruner, target) -> top-1 after fine-tuning per seed
+MATCHED = {
+    ("dg_group", "macs=0.7"): (0.93, 0.95, 0.94),
+    ("dg_taylor", "macs=0.7"): (0.96, 0.97, 0.95),
+    ("dg_random", "macs=0.7"): (0.90, 0.91, 0.89),
+    ("dg_group", "macs=0.5"): (0.85, 0.87, 0.86),
+    ("dg_taylor", "macs=0.5"): (0.84, 0.86, 0.85),
+    ("dg_random", "macs=0.5"): (0.80, 0.79, 0.81),
+}
+
+
+@pytest.fixture
+def matched(store):
+    for (pruner, target), accs in MATCHED.items():
+        kept = float(target.split("=")[1])
+        for seed, acc in enumerate(accs):
+            log_fake_run(
+                store,
+                "m1",
+                "tiny_cnn",
+                pruner,
+                0.5,
+                target=target,
+                seed=seed,
+                macs=2e6 * (kept + 0.004 * seed),
+                latency=(10.0, 10.0 * kept + 0.1 * seed),
+                acc=(0.99, acc),
+                oneshot=0.1 + 0.01 * seed,
+                epochs=2,
+                tags={tracking.TAG_LATENCY_FLAG: "few_iterations" if seed == 2 else "none"},
+            )
+    for seed in range(3):
+        log_fake_run(
+            store,
+            "m1",
+            "tiny_cnn",
+            "semi_2_4",
+            0.5,
+            target="macs=0.5",
+            seed=seed,
+            epochs=2,
+            not_applicable="target macs=0.5 is out of reach: at ratio 0.95 the model keeps 0.538",
+        )
+    return store
+
+
+def test_matched_cost_report_matches_expected_document(matched, tmp_path):
+    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    _matches(doc, EXPECTED_MATCHED)
+
+
+def test_repeats_are_mean_and_std_over_seeds(matched, tmp_path):
+    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    assert "18 runs (18 finished)" not in doc and "21 runs (18 finished)" in doc
+    assert "seeds 0, 1, 2" in doc
+    # dg_taylor at macs=0.7: top-1 0.96, 0.97, 0.95 -> 96.0 ± 1.0 %; speedup 10 / (7.0, 7.1, 7.2)
+    assert (
+        "tiny_cnn: 500 params, 7.10 ± 0.10ms, 96.0 ± 1.0% (one-shot 11.0 ± 1.0%, fine-tuned" in doc
+    )
+    assert "| tiny_cnn (3 seeds) |" in doc and "1.41x ± 0.02" in doc
+    assert "latency not trusted: few_iterations" in doc
+
+
+def test_summary_names_the_best_method_at_each_cost(matched, tmp_path):
+    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    summary = doc.split("## Summary")[1].split("\n## ")[0]
+    at = {
+        line.split(" | ")[1]: line for line in summary.splitlines() if line.startswith("| tiny_cnn")
+    }
+    assert at["macs=0.7"].split(" | ")[2].startswith("dg_taylor: 96.0 ± 1.0%")
+    assert at["macs=0.7"].split(" | ")[3].startswith("dg_group: 94.0 ± 1.0%")
+    assert at["macs=0.5"].split(" | ")[2].startswith("dg_group: 86.0 ± 1.0%")
+    assert at["macs=0.5"].endswith("| 3 of 4 |")  # semi_2_4 could not reach it
+    assert list(at) == ["macs=0.7", "macs=0.5"]  # least pruned first
+
+
+def test_matched_cost_tables_put_methods_side_by_side(matched, tmp_path):
+    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    section = doc.split("## Matched cost: tiny_cnn")[1].split("\n## ")[0]
+    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| macs=")]
+    assert rows == [
+        ["| macs=0.7", "dg_taylor (3 seeds)"],
+        ["| macs=0.7", "dg_group (3 seeds)"],
+        ["| macs=0.7", "dg_random (3 seeds)"],
+        ["| macs=0.5", "dg_group (3 seeds)"],
+        ["| macs=0.5", "dg_taylor (3 seeds)"],
+        ["| macs=0.5", "dg_random (3 seeds)"],
+        ["| macs=0.5", "semi_2_4"],
+    ]
+    assert "n/a: NotApplicable: target macs=0.5 is out of reach" in section
+
+
+def test_checklist_says_what_the_numbers_support(matched, filled, tmp_path):
+    good = report.write_report(matched, "pruning-sweep", "m1", tmp_path / "a").read_text()
+    checks = good.split("## Reporting checklist")[1]
+    assert "| methods compared at matched cost | yes |" in checks
+    assert "| the same fine-tuning budget for every method | yes | 2 epochs at lr 0.001 |" in checks
+    assert (
+        "| random and magnitude baselines | yes | random: dg_random; magnitude: dg_group |"
+        in checks
+    )
+    assert "| repeated runs, mean ± std | yes | 3 seeds" in checks
+    assert (
+        "| at least 5 points per trade-off curve | no | fewest points on a model/method curve: 2 |"
+        in checks
+    )
+    weak = report.write_report(filled, "pruning-sweep", "s1", tmp_path / "b").read_text()
+    checks = weak.split("## Reporting checklist")[1]
+    assert "| methods compared at matched cost | no | pruned at fixed ratios" in checks
+    assert "| random and magnitude baselines | no | no random baseline" in checks
+    assert "| repeated runs, mean ± std | no | one seed" in checks
+
+
+def test_ratio_sweeps_are_compared_by_macs_kept(store, tmp_path):
+    # at one ratio, two methods keep very different MACs: they land in different cost levels
+    log_fake_run(store, "r", "tiny_cnn", "dg_group", 0.5, macs=0.5e6, acc=(0.99, 0.80))
+    log_fake_run(store, "r", "tiny_cnn", "dg_random", 0.3, macs=1.0e6, acc=(0.99, 0.85))
+    log_fake_run(store, "r", "tiny_cnn", "dg_taylor", 0.5, macs=0.98e6, acc=(0.99, 0.90))
+    doc = report.write_report(store, "pruning-sweep", "r", tmp_path).read_text()
+    summary = doc.split("## Summary")[1].split("\n## ")[0]
+    assert (
+        "| tiny_cnn | MACs ≈ 50 % | dg_taylor (ratio 0.5): 90.0%, 2.00x | dg_random (ratio 0.3): 85.0%"
+        in summary
+    )
+    assert "| tiny_cnn | MACs ≈ 20 % | dg_group (ratio 0.5): 80.0%, 2.00x | — | 1 of 1 |" in summary
+
+
+def test_not_applicable_is_not_a_failure(matched, tmp_path):
+    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    assert "tiny_cnn: n/a: NotApplicable: target macs=0.5 is out of reach" in doc
+    assert "FAILED" not in doc
 
 
 def test_report_is_deterministic_and_honest(filled, tmp_path):
@@ -69,7 +208,7 @@ def test_report_is_deterministic_and_honest(filled, tmp_path):
     assert "tiny_cnn: NO-OP: pruning changed nothing, not a result" in a
     assert "tiny_vit: FAILED: RuntimeError: cannot prune this" in a
     assert "n/a (masks)" in a and "0.95x" not in a  # a mask's slower latency is not a "speedup"
-    for png in ("accuracy_vs_macs.png", "accuracy_vs_latency.png", "speedup_vs_ratio.png"):
+    for png in ("accuracy_vs_macs.png", "accuracy_vs_latency.png", "speedup_vs_macs.png"):
         assert (tmp_path / "a" / "s1" / png).stat().st_size > 1000
         assert f"]({png})" in a
 

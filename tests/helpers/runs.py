@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sweep import tracking
+from sweep.errors import NotApplicable
 
 BASE_TAGS = {
     tracking.TAG_DEVICE: "cpu: test",
@@ -11,21 +12,39 @@ BASE_TAGS = {
 }
 KINDS = {
     "l1_unstructured": ("unstructured", "torch.nn.utils.prune", "false"),
+    "semi_2_4": ("semi_structured", "semi_structured", "false"),
     "dg_group": ("structural", "depgraph", "true"),
+    "dg_random": ("structural", "depgraph", "true"),
+    "dg_taylor": ("structural", "depgraph", "true"),
+    "dg_bn_scale": ("structural", "depgraph", "true"),
+}
+IMPORTANCE = {
+    "dg_group": "torch_pruning.importance.MagnitudeImportance",
+    "dg_random": "torch_pruning.importance.RandomImportance",
+    "dg_taylor": "sweep.pruners.importance.Taylor",
+    "dg_bn_scale": "sweep.pruners.importance.BNScale",
 }
 
 
-def _params(model, pruner, ratio, epochs) -> dict:
-    return {
+def _params(model, pruner, ratio, epochs, seed, target) -> dict:
+    params = {
         "finetune.epochs": epochs,
         "finetune.lr": 0.001,
+        "seed": seed,
         tracking.PARAM_MODEL: model,
         tracking.PARAM_MODEL_NAME: f"timm_{model}",
         tracking.PARAM_PRUNER: pruner,
-        tracking.PARAM_RATIO: ratio,
         tracking.PARAM_DATASET: "digits",
         "pruner.ratio_means": f"fraction pruned by {pruner}",
     }
+    if pruner in IMPORTANCE:
+        params["pruner.importance._target_"] = IMPORTANCE[pruner]
+    if target:
+        kind, value = target.split("=")
+        params[f"target.{kind}"] = value
+    else:
+        params[tracking.PARAM_RATIO] = ratio
+    return params
 
 
 def _dense_metrics(params, latency, acc) -> dict:
@@ -40,14 +59,14 @@ def _dense_metrics(params, latency, acc) -> dict:
     }
 
 
-def _pruned_metrics(kind, params, latency, acc, oneshot) -> dict:
+def _pruned_metrics(kind, params, latency, acc, oneshot, macs) -> dict:
     structural = kind == "structural"
     speedup = latency[0] / latency[1]
     return {
         "params_total": params[1] if structural else params[0],
         "params_nonzero": params[1],
-        "macs": 1e6 if structural else 2e6,
-        "macs_nonzero": 1e6,
+        "macs": macs if structural else 2e6,
+        "macs_nonzero": macs,
         "latency_ms": latency[1],
         "latency_std_ms": 0.2,
         "speedup": speedup,
@@ -56,7 +75,7 @@ def _pruned_metrics(kind, params, latency, acc, oneshot) -> dict:
         "accuracy_top1": acc[1],
         "accuracy_top1_oneshot": acc[1] if oneshot is None else oneshot,
         "accuracy_delta": acc[1] - acc[0],
-        "macs_reduction": 0.5 if structural else 0.0,
+        "macs_reduction": 1 - macs / 2e6 if structural else 0.0,
     }
 
 
@@ -78,10 +97,18 @@ def log_fake_run(
     epochs=0,
     oneshot=None,
     parent=None,
+    seed=0,
+    target="",
+    macs=1e6,
+    tags=None,
+    not_applicable=None,
 ):
     """One job run as the pipeline would log it. `fail`: the job raises RuntimeError(fail) after its
     dense figures (the run ends FAILED); any other error propagates. `metrics`/`extra_params` add to
-    or replace the logged figures; `epochs` of fine-tuning turned one-shot top-1 `oneshot` into acc[1]."""
+    or replace the logged figures; `epochs` of fine-tuning turned one-shot top-1 `oneshot` into acc[1].
+    `target` (e.g. "macs=0.5") names the cost the job pruned to instead of `ratio`; `macs` is the pruned
+    model's (dense: 2e6); `tags` adds to the run's tags; `not_applicable`: the job stops at once with
+    that reason, as a method that cannot apply or reach its target does."""
     kind, family, possible = KINDS[pruner]
     nesting = {tracking.TAG_PARENT: parent, tracking.TAG_ROLE: "job"} if parent else {}
     tags = {
@@ -91,15 +118,22 @@ def log_fake_run(
         tracking.TAG_FAMILY: family,
         tracking.TAG_SPEEDUP_POSSIBLE: possible,
         **nesting,
+        **({tracking.TAG_TARGET: target} if target else {}),
+        **(tags or {}),
     }
+    name = f"{model}/{pruner}/{target or f'{ratio:g}'}"
     try:
-        with tracking.job_run(store, "pruning-sweep", f"{model}/{pruner}/{ratio:g}", tags) as run:
-            run.log_params({**_params(model, pruner, ratio, epochs), **(extra_params or {})})
+        with tracking.job_run(store, "pruning-sweep", name, tags) as run:
+            run.log_params(
+                {**_params(model, pruner, ratio, epochs, seed, target), **(extra_params or {})}
+            )
+            if not_applicable:
+                raise NotApplicable(not_applicable)
             run.log_metrics(_dense_metrics(params, latency, acc))
             if fail:
                 raise RuntimeError(fail)
             run.log_metrics(
-                {**_pruned_metrics(kind, params, latency, acc, oneshot), **(metrics or {})}
+                {**_pruned_metrics(kind, params, latency, acc, oneshot, macs), **(metrics or {})}
             )
             run.set_tags(
                 {
@@ -108,6 +142,9 @@ def log_fake_run(
                     tracking.TAG_WEIGHTS: "trained",
                 }
             )
+    except NotApplicable as e:
+        if str(e) != not_applicable:
+            raise
     except RuntimeError as e:
         if not fail or str(e) != fail:
             raise

@@ -1,0 +1,210 @@
+"""Methods compared at equal cost: the report's summary (the best method per model and cost), its
+matched-cost tables, and the checklist of reporting practices (Blalock et al., "What is the state of
+neural network pruning?", MLSys 2020) that says what a sweep's numbers can support.
+
+A cost level is the target a job pruned to (`target.macs=0.5`: keep half the dense MACs), or, for a
+sweep pruned at fixed ratios, the fraction of the dense MACs kept in steps of 10 %: a ratio is a
+fraction of something different for every method, so equal ratios are not equal costs. Masks are placed
+by their non-zero MACs (as targets count them); they cannot run faster on dense kernels.
+"""
+
+from __future__ import annotations
+
+from sweep import rows as R
+from sweep import tracking as T
+
+RANDOM_IMPORTANCE = "RandomImportance"
+MAGNITUDE_IMPORTANCE = "MagnitudeImportance"
+# methods that rank weights by |w| without an importance object (torch.nn.utils.prune)
+MAGNITUDE_MASKS = ("l1_unstructured", "global_unstructured", "ln_structured")
+MIN_CURVE_POINTS = 5  # points per trade-off curve for a curve, not an anecdote
+
+
+def cost_level(row: R.Row) -> str:
+    """The row's cost level: its target, or its MACs kept to 10 % ("?" when nothing was measured)."""
+    if row.target:
+        return row.target
+    kept = row.macs_kept
+    return "?" if kept is None else f"{R.MACS_BUCKET}{10 * round(10 * kept):.0f} %"
+
+
+def _name(row: R.Row) -> str:
+    return row.pruner if row.target else f"{row.pruner} (ratio {row.ratio:g})"
+
+
+def _ranked(rows: list[R.Row]) -> list[R.Row]:
+    """Finished, real results, best top-1 first (ties: the faster)."""
+    ok = [
+        r
+        for r in rows
+        if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "accuracy_top1" in r.metrics
+    ]
+    return sorted(
+        ok, key=lambda r: (-r.metrics["accuracy_top1"], -r.metrics.get("speedup", 0.0), _name(r))
+    )
+
+
+def by_cost(sweep: R.Sweep, model: str) -> dict[str, list[R.Row]]:
+    """A model's grid points at the sweep's longest fine-tuning, grouped by cost level, in order."""
+    epochs = max(sweep.epochs)
+    groups: dict[str, list[R.Row]] = {}
+    for r in sweep.rows:
+        if r.model == model and r.epochs == epochs:
+            groups.setdefault(cost_level(r), []).append(r)
+    groups.pop("?", None)  # failed before measuring, at a ratio: no cost to place it at
+    return dict(sorted(groups.items(), key=lambda kv: R.level_key(kv[0])))
+
+
+def _short(row: R.Row) -> str:
+    speed = "no dense speedup (masks)" if row.masks else f"{row.metrics['speedup']:.2f}x"
+    return f"{_name(row)}: {R.pct_of(row, 'accuracy_top1')}, {speed}"
+
+
+def _what(sweep: R.Sweep) -> str:
+    tuned = max(sweep.epochs)
+    acc = f"after {tuned} epoch{'s' if tuned != 1 else ''} of fine-tuning" if tuned else "one-shot"
+    return f"top-1 {acc}" + (" (mean over seeds)" if len(sweep.seeds) > 1 else "")
+
+
+def summary(sweep: R.Sweep) -> list[str]:
+    lines = [
+        "## Summary: the best method at each cost",
+        "",
+        f"Per model and cost level, the two methods with the highest {_what(sweep)}, with their "
+        "speedup. A cost level is the target each job pruned to or, for runs pruned at a fixed "
+        "ratio, the fraction of the dense MACs kept (10 % steps): equal ratios are not equal costs. "
+        "Masks are placed by their non-zero MACs and do not run faster on dense kernels.",
+        "",
+        "| model | cost | best | runner-up | methods with a result |",
+        "|---|---|---|---|---|",
+    ]
+    for model in sweep.models:
+        for level, rows in by_cost(sweep, model).items():
+            ranked = _ranked(rows)
+            cells = [_short(r) for r in ranked[:2]] + ["—", "—"]
+            if any(r.flag(T.TAG_AT_CHANCE) for r in ranked):
+                cells = ["— (dense accuracy at chance: not ranked)", "—"]
+            lines.append(
+                f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
+            )
+    return lines + [""]
+
+
+def _kept(v: float | None) -> str:
+    return "?" if v is None else f"{100 * v:.1f}%"
+
+
+def _matched_row(level: str, r: R.Row) -> str:
+    if r.status != "FINISHED" or "accuracy_top1" not in r.metrics:
+        return f"| {level} | {_name(r)} | {r.kind} | | | | | | {'; '.join(R.flags(r))} |"
+    speed = "n/a (masks)" if r.masks else R.speed(r)
+    return (
+        f"| {level} | {_name(r)}{R.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
+        f"{_kept(r.params_kept)} | {speed} | {R.oneshot_of(r)} | {R.pct_of(r, 'accuracy_top1')} | "
+        f"{'; '.join(R.flags(r))} |"
+    )
+
+
+def matched_cost(sweep: R.Sweep) -> list[str]:
+    """Per model: every method side by side at each cost level, best top-1 first."""
+    lines = []
+    for model in sweep.models:
+        groups = by_cost(sweep, model)
+        if not groups:
+            continue
+        lines += [
+            f"## Matched cost: {model}",
+            "",
+            f"Methods at the same cost, best {_what(sweep)} first. MACs and params kept: fraction of "
+            "the dense model's (masks: non-zero).",
+            "",
+            "| cost | method | kind | MACs kept | params kept | speedup | top-1 one-shot | "
+            "top-1 fine-tuned | flags |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for level, rows in groups.items():
+            ranked = _ranked(rows)
+            rest = sorted((r for r in rows if r not in ranked), key=_name)
+            lines += [_matched_row(level, r) for r in ranked + rest]
+        lines.append("")
+    return lines
+
+
+# ---- the checklist ------------------------------------------------------------------------------------
+def _importance(r: R.Row) -> str:
+    return r.params.get("pruner.importance._target_", "")
+
+
+def _baselines(sweep: R.Sweep) -> tuple[bool, str]:
+    pruners = {r.pruner: r for r in sweep.rows}
+    random = sorted(p for p, r in pruners.items() if RANDOM_IMPORTANCE in _importance(r))
+    magnitude = sorted(
+        p
+        for p, r in pruners.items()
+        if MAGNITUDE_IMPORTANCE in _importance(r) or p in MAGNITUDE_MASKS
+    )
+    missing = [what for what, found in (("random", random), ("magnitude", magnitude)) if not found]
+    if missing:
+        return (
+            False,
+            f"no {' and no '.join(missing)} baseline (e.g. pruner=dg_random, dg_magnitude)",
+        )
+    return True, f"random: {', '.join(random)}; magnitude: {', '.join(magnitude)}"
+
+
+def _matched(sweep: R.Sweep) -> tuple[bool, str]:
+    targets = [lv for lv in sweep.levels if not lv.startswith("ratio=")]
+    if targets and len(targets) == len(sweep.levels):
+        return True, f"every job pruned to a target ({', '.join(targets)})"
+    return False, (
+        "pruned at fixed ratios, a different cost for each method; the summary groups by MACs kept "
+        "instead (for matched points: target.macs=...)"
+    )
+
+
+def _budget(sweep: R.Sweep) -> tuple[bool, str]:
+    budgets = R.budgets(sweep)
+    if not budgets:
+        return False, "one-shot only: no recovery fine-tuning (finetune.epochs=0)"
+    if len(budgets) > 1:
+        return False, f"budgets differ: {R.budget_said(budgets)}"
+    return True, R.budget_said(budgets)
+
+
+def _repeats(sweep: R.Sweep) -> tuple[bool, str]:
+    n = len(sweep.seeds)
+    if n < 2:
+        return False, "one seed: no spread (e.g. seed=0,1,2)"
+    return True, f"{n} seeds, mean ± std"
+
+
+def _curves(sweep: R.Sweep) -> tuple[bool, str]:
+    points: dict[tuple, set] = {}
+    for r in sweep.rows:
+        if r.status == "FINISHED":
+            points.setdefault((r.model, r.pruner, r.epochs), set()).add(r.level)
+    if not points:
+        return False, "no finished runs"
+    fewest = min(len(v) for v in points.values())
+    return fewest >= MIN_CURVE_POINTS, f"fewest points on a model/method curve: {fewest}"
+
+
+def checklist(sweep: R.Sweep) -> list[str]:
+    checks = [
+        ("methods compared at matched cost", _matched(sweep)),
+        ("the same fine-tuning budget for every method", _budget(sweep)),
+        ("random and magnitude baselines", _baselines(sweep)),
+        ("repeated runs, mean ± std", _repeats(sweep)),
+        (f"at least {MIN_CURVE_POINTS} points per trade-off curve", _curves(sweep)),
+    ]
+    lines = [
+        "## Reporting checklist",
+        "",
+        "Which of the reporting practices of Blalock et al. (MLSys 2020) this sweep satisfies: what "
+        "its numbers can and cannot support.",
+        "",
+        "| practice | | this sweep |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {what} | {'yes' if ok else 'no'} | {said} |" for what, (ok, said) in checks]
+    return lines + [""]
