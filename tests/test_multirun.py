@@ -83,3 +83,37 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed" in r.stdout and "cannot prune" in r.stdout
     assert len(runs) == 4 and statuses.count("FAILED") == 2 and statuses.count("FINISHED") == 2
+
+
+def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache):
+    """Targets and seeds as sweep axes; a method that cannot apply is reported, not counted a failure."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = run_cli(
+        [
+            "-m",
+            "model=tiny_cnn,tiny_vit",
+            "pruner=dg_group,dg_bn_scale",
+            "target.macs=0.5",
+            "seed=0,1",
+            f"tracking.uri={store}",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "6 finished, 0 failed or killed, 2 not applicable" in r.stdout
+    runs = tracking.search_runs(store, "pruning-sweep")
+    na = [x for x in runs if x.info.status == "FAILED"]
+    assert {x.info.run_name for x in na} == {"tiny_vit/dg_bn_scale/macs=0.5"}
+    assert all(x.data.tags["not_applicable"] == "true" for x in na)
+    for x in runs:
+        if x.info.status == "FINISHED":
+            assert x.data.metrics["macs_reduction"] == pytest.approx(0.5, abs=0.02)
+
+    from sweep import report
+
+    doc = report.write_report(store, "pruning-sweep", None, tmp_path / "reports").read_text()
+    assert "targets macs=0.5, seeds 0, 1" in doc
+    assert "| tiny_cnn (2 seeds) |" in doc and " ± " in doc.split("## Matched cost: tiny_cnn")[1]
+    assert "tiny_vit: n/a: NotApplicable: BN-scale needs BatchNorm layers; test_vit has none" in doc
+    assert "| methods compared at matched cost | yes |" in doc

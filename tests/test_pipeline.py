@@ -157,3 +157,68 @@ def test_offline_pretrained_with_fit_head_is_not_dressed_up(
     t = run.data.tags
     assert t["weights"] == "random" and t["weights_note"].endswith("head not fitted")
     assert t["accuracy_at_chance"] == "true" and "weights.cache_path" not in run.data.params
+
+
+def test_target_job_logs_what_was_asked_and_what_was_reached(compose, store, weights_cache):
+    cfg = compose(
+        ["model=tiny_cnn", "pruner=dg_group", "target.macs=0.5", f"tracking.uri={store}", *FAST]
+    )
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    m, p, t = run.data.metrics, run.data.params, run.data.tags
+    assert run.info.status == "FINISHED" and run.info.run_name == "tiny_cnn/dg_group/macs=0.5"
+    assert t["target"] == "macs=0.5" and p["target.macs"] == "0.5"
+    assert m["target_asked"] == 0.5 and m["target_reached"] == 1.0 and m["target_trials"] >= 1
+    assert m["macs"] / m["dense_macs"] == pytest.approx(m["target_value"])
+    assert m["macs_reduction"] == pytest.approx(0.5, abs=0.02)
+    assert "ratio" not in p and 0 < m["ratio_used"] < 1  # searched, not the config's ratio
+
+
+def test_unreachable_target_is_a_clear_failed_run(compose, store, weights_cache):
+    cfg = compose(
+        ["model=tiny_cnn", "pruner=semi_2_4", "target.params=0.3", f"tracking.uri={store}", *FAST]
+    )
+    result = pipeline.run_job_isolated(cfg)
+    assert result["status"] == "FAILED" and result["not_applicable"]
+    (run,) = _runs(store)
+    t = run.data.tags
+    assert run.info.status == "FAILED" and t["not_applicable"] == "true"
+    assert t["error"].startswith("TargetNotReached: target params=0.3 is out of reach")
+    assert run.data.metrics["target_reached"] == 0.0
+
+
+def test_method_that_cannot_apply_stops_before_training(compose, store, weights_cache):
+    cfg = compose(["model=tiny_vit", "pruner=dg_bn_scale", f"tracking.uri={store}", *FAST])
+    result = pipeline.run_job_isolated(cfg)
+    assert result["status"] == "FAILED" and result["not_applicable"]
+    (run,) = _runs(store)
+    assert run.data.tags["error"].startswith("NotApplicable: BN-scale needs BatchNorm layers")
+    assert "stage_weights_seconds" not in run.data.metrics  # refused before any training
+
+
+def test_calibration_comes_from_the_train_split(compose, store, weights_cache, monkeypatch):
+    from sweep import data
+    from sweep.pruners import importance
+
+    seen = []
+    real = importance.Taylor.calibrate
+
+    def record(self, model, calibration):
+        seen.extend(calibration.batches)
+        return real(self, model, calibration)
+
+    monkeypatch.setattr(importance.Taylor, "calibrate", record)
+    cfg = compose(["model=tiny_cnn", "pruner=dg_taylor", f"tracking.uri={store}", *FAST])
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    assert len(seen) == cfg.pruner.calibration_batches
+    assert run.data.params["pruner.calibration_samples"] == str(sum(len(y) for _, y in seen))
+    splits = {key[1]: xy for key, xy in data._PREPARED.items() if "digits" in key[0]}
+    (train_x, train_y), (eval_x, _) = splits["train"], splits["eval"]
+    in_eval = 0
+    for x, y in seen:
+        for img, label in zip(x, y):
+            hits = (train_x == img).flatten(1).all(dim=1).nonzero().flatten()
+            assert len(hits) and label in train_y[hits], "a calibration image is not a train image"
+            in_eval += int((eval_x == img).flatten(1).all(dim=1).any())
+    assert in_eval <= 0.1 * sum(len(y) for _, y in seen)  # digits has a few duplicates, no more
