@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 TRACKING_URI ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
-# The offline default grid: every tiny model x every pruning method x three ratios, each pruned model
-# fine-tuned for 1 epoch (one-shot and recovered top-1 side by side in the report).
-SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit 'pruner=glob(*)' ratio=0.3,0.5,0.7 finetune.epochs=1
+# The offline default grid: every tiny model x six methods (a mask, 2:4, the random and magnitude
+# baselines, a gradient and a global criterion) x three MACs targets, so that every row of a comparison
+# is at the same cost; each pruned model fine-tuned for 1 epoch (one-shot and recovered top-1 side by
+# side in the report). Every method: SWEEP_ARGS="-m model=... 'pruner=glob(*)' target.macs=0.5".
+SWEEP_PRUNERS ?= l1_unstructured,semi_2_4,dg_random,dg_group,dg_taylor,dg_lamp
+SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
 LINTED := src tests benchmarks
