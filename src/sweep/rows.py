@@ -249,23 +249,22 @@ def fmt_macs(v) -> str:
     return f"{v / 1e9:.2f} G" if v >= 1e8 else f"{v / 1e6:.2f} M"
 
 
-def pct_of(row: Row, key: str) -> str:
-    """A fraction as a percentage; with repeats, `mean ± std%` over them."""
+def _figure(row: Row, key: str, scale: float, digits: int, unit: str) -> str:
+    """A metric as written in the report; with repeats, `mean ± std` over them."""
     v = row.metrics.get(key)
     if v is None:
         return "?"
-    if row.n > 1 and key in row.std:
-        return f"{100 * v:.1f} ± {100 * row.std[key]:.1f}%"
-    return f"{100 * v:.1f}%"
+    spread = f" ± {scale * row.std[key]:.{digits}f}" if row.n > 1 and key in row.std else ""
+    return f"{scale * v:.{digits}f}{spread}{unit}"
+
+
+def pct_of(row: Row, key: str) -> str:
+    """A fraction as a percentage: `90.0%`, with repeats `90.0 ± 1.0%`."""
+    return _figure(row, key, 100.0, 1, "%")
 
 
 def ms_of(row: Row, key: str) -> str:
-    v = row.metrics.get(key)
-    if v is None:
-        return "?"
-    if row.n > 1 and key in row.std:
-        return f"{v:.2f} ± {row.std[key]:.2f}ms"
-    return f"{v:.2f}ms"
+    return _figure(row, key, 1.0, 2, "ms")
 
 
 def oneshot_of(row: Row) -> str:

@@ -7,12 +7,18 @@ yaml swaps criteria without the pruner knowing which one it holds.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
 from sweep.pruners.base import Calibration, NotApplicable
+
+NORM = re.compile(
+    r"Norm(\dd)?$"
+)  # LayerNorm, LayerNorm2d, GroupNorm, ... (not NormMlpClassifierHead)
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -64,7 +70,7 @@ class BNScale(tp.importance.BNScaleImportance):
     def check(self, model: nn.Module, model_name: str) -> None:
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             norms = sorted(
-                {type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}
+                {n for n in (type(m).__name__ for m in model.modules()) if NORM.search(n)}
             )
             raise NotApplicable(
                 f"BN-scale needs BatchNorm layers; {model_name} has none "
