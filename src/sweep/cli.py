@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sweep import config as C
 from sweep import tracking
 from sweep.errors import SweepConfigError, first_line
+from sweep.schema import TARGETS
 
 NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
 
@@ -126,6 +127,17 @@ def _check_pruner(cfg, built: set[str]) -> None:
     built.add(cfg.pruner.name)
 
 
+def _check_ratio_or_target(parsed: list) -> None:
+    """A job with a target searches its ratio: sweeping `ratio` beside a target would only repeat jobs."""
+    keys = {o.get_key_element(): o for o in parsed}
+    target = next((k for k in keys if k.startswith("target.") and k.split(".")[1] in TARGETS), None)
+    if target and "ratio" in keys and keys["ratio"].is_sweep_override():
+        raise SweepConfigError(
+            f"{keys['ratio'].input_line} beside {keys[target].input_line}: a target searches the "
+            f"ratio itself; sweep one of them"
+        )
+
+
 def preflight(argv: list[str]) -> Plan:
     """Check the whole grid (each bad value gets one line) and plan the sweep; nothing is written."""
     from hydra import initialize_config_dir
@@ -140,6 +152,7 @@ def preflight(argv: list[str]) -> Plan:
     ):
         parsed = _parse(args.overrides, bool(args.multirun))
         values = _values(parsed)
+        _check_ratio_or_target(parsed)
         plan = Plan(
             list(argv), math.prod(len(v) for v in values.values()), multirun=bool(args.multirun)
         )
