@@ -134,7 +134,7 @@ def _run_key(x: Row) -> tuple:
 
 
 def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
-    runs = _chosen_runs(T.search_runs(uri, experiment), experiment, sweep_id)
+    runs = _chosen_runs(uri, experiment, sweep_id)
     # A grid point run more than once (a re-run after a failure) counts by its latest run.
     latest: dict[tuple, Row] = {}
     for r in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
@@ -159,10 +159,11 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
     )
 
 
-def _chosen_runs(runs: list, experiment: str, sweep_id: str | None) -> list:
+def _chosen_runs(uri: str, experiment: str, sweep_id: str | None) -> list:
     """The runs of `sweep_id` (default: the newest sweep, whose latest run started last)."""
+    runs = T.search_runs(uri, experiment)
     if not runs:
-        raise SweepConfigError(f"experiment {experiment!r} has no runs")
+        raise SweepConfigError(f"experiment {experiment!r} in {uri} has no runs")
     if sweep_id is None:
         latest = max(runs, key=lambda r: (r.info.start_time, r.info.run_id))
         sweep_id = latest.data.tags.get(T.TAG_SWEEP_ID)
