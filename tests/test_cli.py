@@ -62,7 +62,10 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
         (["target.speedup=0.5"], ["target.speedup=0.5", "(1, inf)"]),
         (["target.macs=0.5", "target.params=0.5"], ["target.macs=0.5 and target.params=0.5"]),
         (["target.flops=0.5"], ["flops"]),
-        (["-m", "ratio=0.3,0.5", "target.macs=0.5"], ["ratio=0.3,0.5", "target.macs=0.5", "one of"]),
+        (
+            ["-m", "ratio=0.3,0.5", "target.macs=0.5"],
+            ["ratio=0.3,0.5", "target.macs=0.5", "one of"],
+        ),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):

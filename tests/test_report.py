@@ -262,3 +262,22 @@ def test_recovery_axis_gives_rows_and_a_figure(store, tmp_path):
         in doc
     )
     assert (tmp_path / "rec" / "recovery.png").stat().st_size > 1000 and "](recovery.png)" in doc
+
+
+def test_checklist_compares_budgets_within_a_model(store, tmp_path):
+    # each model its own learning rate is one budget per model; two within a model are not
+    for model, lr in (("tiny_cnn", 0.003), ("tiny_vit", 0.001)):
+        for pruner in ("dg_group", "dg_random"):
+            log_fake_run(
+                store, "b", model, pruner, 0.5, epochs=1, extra_params={"finetune.lr_used": lr}
+            )
+    doc = report.write_report(store, "pruning-sweep", "b", tmp_path / "a").read_text()
+    assert "| the same fine-tuning budget for every method | yes |" in doc
+    log_fake_run(
+        store, "b", "tiny_vit", "dg_taylor", 0.5, epochs=1, extra_params={"finetune.lr_used": 0.1}
+    )
+    doc = report.write_report(store, "pruning-sweep", "b", tmp_path / "b").read_text()
+    assert (
+        "| no | methods of tiny_vit had different budgets: 1 epoch at lr 0.001; 1 epoch at lr 0.1 |"
+        in doc
+    )

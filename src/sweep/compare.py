@@ -163,11 +163,14 @@ def _matched(sweep: R.Sweep) -> tuple[bool, str]:
 
 
 def _budget(sweep: R.Sweep) -> tuple[bool, str]:
+    """One budget for every method of a model (the learning rate may be each model's own)."""
     budgets = R.budgets(sweep)
     if not budgets:
         return False, "one-shot only: no recovery fine-tuning (finetune.epochs=0)"
-    if len(budgets) > 1:
-        return False, f"budgets differ: {R.budget_said(budgets)}"
+    differ = [m for m in sweep.models if len(R.budgets(sweep, m)) > 1]
+    if differ:
+        said = R.budget_said(R.budgets(sweep, differ[0]))
+        return False, f"methods of {differ[0]} had different budgets: {said}"
     return True, R.budget_said(budgets)
 
 

@@ -315,8 +315,9 @@ def speed(r: Row) -> str:
     return f"{m['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]"
 
 
-def budgets(sweep: Sweep) -> list[tuple]:
-    """The distinct recovery fine-tuning budgets (epochs, lr, distillation weight) of finished runs."""
+def budgets(sweep: Sweep, model: str | None = None) -> list[tuple]:
+    """The distinct recovery fine-tuning budgets (epochs, lr, distillation weight) of finished runs
+    (of one model's, when given)."""
     return sorted(
         {
             (
@@ -325,7 +326,7 @@ def budgets(sweep: Sweep) -> list[tuple]:
                 r.params.get("finetune.distill.weight", "0"),
             )
             for r in sweep.runs
-            if r.status == "FINISHED" and r.epochs
+            if r.status == "FINISHED" and r.epochs and model in (None, r.model)
         }
     )
 
