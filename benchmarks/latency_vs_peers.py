@@ -139,7 +139,9 @@ def main() -> int:
                 tp_ms = tp.utils.benchmark.measure_latency(model, x, repeat=50)[0]
             med = statistics.median(ratios)
             medians.append(med)
-            flags = ",".join(sorted({r.flag for r in ours} - {"none"})) or "none"
+            flags = (
+                ",".join(sorted({f for r in ours for f in r.flag.split(",")} - {"none"})) or "none"
+            )
             print(
                 f"{name:<22}{bs:>6}{statistics.median(r.ms for r in ours):>12.3f}"
                 f"{statistics.median(r.ms for r in peer):>11.3f}{med:>8.3f}{min(ratios):>7.3f}"
