@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from sweep.models import classifier_of
-from sweep.pruners.base import Calibration, Family, PruneKind, Pruner
+from sweep.pruners import timm_blocks
+from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
 DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
 
@@ -64,6 +65,9 @@ class DepGraphPruner(Pruner):
         self.calibration_batches = calibration_batches
 
     def check(self, model: nn.Module, model_name: str) -> None:
+        why = timm_blocks.refusal(model)
+        if why is not None:
+            raise NotApplicable(f"{model_name} cannot be pruned structurally: {why}")
         check = getattr(self.importance, "check", None)
         if check is not None:
             check(model, model_name)
@@ -79,7 +83,8 @@ class DepGraphPruner(Pruner):
 
         head = classifier_of(model)
         attns = _attention_modules(model)
-        with warnings.catch_warnings():
+        setup = timm_blocks.configure(model)
+        with setup.around(), warnings.catch_warnings():
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
             # pruned along their last non-singleton dim, which is their channel dim in timm's models.
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
@@ -91,7 +96,8 @@ class DepGraphPruner(Pruner):
                 global_pruning=self.global_pruning,
                 max_pruning_ratio=self.max_pruning_ratio,
                 isomorphic=self.isomorphic,
-                ignored_layers=[head] if head is not None else [],
+                ignored_layers=([head] if head is not None else []) + setup.ignored_params,
+                customized_pruners=setup.customized_pruners,
                 round_to=self.round_to,
                 num_heads={a.qkv: a.num_heads for a in attns},
                 # Torch-Pruning's defaults for these are dicts shared by every call, which it writes
@@ -100,14 +106,14 @@ class DepGraphPruner(Pruner):
                 out_channel_groups={},
                 channel_groups={},
             )
-        calibrate = getattr(self.importance, "calibrate", None)
-        if calibrate is not None:
-            if calibration is None or not calibration.batches:
-                raise RuntimeError(f"{self.name} needs calibration batches from the train split")
-            with torch.enable_grad():
-                calibrate(model, calibration)
-        with torch.no_grad():
-            pruner.step()
+            calibrate = getattr(self.importance, "calibrate", None)
+            if calibrate is not None:
+                if calibration is None or not calibration.batches:
+                    raise RuntimeError(f"{self.name} needs calibration batches from the train split")
+                with torch.enable_grad():
+                    calibrate(model, calibration)
+            with torch.no_grad():
+                pruner.step()
         model.zero_grad(set_to_none=True)
         for a in attns:
             _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
