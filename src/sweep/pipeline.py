@@ -21,7 +21,7 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sweep import provenance, targets, tracking, training, weights
+from sweep import limits, provenance, targets, tracking, training, weights
 from sweep.config import check_job_config
 from sweep.data import Batches, Dataset, preprocessing
 from sweep.errors import NotApplicable, SweepConfigError, one_line
@@ -70,6 +70,8 @@ class Job:
     pruner: Pruner
     dataset: Dataset
     device: torch.device
+    limits: limits.Watchdog
+    model_params: int = 0  # the dense model's, once built (limits scale with it)
 
     @property
     def run_name(self) -> str:
@@ -79,6 +81,14 @@ class Job:
     def head_map(self) -> list[int] | None:
         """With a kept pretrained head: the head's class for each of the dataset's labels."""
         return self.dataset.class_map if self.cfg.model.head == "keep" else None
+
+    def stage_timeout_s(self, name: str) -> float | None:
+        value = self.cfg.job.stage_timeout_s[name]
+        if value != "auto":
+            return value
+        target = targets.of_config(self.cfg.target)
+        trials = self.cfg.target.max_trials if target is not None else 1
+        return limits.auto_stage_timeout_s(name, self.model_params, trials)
 
     def params(self) -> dict:
         cfg = OmegaConf.to_container(self.cfg, resolve=True)
@@ -141,9 +151,11 @@ def stage(name: str):
     def decorate(fn):
         @functools.wraps(fn)
         def timed(job: Job, *args):
+            job.limits.stage(name, job.stage_timeout_s(name), f"job.stage_timeout_s.{name}")
             t0 = time.perf_counter()
             out = fn(job, *args)
             dt = time.perf_counter() - t0
+            job.limits.stage(f"after {name}", None)
             job.run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
             if name in CHECKPOINT_STAGES:
                 job.run.flush()
@@ -156,7 +168,9 @@ def stage(name: str):
 
 
 # ---- the stages --------------------------------------------------------------------------------------------
-def prepare(cfg: DictConfig, run: tracking.JobRun, dataset: Dataset) -> Job:
+def prepare(
+    cfg: DictConfig, run: tracking.JobRun, dataset: Dataset, watchdog: limits.Watchdog
+) -> Job:
     """The pruner and device the config names, with the checked dataset (inside the job's run, so a
     failure here is recorded)."""
     job = Job(
@@ -165,6 +179,7 @@ def prepare(cfg: DictConfig, run: tracking.JobRun, dataset: Dataset) -> Job:
         instantiate(cfg.pruner),
         dataset,
         provenance.resolve_device(cfg.device),
+        watchdog,
     )
     run.set_tags(
         {
@@ -198,6 +213,10 @@ def build(job: Job) -> Built:
         Batches(job.dataset, "eval", transform),
     )
     example = held_out.first(1).to(job.device)
+    job.model_params = sum(p.numel() for p in model.parameters())
+    if job.cfg.job.max_memory_gb == "auto":
+        job.limits.memory_mb = limits.auto_memory_mb(job.limits.start_mb, job.model_params)
+        job.run.log_params({"job.max_memory_gb_used": round(job.limits.memory_mb / 1024, 2)})
     return Built(model, train, held_out, example, preprocess, start, note)
 
 
@@ -563,21 +582,39 @@ def run_job(cfg: DictConfig) -> dict:
     # what earlier jobs of this process left behind, measured before anything of this job exists
     provenance.release_memory()
     rss_mb = provenance.rss_mb()
-    with tracking.job_run(
-        uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
-    ) as run:
-        job = prepare(cfg, run, dataset)
-        run.log_metrics({"process_rss_mb": rss_mb})
-        torch.manual_seed(cfg.seed)
-        built = build(job)
-        # before weights (which may train): a method that cannot apply says so at once
-        job.pruner.check(built.model, cfg.model.name)
-        dense = load_weights(job, built)
-        pruned = prune(job, dense, built)
-        measured = measure(job, dense, pruned, built)
-        accuracy = evaluate(job, dense, pruned, built, measured)
-        recovered = finetune(job, dense, pruned, built, accuracy)
-        return log_results(job, pruned, measured, accuracy, recovered)
+    with (
+        tracking.job_run(uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)) as run,
+        _watchdog(cfg.job, rss_mb) as watchdog,
+    ):
+        try:
+            return _stages(prepare(cfg, run, dataset, watchdog), rss_mb)
+        except limits.LimitExceeded as e:
+            run.set_tags({tracking.TAG_LIMIT: f"{e.stage}:{e.limit}"})
+            raise
+
+
+def _stages(job: Job, rss_mb: float) -> dict:
+    job.run.log_metrics({"process_rss_mb": rss_mb})
+    torch.manual_seed(job.cfg.seed)
+    built = build(job)
+    # before weights (which may train): a method that cannot apply says so at once
+    job.pruner.check(built.model, job.cfg.model.name)
+    dense = load_weights(job, built)
+    pruned = prune(job, dense, built)
+    measured = measure(job, dense, pruned, built)
+    accuracy = evaluate(job, dense, pruned, built, measured)
+    recovered = finetune(job, dense, pruned, built, accuracy)
+    return log_results(job, pruned, measured, accuracy, recovered)
+
+
+def _watchdog(cfg, start_mb: float) -> limits.Watchdog:
+    """The job's limits; an auto memory limit is set once the model is built (it scales with it)."""
+    memory = cfg.max_memory_gb
+    if memory == "auto":  # until the model is known: the machine's safety margin
+        memory_mb = 0.9 * limits.physical_memory_mb()
+    else:
+        memory_mb = None if memory is None else memory * limits.GIB
+    return limits.Watchdog(cfg.timeout_s, memory_mb, start_mb=start_mb)
 
 
 def run_job_isolated(cfg: DictConfig) -> dict:

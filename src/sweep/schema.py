@@ -191,6 +191,35 @@ class TrackingConfig:
 
 
 @dataclass
+class StageTimeoutConfig:
+    """Seconds a stage may run (null: no limit). auto: scales with the model (pruning: 300 s + 3 s per
+    million parameters, per trial of a target search)."""
+
+    build: Optional[float] = checked(None, POSITIVE)
+    weights: Optional[float] = checked(None, POSITIVE)
+    prune: Optional[Union[float, str]] = checked("auto", Check(lo=0, lo_open=True, auto=("auto",)))
+    measure: Optional[float] = checked(None, POSITIVE)
+    evaluate: Optional[float] = checked(None, POSITIVE)
+    finetune: Optional[float] = checked(None, POSITIVE)
+    log: Optional[float] = checked(None, POSITIVE)
+
+
+@dataclass
+class JobConfig:
+    """Limits of one job (sweep.limits): a job over one ends FAILED with the stage and the limit named,
+    and the sweep goes on. Not part of a job's identity: a resumed sweep with other limits skips what
+    finished."""
+
+    timeout_s: Optional[float] = checked(None, POSITIVE)  # the whole job; null: no limit
+    stage_timeout_s: StageTimeoutConfig = field(default_factory=StageTimeoutConfig)
+    # resident memory of the job's process, GiB. auto: its memory at the job's start + max(4 GiB, 40x
+    # the model's fp32 weights), at most 90 % of the machine's; null: no limit
+    max_memory_gb: Optional[Union[float, str]] = checked(
+        "auto", Check(lo=0, lo_open=True, auto=("auto",))
+    )
+
+
+@dataclass
 class SweepConfig:
     model: ModelConfig = MISSING
     pruner: Any = MISSING  # conf/pruner/*.yaml: a _target_ and its arguments
@@ -205,6 +234,7 @@ class SweepConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    job: JobConfig = field(default_factory=JobConfig)  # time and memory limits
     save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

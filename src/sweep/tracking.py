@@ -69,6 +69,7 @@ TAG_LATENCY_FLAG = "latency_flag"  # none, or why a latency figure is not to be 
 TAG_DEVICE = "device"
 TAG_GIT_COMMIT = "git_commit"
 TAG_ERROR = "error"  # first line of the exception of a FAILED run
+TAG_LIMIT = "limit_exceeded"  # <stage>:timeout or <stage>:memory when a job ran past a limit
 TAG_NOT_APPLICABLE = "not_applicable"  # true: FAILED because the method cannot make this grid point
 TAG_WEIGHTS = "weights"  # trained | pretrained | random
 TAG_AT_CHANCE = "accuracy_at_chance"  # true when dense accuracy is not above chance
@@ -107,7 +108,7 @@ DEFAULT_URI_HELP = f"default: ${TRACKING_URI_ENV} or {DEFAULT_URI}"
 # Config keys that say where a job is written or tracked, not what it computes: neither logged as params
 # nor part of its identity (job_key). `weights.cache_dir` is logged but is not identity either.
 NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force", "report")
-NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report")
+NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report", "job")
 
 
 # ---- store ---------------------------------------------------------------------------------------------

@@ -38,6 +38,18 @@ class HardExit(Pruner):
         os._exit(3)
 
 
+class Sleeps(Pruner):
+    kind = PruneKind.STRUCTURAL
+    family = TEST
+    ratio_means = "nothing: this pruner hangs (sleeps for ten minutes), like a stuck library call"
+
+    def prune(self, model, ratio, example_inputs, calibration=None):
+        import time
+
+        time.sleep(600)
+        return model
+
+
 # (method, tiny model) pairs where the method cannot apply, and the words its one line must contain
 NOT_APPLICABLE = {
     ("dg_bn_scale", "tiny_convnext"): "BatchNorm",

@@ -1,0 +1,142 @@
+"""Per-job limits: wall time (the whole job and each stage) and resident memory.
+
+A watchdog thread checks the limits a few times a second; on a breach it signals the job's main thread,
+whose handler raises `LimitExceeded` where the job is: the run ends FAILED with the stage and the
+limit named, what it already logged stays, and the sweep goes on with the next job. Python runs a
+signal handler between bytecodes, so a job stuck in one long native call (a single huge kernel) ends
+when that call returns; the pruning loops that hang in practice are Python code and end within the
+watchdog's poll interval. A job not on its process's main thread runs without limits (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sweep.provenance import rss_mb
+
+log = logging.getLogger("sweep")
+
+SIGNAL = signal.SIGUSR1  # SIGUSR2 and SIGTERM belong to submitit / SLURM
+POLL_S = 0.2
+GIB = 1024.0  # MiB per GiB
+
+
+class LimitExceeded(RuntimeError):
+    """A job ran past `job.timeout_s`, `job.stage_timeout_s.<stage>` or `job.max_memory_gb`."""
+
+    def __init__(self, message: str, stage: str, limit: str):
+        super().__init__(message)
+        self.stage, self.limit = stage, limit
+
+
+def physical_memory_mb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def auto_stage_timeout_s(stage: str, params: int, trials: int) -> float | None:
+    """The default time limit of a stage for a model of `params` parameters, or None for no limit.
+    Only pruning has one by default: its time is the library's graph work, which grows with the model,
+    and is where a job has been seen to hang (training and evaluation have their own budgets)."""
+    if stage != "prune":
+        return None
+    return trials * (300.0 + 3.0 * params / 1e6)
+
+
+def auto_memory_mb(start_mb: float, params: int) -> float:
+    """The default resident-memory limit: what the process held when the job started, plus the larger of
+    4 GiB and 40 copies of the model's fp32 weights (dense, pruned, search trials, gradients, optimizer
+    state, the library's graph), and never more than 90 % of the machine's memory."""
+    allowance = max(4 * GIB, 40 * 4 * params / 2**20)
+    return min(start_mb + allowance, 0.9 * physical_memory_mb())
+
+
+@dataclass
+class Watchdog:
+    """Limits of one job. `stage(name, timeout)` marks where the job is; `memory_mb` may be set later (it
+    scales with the model, known after build)."""
+
+    timeout_s: float | None = None
+    memory_mb: float | None = None
+    start_mb: float = 0.0  # the process's resident memory when the job started
+    memory_key: str = "job.max_memory_gb"
+    _stage: str = "start"
+    _stage_deadline: float | None = None
+    _stage_limit: str = ""
+    _deadline: float | None = None
+    _breach: LimitExceeded | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _previous: object = None
+    _t0: float = 0.0
+
+    # -- where the job is
+    def stage(self, name: str, timeout_s: float | None, key: str = "") -> None:
+        self._stage = name
+        self._stage_deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._stage_limit = f"{key}={timeout_s:g}s" if timeout_s is not None else ""
+
+    # -- the thread and the handler
+    def __enter__(self) -> Watchdog:
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("job limits not enforced: the job does not run on its process's main thread")
+            return self
+        self._t0 = time.monotonic()
+        if self.timeout_s is not None:
+            self._deadline = self._t0 + self.timeout_s
+        self._previous = signal.signal(SIGNAL, self._raise)
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._watch, name="sweep-limits", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            signal.signal(SIGNAL, self._previous)
+        return None
+
+    def _raise(self, signum, frame) -> None:
+        breach, self._breach = self._breach, None
+        if breach is not None and not self._stop.is_set():
+            self._stop.set()  # one breach per job
+            raise breach
+
+    def _check(self) -> LimitExceeded | None:
+        now = time.monotonic()
+        where = f"stage {self._stage}"
+        if self._stage_deadline is not None and now > self._stage_deadline:
+            return LimitExceeded(
+                f"{where} ran past {self._stage_limit} (job stopped there)", self._stage, "timeout"
+            )
+        if self._deadline is not None and now > self._deadline:
+            return LimitExceeded(
+                f"job ran past job.timeout_s={self.timeout_s:g}s ({where})", self._stage, "timeout"
+            )
+        if self.memory_mb is not None:
+            rss = rss_mb()
+            if rss > self.memory_mb:
+                return LimitExceeded(
+                    f"{where}: resident memory {rss / GIB:.1f} GiB over "
+                    f"{self.memory_key}={self.memory_mb / GIB:.1f}",
+                    self._stage,
+                    "memory",
+                )
+        return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL_S):
+            breach = self._check()
+            if breach is not None:
+                self._breach = breach
+                log.error("limit: %s", breach)
+                signal.pthread_kill(self._main, SIGNAL)
+                return

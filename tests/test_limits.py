@@ -1,0 +1,99 @@
+"""Per-job limits: a job over its time or memory limit ends FAILED naming the stage and the limit, and
+the sweep goes on."""
+
+import time
+
+import pytest
+import torch
+
+from helpers.cli import FAST, run_cli
+from sweep import limits, tracking
+from sweep.provenance import rss_mb
+
+
+def test_stage_timeout_interrupts_a_sleeping_stage():
+    t0 = time.monotonic()
+    with pytest.raises(limits.LimitExceeded, match=r"stage prune ran past job.stage_timeout_s.prune=0.5s") as e:
+        with limits.Watchdog() as wd:
+            wd.stage("prune", 0.5, "job.stage_timeout_s.prune")
+            time.sleep(30)
+    assert (e.value.stage, e.value.limit) == ("prune", "timeout")
+    assert time.monotonic() - t0 < 5
+
+
+def test_job_timeout_names_the_stage_it_stopped():
+    with pytest.raises(limits.LimitExceeded, match=r"job ran past job.timeout_s=0.5s \(stage measure\)"):
+        with limits.Watchdog(timeout_s=0.5) as wd:
+            wd.stage("measure", None)
+            time.sleep(30)
+
+
+def test_memory_limit_stops_a_job_that_grows():
+    start = rss_mb()
+    held = []
+    with pytest.raises(limits.LimitExceeded, match=r"resident memory .* GiB over job.max_memory_gb") as e:
+        with limits.Watchdog(memory_mb=start + 300) as wd:
+            wd.stage("prune", None)
+            for _ in range(100):  # up to 2 GB, 20 MB at a time, touched so that it is resident
+                held.append(torch.ones(5_000_000))
+                time.sleep(0.02)
+    assert e.value.limit == "memory"
+    assert len(held) < 100
+    del held
+
+
+def test_within_limits_nothing_happens_and_the_handler_is_restored():
+    import signal
+
+    before = signal.getsignal(limits.SIGNAL)
+    with limits.Watchdog(timeout_s=60, memory_mb=1e9) as wd:
+        wd.stage("prune", 60)
+        time.sleep(0.5)
+    assert signal.getsignal(limits.SIGNAL) is before
+    time.sleep(0.5)  # no late signal after the job
+
+
+def test_auto_limits_scale_with_the_model():
+    assert limits.auto_stage_timeout_s("prune", 1_000_000, 1) < limits.auto_stage_timeout_s(
+        "prune", 300_000_000, 1
+    )
+    assert limits.auto_stage_timeout_s("prune", 1_000_000, 12) == 12 * limits.auto_stage_timeout_s(
+        "prune", 1_000_000, 1
+    )
+    assert limits.auto_stage_timeout_s("finetune", 1_000_000, 1) is None
+    small, big = limits.auto_memory_mb(1000, 1_000_000), limits.auto_memory_mb(1000, 10**9)
+    assert small == pytest.approx(1000 + 4 * 1024) or small == 0.9 * limits.physical_memory_mb()
+    assert big > small and big <= 0.9 * limits.physical_memory_mb()
+
+
+@pytest.mark.slow
+def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    t0 = time.monotonic()
+    r = run_cli(
+        [
+            "-m",
+            "model=tiny_cnn",
+            "pruner=l1_unstructured",
+            "pruner._target_=helpers.pruners.Sleeps,sweep.pruners.torch_prune.L1Unstructured",
+            "job.stage_timeout_s.prune=3",
+            f"tracking.uri={store}",
+            *FAST,
+        ],
+        cwd=tmp_path,
+    )
+    assert time.monotonic() - t0 < 300  # not the sleeper's 600 s
+    runs = {x.data.params["pruner._target_"]: x for x in tracking.search_runs(store, "pruning-sweep")}
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "job.stage_timeout_s.prune=3s" in r.stdout
+    hung = runs["helpers.pruners.Sleeps"]
+    assert hung.info.status == "FAILED"
+    assert hung.data.tags[tracking.TAG_LIMIT] == "prune:timeout"
+    assert "LimitExceeded: stage prune ran past job.stage_timeout_s.prune=3s" in hung.data.tags[
+        tracking.TAG_ERROR
+    ]
+    # stopped before measuring, and kept what it had logged
+    assert "dense_params_total" not in hung.data.metrics
+    assert "stage_weights_seconds" in hung.data.metrics
+    nxt = runs["sweep.pruners.torch_prune.L1Unstructured"]
+    assert nxt.info.status == "FINISHED"
