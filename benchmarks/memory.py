@@ -1,12 +1,13 @@
 """Memory across the jobs of one single-process sweep: does anything a job made outlive it?
 
-Runs a grid of ViT jobs with Hydra's basic launcher (all jobs in one process) and prints each job's
+Runs a grid of jobs with Hydra's basic launcher (all jobs in one process) and prints each job's
 `process_rss_mb` (resident memory at the start of the job after garbage collection, as logged to
 MLflow) and the growth from the
 first job to the last. A leak of the pruned models (e.g. Torch-Pruning's shared default dicts holding
 every pruned qkv layer) shows as a steady climb; a flat line is the target.
 
-    python benchmarks/memory.py [--model vit_small_patch16_224] [--jobs 12] [--rounds 2]
+    python benchmarks/memory.py [--models vit_small_patch16_224] [--jobs 12] [--rounds 2]
+    python benchmarks/memory.py --mixed      # 20 jobs of five timm families, each model twice over
 """
 
 from __future__ import annotations
@@ -23,16 +24,21 @@ from sweep import tracking
 RATIOS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def one_round(model: str, jobs: int, work: Path, i: int) -> list[float]:
+MIXED = "resnet18,vit_tiny_patch16_224,convnext_atto,efficientnet_b0,swin_tiny_patch4_window7_224"
+
+
+def one_round(models: str, jobs: int, work: Path, i: int) -> list[float]:
     store = f"sqlite:///{work / 'mlflow.db'}"
     pruners = ["dg_group", "dg_random"]
-    ratios = RATIOS[: max(1, (jobs + len(pruners) - 1) // len(pruners))]
+    per_model = len(pruners) * len(models.split(","))
+    ratios = RATIOS[: max(1, (jobs + per_model - 1) // per_model)]
     run_sweep(
         [
             "-m",
-            f"model={model}",
-            f"pruner={','.join(pruners)}",
+            # ratio first: Hydra varies the last override fastest, so the models alternate
             f"ratio={','.join(map(str, ratios))}",
+            f"model={models}",
+            f"pruner={','.join(pruners)}",
             "dataset=synthetic",
             "model.weights=random",
             "eval.max_samples=8",
@@ -44,19 +50,23 @@ def one_round(model: str, jobs: int, work: Path, i: int) -> list[float]:
         work,
     )
     runs = tracking.search_runs(store, tracking.DEFAULT_EXPERIMENT, f"mem-{i}")
+    runs.sort(key=lambda r: r.info.start_time)
     return [r.data.metrics["process_rss_mb"] for r in runs]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="vit_small_patch16_224")
+    ap.add_argument("--models", default="vit_small_patch16_224", help="comma-separated")
+    ap.add_argument("--mixed", action="store_true", help=f"--models {MIXED} --jobs 20")
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
+    if args.mixed:
+        args.models, args.jobs = MIXED, 20
     work = Path(tempfile.mkdtemp(prefix="sweep-memory-"))
     growth = []
     for i in range(args.rounds):
-        rss = one_round(args.model, args.jobs, work, i)
+        rss = one_round(args.models, args.jobs, work, i)
         print(
             f"round {i + 1}: RSS at the start of each job (MiB): {' '.join(f'{x:.0f}' for x in rss)}"
         )
@@ -67,7 +77,7 @@ def main() -> int:
             f"round {i + 1}: job 2 -> job {len(rss)}: {rss[-1] - rss[1]:+.0f} MiB ({per_job:+.1f} MiB per job)"
         )
     print(
-        f"{args.model}, {args.rounds} rounds: growth per job median {statistics.median(growth):+.1f} MiB "
+        f"{args.models}, {args.rounds} rounds: growth per job median {statistics.median(growth):+.1f} MiB "
         f"(range {min(growth):+.1f} .. {max(growth):+.1f}); target: about 0"
     )
     return 0

@@ -1,0 +1,244 @@
+"""Structural pruning across timm's architecture families: which ones every structural method prunes.
+
+One small representative per family (random weights, CPU, the model's own input size). For each, with
+every structural method at one ratio: the method's applicability check, a prune of a fresh copy, a
+forward pass, the output shape, and parameters and MACs fewer than the dense model's. Each outcome is
+one of: pruned (all of that), refused (the method's check said why, before pruning: BN-scale on a model
+without BatchNorm, a timm block the library cannot prune), failed (an error, a wrong shape, or nothing
+removed; the error's one line is printed), or over a limit (sweep.limits: time or memory).
+
+Prints one line per model and method, a table per family, and the counts; `--markdown` also prints the
+README's coverage table.
+
+    python benchmarks/timm_coverage.py [--ratio 0.5] [--methods dg_group,dg_taylor] [--families swin,mixer]
+                                       [--jobs 2] [--timeout 300] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (family, timm model, create_model kwargs). The smallest variant timm has; where a family has none
+# small, fewer blocks of the same kind (`depth`), which does not change what has to be pruned.
+FAMILIES = [
+    ("ResNet", "resnet18", {}),
+    ("ResNeXt", "resnext26ts", {}),
+    ("RegNet", "regnetx_002", {}),
+    ("DenseNet", "densenet121", {}),
+    ("EfficientNet", "efficientnet_b0", {}),
+    ("EfficientNetV2", "tf_efficientnetv2_b0", {}),
+    ("MobileNetV3", "mobilenetv3_small_050", {}),
+    ("MobileNetV4", "mobilenetv4_conv_small", {}),
+    ("GhostNet", "ghostnet_050", {}),
+    ("ConvNeXt", "convnext_atto", {}),
+    ("ConvNeXtV2", "convnextv2_atto", {}),
+    ("ViT", "vit_tiny_patch16_224", {}),
+    ("DeiT", "deit_tiny_patch16_224", {}),
+    ("BEiT", "beit_base_patch16_224", {"depth": 2}),
+    ("EVA-02", "eva02_tiny_patch14_224", {}),
+    ("Swin", "swin_tiny_patch4_window7_224", {}),
+    ("SwinV2", "swinv2_tiny_window8_256", {}),
+    ("MLP-Mixer", "mixer_s16_224", {}),
+    ("ResMLP", "resmlp_12_224", {}),
+    ("PoolFormer", "poolformer_s12", {}),
+    ("MetaFormer (CAFormer)", "caformer_s18", {}),
+    ("LeViT", "levit_128s", {}),
+    ("EfficientViT (MIT)", "efficientvit_b0", {}),
+    ("EfficientViT (MSRA)", "efficientvit_m0", {}),
+    ("FastViT", "fastvit_t8", {}),
+    ("MaxViT", "maxvit_nano_rw_256", {}),
+    ("CoAtNet", "coatnet_nano_rw_224", {}),
+    ("CaiT", "cait_xxs24_224", {"depth": 4}),
+    ("XCiT", "xcit_nano_12_p16_224", {}),
+    ("RepVGG", "repvgg_a0", {}),
+    ("MobileOne", "mobileone_s0", {}),
+    ("CSPNet", "cspresnet50", {}),
+    ("Res2Net", "res2net50_14w_8s", {}),
+    ("TinyViT", "tiny_vit_5m_224", {}),
+    ("Sequencer", "sequencer2d_s", {}),
+    ("EfficientFormer", "efficientformer_l1", {}),
+    ("EfficientFormerV2", "efficientformerv2_s0", {}),
+    ("NesT", "nest_tiny", {}),
+    ("Inception", "inception_v3", {}),
+    ("DLA", "dla34", {}),
+    ("VGG", "vgg11", {}),
+    ("MNASNet", "mnasnet_small", {}),
+    ("ReXNet", "rexnet_100", {}),
+    ("HGNetV2", "hgnetv2_b0", {}),
+    ("EdgeNeXt", "edgenext_xx_small", {}),
+    ("MobileViT", "mobilevit_xxs", {}),
+    ("PVTv2", "pvt_v2_b0", {}),
+    ("PiT", "pit_ti_224", {}),
+    ("DaViT", "davit_tiny", {}),
+    ("Hiera", "hiera_tiny_224", {}),
+    ("RepViT", "repvit_m0_9", {}),
+    ("StarNet", "starnet_s1", {}),
+]
+
+STRUCTURAL = (
+    "dg_magnitude",
+    "dg_group",
+    "dg_random",
+    "dg_taylor",
+    "dg_hessian",
+    "dg_lamp",
+    "dg_fpgm",
+    "dg_bn_scale",
+    "dg_global",
+    "dg_isomorphic",
+    "attn_heads",
+)
+
+
+@dataclass
+class Outcome:
+    family: str
+    model: str
+    method: str
+    status: str  # pruned | refused | failed | limit
+    detail: str = ""  # params and MACs kept, or the reason
+    seconds: float = 0.0
+
+
+def _pruner(method: str):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.load(ROOT / "conf" / "pruner" / f"{method}.yaml"))
+
+
+def one_model(args: tuple) -> list[Outcome]:
+    """Every method on one model, in this process (a pool worker: its main thread runs the limits)."""
+    family, name, kwargs, methods, ratio, timeout_s = args
+    import timm
+    import torch
+
+    from sweep import limits
+    from sweep.errors import NotApplicable, one_line
+    from sweep.measure.counting import count
+    from sweep.pruners.base import Calibration
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    out = []
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=10, **kwargs).eval()
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        return [Outcome(family, name, m, "failed", f"create: {one_line(e)}") for m in methods]
+    size = model.pretrained_cfg.get("input_size", (3, 224, 224))
+    x = torch.randn(1, *size)
+    cal = Calibration([(torch.randn(2, *size), torch.randint(0, 10, (2,)))])
+    with torch.no_grad():
+        want = model(x).shape
+    dense = count(model, x)
+    for method in methods:
+        t0 = time.perf_counter()
+        pruner = _pruner(method)
+        try:
+            pruner.check(model, name)
+            with limits.Watchdog(memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096) as wd:
+                wd.stage("prune", timeout_s, "--timeout")
+                torch.manual_seed(0)
+                pruned = pruner.prune(copy.deepcopy(model), ratio, x, cal).eval()
+                wd.stage("forward", timeout_s, "--timeout")
+                with torch.no_grad():
+                    got = pruned(x).shape
+                c = count(pruned, x)
+            kept = f"params {c.params_total / dense.params_total:.2f}, MACs {c.macs / dense.macs:.2f}"
+            if got != want:
+                out.append(Outcome(family, name, method, "failed", f"output {tuple(got)}, want {tuple(want)}"))
+            elif c.params_total >= dense.params_total or c.macs >= dense.macs:
+                out.append(Outcome(family, name, method, "failed", f"nothing removed ({kept})"))
+            else:
+                out.append(Outcome(family, name, method, "pruned", kept))
+        except NotApplicable as e:
+            out.append(Outcome(family, name, method, "refused", str(e)))
+        except limits.LimitExceeded as e:
+            out.append(Outcome(family, name, method, "limit", str(e)))
+        except Exception as e:  # noqa: BLE001 - the point of the benchmark
+            out.append(Outcome(family, name, method, "failed", one_line(e)[:160]))
+        out[-1].seconds = time.perf_counter() - t0
+        o = out[-1]
+        print(f"{o.family:<22}{o.model:<30}{o.method:<15}{o.status:<8}{o.seconds:>6.1f}s  {o.detail}", flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--methods", default=",".join(STRUCTURAL))
+    ap.add_argument("--families", default="", help="comma-separated substrings of family or model names")
+    ap.add_argument("--jobs", type=int, default=2, help="models pruned in parallel processes")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per prune (and per forward)")
+    ap.add_argument("--markdown", action="store_true", help="also print the README's coverage table")
+    args = ap.parse_args()
+    methods = args.methods.split(",")
+    wanted = [w.lower() for w in args.families.split(",") if w]
+    todo = [
+        (fam, name, kw, methods, args.ratio, args.timeout)
+        for fam, name, kw in FAMILIES
+        if not wanted or any(w in fam.lower() or w in name for w in wanted)
+    ]
+    t0 = time.perf_counter()
+    print(f"{len(todo)} families x {len(methods)} methods at ratio {args.ratio:g}, {args.jobs} processes")
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        results = [o for batch in pool.imap(one_model, todo) for o in batch]
+    return report(results, methods, time.perf_counter() - t0, args.markdown)
+
+
+def report(results: list[Outcome], methods: list[str], seconds: float, markdown: bool) -> int:
+    by_model: dict[str, list[Outcome]] = {}
+    for o in results:
+        by_model.setdefault(o.model, []).append(o)
+    print()
+    print(f"{'family':<22}{'model':<30}" + "".join(f"{m.removeprefix('dg_')[:9]:>10}" for m in methods))
+    mark = {"pruned": "ok", "refused": "n/a", "failed": "FAIL", "limit": "LIMIT"}
+    for model, outs in by_model.items():
+        print(f"{outs[0].family:<22}{model:<30}" + "".join(f"{mark[o.status]:>10}" for o in outs))
+    fams = len(by_model)
+    every = sum(all(o.status in ("pruned", "refused") for o in outs) for outs in by_model.values())
+    all_pruned = sum(
+        all(o.status == "pruned" or (o.status == "refused" and _method_not_for(o)) for o in outs)
+        for outs in by_model.values()
+    )
+    counts = {s: sum(o.status == s for o in results) for s in mark}
+    print(
+        f"\n{fams} families: {all_pruned} pruned and running with every structural method that applies "
+        f"to them ({100 * all_pruned / max(fams, 1):.0f} %), {every} pruned or refused with a named "
+        f"reason by every method ({100 * every / max(fams, 1):.0f} %); jobs: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f"; {seconds:.0f} s"
+    )
+    failed = [o for o in results if o.status in ("failed", "limit")]
+    refused = [o for o in results if o.status == "refused" and not _method_not_for(o)]
+    for title, rows in (("failed", failed), ("refused (the model)", refused)):
+        if rows:
+            print(f"\n{title}:")
+            for o in rows:
+                print(f"  {o.model} {o.method}: {o.detail}")
+    if markdown:
+        print("\n| family | model | " + " | ".join(methods) + " |")
+        print("|---|---|" + "---|" * len(methods))
+        cell = {"pruned": "yes", "refused": "n/a", "failed": "**fails**", "limit": "**limit**"}
+        for model, outs in by_model.items():
+            print(f"| {outs[0].family} | `{model}` | " + " | ".join(cell[o.status] for o in outs) + " |")
+    return 0
+
+
+def _method_not_for(o: Outcome) -> bool:
+    """Refused because the method needs what the model has not (BatchNorm, multi-head attention), as
+    opposed to a model that structural pruning cannot handle."""
+    return o.method in ("dg_bn_scale", "attn_heads")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.exit(main())
