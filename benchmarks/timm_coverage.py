@@ -115,6 +115,9 @@ def _pruner(method: str):
     return instantiate(OmegaConf.load(ROOT / "conf" / "pruner" / f"{method}.yaml"))
 
 
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's code, in pool workers too
+
+
 def one_model(args: tuple) -> list[Outcome]:
     """Every method on one model, in this process (a pool worker: its main thread runs the limits)."""
     family, name, kwargs, methods, ratio, timeout_s = args
@@ -143,7 +146,7 @@ def one_model(args: tuple) -> list[Outcome]:
         t0 = time.perf_counter()
         pruner = _pruner(method)
         try:
-            pruner.check(model, name)
+            pruner.check(model, name, x)  # with an example: the preflight of sweep.pruners.timm_blocks
             with limits.Watchdog(memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096) as wd:
                 wd.stage("prune", timeout_s, "--timeout")
                 torch.manual_seed(0)
@@ -189,9 +192,43 @@ def main() -> int:
     ]
     t0 = time.perf_counter()
     print(f"{len(todo)} families x {len(methods)} methods at ratio {args.ratio:g}, {args.jobs} processes")
-    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
-        results = [o for batch in pool.imap(one_model, todo) for o in batch]
+    results = run_all(todo, args.jobs)
     return report(results, methods, time.perf_counter() - t0, args.markdown)
+
+
+def _worker(task: tuple, conn) -> None:
+    conn.send(one_model(task))
+    conn.close()
+
+
+def run_all(todo: list[tuple], jobs: int) -> list[Outcome]:
+    """Each model in a process of its own, `jobs` at a time: a process the kernel kills (out of memory
+    inside one native call, where sweep.limits cannot step in) costs its model's row, not the run."""
+    ctx = mp.get_context("spawn")
+    pending, running, results = list(todo), {}, []
+    while pending or running:
+        while pending and len(running) < jobs:
+            task = pending.pop(0)
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(task, send))
+            proc.start()
+            send.close()
+            running[proc] = (task, recv)
+        time.sleep(0.5)
+        for proc, (task, recv) in list(running.items()):
+            if recv.poll():
+                results += recv.recv()
+            elif proc.is_alive():
+                continue
+            else:
+                fam, name, _, methods, *_ = task
+                why = f"process killed (exit code {proc.exitcode}; out of memory?)"
+                results += [Outcome(fam, name, m, "limit", why) for m in methods]
+                print(f"{fam:<22}{name:<30}{'(all)':<15}{'limit':<8}  {why}", flush=True)
+            proc.join()
+            del running[proc]
+    order = {name: i for i, (_, name, _) in enumerate(FAMILIES)}
+    return sorted(results, key=lambda o: order.get(o.model, 0))
 
 
 def report(results: list[Outcome], methods: list[str], seconds: float, markdown: bool) -> int:
@@ -240,5 +277,4 @@ def _method_not_for(o: Outcome) -> bool:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "src"))
     sys.exit(main())

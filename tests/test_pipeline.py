@@ -200,20 +200,26 @@ def test_calibration_comes_from_the_train_split(compose, store, weights_cache, m
     from sweep import data
     from sweep.pruners import importance
 
-    seen = []
+    calls = []
     real = importance.Taylor.calibrate
 
     def record(self, model, calibration):
-        seen.extend(calibration.batches)
+        calls.append(list(calibration.batches))
         return real(self, model, calibration)
 
     monkeypatch.setattr(importance.Taylor, "calibrate", record)
     cfg = compose(["model=tiny_cnn", "pruner=dg_taylor", f"tracking.uri={store}", *FAST])
     pipeline.run_job(cfg)
     (run,) = _runs(store)
+    # the preflight's trial prune (noise, no split read), then the prune of the job
+    assert len(calls) == 2
+    preflight, seen = calls
+    splits = {key[1]: xy for key, xy in data._PREPARED.items() if "digits" in key[0]}
+    for x, _ in preflight:
+        for img in x:
+            assert not any((xy[0] == img).flatten(1).all(dim=1).any() for xy in splits.values())
     assert len(seen) == cfg.pruner.calibration_batches
     assert run.data.params["pruner.calibration_samples"] == str(sum(len(y) for _, y in seen))
-    splits = {key[1]: xy for key, xy in data._PREPARED.items() if "digits" in key[0]}
     (train_x, train_y), (eval_x, _) = splits["train"], splits["eval"]
     in_eval = 0
     for x, y in seen:

@@ -217,6 +217,8 @@ def build(job: Job) -> Built:
     if job.cfg.job.max_memory_gb == "auto":
         job.limits.memory_mb = limits.auto_memory_mb(job.limits.start_mb, job.model_params)
         job.run.log_params({"job.max_memory_gb_used": round(job.limits.memory_mb / 1024, 2)})
+    # before weights (which may train): a method that cannot apply says so at once
+    job.pruner.check(model.to(job.device), job.cfg.model.name, example)
     return Built(model, train, held_out, example, preprocess, start, note)
 
 
@@ -597,8 +599,6 @@ def _stages(job: Job, rss_mb: float) -> dict:
     job.run.log_metrics({"process_rss_mb": rss_mb})
     torch.manual_seed(job.cfg.seed)
     built = build(job)
-    # before weights (which may train): a method that cannot apply says so at once
-    job.pruner.check(built.model, job.cfg.model.name)
     dense = load_weights(job, built)
     pruned = prune(job, dense, built)
     measured = measure(job, dense, pruned, built)

@@ -65,8 +65,11 @@ class Pruner(abc.ABC):
     def __init__(self, name: str):
         self.name = name
 
-    def check(self, model: nn.Module, model_name: str) -> None:
-        """Raise NotApplicable, with one line saying why, if this method cannot prune `model`."""
+    def check(
+        self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
+    ) -> None:
+        """Raise NotApplicable, with one line saying why, if this method cannot prune `model` (with an
+        example input, a method may try itself on a copy of the model: see timm_blocks.preflight)."""
         return None  # most methods apply to every model
 
     @abc.abstractmethod

@@ -15,26 +15,6 @@ from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pr
 DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
 
 
-def _attention_modules(model: nn.Module) -> list[nn.Module]:
-    """Multi-head attention blocks with a fused qkv projection (timm's Attention and look-alikes)."""
-    return [
-        m
-        for m in model.modules()
-        if isinstance(getattr(m, "qkv", None), nn.Linear)
-        and isinstance(getattr(m, "num_heads", None), int)
-    ]
-
-
-def _sync_attention(attn: nn.Module, num_heads: int) -> None:
-    """After head dims are pruned, the block's bookkeeping must follow qkv's new width, or its reshapes
-    (to num_heads x head_dim, and back to the attention width) break."""
-    head_dim = attn.qkv.out_features // 3 // num_heads
-    attn.num_heads = num_heads
-    attn.head_dim = head_dim
-    if hasattr(attn, "attn_dim"):
-        attn.attn_dim = num_heads * head_dim
-
-
 class DepGraphPruner(Pruner):
     kind = PruneKind.STRUCTURAL
     family = DEPGRAPH
@@ -51,6 +31,7 @@ class DepGraphPruner(Pruner):
         isomorphic: bool = False,
         round_to: int | None = None,
         calibration_batches: int = 0,
+        preflight: bool = True,
     ):
         super().__init__(name)
         if isomorphic and not global_pruning:
@@ -63,14 +44,24 @@ class DepGraphPruner(Pruner):
         self.isomorphic = isomorphic
         self.round_to = round_to
         self.calibration_batches = calibration_batches
+        self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
 
-    def check(self, model: nn.Module, model_name: str) -> None:
+    def check(
+        self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
+    ) -> None:
         why = timm_blocks.refusal(model)
         if why is not None:
             raise NotApplicable(f"{model_name} cannot be pruned structurally: {why}")
         check = getattr(self.importance, "check", None)
         if check is not None:
             check(model, model_name)
+        if self.preflight and example_inputs is not None:
+            # the same method on a copy, at 0.5: a model the library cannot prune fails here in one
+            # line, before weights are trained. Noise shaped like the example, as input and as the one
+            # calibration batch: no data split is read for a check
+            x = torch.randn_like(example_inputs)
+            cal = Calibration([(x, torch.zeros(len(x), dtype=torch.long, device=x.device))])
+            timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
 
     def prune(
         self,
@@ -82,7 +73,7 @@ class DepGraphPruner(Pruner):
         import torch_pruning as tp
 
         head = classifier_of(model)
-        attns = _attention_modules(model)
+        attns = timm_blocks.attention_blocks(model)
         setup = timm_blocks.configure(model)
         with setup.around(), warnings.catch_warnings():
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
@@ -115,6 +106,5 @@ class DepGraphPruner(Pruner):
             with torch.no_grad():
                 pruner.step()
         model.zero_grad(set_to_none=True)
-        for a in attns:
-            _sync_attention(a, pruner.num_heads.get(a.qkv, a.num_heads))
+        timm_blocks.after_pruning(model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns})
         return model

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
-from sweep.pruners.depgraph import _attention_modules
+from sweep.pruners import timm_blocks
 
 HEADS = Family("attention_heads", "Attention-head pruning (whole heads of timm's Attention)", 3)
 
@@ -55,9 +55,7 @@ def remove_heads(attn: nn.Module, drop: list[int]) -> None:
         norm.weight = nn.Parameter(norm.weight.detach()[cols].clone())
         norm.bias = nn.Parameter(norm.bias.detach()[cols].clone())
         norm.normalized_shape = (len(cols),)
-    attn.num_heads = len(keep)
-    if hasattr(attn, "attn_dim"):
-        attn.attn_dim = len(keep) * attn.head_dim
+    timm_blocks.sync_attention(attn, len(keep))
 
 
 class AttentionHeadPruner(Pruner):
@@ -65,8 +63,10 @@ class AttentionHeadPruner(Pruner):
     family = HEADS
     ratio_means = "fraction of heads removed from each attention block (at least one head kept)"
 
-    def check(self, model: nn.Module, model_name: str) -> None:
-        attns = _attention_modules(model)
+    def check(
+        self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
+    ) -> None:
+        attns = timm_blocks.attention_blocks(model)
         if not attns:
             raise NotApplicable(f"head pruning needs multi-head attention; {model_name} has none")
         for a in attns:
@@ -75,6 +75,10 @@ class AttentionHeadPruner(Pruner):
                     f"head pruning supports timm's Attention (qkv, proj, num_heads, head_dim); "
                     f"{model_name} has {type(a).__name__} with other fields"
                 )
+        if example_inputs is not None:  # blocks that look like timm's Attention but compute otherwise
+            timm_blocks.preflight(
+                lambda m: self.prune(m, 0.5, example_inputs), model, example_inputs, model_name
+            )
 
     def prune(
         self,
@@ -84,7 +88,7 @@ class AttentionHeadPruner(Pruner):
         calibration: Calibration | None = None,
     ) -> nn.Module:
         self.check(model, type(model).__name__)
-        for attn in _attention_modules(model):
+        for attn in timm_blocks.attention_blocks(model):
             n_drop = min(attn.num_heads - 1, int(round(ratio * attn.num_heads)))
             if n_drop > 0:
                 order = torch.argsort(head_importance(attn))

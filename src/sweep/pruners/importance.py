@@ -63,6 +63,25 @@ class Hessian(tp.importance.HessianImportance):
                     self._counter[param] = 1
 
 
+class FPGM(tp.importance.FPGMImportance):
+    """Filter pruning via geometric median (He et al.): channels nearest the median of their layer's
+    filters go first. The input side of grouped convolutions is left out of a group's score: Torch-Pruning
+    1.6 repeats their 2-D importance with a 1-D count there and raises (ResNeXt, RegNet); their output
+    side and every other layer of the group still count."""
+
+    def __call__(self, group, **kwargs):
+        prune_in = tp.pruner.function.prune_conv_in_channels
+        kept = [
+            item
+            for item in group
+            if not (
+                item.dep.pruning_fn == prune_in
+                and getattr(item.dep.layer, "groups", 1) not in (1, item.dep.layer.in_channels)
+            )
+        ]
+        return super().__call__(kept, **kwargs)
+
+
 class BNScale(tp.importance.BNScaleImportance):
     """Network slimming (Liu et al.): |gamma| of the BatchNorm after each channel; only for models that
     have BatchNorm."""

@@ -8,17 +8,27 @@ axis. timm's blocks that do such things need one of
   * to be taken out of the channel graph: the token-mixing layers of MLP-Mixer, ResMLP and gMLP, whose
     width is the number of tokens (they act on every channel alike, so channels pass through them);
   * parameters never pruned: tables indexed by relative position, one column per head;
-  * or, where none of this is enough yet, a refusal before pruning that names the block and why.
-`configure(model)` gathers what the model's blocks need; `refusal(model)` says why it cannot be pruned.
+  * bookkeeping after pruning, for blocks that keep sizes as fields and reshape by them: attention
+    (`num_heads`, `head_dim`, `attn_dim` / `attention_dim`), MetaFormer's Scale (`shape`);
+  * or, where none of this is enough yet, a refusal before pruning that names the block and why:
+    `preflight` prunes a copy of the model and runs it, and a failure names the timm block it
+    happened in.
+`configure(model)` gathers what the model's blocks need, `after_pruning(model)` updates their fields,
+and `preflight(...)` raises NotApplicable with one line where a model cannot be pruned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import torch
 import torch.nn as nn
+
+from sweep.errors import NotApplicable, one_line
 
 
 def _tp():
@@ -158,6 +168,45 @@ def _shape_bound_params(model: nn.Module) -> list[nn.Parameter]:
     return params
 
 
+# ---- bookkeeping after pruning ---------------------------------------------------------------------------
+def attention_blocks(model: nn.Module) -> list[nn.Module]:
+    """Multi-head attention blocks with a fused qkv projection (timm's Attention and look-alikes:
+    ViT, DeiT, Swin's WindowAttention, MetaFormer's Attention)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "qkv", None), nn.Linear)
+        and isinstance(getattr(m, "num_heads", None), int)
+    ]
+
+
+def sync_attention(attn: nn.Module, num_heads: int) -> None:
+    """After head dims are pruned, the block's fields must follow qkv's new width, or its reshapes (to
+    num_heads x head_dim, and back to the attention width) break."""
+    head_dim = attn.qkv.out_features // 3 // num_heads
+    attn.num_heads = num_heads
+    attn.head_dim = head_dim
+    for name in ("attn_dim", "attention_dim"):
+        if hasattr(attn, name):
+            setattr(attn, name, num_heads * head_dim)
+
+
+def _sync_scales(model: nn.Module) -> None:
+    """MetaFormer's Scale (PoolFormer, ConvFormer, CAFormer) multiplies by `scale.view(shape)`, with the
+    channel count kept in `shape`."""
+    for m in model.modules():
+        shape, scale = getattr(m, "shape", None), getattr(m, "scale", None)
+        if type(m).__name__ == "Scale" and isinstance(shape, tuple) and isinstance(scale, nn.Parameter):
+            m.shape = (scale.numel(), *shape[1:])
+
+
+def after_pruning(model: nn.Module, heads: dict[nn.Module, int]) -> None:
+    """Fields of timm blocks that must follow their pruned layers; `heads`: attention block -> heads."""
+    for attn, num_heads in heads.items():
+        sync_attention(attn, num_heads)
+    _sync_scales(model)
+
+
 # ---- refusals ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Refusal:
@@ -168,7 +217,26 @@ class Refusal:
     match: Callable[[nn.Module], bool]
 
 
-REFUSALS: list[Refusal] = []
+def _timm_class(module_name: str, *classes: str) -> Callable[[nn.Module], bool]:
+    return lambda m: type(m).__module__ == f"timm.models.{module_name}" and type(m).__name__ in classes
+
+
+# Measured by benchmarks/timm_coverage.py (Torch-Pruning 1.6, timm 1.0): blocks where even trying costs
+# too much to leave to the preflight.
+REFUSALS: list[Refusal] = [
+    Refusal(
+        "MaxViT / CoAtNet attention",
+        "tracing it, Torch-Pruning's dependency graph grows without bound (maxvit_nano_rw_256: past 8 GiB "
+        "in 80-100 s; coatnet_nano_rw_224: killed for memory at 10.6 GB, inside one native call)",
+        _timm_class(
+            "maxxvit",
+            "PartitionAttentionCl",
+            "PartitionAttention2d",
+            "ParallelPartitionAttention",
+            "TransformerBlock2d",
+        ),
+    ),
+]
 
 
 def refusal(model: nn.Module) -> str | None:
@@ -213,3 +281,93 @@ def configure(model: nn.Module) -> Setup:
     setup.ignored_params = _shape_bound_params(model)
     setup.token_mixers = _token_mixers(model)
     return setup
+
+
+# ---- preflight: prune a copy, run it, name the block where it fails -----------------------------------------
+def _timm_block_of(model: nn.Module, module: object) -> str | None:
+    """`timm class (path in the model)` of the innermost timm.models block holding `module`."""
+    names = {id(m): n for n, m in model.named_modules()}
+    path = names.get(id(module))
+    if path is None:
+        return None
+    parts = path.split(".") if path else []
+    for i in range(len(parts), -1, -1):
+        holder = model.get_submodule(".".join(parts[:i]))
+        if type(holder).__module__.startswith("timm.models."):
+            return f"{_block(holder)} at '{'.'.join(parts[:i]) or '(model)'}'"
+    return f"{_block(module)} at '{path}'"
+
+
+def _module_in_traceback(e: BaseException) -> object | None:
+    """The layer Torch-Pruning was pruning when it raised: a `layer` or `dep` in its frames."""
+    found = None
+    for frame, _ in traceback.walk_tb(e.__traceback__):
+        if "torch_pruning" not in frame.f_code.co_filename:
+            continue
+        local = frame.f_locals
+        if isinstance(local.get("layer"), nn.Module):
+            found = local["layer"]
+        dep = local.get("dep")
+        target = getattr(getattr(dep, "target", None), "module", None)
+        if isinstance(target, nn.Module):
+            found = target
+    return found
+
+
+@contextlib.contextmanager
+def _forward_stack(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """The modules whose forward is running, innermost last (what was running when a forward raised)."""
+    stack: list[nn.Module] = []
+    entered = []
+
+    def pre(m, args):
+        stack.append(m)
+
+    def post(m, args, out):
+        if stack and stack[-1] is m:
+            stack.pop()
+
+    for m in model.modules():
+        entered.append(m.register_forward_pre_hook(pre))
+        entered.append(m.register_forward_hook(post))
+    try:
+        yield stack
+    finally:
+        for h in entered:
+            h.remove()
+
+
+def preflight(
+    prune: Callable[[nn.Module], nn.Module], model: nn.Module, example: torch.Tensor, model_name: str
+) -> None:
+    """Prune a copy of `model` with `prune` and run it on `example`: NotApplicable, naming the timm block
+    and the error, if either fails or the output changes shape. Costs one pruning of the model."""
+    was_training = model.training
+    model.eval()  # a forward in train mode would move BatchNorm's running statistics
+    trial = copy.deepcopy(model)
+    where, stage = None, "running the dense model"
+    try:
+        with torch.no_grad():
+            want = model(example).shape
+        stage = "pruning"
+        pruned = prune(trial)
+        stage = "running the pruned model"
+        with _forward_stack(pruned) as stack, torch.no_grad():
+            try:
+                got = pruned(example).shape
+            except Exception:
+                where = stack[-1] if stack else None
+                raise
+        if got != want:
+            raise RuntimeError(f"the pruned model outputs {tuple(got)}, the dense one {tuple(want)}")
+    except NotApplicable:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of the library becomes a named refusal
+        module = where if where is not None else _module_in_traceback(e)
+        block = _timm_block_of(trial, module) if module is not None else None
+        raise NotApplicable(
+            f"{model_name} cannot be pruned structurally: {stage} failed"
+            f"{f' in timm block {block}' if block else ''} ({one_line(e)[:200]})"
+        ) from None
+    finally:
+        model.train(was_training)
