@@ -146,8 +146,12 @@ def one_model(args: tuple) -> list[Outcome]:
         t0 = time.perf_counter()
         pruner = _pruner(method)
         try:
-            pruner.check(model, name, x)  # with an example: the preflight of sweep.pruners.timm_blocks
-            with limits.Watchdog(memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096) as wd:
+            pruner.check(
+                model, name, x
+            )  # with an example: the preflight of sweep.pruners.timm_blocks
+            with limits.Watchdog(
+                memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096
+            ) as wd:
                 wd.stage("prune", timeout_s, "--timeout")
                 torch.manual_seed(0)
                 pruned = pruner.prune(copy.deepcopy(model), ratio, x, cal).eval()
@@ -155,9 +159,15 @@ def one_model(args: tuple) -> list[Outcome]:
                 with torch.no_grad():
                     got = pruned(x).shape
                 c = count(pruned, x)
-            kept = f"params {c.params_total / dense.params_total:.2f}, MACs {c.macs / dense.macs:.2f}"
+            kept = (
+                f"params {c.params_total / dense.params_total:.2f}, MACs {c.macs / dense.macs:.2f}"
+            )
             if got != want:
-                out.append(Outcome(family, name, method, "failed", f"output {tuple(got)}, want {tuple(want)}"))
+                out.append(
+                    Outcome(
+                        family, name, method, "failed", f"output {tuple(got)}, want {tuple(want)}"
+                    )
+                )
             elif c.params_total >= dense.params_total or c.macs >= dense.macs:
                 out.append(Outcome(family, name, method, "failed", f"nothing removed ({kept})"))
             else:
@@ -170,7 +180,10 @@ def one_model(args: tuple) -> list[Outcome]:
             out.append(Outcome(family, name, method, "failed", one_line(e)[:160]))
         out[-1].seconds = time.perf_counter() - t0
         o = out[-1]
-        print(f"{o.family:<22}{o.model:<30}{o.method:<15}{o.status:<8}{o.seconds:>6.1f}s  {o.detail}", flush=True)
+        print(
+            f"{o.family:<22}{o.model:<30}{o.method:<15}{o.status:<8}{o.seconds:>6.1f}s  {o.detail}",
+            flush=True,
+        )
     return out
 
 
@@ -178,10 +191,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--methods", default=",".join(STRUCTURAL))
-    ap.add_argument("--families", default="", help="comma-separated substrings of family or model names")
+    ap.add_argument(
+        "--families", default="", help="comma-separated substrings of family or model names"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="models pruned in parallel processes")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per prune (and per forward)")
-    ap.add_argument("--markdown", action="store_true", help="also print the README's coverage table")
+    ap.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per prune (and per forward)"
+    )
+    ap.add_argument(
+        "--markdown", action="store_true", help="also print the README's coverage table"
+    )
     args = ap.parse_args()
     methods = args.methods.split(",")
     wanted = [w.lower() for w in args.families.split(",") if w]
@@ -191,7 +210,9 @@ def main() -> int:
         if not wanted or any(w in fam.lower() or w in name for w in wanted)
     ]
     t0 = time.perf_counter()
-    print(f"{len(todo)} families x {len(methods)} methods at ratio {args.ratio:g}, {args.jobs} processes")
+    print(
+        f"{len(todo)} families x {len(methods)} methods at ratio {args.ratio:g}, {args.jobs} processes"
+    )
     results = run_all(todo, args.jobs)
     return report(results, methods, time.perf_counter() - t0, args.markdown)
 
@@ -236,7 +257,10 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
     for o in results:
         by_model.setdefault(o.model, []).append(o)
     print()
-    print(f"{'family':<22}{'model':<30}" + "".join(f"{m.removeprefix('dg_')[:9]:>10}" for m in methods))
+    print(
+        f"{'family':<22}{'model':<30}"
+        + "".join(f"{m.removeprefix('dg_')[:9]:>10}" for m in methods)
+    )
     mark = {"pruned": "ok", "refused": "n/a", "failed": "FAIL", "limit": "LIMIT"}
     for model, outs in by_model.items():
         print(f"{outs[0].family:<22}{model:<30}" + "".join(f"{mark[o.status]:>10}" for o in outs))
@@ -266,7 +290,11 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
         print("|---|---|" + "---|" * len(methods))
         cell = {"pruned": "yes", "refused": "n/a", "failed": "**fails**", "limit": "**limit**"}
         for model, outs in by_model.items():
-            print(f"| {outs[0].family} | `{model}` | " + " | ".join(cell[o.status] for o in outs) + " |")
+            print(
+                f"| {outs[0].family} | `{model}` | "
+                + " | ".join(cell[o.status] for o in outs)
+                + " |"
+            )
     return 0
 
 

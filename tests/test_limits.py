@@ -13,30 +13,33 @@ from sweep.provenance import rss_mb
 
 def test_stage_timeout_interrupts_a_sleeping_stage():
     t0 = time.monotonic()
-    with pytest.raises(limits.LimitExceeded, match=r"stage prune ran past job.stage_timeout_s.prune=0.5s") as e:
-        with limits.Watchdog() as wd:
-            wd.stage("prune", 0.5, "job.stage_timeout_s.prune")
-            time.sleep(30)
+    past = r"stage prune ran past job.stage_timeout_s.prune=0.5s"
+    with pytest.raises(limits.LimitExceeded, match=past) as e, limits.Watchdog() as wd:
+        wd.stage("prune", 0.5, "job.stage_timeout_s.prune")
+        time.sleep(30)
     assert (e.value.stage, e.value.limit) == ("prune", "timeout")
     assert time.monotonic() - t0 < 5
 
 
 def test_job_timeout_names_the_stage_it_stopped():
-    with pytest.raises(limits.LimitExceeded, match=r"job ran past job.timeout_s=0.5s \(stage measure\)"):
-        with limits.Watchdog(timeout_s=0.5) as wd:
-            wd.stage("measure", None)
-            time.sleep(30)
+    past = r"job ran past job.timeout_s=0.5s \(stage measure\)"
+    with pytest.raises(limits.LimitExceeded, match=past), limits.Watchdog(timeout_s=0.5) as wd:
+        wd.stage("measure", None)
+        time.sleep(30)
 
 
 def test_memory_limit_stops_a_job_that_grows():
     start = rss_mb()
     held = []
-    with pytest.raises(limits.LimitExceeded, match=r"resident memory .* GiB over job.max_memory_gb") as e:
-        with limits.Watchdog(memory_mb=start + 300) as wd:
-            wd.stage("prune", None)
-            for _ in range(100):  # up to 2 GB, 20 MB at a time, touched so that it is resident
-                held.append(torch.ones(5_000_000))
-                time.sleep(0.02)
+    over = r"resident memory .* GiB over job.max_memory_gb"
+    with (
+        pytest.raises(limits.LimitExceeded, match=over) as e,
+        limits.Watchdog(memory_mb=start + 300) as wd,
+    ):
+        wd.stage("prune", None)
+        for _ in range(100):  # up to 2 GB, 20 MB at a time, touched so that it is resident
+            held.append(torch.ones(5_000_000))
+            time.sleep(0.02)
     assert e.value.limit == "memory"
     assert len(held) < 100
     del held
@@ -83,15 +86,18 @@ def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache):
         cwd=tmp_path,
     )
     assert time.monotonic() - t0 < 300  # not the sleeper's 600 s
-    runs = {x.data.params["pruner._target_"]: x for x in tracking.search_runs(store, "pruning-sweep")}
+    runs = {
+        x.data.params["pruner._target_"]: x for x in tracking.search_runs(store, "pruning-sweep")
+    }
     assert r.returncode == 1, r.stderr[-3000:]
     assert "job.stage_timeout_s.prune=3s" in r.stdout
     hung = runs["helpers.pruners.Sleeps"]
     assert hung.info.status == "FAILED"
     assert hung.data.tags[tracking.TAG_LIMIT] == "prune:timeout"
-    assert "LimitExceeded: stage prune ran past job.stage_timeout_s.prune=3s" in hung.data.tags[
-        tracking.TAG_ERROR
-    ]
+    assert (
+        "LimitExceeded: stage prune ran past job.stage_timeout_s.prune=3s"
+        in hung.data.tags[tracking.TAG_ERROR]
+    )
     # stopped before measuring, and kept what it had logged
     assert "dense_params_total" not in hung.data.metrics
     assert "stage_weights_seconds" in hung.data.metrics

@@ -64,12 +64,12 @@ def test_pruner_reduces_as_its_kind_promises(compose, alias, pruner_name):
     x = tiny_input(alias)
     if (pruner_name, alias) in NOT_APPLICABLE:
         with pytest.raises(NotApplicable) as e:
-            pruner.check(dense, TINY[alias]["name"])
+            pruner.check(dense, TINY[alias]["name"], x)
         line = str(e.value)
         assert "\n" not in line and TINY[alias]["name"] in line
         assert NOT_APPLICABLE[pruner_name, alias] in line
         return
-    pruner.check(dense, TINY[alias]["name"])
+    pruner.check(dense, TINY[alias]["name"], x)  # with the preflight of structural methods
     cal = calibration_for(pruner, alias)
     pruned = pruner.prune(copy.deepcopy(dense), ratio, x, cal).eval()
 

@@ -12,13 +12,19 @@ from sweep.measure.counting import count
 from sweep.pruners import timm_blocks
 from sweep.pruners.base import Calibration, NotApplicable
 
+
 def _mixer_kinds():
     from timm.layers import GatedMlp
     from timm.models import mlp_mixer as mm
 
     return {
         "mixer": {},
-        "resmlp": {"block_layer": mm.ResBlock, "norm_layer": mm.Affine, "mlp_ratio": 4, "stem_norm": False},
+        "resmlp": {
+            "block_layer": mm.ResBlock,
+            "norm_layer": mm.Affine,
+            "mlp_ratio": 4,
+            "stem_norm": False,
+        },
         "gmlp": {"block_layer": mm.SpatialGatingBlock, "mlp_layer": GatedMlp, "mlp_ratio": 6},
     }
 
@@ -26,7 +32,11 @@ def _mixer_kinds():
 # (timm name, kwargs of a small config with the family's blocks, input side); the MLP families have no
 # small registered variant, so theirs is timm's MlpMixer class with the family's blocks, two of them
 FIXED = {
-    "swin": ("swin_tiny_patch4_window7_224", {"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8)}, 224),
+    "swin": (
+        "swin_tiny_patch4_window7_224",
+        {"embed_dim": 32, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8)},
+        224,
+    ),
     "mixer": ("mixer_s16_224", "mixer", 224),
     "resmlp": ("resmlp_12_224", "resmlp", 224),
     "gmlp": ("gmlp_ti16_224", "gmlp", 224),
@@ -43,19 +53,30 @@ def _metaformer(kind: str):
     small = {"num_classes": 10, "depths": (1, 1, 1, 1), "dims": (32, 64, 128, 160)}
     if kind == "poolformer":
         return mf.MetaFormer(
-            downsample_norm=None, mlp_act=torch.nn.GELU, mlp_bias=True, norm_layers=mf.GroupNorm1,
-            layer_scale_init_values=1e-5, res_scale_init_values=None, use_mlp_head=False, **small,
+            downsample_norm=None,
+            mlp_act=torch.nn.GELU,
+            mlp_bias=True,
+            norm_layers=mf.GroupNorm1,
+            layer_scale_init_values=1e-5,
+            res_scale_init_values=None,
+            use_mlp_head=False,
+            **small,
         )
     return mf.MetaFormer(
         token_mixers=[mf.SepConv, mf.SepConv, mf.Attention, mf.Attention],
-        norm_layers=[mf.LayerNorm2dNoBias] * 2 + [mf.LayerNormNoBias] * 2, head_dim=32, **small,
+        norm_layers=[mf.LayerNorm2dNoBias] * 2 + [mf.LayerNormNoBias] * 2,
+        head_dim=32,
+        **small,
     )
+
 
 METHODS = ("dg_group", "dg_magnitude", "dg_taylor", "dg_global")
 
 # MetaFormer's Attention reshapes its output to the block's input width: ranked globally, attention and
 # block widths are pruned apart, and the preflight refuses
-REFUSED = {("caformer", "dg_global"): r"running the pruned model failed in timm block metaformer.Attention"}
+REFUSED = {
+    ("caformer", "dg_global"): r"running the pruned model failed in timm block metaformer.Attention"
+}
 
 
 def _build(key: str):
@@ -66,7 +87,9 @@ def _build(key: str):
     elif isinstance(kwargs, str):
         from timm.models.mlp_mixer import MlpMixer
 
-        model = MlpMixer(num_classes=10, patch_size=16, num_blocks=2, embed_dim=64, **_mixer_kinds()[kwargs])
+        model = MlpMixer(
+            num_classes=10, patch_size=16, num_blocks=2, embed_dim=64, **_mixer_kinds()[kwargs]
+        )
     else:
         model = timm.create_model(name, num_classes=10, **kwargs)
     model.eval()

@@ -86,7 +86,9 @@ class Watchdog:
     # -- the thread and the handler
     def __enter__(self) -> Watchdog:
         if threading.current_thread() is not threading.main_thread():
-            log.warning("job limits not enforced: the job does not run on its process's main thread")
+            log.warning(
+                "job limits not enforced: the job does not run on its process's main thread"
+            )
             return self
         self._t0 = time.monotonic()
         if self.timeout_s is not None:

@@ -585,7 +585,9 @@ def run_job(cfg: DictConfig) -> dict:
     provenance.release_memory()
     rss_mb = provenance.rss_mb()
     with (
-        tracking.job_run(uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)) as run,
+        tracking.job_run(
+            uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
+        ) as run,
         _watchdog(cfg.job, rss_mb) as watchdog,
     ):
         try:

@@ -100,11 +100,15 @@ class DepGraphPruner(Pruner):
             calibrate = getattr(self.importance, "calibrate", None)
             if calibrate is not None:
                 if calibration is None or not calibration.batches:
-                    raise RuntimeError(f"{self.name} needs calibration batches from the train split")
+                    raise RuntimeError(
+                        f"{self.name} needs calibration batches from the train split"
+                    )
                 with torch.enable_grad():
                     calibrate(model, calibration)
             with torch.no_grad():
                 pruner.step()
         model.zero_grad(set_to_none=True)
-        timm_blocks.after_pruning(model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns})
+        timm_blocks.after_pruning(
+            model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns}
+        )
         return model

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 from sweep.pruners import timm_blocks
+from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
 HEADS = Family("attention_heads", "Attention-head pruning (whole heads of timm's Attention)", 3)
 
@@ -75,7 +75,9 @@ class AttentionHeadPruner(Pruner):
                     f"head pruning supports timm's Attention (qkv, proj, num_heads, head_dim); "
                     f"{model_name} has {type(a).__name__} with other fields"
                 )
-        if example_inputs is not None:  # blocks that look like timm's Attention but compute otherwise
+        if (
+            example_inputs is not None
+        ):  # blocks that look like timm's Attention but compute otherwise
             timm_blocks.preflight(
                 lambda m: self.prune(m, 0.5, example_inputs), model, example_inputs, model_name
             )

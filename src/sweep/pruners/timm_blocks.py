@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -196,7 +196,11 @@ def _sync_scales(model: nn.Module) -> None:
     channel count kept in `shape`."""
     for m in model.modules():
         shape, scale = getattr(m, "shape", None), getattr(m, "scale", None)
-        if type(m).__name__ == "Scale" and isinstance(shape, tuple) and isinstance(scale, nn.Parameter):
+        if (
+            type(m).__name__ == "Scale"
+            and isinstance(shape, tuple)
+            and isinstance(scale, nn.Parameter)
+        ):
             m.shape = (scale.numel(), *shape[1:])
 
 
@@ -218,7 +222,9 @@ class Refusal:
 
 
 def _timm_class(module_name: str, *classes: str) -> Callable[[nn.Module], bool]:
-    return lambda m: type(m).__module__ == f"timm.models.{module_name}" and type(m).__name__ in classes
+    return lambda m: (
+        type(m).__module__ == f"timm.models.{module_name}" and type(m).__name__ in classes
+    )
 
 
 # Measured by benchmarks/timm_coverage.py (Torch-Pruning 1.6, timm 1.0): blocks where even trying costs
@@ -235,6 +241,16 @@ REFUSALS: list[Refusal] = [
             "ParallelPartitionAttention",
             "TransformerBlock2d",
         ),
+    ),
+    Refusal(
+        "EfficientViT (MSRA) cascaded group attention",
+        "Torch-Pruning's pruning of efficientvit_m0 grew to 5.9 GB in 8 minutes without finishing",
+        _timm_class("efficientvit_msra", "CascadedGroupAttention"),
+    ),
+    Refusal(
+        "EfficientFormerV2 attention",
+        "Torch-Pruning's pruning of efficientformerv2_s0 ran for more than 6 minutes and grew past 11 GB",
+        _timm_class("efficientformer_v2", "Attention2d", "Attention2dDownsample"),
     ),
 ]
 
@@ -338,7 +354,10 @@ def _forward_stack(model: nn.Module) -> Iterator[list[nn.Module]]:
 
 
 def preflight(
-    prune: Callable[[nn.Module], nn.Module], model: nn.Module, example: torch.Tensor, model_name: str
+    prune: Callable[[nn.Module], nn.Module],
+    model: nn.Module,
+    example: torch.Tensor,
+    model_name: str,
 ) -> None:
     """Prune a copy of `model` with `prune` and run it on `example`: NotApplicable, naming the timm block
     and the error, if either fails or the output changes shape. Costs one pruning of the model."""
@@ -359,7 +378,9 @@ def preflight(
                 where = stack[-1] if stack else None
                 raise
         if got != want:
-            raise RuntimeError(f"the pruned model outputs {tuple(got)}, the dense one {tuple(want)}")
+            raise RuntimeError(
+                f"the pruned model outputs {tuple(got)}, the dense one {tuple(want)}"
+            )
     except NotApplicable:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of the library becomes a named refusal
