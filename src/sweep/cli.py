@@ -6,6 +6,7 @@ unreachable tracking server) ends here with one line and exit status 2: no model
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -32,6 +33,8 @@ class Plan:
     runs_job: bool = True
     multirun: bool = False
     report_to: str | None = None  # report.out when report.on_sweep_end
+    heartbeat_s: float | None = tracking.DEFAULT_HEARTBEAT_S
+    stale_after_s: float = tracking.DEFAULT_STALE_AFTER_S
 
 
 # Hydra has no public API to read its own command line without running the app: its parser gives the
@@ -163,6 +166,8 @@ def preflight(argv: list[str]) -> Plan:
             plan.stores.add((tracking.resolve_uri(cfg.tracking.uri), cfg.tracking.experiment))
             plan.sweep_id = cfg.sweep_id
             plan.report_to = cfg.report.out if cfg.report.on_sweep_end else None
+            plan.heartbeat_s = cfg.tracking.heartbeat_s
+            plan.stale_after_s = cfg.tracking.stale_after_s
     GlobalHydra.instance().clear()
     for uri, _ in plan.stores:
         tracking.check_reachable(uri)
@@ -255,6 +260,17 @@ def _report(plan: Plan, uri: str) -> None:
         )
 
 
+def _fail_stale(uri: str, experiment: str, older_than_s: float) -> None:
+    """Runs left RUNNING by a dead process or node, of any sweep, end FAILED before new jobs start."""
+    for r in tracking.fail_stale(uri, experiment, older_than_s):
+        print(
+            f"sweep: run {r.info.run_name} ({r.info.run_id}) of sweep "
+            f"{r.data.tags.get(tracking.TAG_SWEEP_ID)} ended FAILED: no heartbeat for over "
+            f"{older_than_s:g} s (tracking.stale_after_s)",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -263,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         if plan.runs_job:
             for uri, experiment in plan.stores:
                 tracking.init_store(uri, experiment)  # once, before any parallel writer
+                _fail_stale(uri, experiment, plan.stale_after_s)
     except SweepConfigError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -286,7 +303,8 @@ def main(argv: list[str] | None = None) -> None:
         plan.argv.append(f"tracking.parent_run_id={parent[1]}")
     status, code = "FAILED", 1
     try:
-        status, code = _run_hydra(plan)
+        with tracking.Heartbeat(*parent, plan.heartbeat_s) if parent else contextlib.nullcontext():
+            status, code = _run_hydra(plan)
     finally:
         if parent is not None and status != "KILLED":
             tracking.fail_orphans(*parent)

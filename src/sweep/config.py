@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sweep import schema
+from sweep import schema, tracking
 from sweep.errors import SweepConfigError
 
 GROUPS = ("model", "pruner", "dataset")
@@ -105,6 +105,10 @@ def check_job_config(cfg):
     from sweep.models import is_known_model
 
     schema.check_ranges(cfg)
+    if cfg.sweep_id is not None:
+        tracking.check_name("sweep_id", cfg.sweep_id)
+    if cfg.tracking.parent_run_id is not None:
+        tracking.check_name("tracking.parent_run_id", cfg.tracking.parent_run_id)
     if not is_known_model(cfg.model.name):
         raise SweepConfigError(
             f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: see timm.list_models()"

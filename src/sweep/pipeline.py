@@ -361,6 +361,7 @@ def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Meas
         {**_count_metrics(c_dense, tracking.DENSE_PREFIX), **_count_metrics(c_pruned)}
     )
     job.run.set_tags({tracking.TAG_NOOP: noop})
+    job.run.flush()  # the counts stay if the process dies while timing (minutes on large models)
     if noop:
         log.warning(
             "%s: pruning changed nothing (no parameter removed or zeroed): flagged as no-op",
@@ -586,7 +587,11 @@ def run_job(cfg: DictConfig) -> dict:
     rss_mb = provenance.rss_mb()
     with (
         tracking.job_run(
-            uri, cfg.tracking.experiment, run_name_of(cfg), _run_tags(cfg, key)
+            uri,
+            cfg.tracking.experiment,
+            run_name_of(cfg),
+            _run_tags(cfg, key),
+            cfg.tracking.heartbeat_s,
         ) as run,
         _watchdog(cfg.job, rss_mb) as watchdog,
     ):

@@ -335,9 +335,14 @@ def write_report(
     baseline: str | None = None,
     latency_threshold: float = 0.05,
     accuracy_threshold: float = 0.01,
+    stale_after_s: float = T.DEFAULT_STALE_AFTER_S,
 ) -> Path:
+    for key, name in (("--sweep", sweep_id), ("--baseline", baseline)):
+        if name is not None:
+            T.check_name(key, name)
     uri = T.resolve_uri(uri)
     T.check_reachable(uri)
+    T.fail_stale(uri, experiment, stale_after_s)  # a dead job's run shows as failed, not running
     sweep = R.load_sweep(uri, experiment, sweep_id)
     base = R.load_sweep(uri, experiment, baseline) if baseline else None
     out = out_dir / sweep.sweep_id

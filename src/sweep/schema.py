@@ -16,7 +16,13 @@ from typing import Any, Optional, Union
 from omegaconf import MISSING
 
 from sweep.errors import SweepConfigError
-from sweep.tracking import DEFAULT_EXPERIMENT, DEFAULT_URI, TRACKING_URI_ENV
+from sweep.tracking import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_STALE_AFTER_S,
+    DEFAULT_URI,
+    TRACKING_URI_ENV,
+)
 
 
 @dataclass(frozen=True)
@@ -188,6 +194,10 @@ class TrackingConfig:
     uri: str = f"${{oc.env:{TRACKING_URI_ENV},{DEFAULT_URI}}}"
     experiment: str = DEFAULT_EXPERIMENT
     parent_run_id: Optional[str] = None  # the sweep's parent run; the CLI fills it in
+    # a running job's heartbeat tag is refreshed this often, s (null: none)
+    heartbeat_s: Optional[float] = checked(DEFAULT_HEARTBEAT_S, POSITIVE)
+    # a sweep command ends FAILED any RUNNING run (of any sweep) whose heartbeat is older than this, s
+    stale_after_s: float = checked(DEFAULT_STALE_AFTER_S, POSITIVE)
 
 
 @dataclass

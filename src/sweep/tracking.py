@@ -9,8 +9,10 @@ import contextlib
 import functools
 import math
 import os
+import re
 import signal
 import threading
+import time
 import traceback
 import urllib.error
 import urllib.request
@@ -83,6 +85,10 @@ TAG_SPARSE_KERNELS = (
 TAG_VERSIONS = ("torch_version", "timm_version", "torch_pruning_version", "mlflow_version")
 TAG_JOB_KEY = "job_key"  # stable hash of the job's config (resume and dedupe)
 TAG_ROLE = "run_role"  # job | sweep (the parent run of a multirun)
+TAG_HEARTBEAT = (
+    "heartbeat"  # unix time, s, of a RUNNING run's last sign of life (every heartbeat_s)
+)
+TAG_STALE = "stale"  # true: ended FAILED by a later command because its heartbeat had stopped
 TAG_PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag: the UI shows jobs under their sweep
 
 DEFAULT_EXPERIMENT = "pruning-sweep"
@@ -109,6 +115,28 @@ DEFAULT_URI_HELP = f"default: ${TRACKING_URI_ENV} or {DEFAULT_URI}"
 # nor part of its identity (job_key). `weights.cache_dir` is logged but is not identity either.
 NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force", "report")
 NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report", "job")
+DEFAULT_HEARTBEAT_S = 30.0  # tracking.heartbeat_s
+DEFAULT_STALE_AFTER_S = (
+    600.0  # tracking.stale_after_s: a RUNNING run this long without a heartbeat is dead
+)
+
+# Values that go into MLflow filter strings (sweep_id, run ids): nothing that could end a quoted string.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}")
+NAME_HELP = "letters, digits and _ . : + -, starting with a letter or digit, at most 128"
+
+
+def check_name(key: str, value: str) -> str:
+    """`value`, or one line saying why it cannot name a sweep (it is matched inside MLflow queries)."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise SweepConfigError(f"{key}={value!r} is not valid: use {NAME_HELP}")
+    return value
+
+
+def _eq(key: str, value: str) -> str:
+    """`key = 'value'` for a filter string; a value with a quote is refused, never escaped."""
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} cannot go into an MLflow query ({NAME_HELP})")
+    return f"{key} = '{value}'"
 
 
 # ---- store ---------------------------------------------------------------------------------------------
@@ -194,8 +222,6 @@ def _tag_value(value: Any) -> str:
 
 def _metrics(metrics: Mapping[str, float | int | None]) -> list:
     """MLflow Metric entities, leaving out missing and NaN values."""
-    import time
-
     from mlflow.entities import Metric
 
     ts = int(time.time() * 1000)
@@ -284,9 +310,84 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Heartbeat:
+    """Sets a RUNNING run's `heartbeat` tag to the time every `every_s` seconds from a daemon thread, so
+    that a run whose process or node died (SIGKILL, a lost node) can be told from one still working and
+    ended FAILED by a later command (`fail_stale`). A failed beat is retried at the next one; it never
+    fails the job."""
+
+    def __init__(self, uri: str, run_id: str, every_s: float | None):
+        self.uri, self.run_id, self.every_s = uri, run_id, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="sweep-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                _client(self.uri).set_tag(self.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.every_s:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+def last_sign_of_life(run) -> float:
+    """Unix time, s, of a run's newest heartbeat, or of its start when it never beat."""
+    beat = run.data.tags.get(TAG_HEARTBEAT, "")
+    start = run.info.start_time / 1000
+    try:
+        return max(start, float(beat))
+    except ValueError:
+        return start
+
+
+def running_runs(uri: str, experiment: str) -> list:
+    """Every RUNNING run of an experiment, jobs and sweeps."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return _all_runs(client, exp.experiment_id, "attributes.status = 'RUNNING'")
+
+
+def fail_stale(uri: str, experiment: str, older_than_s: float) -> list:
+    """End FAILED every RUNNING run of the experiment (any sweep, jobs and sweep runs alike) whose last
+    sign of life is older than `older_than_s`: its process or node died without ending it. What it
+    logged stays. Returns the runs so ended."""
+    from mlflow.entities import RunTag
+
+    client = _client(uri)
+    now, stale = time.time(), []
+    for r in running_runs(uri, experiment):
+        age = now - last_sign_of_life(r)
+        if age <= older_than_s:
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - age))
+        reason = f"no heartbeat since {when} ({age:.0f} s > {older_than_s:g} s): its process or node died"
+        client.log_batch(r.info.run_id, tags=[RunTag(TAG_ERROR, reason), RunTag(TAG_STALE, "true")])
+        client.set_terminated(r.info.run_id, "FAILED")
+        stale.append(r)
+    return stale
+
+
 @contextlib.contextmanager
-def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[JobRun]:
-    """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED."""
+def job_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, Any],
+    heartbeat_s: float | None = DEFAULT_HEARTBEAT_S,
+) -> Iterator[JobRun]:
+    """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED.
+    While it is open, its heartbeat tag is refreshed every `heartbeat_s` seconds."""
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
     run = client.create_run(
@@ -295,7 +396,7 @@ def job_run(uri: str, experiment: str, run_name: str, tags: Mapping[str, Any]) -
     job = JobRun(uri, experiment_id, run.info.run_id)
     status = "FINISHED"
     try:
-        with sigterm_raises():
+        with sigterm_raises(), Heartbeat(uri, job.run_id, heartbeat_s):
             yield job
     except (KeyboardInterrupt, JobKilled) as e:
         status = "KILLED"
@@ -348,7 +449,7 @@ def fail_orphans(uri: str, parent_run_id: str) -> int:
         [run.info.experiment_id],
         run_view_type=1,
         max_results=1000,
-        filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        filter_string=f"{_eq(f'tags.`{TAG_PARENT}`', parent_run_id)} and attributes.status = 'RUNNING'",
     )
     for o in orphans:
         client.set_tag(
@@ -377,7 +478,7 @@ def _first_run(
 def finished_run_with_key(uri: str, experiment: str, key: str):
     """A FINISHED job run with this key, or None."""
     return _first_run(
-        uri, experiment, f"tags.{TAG_JOB_KEY} = '{key}' and attributes.status = 'FINISHED'"
+        uri, experiment, f"{_eq(f'tags.{TAG_JOB_KEY}', key)} and attributes.status = 'FINISHED'"
     )
 
 
@@ -388,17 +489,23 @@ def search_runs(uri: str, experiment: str, sweep_id: str | None = None) -> list:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    query = f"tags.{TAG_SWEEP_ID} = '{sweep_id}'" if sweep_id else ""
+    query = _eq(f"tags.{TAG_SWEEP_ID}", sweep_id) if sweep_id else ""
+    runs = _all_runs(client, exp.experiment_id, query)
+    return [r for r in runs if r.data.tags.get(TAG_ROLE) != "sweep"]
+
+
+def _all_runs(client, experiment_id: str, query: str) -> list:
+    """Every run that matches, oldest first, page by page."""
     runs, token = [], None
     while True:
         page = client.search_runs(
-            [exp.experiment_id],
+            [experiment_id],
             filter_string=query,
             max_results=1000,
             order_by=["attributes.start_time ASC"],
             page_token=token,
         )
-        runs.extend(r for r in page if r.data.tags.get(TAG_ROLE) != "sweep")
+        runs.extend(page)
         token = page.token
         if not token:
             return runs
@@ -415,7 +522,7 @@ def share_sweep_view(uri: str, experiment: str, sweep_id: str) -> tuple[str, str
     experiment_id = init_store(uri, experiment)
     key = re.sub(r"[^A-Za-z0-9_.-]", "-", sweep_id)
     view = {
-        "searchFilter": f"tags.{TAG_SWEEP_ID} = '{sweep_id}'",
+        "searchFilter": _eq(f"tags.{TAG_SWEEP_ID}", sweep_id),
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
         "selectedColumns": [f"{kind}.`{name}`" for kind, name in UI_COLUMNS],
@@ -436,7 +543,7 @@ def ui_of(uri: str) -> str:
 
 def parent_run_of(uri: str, experiment: str, sweep_id: str) -> str | None:
     run = _first_run(
-        uri, experiment, f"tags.{TAG_SWEEP_ID} = '{sweep_id}' and tags.{TAG_ROLE} = 'sweep'"
+        uri, experiment, f"{_eq(f'tags.{TAG_SWEEP_ID}', sweep_id)} and tags.{TAG_ROLE} = 'sweep'"
     )
     return run.info.run_id if run else None
 

@@ -50,6 +50,21 @@ class Sleeps(Pruner):
         return model
 
 
+class HangsWhileTiming(Pruner):
+    kind = PruneKind.SEMI_STRUCTURED
+    family = TEST
+    ratio_means = "nothing: this pruner's timed model never comes back, like a job killed mid-measure"
+
+    def prune(self, model, ratio, example_inputs, calibration=None):
+        return model
+
+    def accelerate(self, model, device, precision):
+        import time
+
+        time.sleep(600)
+        return model, 0
+
+
 # (method, tiny model) pairs where the method cannot apply, and the words its one line must contain
 NOT_APPLICABLE = {
     ("dg_bn_scale", "tiny_convnext"): "BatchNorm",
