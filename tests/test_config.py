@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from sweep.config import group_options
 from sweep.pruners.base import Pruner
@@ -57,6 +58,24 @@ def test_numbers_arrive_typed(compose):
     cfg = compose(["ratio=0", "measure.batch_size=2", "model.train.lr=1"])
     assert type(cfg.ratio) is float and cfg.ratio == 0.0  # `ratio=0` is an int on the command line
     assert type(cfg.measure.batch_size) is int and type(cfg.model.train.lr) is float
+
+
+@pytest.mark.parametrize(
+    "override, value",
+    [
+        ("job.max_memory_gb=16", 16),
+        ("job.max_memory_gb=2.5", 2.5),
+        ("job.stage_timeout_s.prune=3", 3),
+        ("job.stage_timeout_s.prune=auto", "auto"),
+    ],
+)
+def test_limits_take_whole_numbers_decimals_and_auto(compose, override, value):
+    from sweep.schema import check_ranges
+
+    cfg = compose([override])
+    key, _ = override.split("=")
+    assert OmegaConf.select(cfg, key) == value
+    check_ranges(cfg)
 
 
 def test_model_yaml_states_only_what_differs(compose):

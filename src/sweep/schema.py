@@ -207,7 +207,9 @@ class StageTimeoutConfig:
 
     build: Optional[float] = checked(None, POSITIVE)
     weights: Optional[float] = checked(None, POSITIVE)
-    prune: Optional[Union[float, str]] = checked("auto", Check(lo=0, lo_open=True, auto=("auto",)))
+    prune: Optional[Union[int, float, str]] = checked(
+        "auto", Check(lo=0, lo_open=True, auto=("auto",))
+    )
     measure: Optional[float] = checked(None, POSITIVE)
     evaluate: Optional[float] = checked(None, POSITIVE)
     finetune: Optional[float] = checked(None, POSITIVE)
@@ -224,7 +226,7 @@ class JobConfig:
     stage_timeout_s: StageTimeoutConfig = field(default_factory=StageTimeoutConfig)
     # resident memory of the job's process, GiB. auto: its memory at the job's start + max(4 GiB, 40x
     # the model's fp32 weights), at most 90 % of the machine's; null: no limit
-    max_memory_gb: Optional[Union[float, str]] = checked(
+    max_memory_gb: Optional[Union[int, float, str]] = checked(
         "auto", Check(lo=0, lo_open=True, auto=("auto",))
     )
 
