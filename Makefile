@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 TRACKING_URI ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# make server BACKEND=postgresql (the database in $SWEEP_POSTGRES_URI, see scripts/postgres-local.sh);
+# AUTH=1: MLflow's basic-auth app, admin account from MLFLOW_TRACKING_USERNAME / _PASSWORD
+BACKEND ?=
+AUTH ?=
+WORKERS ?= 1
 # The offline default grid: every tiny model x six methods (a mask, 2:4, the random and magnitude
 # baselines, a gradient and a global criterion) x three MACs targets, so that every row of a comparison
 # is at the same cost; each pruned model fine-tuned for 1 epoch (one-shot and recovered top-1 side by
@@ -52,7 +57,8 @@ format: $(STAMP)
 
 # The MLflow UI over the sweep store (a tracking server bound to HOST, loopback by default).
 ui: $(STAMP)
-	$(PY) -m sweep.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) --host $(HOST) --port $(PORT)
+	$(PY) -m sweep.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) $(if $(BACKEND),--backend $(BACKEND)) \
+	  $(if $(AUTH),--auth) --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 # A tracking server for jobs on other nodes: make server HOST=0.0.0.0 (see README, Cluster).
 server: ui

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from helpers.cli import FAST, run_cli
-from helpers.cli import test_env as job_env
+from helpers.cli import FAST, job_env, run_cli
 from sweep import tracking
 from sweep.errors import SweepConfigError
 

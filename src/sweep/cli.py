@@ -306,6 +306,18 @@ def main(argv: list[str] | None = None) -> None:
         with tracking.Heartbeat(*parent, plan.heartbeat_s) if parent else contextlib.nullcontext():
             status, code = _run_hydra(plan)
     finally:
+        code = _wrap_up(plan, parent, status, code, since_ms)
+    raise SystemExit(code)
+
+
+def _wrap_up(
+    plan: Plan, parent: tuple[str, str] | None, status: str, code: int, since_ms: int
+) -> int:
+    """Orphans, summary, report and the parent run's end; the exit status. A store that stopped
+    answering (past MLflow's own retries) ends the command with one line, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    try:
         if parent is not None and status != "KILLED":
             tracking.fail_orphans(*parent)
         summary_code, figures = summarize(plan, since_ms)
@@ -315,4 +327,13 @@ def main(argv: list[str] | None = None) -> None:
             _report(plan, parent[0])
         if parent is not None:
             tracking.close_parent_run(parent[0], parent[1], status, figures)
-    raise SystemExit(code)
+        return code
+    except MlflowException as e:
+        stores = ", ".join(sorted(u for u, _ in plan.stores))
+        print(
+            f"sweep: error: tracking store {stores} stopped answering ({first_line(e)[:300]}); runs "
+            f"it could not end are ended FAILED by a later command (tracking.stale_after_s); re-run "
+            f"with sweep_id={plan.sweep_id} to finish what is missing",
+            file=sys.stderr,
+        )
+        return 1

@@ -165,10 +165,29 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 f"tracking server {uri} is unreachable ({reason}); start it with `make server` "
                 f"or set tracking.uri / MLFLOW_TRACKING_URI"
             ) from None
+        check_credentials(uri)
     elif uri.startswith("sqlite:///"):
         parent = Path(uri[len("sqlite:///") :]).parent
         if not parent.is_dir():
             raise SweepConfigError(f"tracking.uri={uri}: folder {parent} does not exist")
+
+
+def check_credentials(uri: str) -> None:
+    """A server with authentication on refuses a client without (valid) credentials: say so in one line
+    before anything is written. Credentials come from MLflow's own environment variables or its
+    credentials file, never from the command line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(uri).search_experiments(max_results=1)
+    except MlflowException as e:
+        if e.get_http_status_code() not in (401, 403):
+            raise
+        raise SweepConfigError(
+            f"tracking server {uri} refused this client ({e.error_code}): set "
+            f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials) to an "
+            f"account with write access"
+        ) from None
 
 
 @functools.cache

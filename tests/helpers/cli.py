@@ -28,7 +28,7 @@ HALF_FAILING_GRID = [
 ]
 
 
-def test_env(extra: dict | None = None) -> dict[str, str]:
+def job_env(extra: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess job: tests/ importable for the test-only pruners."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
@@ -41,7 +41,7 @@ def run_cli(args, cwd, env_extra=None, timeout=900) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "sweep", *args],
         cwd=cwd,
-        env=test_env(env_extra),
+        env=job_env(env_extra),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -53,7 +53,9 @@ class Sleeps(Pruner):
 class HangsWhileTiming(Pruner):
     kind = PruneKind.SEMI_STRUCTURED
     family = TEST
-    ratio_means = "nothing: this pruner's timed model never comes back, like a job killed mid-measure"
+    ratio_means = (
+        "nothing: this pruner's timed model never comes back, like a job killed mid-measure"
+    )
 
     def prune(self, model, ratio, example_inputs, calibration=None):
         return model

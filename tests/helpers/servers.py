@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -34,3 +39,59 @@ def serving(store: str, folder: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def start_server(store: str, folder: Path, port: int, **kw) -> subprocess.Popen:
+    """`mlflow server` over `store` on `port`, answering on /health when this returns."""
+    from sweep import server
+
+    with open(folder / f"server-{port}.log", "a") as out:
+        proc = subprocess.Popen(
+            server.command(store, port=port, artifacts=str(folder / "artifacts"), **kw),
+            env=server.environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server.wait_healthy(f"http://127.0.0.1:{port}", timeout=150, proc=proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def can_start_postgres() -> bool:
+    """A PostgreSQL server can be had: given, installed, or installable (root)."""
+    return bool(
+        os.environ.get("SWEEP_POSTGRES_URI")
+        or any(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        or (os.geteuid() == 0 and shutil.which("apt-get"))
+    )
+
+
+@contextlib.contextmanager
+def postgres():
+    """A PostgreSQL server's URI: $SWEEP_POSTGRES_URI, or one started with scripts/postgres-local.sh
+    (in a folder the postgres user can enter: pytest's own tmp folders are root's alone)."""
+    if os.environ.get("SWEEP_POSTGRES_URI"):
+        yield os.environ["SWEEP_POSTGRES_URI"]
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+    script = ROOT / "scripts" / "postgres-local.sh"
+    started = subprocess.run(
+        ["bash", str(script), "start", str(folder), str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        yield started.stdout.strip().split("=", 1)[1]
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(folder)], timeout=120, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
