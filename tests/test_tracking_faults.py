@@ -174,3 +174,18 @@ def _wait_for_metric(store: str, metric: str, proc: subprocess.Popen, timeout: f
             return runs[0]
         time.sleep(0.5)
     raise AssertionError(f"no run logged {metric} within {timeout:.0f} s")
+
+
+def test_system_metrics_sampled_only_when_asked(store):
+    exp = tracking.init_store(store, EXPERIMENT)
+    assert exp
+    client = tracking._client(store)
+    ids = {}
+    for every in (0.2, None):
+        with tracking.job_run(store, EXPERIMENT, f"sm-{every}", {}, None, every) as run:
+            time.sleep(1.0)
+        ids[every] = run.run_id
+    history = client.get_metric_history(ids[0.2], "system/cpu_utilization_percentage")
+    assert len(history) >= 2
+    assert "system/system_memory_usage_megabytes" in client.get_run(ids[0.2]).data.metrics
+    assert not any(k.startswith("system/") for k in client.get_run(ids[None]).data.metrics)

@@ -592,6 +592,7 @@ def run_job(cfg: DictConfig) -> dict:
             run_name_of(cfg),
             _run_tags(cfg, key),
             cfg.tracking.heartbeat_s,
+            cfg.tracking.system_metrics_s,
         ) as run,
         _watchdog(cfg.job, rss_mb) as watchdog,
     ):

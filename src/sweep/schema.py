@@ -198,6 +198,9 @@ class TrackingConfig:
     heartbeat_s: Optional[float] = checked(DEFAULT_HEARTBEAT_S, POSITIVE)
     # a sweep command ends FAILED any RUNNING run (of any sweep) whose heartbeat is older than this, s
     stale_after_s: float = checked(DEFAULT_STALE_AFTER_S, POSITIVE)
+    # MLflow's system metrics (CPU, memory, GPU) sampled this often, s, while a job runs; null: off (the
+    # default: a sampling thread beside a CPU latency measurement is one more thing on its cores)
+    system_metrics_s: Optional[float] = checked(None, POSITIVE)
 
 
 @dataclass

@@ -398,15 +398,34 @@ def fail_stale(uri: str, experiment: str, older_than_s: float) -> list:
 
 
 @contextlib.contextmanager
+def system_metrics(uri: str, run_id: str, every_s: float | None) -> Iterator[None]:
+    """MLflow's system metrics (`system/cpu_utilization_percentage`, memory, disk, network, and GPU
+    utilisation and memory where pynvml sees one) sampled every `every_s` seconds while inside."""
+    if not every_s:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=every_s, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+@contextlib.contextmanager
 def job_run(
     uri: str,
     experiment: str,
     run_name: str,
     tags: Mapping[str, Any],
     heartbeat_s: float | None = DEFAULT_HEARTBEAT_S,
+    system_metrics_s: float | None = None,
 ) -> Iterator[JobRun]:
     """Open a run; end it FINISHED, FAILED (with the error as tag and traceback artifact) or KILLED.
-    While it is open, its heartbeat tag is refreshed every `heartbeat_s` seconds."""
+    While it is open, its heartbeat tag is refreshed every `heartbeat_s` seconds, and with
+    `system_metrics_s` MLflow's system metrics are sampled that often."""
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
     run = client.create_run(
@@ -415,7 +434,11 @@ def job_run(
     job = JobRun(uri, experiment_id, run.info.run_id)
     status = "FINISHED"
     try:
-        with sigterm_raises(), Heartbeat(uri, job.run_id, heartbeat_s):
+        with (
+            sigterm_raises(),
+            Heartbeat(uri, job.run_id, heartbeat_s),
+            system_metrics(uri, job.run_id, system_metrics_s),
+        ):
             yield job
     except (KeyboardInterrupt, JobKilled) as e:
         status = "KILLED"
