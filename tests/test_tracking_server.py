@@ -161,29 +161,9 @@ def test_server_command_on_postgresql_migrates_once_and_takes_a_sweep(
         c.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
     engine.dispose()
     db = postgres_uri.rsplit("/", 1)[0] + "/" + name
-    port = free_port()
-    with open(tmp_path / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sweep.server",
-                "--backend",
-                "postgresql",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-            ],
-            env={**os.environ, "SWEEP_POSTGRES_URI": db},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    args = ["--backend", "postgresql", "--workers", "2"]
+    proc, url = _sweep_server(args, tmp_path, {"SWEEP_POSTGRES_URI": db})
     try:
-        from sweep import server
-
-        server.wait_healthy(url, timeout=150, proc=proc)
         r = run_cli([*GRID, "sweep_id=pg", f"tracking.uri={url}", *FAST], cwd=tmp_path)
     finally:
         stop(proc)
@@ -214,29 +194,10 @@ def test_unreachable_postgres_is_one_line(tmp_path):
 
 def test_basic_auth_refuses_without_credentials_and_logs_with_them(tmp_path, weights_cache):
     store = f"sqlite:///{tmp_path / 'server.db'}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     creds = {"MLFLOW_TRACKING_USERNAME": "lab", "MLFLOW_TRACKING_PASSWORD": "s3cret-Pass-2026"}
-    with open(tmp_path / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sweep.server",
-                "--auth",
-                f"--auth-db=sqlite:///{tmp_path / 'auth.db'}",
-                f"--backend-store-uri={store}",
-                f"--port={port}",
-            ],
-            cwd=tmp_path,
-            env={**os.environ, **creds},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    args = ["--auth", f"--auth-db=sqlite:///{tmp_path / 'auth.db'}", f"--backend-store-uri={store}"]
+    proc, url = _sweep_server(args, tmp_path, creds)
     try:
-        from sweep import server
-
-        server.wait_healthy(url, timeout=150, proc=proc)
         args = ["model=tiny_cnn", "sweep_id=auth", f"tracking.uri={url}", *FAST]
         refused = run_cli(args, cwd=tmp_path, env_extra=NO_CREDENTIALS)
         wrong = run_cli(args, cwd=tmp_path, env_extra={**creds, "MLFLOW_TRACKING_PASSWORD": "nope"})
@@ -253,3 +214,21 @@ def test_basic_auth_refuses_without_credentials_and_logs_with_them(tmp_path, wei
     logged = json.dumps([run.data.params, run.data.tags]) + ok.stdout + ok.stderr
     logged += (tmp_path / "server.log").read_text()
     assert creds["MLFLOW_TRACKING_PASSWORD"] not in logged
+
+
+def _sweep_server(args: list[str], folder, env: dict) -> tuple[subprocess.Popen, str]:
+    """`python -m sweep.server ARGS` on a free port, answering when this returns."""
+    from sweep import server
+
+    port = free_port()
+    with open(folder / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweep.server", *args, f"--port={port}"],
+            cwd=folder,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    server.wait_healthy(url, timeout=150, proc=proc)
+    return proc, url
