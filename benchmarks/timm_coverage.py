@@ -146,12 +146,12 @@ def one_model(args: tuple) -> list[Outcome]:
         t0 = time.perf_counter()
         pruner = _pruner(method)
         try:
-            pruner.check(
-                model, name, x
-            )  # with an example: the preflight of sweep.pruners.timm_blocks
             with limits.Watchdog(
                 memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096
             ) as wd:
+                # with an example: the preflight of sweep.pruners.timm_blocks, as a job runs it
+                wd.stage("preflight", timeout_s, "--timeout")
+                pruner.check(model, name, x)
                 wd.stage("prune", timeout_s, "--timeout")
                 torch.manual_seed(0)
                 pruned = pruner.prune(copy.deepcopy(model), ratio, x, cal).eval()

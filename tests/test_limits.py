@@ -78,7 +78,7 @@ def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache):
             "-m",
             "model=tiny_cnn",
             "pruner=l1_unstructured",
-            "pruner._target_=helpers.pruners.Sleeps,sweep.pruners.torch_prune.L1Unstructured",
+            "pruner._target_=helpers.pruners.Sleeps,helpers.pruners.SleepsInCheck,sweep.pruners.torch_prune.L1Unstructured",
             "job.stage_timeout_s.prune=3",
             f"tracking.uri={store}",
             *FAST,
@@ -101,5 +101,10 @@ def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache):
     # stopped before measuring, and kept what it had logged
     assert "dense_params_total" not in hung.data.metrics
     assert "stage_weights_seconds" in hung.data.metrics
+    # a preflight check that hangs is held to the prune stage's limit too, before any training
+    checked = runs["helpers.pruners.SleepsInCheck"]
+    assert checked.info.status == "FAILED"
+    assert checked.data.tags[tracking.TAG_LIMIT] == "preflight:timeout"
+    assert "stage_weights_seconds" not in checked.data.metrics
     nxt = runs["sweep.pruners.torch_prune.L1Unstructured"]
     assert nxt.info.status == "FINISHED"

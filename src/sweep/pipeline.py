@@ -218,8 +218,19 @@ def build(job: Job) -> Built:
         job.limits.memory_mb = limits.auto_memory_mb(job.limits.start_mb, job.model_params)
         job.run.log_params({"job.max_memory_gb_used": round(job.limits.memory_mb / 1024, 2)})
     # before weights (which may train): a method that cannot apply says so at once
-    job.pruner.check(model.to(job.device), job.cfg.model.name, example)
+    _preflight(job, model.to(job.device), example)
     return Built(model, train, held_out, example, preprocess, start, note)
+
+
+def _preflight(job: Job, model: nn.Module, example: torch.Tensor) -> None:
+    """The method's check. A structural method's check prunes a copy of the model, so it runs under
+    the prune stage's limit for one prune (a library call that hangs there must not hang the job)."""
+    limit = job.cfg.job.stage_timeout_s.prune
+    if limit == "auto":
+        limit = limits.auto_stage_timeout_s("prune", job.model_params, 1)
+    job.limits.stage("preflight", limit, "job.stage_timeout_s.prune")
+    job.pruner.check(model, job.cfg.model.name, example)
+    job.limits.stage("build", job.stage_timeout_s("build"), "job.stage_timeout_s.build")
 
 
 @stage("weights")

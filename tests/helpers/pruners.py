@@ -50,6 +50,15 @@ class Sleeps(Pruner):
         return model
 
 
+class SleepsInCheck(Sleeps):
+    ratio_means = "nothing: this pruner's preflight check hangs, like a library call on a copy"
+
+    def check(self, model, model_name, example_inputs=None):
+        import time
+
+        time.sleep(600)
+
+
 class HangsWhileTiming(Pruner):
     kind = PruneKind.SEMI_STRUCTURED
     family = TEST
