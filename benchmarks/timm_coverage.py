@@ -288,11 +288,11 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
     if markdown:
         print("\n| family | model | " + " | ".join(methods) + " |")
         print("|---|---|" + "---|" * len(methods))
-        cell = {"pruned": "yes", "refused": "n/a", "failed": "**fails**", "limit": "**limit**"}
+        cell = {"pruned": "yes", "refused": "refused", "failed": "**fails**", "limit": "**limit**"}
         for model, outs in by_model.items():
             print(
                 f"| {outs[0].family} | `{model}` | "
-                + " | ".join(cell[o.status] for o in outs)
+                + " | ".join("n/a" if _method_not_for(o) else cell[o.status] for o in outs)
                 + " |"
             )
     return 0

@@ -3,6 +3,8 @@ config of the same blocks, so that a Torch-Pruning or timm upgrade that breaks o
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import timm
 import torch
@@ -195,7 +197,16 @@ def test_preflight_passes_a_model_it_can_prune(compose):
     instantiate(compose(["pruner=dg_group"]).pruner).check(model, "swin", x)
 
 
-def test_refused_blocks_are_named_before_anything_runs(compose):
-    model = timm.create_model("coatnet_nano_rw_224", num_classes=10)
-    with pytest.raises(NotApplicable, match=r"timm block maxxvit.TransformerBlock2d"):
-        instantiate(compose(["pruner=dg_group"]).pruner).check(model, "coatnet_nano_rw_224")
+@pytest.mark.parametrize(
+    "name, block",
+    [
+        ("coatnet_nano_rw_224", r"timm block maxxvit.TransformerBlock2d"),
+        ("rexnet_100", r"timm block rexnet.LinearBottleneck \(ReXNet partial residual\)"),
+    ],
+)
+def test_refused_blocks_are_named_before_anything_runs(compose, name, block):
+    model = timm.create_model(name, num_classes=10)
+    t0 = time.monotonic()
+    with pytest.raises(NotApplicable, match=block):
+        instantiate(compose(["pruner=dg_group"]).pruner).check(model, name)
+    assert time.monotonic() - t0 < 10  # refused up front, not after trying

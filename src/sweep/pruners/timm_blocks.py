@@ -252,6 +252,15 @@ REFUSALS: list[Refusal] = [
         "Torch-Pruning's pruning of efficientformerv2_s0 ran for more than 6 minutes and grew past 11 GB",
         _timm_class("efficientformer_v2", "Attention2d", "Attention2dDownsample"),
     ),
+    Refusal(
+        "ReXNet partial residual",
+        "its shortcut is added to a slice of the output channels (torch.cat of x[:, :C] + shortcut and "
+        "x[:, C:]); Torch-Pruning's search for dependency groups of rexnet_100 ran for more than 30 "
+        "minutes without finishing",
+        lambda m: (
+            _timm_class("rexnet", "LinearBottleneck")(m) and getattr(m, "use_shortcut", False)
+        ),
+    ),
 ]
 
 
