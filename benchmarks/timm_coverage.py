@@ -300,8 +300,16 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
 
 def _method_not_for(o: Outcome) -> bool:
     """Refused because the method needs what the model has not (BatchNorm, multi-head attention), as
-    opposed to a model that structural pruning cannot handle."""
-    return o.method in ("dg_bn_scale", "attn_heads")
+    opposed to a model that structural pruning cannot handle (which these methods refuse too)."""
+    return o.status == "refused" and any(why in o.detail for why in NOT_FOR)
+
+
+# How the methods that need a kind of layer say the model has none (sweep.pruners: BN-scale, heads).
+NOT_FOR = (
+    "needs BatchNorm",
+    "needs multi-head attention",
+    "head pruning supports timm's Attention",
+)
 
 
 if __name__ == "__main__":
