@@ -76,6 +76,14 @@ def main() -> int:
         print(
             f"round {i + 1}: job 2 -> job {len(rss)}: {rss[-1] - rss[1]:+.0f} MiB ({per_job:+.1f} MiB per job)"
         )
+        # a model's first jobs raise the allocator's high-water mark once; a leak keeps climbing after
+        seen = 2 * len(args.models.split(","))
+        if len(rss) > seen + 1:
+            again = (rss[-1] - rss[seen]) / (len(rss) - 1 - seen)
+            print(
+                f"round {i + 1}: once every model has run (job {seen + 1} -> job {len(rss)}): "
+                f"{rss[-1] - rss[seen]:+.0f} MiB ({again:+.1f} MiB per job)"
+            )
     print(
         f"{args.models}, {args.rounds} rounds: growth per job median {statistics.median(growth):+.1f} MiB "
         f"(range {min(growth):+.1f} .. {max(growth):+.1f}); target: about 0"
