@@ -176,17 +176,10 @@ def fresh_database(base: str) -> str:
 def serving(store: str, folder: Path, workers: int):
     server.prepare_store(store, EXPERIMENT)
     port = free_port()
-    with open(folder / f"server-{port}.log", "w") as log:
-        proc = subprocess.Popen(
-            server.command(store, port=port, artifacts=str(folder / "art"), workers=workers),
-            env=server.environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    log = folder / f"server-{port}.log"
+    proc = server.spawn(store, port, log, 180, artifacts=str(folder / "art"), workers=workers)
     try:
-        server.wait_healthy(url, timeout=180, proc=proc)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -132,6 +132,20 @@ def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None
     raise TimeoutError(f"mlflow server at {url} did not answer within {timeout:.0f}s")
 
 
+def spawn(backend_uri: str, port: int, log: Path, timeout: float = 150.0, **kw) -> subprocess.Popen:
+    """`mlflow server` over `backend_uri` on a loopback `port`, its output appended to `log`; returns
+    once it answers on /health (tests and benchmarks start servers this way)."""
+    with open(log, "a") as out:
+        proc = subprocess.Popen(
+            command(backend_uri, port=port, **kw),
+            env=environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    wait_healthy(f"http://127.0.0.1:{port}", timeout=timeout, proc=proc)
+    return proc
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m sweep.server", description=__doc__.splitlines()[0])
     ap.add_argument("--backend-store-uri", default=None, help=tracking.DEFAULT_URI_HELP)

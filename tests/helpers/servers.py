@@ -22,38 +22,21 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving(store: str, folder: Path):
     """A real `mlflow server` on a free loopback port over `store`; yields its http URI."""
-    from sweep import server
-
     port = free_port()
-    with open(folder / "server.log", "w") as out:
-        proc = subprocess.Popen(
-            server.command(store, port=port, artifacts=str(folder / "artifacts")),
-            env=server.environment(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    proc = start_server(store, folder, port)
     try:
-        server.wait_healthy(url, timeout=150, proc=proc)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 def start_server(store: str, folder: Path, port: int, **kw) -> subprocess.Popen:
     """`mlflow server` over `store` on `port`, answering on /health when this returns."""
     from sweep import server
 
-    with open(folder / f"server-{port}.log", "a") as out:
-        proc = subprocess.Popen(
-            server.command(store, port=port, artifacts=str(folder / "artifacts"), **kw),
-            env=server.environment(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server.wait_healthy(f"http://127.0.0.1:{port}", timeout=150, proc=proc)
-    return proc
+    return server.spawn(
+        store, port, folder / f"server-{port}.log", artifacts=str(folder / "artifacts"), **kw
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
