@@ -104,7 +104,12 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--rounds", type=int, default=3, help="fewest rounds per point")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=6,
+        help="fewest rounds per point (even: each side first as often)",
+    )
     ap.add_argument("--max-rounds", type=int, default=25)
     ap.add_argument(
         "--point-seconds", type=float, default=60.0, help="more rounds while under this per point"

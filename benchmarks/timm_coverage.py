@@ -170,6 +170,17 @@ def one_model(args: tuple) -> list[Outcome]:
                 )
             elif c.params_total >= dense.params_total or c.macs >= dense.macs:
                 out.append(Outcome(family, name, method, "failed", f"nothing removed ({kept})"))
+            elif getattr(pruner, "kept_dense", ()):
+                # pruned, with the layers the library cannot prune left whole (sweep.pruners.timm_blocks)
+                out.append(
+                    Outcome(
+                        family,
+                        name,
+                        method,
+                        "pruned",
+                        f"{kept}; kept whole: {','.join(pruner.kept_dense)}",
+                    )
+                )
             else:
                 out.append(Outcome(family, name, method, "pruned", kept))
         except NotApplicable as e:
@@ -270,10 +281,18 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
         all(o.status == "pruned" or (o.status == "refused" and _method_not_for(o)) for o in outs)
         for outs in by_model.values()
     )
+    partly = sum(
+        any(_kept_whole(o) for o in outs)
+        and all(
+            o.status == "pruned" or (o.status == "refused" and _method_not_for(o)) for o in outs
+        )
+        for outs in by_model.values()
+    )
     counts = {s: sum(o.status == s for o in results) for s in mark}
     print(
         f"\n{fams} families: {all_pruned} pruned and running with every structural method that applies "
-        f"to them ({100 * all_pruned / max(fams, 1):.0f} %), {every} pruned or refused with a named "
+        f"to them ({100 * all_pruned / max(fams, 1):.0f} %; {partly} of them with some layers kept "
+        f"whole by some method), {every} pruned or refused with a named "
         f"reason by every method ({100 * every / max(fams, 1):.0f} %); jobs: "
         + ", ".join(f"{v} {k}" for k, v in counts.items())
         + f"; {seconds:.0f} s"
@@ -292,10 +311,18 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
         for model, outs in by_model.items():
             print(
                 f"| {outs[0].family} | `{model}` | "
-                + " | ".join("n/a" if _method_not_for(o) else cell[o.status] for o in outs)
+                + " | ".join(
+                    "n/a" if _method_not_for(o) else "part" if _kept_whole(o) else cell[o.status]
+                    for o in outs
+                )
                 + " |"
             )
     return 0
+
+
+def _kept_whole(o: Outcome) -> bool:
+    """Pruned, with some layers the library cannot prune left whole."""
+    return o.status == "pruned" and "kept whole:" in o.detail
 
 
 def _method_not_for(o: Outcome) -> bool:

@@ -228,3 +228,31 @@ def test_calibration_comes_from_the_train_split(compose, store, weights_cache, m
             assert len(hits) and label in train_y[hits], "a calibration image is not a train image"
             in_eval += int((eval_x == img).flatten(1).all(dim=1).any())
     assert in_eval <= 0.1 * sum(len(y) for _, y in seen)  # digits has a few duplicates, no more
+
+
+def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache):
+    """BEiT's residual width cannot be pruned by the library (qkv runs through F.linear): the job
+    prunes the rest, and the run says which layers it left whole."""
+    cfg = compose(
+        [
+            "model=tiny_vit",
+            "model.name=beit_base_patch16_224",
+            "model.train.epochs=0",
+            "+model.kwargs.embed_dim=32",
+            "+model.kwargs.depth=1",
+            "+model.kwargs.num_heads=2",
+            "pruner=dg_group",
+            f"tracking.uri={store}",
+            *FAST,
+        ]
+    )
+    pipeline.run_job(cfg)
+    (run,) = _runs(store)
+    assert run.info.status == "FINISHED"
+    kept = run.data.tags[tracking.TAG_KEPT_DENSE]
+    assert kept and "*" in kept
+    assert run.data.metrics["macs"] < run.data.metrics["dense_macs"]
+    from sweep import rows
+
+    (row,) = rows.load_sweep(store, "pruning-sweep", None).runs
+    assert f"kept whole: {kept}" in rows.flags(row)

@@ -3,6 +3,7 @@ config of the same blocks, so that a Torch-Pruning or timm upgrade that breaks o
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -74,13 +75,6 @@ def _metaformer(kind: str):
 
 METHODS = ("dg_group", "dg_magnitude", "dg_taylor", "dg_global")
 
-# MetaFormer's Attention reshapes its output to the block's input width: ranked globally, attention and
-# block widths are pruned apart, and the preflight refuses
-REFUSED = {
-    ("caformer", "dg_global"): r"running the pruned model failed in timm block metaformer.Attention"
-}
-
-
 def _build(key: str):
     name, kwargs, side = FIXED[key]
     torch.manual_seed(0)
@@ -105,10 +99,8 @@ def test_fixed_family_prunes_and_runs(compose, key, method):
     dense = count(model, x)
     tokens = {id(m): getattr(m, "in_features", None) for m in timm_blocks._token_mixers(model)}
     pruner = instantiate(compose([f"pruner={method}"]).pruner)
-    if (key, method) in REFUSED:
-        with pytest.raises(NotApplicable, match=REFUSED[key, method]):
-            pruner.check(model, FIXED[key][0], x)
-        return
+    # CAFormer ranked globally: its Attention reshapes to the block's input width, so that group is
+    # kept whole (pruner.kept_dense) and the rest pruned
     pruner.check(model, FIXED[key][0], x)
     cal = Calibration([(torch.randn(2, *x.shape[1:]), torch.tensor([1, 2]))])
     pruned = pruner.prune(model, 0.5, x, cal).eval()
@@ -173,23 +165,112 @@ def _beit():
     ).eval()
 
 
+class _Folds(torch.nn.Module):
+    """Folds its 8 channels to 4 with a fixed matrix (a buffer, which the dependency graph does not
+    see): removing channels of `conv` breaks the fold, and nothing else in the model can be pruned."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.register_buffer("fold", torch.randn(4, 8, 1, 1))
+        self.head = torch.nn.Linear(4, 10)
+
+    def get_classifier(self):
+        return self.head
+
+    def forward(self, x):
+        y = torch.nn.functional.conv2d(self.conv(x), self.fold)
+        return self.head(y.mean((2, 3)))
+
+
 def test_a_model_the_library_cannot_prune_is_refused_naming_its_block(compose):
-    """BEiT computes qkv with F.linear on the layer's weight (plus q/v biases): Torch-Pruning never sees
-    the layer run, prunes its input only, and the pruned model fails. The preflight says so in one line
-    before anything is pruned, naming the model and the timm block."""
-    model, x = _beit(), torch.randn(1, 3, 224, 224)
+    """Where keeping the failing layers whole leaves nothing to prune, the preflight refuses in one line,
+    naming the model and the block, before anything is pruned, and leaves the model untouched."""
+    torch.manual_seed(0)
+    model, x = _Folds().eval(), torch.randn(1, 3, 8, 8)
     before = [p.clone() for p in model.parameters()]
     pruner = instantiate(compose(["pruner=dg_group"]).pruner)
     with pytest.raises(NotApplicable) as e:
-        pruner.check(model, "beit_base_patch16_224", x)
+        pruner.check(model, "folds", x)
     msg = str(e.value)
     assert "\n" not in msg
-    assert msg.startswith("beit_base_patch16_224 cannot be pruned structurally")
-    assert "timm block beit.Attention at 'blocks.0.attn'" in msg
-    # the model itself is untouched (the preflight prunes a copy) and still in eval mode
+    assert msg.startswith("folds cannot be pruned structurally")
+    assert "at 'head' (IndexError" in msg  # where the library failed
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert not model.training
-    pruner.check(model, "beit_base_patch16_224")  # without an example: no preflight
+    assert pruner.kept_dense == ()
+    pruner.check(model, "folds")  # without an example: no preflight
+
+
+@pytest.mark.parametrize("method", ["dg_group", "dg_taylor", "dg_global"])
+def test_layers_the_library_cannot_prune_are_kept_whole_and_the_rest_is_pruned(compose, method):
+    """BEiT computes qkv with F.linear on the layer's weight (plus q/v biases): Torch-Pruning never sees
+    the layer run, so the residual width cannot be pruned. The check finds that group, keeps it whole in
+    every block, and the method prunes the rest (heads, MLP hidden width)."""
+    model, x = _beit(), torch.randn(1, 3, 224, 224)
+    dense = count(model, x)
+    before = [p.clone() for p in model.parameters()]
+    pruner = instantiate(compose([f"pruner={method}"]).pruner)
+    pruner.check(model, "beit_base_patch16_224", x)
+    assert pruner.kept_dense and all("*" in k for k in pruner.kept_dense)  # every repeat of a block
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    shapes = {n: p.shape for n, p in model.named_parameters()}
+    cal = Calibration([(torch.randn(2, *x.shape[1:]), torch.tensor([1, 2]))])
+    pruned = pruner.prune(copy.deepcopy(model), 0.5, x, cal).eval()
+    with torch.no_grad():
+        assert pruned(x).shape == (1, 10)
+    assert count(pruned, x).macs < 0.9 * dense.macs
+    kept = timm_blocks.layers_matching(pruned, pruner.kept_dense)
+    assert kept
+    for name, p in pruned.named_parameters():  # kept layers keep their output channels
+        owner = pruned.get_submodule(name.rpartition(".")[0])
+        if owner in kept:
+            assert p.shape[0] == shapes[name][0], name
+    assert pruned.blocks[0].attn.qkv.in_features == 64  # the residual width is whole
+
+
+def test_layer_patterns_match_every_repeat_of_a_block():
+    assert timm_blocks.layer_pattern("stages.2.blocks.11.attn.qkv") == "stages.*.blocks.*.attn.qkv"
+    model = _beit()
+    found = timm_blocks.layers_matching(model, ("blocks.*.mlp.fc2",))
+    assert found == [model.blocks[0].mlp.fc2]
+    assert timm_blocks.layers_matching(model, ("blocks.*.mlp",)) == [model.blocks[0].mlp]
+    assert timm_blocks.layers_matching(model, ()) == []
+
+
+def test_glu_mlps_are_split_into_two_layers_with_the_same_output(compose):
+    """EVA-02's GluMlp splits one layer's output in halves (`chunk`), which the graph cannot follow;
+    rewritten as SwiGLU (two layers, the same weights) it computes the same and prunes."""
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "eva02_tiny_patch14_224", num_classes=10, img_size=56, embed_dim=32, depth=1, num_heads=2
+    ).eval()
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        want = model(x)
+        rewritten = copy.deepcopy(model)
+        timm_blocks.rewrite(rewritten)
+        assert type(rewritten.blocks[0].mlp).__name__ == "SwiGLU"
+        torch.testing.assert_close(rewritten(x), want)
+    dense = count(model, x[:1])
+    pruner = instantiate(compose(["pruner=dg_group"]).pruner)
+    pruner.check(model, "eva02_tiny_patch14_224", x[:1])
+    pruned = pruner.prune(copy.deepcopy(model), 0.5, x[:1]).eval()
+    assert pruned(x).shape == (2, 10)
+    assert count(pruned, x[:1]).params_total < dense.params_total
+
+
+def test_a_distilled_model_keeps_both_classifiers(compose):
+    """DeiT-distilled (like LeViT and EfficientFormer) averages a second, distillation head into its
+    output: neither head loses a class."""
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "deit_tiny_distilled_patch16_224", num_classes=10, embed_dim=32, depth=1, num_heads=2
+    ).eval()
+    x = torch.randn(1, 3, 224, 224)
+    pruned = instantiate(compose(["pruner=dg_global"]).pruner).prune(model, 0.5, x)
+    assert pruned.head.out_features == 10 and pruned.head_dist.out_features == 10
+    assert pruned(x).shape == (1, 10)
 
 
 def test_preflight_passes_a_model_it_can_prune(compose):
@@ -210,3 +291,17 @@ def test_refused_blocks_are_named_before_anything_runs(compose, name, block):
     with pytest.raises(NotApplicable, match=block):
         instantiate(compose(["pruner=dg_group"]).pruner).check(model, name)
     assert time.monotonic() - t0 < 10  # refused up front, not after trying
+
+
+def test_head_pruning_says_it_does_not_apply_to_eva_attention(compose):
+    """EVA's attention reshapes its heads back to the model width, so fewer heads cannot fit: the method
+    says it does not apply, in the words the coverage benchmark reads as 'n/a'."""
+    model = timm.create_model(
+        "eva02_tiny_patch14_224", num_classes=10, img_size=56, embed_dim=32, depth=1, num_heads=2
+    ).eval()
+    with pytest.raises(
+        NotApplicable, match=r"^head pruning supports timm's Attention, whose width"
+    ):
+        instantiate(compose(["pruner=attn_heads"]).pruner).check(
+            model, "eva02", torch.randn(1, 3, 56, 56)
+        )

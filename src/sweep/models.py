@@ -30,11 +30,18 @@ def build_model(
     return timm.create_model(name, pretrained=pretrained, **extra)
 
 
-def classifier_of(model: nn.Module) -> nn.Module | None:
-    """The final classifier, which no pruner may touch (its outputs are the classes)."""
+def classifiers_of(model: nn.Module) -> list[nn.Module]:
+    """The final classifiers, which no pruner may touch (their outputs are the classes): one, or two
+    where a distilled model (DeiT-distilled, LeViT, EfficientFormer) averages a distillation head in."""
     get = getattr(model, "get_classifier", None)
-    head = get() if callable(get) else None
-    return head if isinstance(head, nn.Module) and not isinstance(head, nn.Identity) else None
+    heads = get() if callable(get) else None
+    heads = heads if isinstance(heads, tuple) else (heads,)
+    return [h for h in heads if isinstance(h, nn.Module) and not isinstance(h, nn.Identity)]
+
+
+def classifier_of(model: nn.Module) -> nn.Module | None:
+    """The final classifier (the first, where there are two)."""
+    return next(iter(classifiers_of(model)), None)
 
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -42,8 +49,7 @@ PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 def prunable_layers(model: nn.Module) -> list[nn.Module]:
     """Conv and linear layers with a weight, the classifier excluded."""
-    head = classifier_of(model)
-    skip = {id(m) for m in head.modules()} if head is not None else set()
+    skip = {id(m) for head in classifiers_of(model) for m in head.modules()}
     return [
         m
         for m in model.modules()

@@ -230,6 +230,15 @@ def _preflight(job: Job, model: nn.Module, example: torch.Tensor) -> None:
         limit = limits.auto_stage_timeout_s("prune", job.model_params, 1)
     job.limits.stage("preflight", limit, "job.stage_timeout_s.prune")
     job.pruner.check(model, job.cfg.model.name, example)
+    kept = getattr(job.pruner, "kept_dense", ())
+    if kept:
+        log.info(
+            "%s: %s cannot prune %s; pruning the rest of the model and keeping those whole",
+            job.run_name,
+            job.pruner.name,
+            ", ".join(kept),
+        )
+        job.run.set_tags({tracking.TAG_KEPT_DENSE: ",".join(kept)})
     job.limits.stage("build", job.stage_timeout_s("build"), "job.stage_timeout_s.build")
 
 

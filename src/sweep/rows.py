@@ -291,6 +291,8 @@ def flags(row: Row) -> list[str]:
         return out  # what it would have measured is not there
     if row.flag(T.TAG_NOOP):
         out.append("no-op")
+    if row.tags.get(T.TAG_KEPT_DENSE):
+        out.append(f"kept whole: {row.tags[T.TAG_KEPT_DENSE]}")
     if row.flag(T.TAG_AT_CHANCE):
         out.append("accuracy at chance")
     if row.masks:

@@ -76,6 +76,8 @@ TAG_NOT_APPLICABLE = "not_applicable"  # true: FAILED because the method cannot 
 TAG_WEIGHTS = "weights"  # trained | pretrained | random
 TAG_AT_CHANCE = "accuracy_at_chance"  # true when dense accuracy is not above chance
 TAG_NOOP = "noop"  # true when pruning changed nothing
+# layers a structural method left whole because the library cannot prune them (path patterns, ","-joined)
+TAG_KEPT_DENSE = "pruning_kept_dense"
 TAG_KIND = "pruning_kind"  # unstructured | semi_structured | structured_mask | structural
 TAG_FAMILY = "pruning_family"  # torch.nn.utils.prune | depgraph
 TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work

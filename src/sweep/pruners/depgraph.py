@@ -3,12 +3,14 @@ shrinks. The importance criterion is a separate object (conf/pruner/dg_*.yaml `i
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
 
-from sweep.models import classifier_of
+from sweep.models import classifiers_of
 from sweep.pruners import timm_blocks
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
@@ -45,10 +47,13 @@ class DepGraphPruner(Pruner):
         self.round_to = round_to
         self.calibration_batches = calibration_batches
         self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
+        # layer path patterns left whole because the library cannot prune them (found by check())
+        self.kept_dense: tuple[str, ...] = ()
 
     def check(
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
     ) -> None:
+        self.kept_dense = ()
         why = timm_blocks.refusal(model)
         if why is not None:
             raise NotApplicable(f"{model_name} cannot be pruned structurally: {why}")
@@ -61,20 +66,36 @@ class DepGraphPruner(Pruner):
             # calibration batch: no data split is read for a check
             x = torch.randn_like(example_inputs)
             cal = Calibration([(x, torch.zeros(len(x), dtype=torch.long, device=x.device))])
-            timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
+            try:
+                timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
+            except NotApplicable:
+                # where some layers break the library, prune the rest and keep those dense: found by
+                # pruning a copy group by group; refused as before when that does not work either
+                kept = timm_blocks.find_unprunable(
+                    lambda m, keep: self._pruner(m, 0.5, x, cal, keep), model, x
+                )
+                if not kept:
+                    raise
+                self.kept_dense = kept
+                timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
 
-    def prune(
+    @contextlib.contextmanager
+    def _pruner(
         self,
         model: nn.Module,
         ratio: float,
         example_inputs: torch.Tensor,
-        calibration: Calibration | None = None,
-    ) -> nn.Module:
+        calibration: Calibration | None,
+        kept_dense: tuple[str, ...] = (),
+    ) -> Iterator:
+        """Torch-Pruning's pruner for `model`, calibrated, ready to step; layers whose paths match
+        `kept_dense` (timm_blocks.layer_pattern) left whole. After the step, timm's fields follow."""
         import torch_pruning as tp
 
-        head = classifier_of(model)
+        timm_blocks.rewrite(model)
         attns = timm_blocks.attention_blocks(model)
         setup = timm_blocks.configure(model)
+        kept = timm_blocks.layers_matching(model, kept_dense)
         with setup.around(), warnings.catch_warnings():
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
             # pruned along their last non-singleton dim, which is their channel dim in timm's models.
@@ -87,7 +108,7 @@ class DepGraphPruner(Pruner):
                 global_pruning=self.global_pruning,
                 max_pruning_ratio=self.max_pruning_ratio,
                 isomorphic=self.isomorphic,
-                ignored_layers=([head] if head is not None else []) + setup.ignored_params,
+                ignored_layers=classifiers_of(model) + setup.ignored_params + kept,
                 customized_pruners=setup.customized_pruners,
                 round_to=self.round_to,
                 num_heads={a.qkv: a.num_heads for a in attns},
@@ -97,18 +118,34 @@ class DepGraphPruner(Pruner):
                 out_channel_groups={},
                 channel_groups={},
             )
-            calibrate = getattr(self.importance, "calibrate", None)
-            if calibrate is not None:
-                if calibration is None or not calibration.batches:
-                    raise RuntimeError(
-                        f"{self.name} needs calibration batches from the train split"
-                    )
-                with torch.enable_grad():
-                    calibrate(model, calibration)
+            self._calibrate(model, calibration)
+            yield timm_blocks.Session(
+                pruner,
+                lambda: timm_blocks.after_pruning(
+                    model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns}
+                ),
+            )
+
+    def _calibrate(self, model: nn.Module, calibration: Calibration | None) -> None:
+        """Gradients for the criteria that read them (Taylor, Hessian), from train batches."""
+        calibrate = getattr(self.importance, "calibrate", None)
+        if calibrate is None:
+            return
+        if calibration is None or not calibration.batches:
+            raise RuntimeError(f"{self.name} needs calibration batches from the train split")
+        with torch.enable_grad():
+            calibrate(model, calibration)
+
+    def prune(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
+        with self._pruner(model, ratio, example_inputs, calibration, self.kept_dense) as s:
             with torch.no_grad():
-                pruner.step()
+                s.pruner.step()
+            s.sync()
         model.zero_grad(set_to_none=True)
-        timm_blocks.after_pruning(
-            model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns}
-        )
         return model

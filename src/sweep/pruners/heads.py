@@ -17,6 +17,10 @@ from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pr
 HEADS = Family("attention_heads", "Attention-head pruning (whole heads of timm's Attention)", 3)
 
 
+# attention blocks that reshape their heads' output to the block's input width: fewer heads cannot fit
+WIDTH_BOUND = {("timm.models.eva", "EvaAttention")}
+
+
 def _head_rows(attn: nn.Module, heads: list[int]) -> torch.Tensor:
     """qkv output rows of `heads`, laid out (3, num_heads, head_dim) as timm's reshape reads them."""
     h, d = attn.num_heads, attn.head_dim
@@ -74,6 +78,11 @@ class AttentionHeadPruner(Pruner):
                 raise NotApplicable(
                     f"head pruning supports timm's Attention (qkv, proj, num_heads, head_dim); "
                     f"{model_name} has {type(a).__name__} with other fields"
+                )
+            if (type(a).__module__, type(a).__name__) in WIDTH_BOUND:
+                raise NotApplicable(
+                    f"head pruning supports timm's Attention, whose width may differ from the model's; "
+                    f"{model_name}'s {type(a).__name__} reshapes its heads back to the model width"
                 )
         if (
             example_inputs is not None

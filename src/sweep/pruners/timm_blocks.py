@@ -155,6 +155,50 @@ def _marked(layers: list[nn.Module]) -> Iterator[dict[type, type]]:
             layer.__class__ = cls
 
 
+# ---- rewritten before pruning: GLU MLPs ------------------------------------------------------------------
+def _split_glu(glu: nn.Module) -> nn.Module:
+    """timm's GluMlp computes fc1 once and splits it in two halves (value and gate) with `chunk`, which
+    the dependency graph cannot follow; SwiGLU, the same function with the halves as two layers, it
+    can. The halves' weights are copied, so the output is unchanged."""
+    from timm.layers.mlp import SwiGLU
+
+    fc1, half = glu.fc1, glu.fc1.out_features // 2
+    gate_half, value_half = (slice(half, None), slice(None, half))
+    if not glu.gate_last:
+        gate_half, value_half = value_half, gate_half
+    out = SwiGLU(
+        fc1.in_features,
+        half,
+        glu.fc2.out_features,
+        bias=(fc1.bias is not None, glu.fc2.bias is not None),
+    )
+    for name, rows in (("fc1_g", gate_half), ("fc1_x", value_half)):
+        layer = getattr(out, name)
+        layer.weight.data = fc1.weight.data[rows].clone()
+        if fc1.bias is not None:
+            layer.bias.data = fc1.bias.data[rows].clone()
+    out.act, out.drop1, out.norm, out.fc2, out.drop2 = (
+        glu.act,
+        glu.drop1,
+        glu.norm,
+        glu.fc2,
+        glu.drop2,
+    )
+    return out.to(fc1.weight.device, fc1.weight.dtype)
+
+
+def rewrite(model: nn.Module) -> None:
+    """Blocks replaced, in place, by ones that compute the same and that Torch-Pruning can follow."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                type(child).__name__ == "GluMlp"
+                and type(child).__module__ == "timm.layers.mlp"
+                and isinstance(getattr(child, "fc1", None), nn.Linear)
+            ):
+                setattr(parent, name, _split_glu(child))
+
+
 # ---- parameters never pruned -------------------------------------------------------------------------
 def _shape_bound_params(model: nn.Module) -> list[nn.Parameter]:
     """Relative position tables (one column per head, one row per offset): bound to the window and the
@@ -401,3 +445,110 @@ def preflight(
         ) from None
     finally:
         model.train(was_training)
+
+
+# ---- layers kept dense: what is left when some layers break the library --------------------------------------
+@dataclass
+class Session:
+    """A Torch-Pruning pruner ready to step, and `sync()`, which brings timm's fields in step after."""
+
+    pruner: object
+    sync: Callable[[], None]
+
+
+def layer_pattern(path: str) -> str:
+    """`blocks.3.attn.qkv` -> `blocks.*.attn.qkv`: the same layer in every repeat of its block."""
+    return ".".join("*" if p.isdigit() else p for p in path.split("."))
+
+
+def _matches(pattern: str, path: str) -> bool:
+    a, b = pattern.split("."), path.split(".")
+    return len(a) == len(b) and all(p == q or (p == "*" and q.isdigit()) for p, q in zip(a, b))
+
+
+def _named(model: nn.Module) -> Iterator[tuple[str, nn.Module | nn.Parameter]]:
+    yield from ((n, m) for n, m in model.named_modules() if n)
+    yield from model.named_parameters()
+
+
+def layers_matching(model: nn.Module, patterns: tuple[str, ...]) -> list:
+    """The layers (and parameters) of `model` whose paths match one of `patterns`."""
+    if not patterns:
+        return []
+    return [m for n, m in _named(model) if any(_matches(p, n) for p in patterns)]
+
+
+def _failing_layer(e: BaseException, model: nn.Module, graph=None) -> str | None:
+    """Path of the layer to leave whole for the error `e` raised by Torch-Pruning: the first layer whose
+    output channels the group it was ranking or pruning removes (a `group` in its frames), or the layer
+    it was building a group for (an `m`)."""
+    names = {id(m): n for n, m in _named(model)}
+    found = None
+    for frame, _ in traceback.walk_tb(e.__traceback__):
+        if "torch_pruning" not in frame.f_code.co_filename:
+            continue
+        local = frame.f_locals
+        group, layer = local.get("group"), local.get("m")
+        if hasattr(group, "items") and graph is not None:
+            found = _group_layer(names, group, graph) or found
+        elif isinstance(layer, nn.Module) and id(layer) in names:
+            found = names[id(layer)]
+    return found
+
+
+def _group_layer(names: dict[int, str], group, graph) -> str | None:
+    """Path of the first layer whose output channels `group` removes: leaving that layer whole makes
+    Torch-Pruning skip the group (and the same group in every repeat of the block)."""
+    for dep, _ in group:
+        layer = dep.target.module
+        if graph.is_out_channel_pruning_fn(dep.handler) and id(layer) in names:
+            return names[id(layer)]
+    return None
+
+
+def find_unprunable(
+    session: Callable[[nn.Module, tuple[str, ...]], contextlib.AbstractContextManager[Session]],
+    model: nn.Module,
+    example: torch.Tensor,
+    rounds: int = 8,
+) -> tuple[str, ...]:
+    """Layer patterns to leave whole so that the rest of `model` can be pruned; () if none are found.
+
+    A copy is pruned one dependency group at a time and run after each: the group being pruned (or
+    ranked) when the library raises, or after which the copy no longer runs, is left whole, with the
+    same group in every repeat of its block, and the copy pruned again from the start. Costs up to
+    `rounds` prunings of the model and one forward pass per group."""
+    was_training = model.training
+    model.eval()
+    kept: list[str] = []
+    try:
+        with torch.no_grad():
+            want = model(example).shape
+        for _ in range(rounds):
+            trial = copy.deepcopy(model)
+            names = {id(m): n for n, m in _named(trial)}
+            path, graph = None, None
+            try:
+                with session(trial, tuple(kept)) as s, torch.no_grad():
+                    graph = s.pruner.DG
+                    for group in s.pruner.step(interactive=True):
+                        path = _group_layer(names, group, graph)
+                        group.prune()
+                        s.sync()
+                        trial(example)
+                        path = None
+                    if trial(example).shape != want or _params(trial) >= _params(model):
+                        return ()  # nothing to blame, or nothing left to prune
+                    return tuple(kept)
+            except Exception as e:  # noqa: BLE001 - a group (or the layer it starts at) to leave whole
+                path = path or _failing_layer(e, trial, graph)
+            if path is None or layer_pattern(path) in kept:
+                return ()
+            kept.append(layer_pattern(path))
+        return ()
+    finally:
+        model.train(was_training)
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
