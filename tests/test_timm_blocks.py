@@ -75,6 +75,7 @@ def _metaformer(kind: str):
 
 METHODS = ("dg_group", "dg_magnitude", "dg_taylor", "dg_global")
 
+
 def _build(key: str):
     name, kwargs, side = FIXED[key]
     torch.manual_seed(0)
@@ -279,14 +280,18 @@ def test_preflight_passes_a_model_it_can_prune(compose):
 
 
 @pytest.mark.parametrize(
-    "name, block",
+    "name, kwargs, block",
     [
-        ("coatnet_nano_rw_224", r"timm block maxxvit.TransformerBlock2d"),
-        ("rexnet_100", r"timm block rexnet.LinearBottleneck \(ReXNet partial residual\)"),
+        ("coatnet_nano_rw_224", {}, r"timm block maxxvit.TransformerBlock2d"),
+        (
+            "rexnet_100",
+            {"drop_path_rate": 0.1},
+            r"timm block rexnet.LinearBottleneck \(ReXNet partial residual with drop path\)",
+        ),
     ],
 )
-def test_refused_blocks_are_named_before_anything_runs(compose, name, block):
-    model = timm.create_model(name, num_classes=10)
+def test_refused_blocks_are_named_before_anything_runs(compose, name, kwargs, block):
+    model = timm.create_model(name, num_classes=10, **kwargs)
     t0 = time.monotonic()
     with pytest.raises(NotApplicable, match=block):
         instantiate(compose(["pruner=dg_group"]).pruner).check(model, name)
@@ -305,3 +310,24 @@ def test_head_pruning_says_it_does_not_apply_to_eva_attention(compose):
         instantiate(compose(["pruner=attn_heads"]).pruner).check(
             model, "eva02", torch.randn(1, 3, 56, 56)
         )
+
+
+def test_rexnet_partial_residual_is_split_into_two_layers_and_prunes(compose):
+    """ReXNet adds its input to a slice of its output; rewritten with the last layer in two (the part the
+    input is added to, and the rest) it computes the same, and the graph search ends."""
+    torch.manual_seed(0)
+    model = timm.create_model("rexnet_100", num_classes=10).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        want = model(x)
+        rewritten = copy.deepcopy(model)
+        timm_blocks.rewrite(rewritten)
+        split = [m for m in rewritten.modules() if isinstance(m, timm_blocks.SplitLinearBottleneck)]
+        assert split
+        torch.testing.assert_close(rewritten(x), want)
+    dense = count(model, x)
+    pruner = instantiate(compose(["pruner=dg_group"]).pruner)
+    pruner.check(model, "rexnet_100", x)
+    pruned = pruner.prune(copy.deepcopy(model), 0.5, x).eval()
+    assert pruned(x).shape == (1, 10)
+    assert count(pruned, x).macs < 0.8 * dense.macs

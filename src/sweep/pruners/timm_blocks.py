@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from timm.models import rexnet as _rexnet
 
 from sweep.errors import NotApplicable, one_line
 
@@ -187,8 +188,47 @@ def _split_glu(glu: nn.Module) -> nn.Module:
     return out.to(fc1.weight.device, fc1.weight.dtype)
 
 
+# ---- rewritten before pruning: ReXNet's partial residual -------------------------------------------------
+class SplitLinearBottleneck(_rexnet.LinearBottleneck):
+    """ReXNet's block adds its input to the first `in_channels` of its output only (a slice, then a
+    concatenation), and Torch-Pruning's search for groups through that slice does not end. Here the last
+    layer is two: `conv_pwl` makes the channels the input is added to, `conv_pwl_rest` the others, so the
+    graph sees an add and a concatenation of whole layers. Same weights, same output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        if self.conv_exp is not None:
+            x = self.conv_exp(x)
+        x = self.conv_dw(x)
+        if self.se is not None:
+            x = self.se(x)
+        x = self.act_dw(x)
+        return torch.cat([self.conv_pwl(x) + shortcut, self.conv_pwl_rest(x)], dim=1)
+
+
+def _splittable(block: nn.Module) -> bool:
+    # with drop path (training only), one draw covers both parts in timm's block: not split
+    return (
+        type(block) is _rexnet.LinearBottleneck and block.use_shortcut and block.drop_path is None
+    )
+
+
+def _split_rexnet(block: nn.Module) -> None:
+    fn = _tp().pruner.function
+    c, n = block.in_channels, block.conv_pwl.conv.out_channels
+    rest = copy.deepcopy(block.conv_pwl)
+    for layer, drop in ((rest, range(c)), (block.conv_pwl, range(c, n))):
+        fn.prune_conv_out_channels(layer.conv, list(drop))
+        fn.prune_batchnorm_out_channels(layer.bn, list(drop))
+    block.conv_pwl_rest = rest
+    block.__class__ = SplitLinearBottleneck
+
+
 def rewrite(model: nn.Module) -> None:
     """Blocks replaced, in place, by ones that compute the same and that Torch-Pruning can follow."""
+    for block in list(model.modules()):
+        if _splittable(block):
+            _split_rexnet(block)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (
@@ -297,12 +337,15 @@ REFUSALS: list[Refusal] = [
         _timm_class("efficientformer_v2", "Attention2d", "Attention2dDownsample"),
     ),
     Refusal(
-        "ReXNet partial residual",
+        "ReXNet partial residual with drop path",
         "its shortcut is added to a slice of the output channels (torch.cat of x[:, :C] + shortcut and "
-        "x[:, C:]); Torch-Pruning's search for dependency groups of rexnet_100 ran for more than 30 "
-        "minutes without finishing",
+        "x[:, C:]), and with drop path on (one draw over both parts) the block is not rewritten; "
+        "Torch-Pruning's search for dependency groups of rexnet_100 through the slice ran for more "
+        "than 30 minutes without finishing",
         lambda m: (
-            _timm_class("rexnet", "LinearBottleneck")(m) and getattr(m, "use_shortcut", False)
+            _timm_class("rexnet", "LinearBottleneck")(m)
+            and getattr(m, "use_shortcut", False)
+            and getattr(m, "drop_path", None) is not None  # without it, rewritten (see rewrite)
         ),
     ),
 ]
