@@ -223,11 +223,12 @@ def build(job: Job) -> Built:
 
 
 def _preflight(job: Job, model: nn.Module, example: torch.Tensor) -> None:
-    """The method's check. A structural method's check prunes a copy of the model, so it runs under
-    the prune stage's limit for one prune (a library call that hangs there must not hang the job)."""
+    """The method's check. A structural method's check prunes a copy of the model (and, where that
+    fails, finds the layers to keep whole: a few prunings more), so it runs under the prune stage's
+    limit for three prunes (a library call that hangs there must not hang the job)."""
     limit = job.cfg.job.stage_timeout_s.prune
     if limit == "auto":
-        limit = limits.auto_stage_timeout_s("prune", job.model_params, 1)
+        limit = limits.auto_stage_timeout_s("prune", job.model_params, 3)
     job.limits.stage("preflight", limit, "job.stage_timeout_s.prune")
     job.pruner.check(model, job.cfg.model.name, example)
     kept = getattr(job.pruner, "kept_dense", ())
