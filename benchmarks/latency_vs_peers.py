@@ -14,7 +14,7 @@ trust flag, and (where CUDA is present) Torch-Pruning's measure_latency. Exits n
 Target: median ratio within 0.95-1.05.
 
     python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32]
-                                          [--rounds 3] [--max-rounds 25] [--point-seconds 60]
+                                          [--rounds 4] [--max-rounds 25] [--point-seconds 60]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main() -> int:
     ap.add_argument(
         "--rounds",
         type=int,
-        default=6,
+        default=4,
         help="fewest rounds per point (even: each side first as often)",
     )
     ap.add_argument("--max-rounds", type=int, default=25)
