@@ -298,18 +298,26 @@ def test_refused_blocks_are_named_before_anything_runs(compose, name, kwargs, bl
     assert time.monotonic() - t0 < 10  # refused up front, not after trying
 
 
-def test_head_pruning_says_it_does_not_apply_to_eva_attention(compose):
-    """EVA's attention reshapes its heads back to the model width, so fewer heads cannot fit: the method
-    says it does not apply, in the words the coverage benchmark reads as 'n/a'."""
-    model = timm.create_model(
-        "eva02_tiny_patch14_224", num_classes=10, img_size=56, embed_dim=32, depth=1, num_heads=2
-    ).eval()
+@pytest.mark.parametrize("key", ["eva", "caformer"])
+def test_head_pruning_says_it_does_not_apply_to_width_bound_attention(compose, key):
+    """EVA's and MetaFormer's attention reshape their heads back to the model width, so fewer heads
+    cannot fit: the method says it does not apply, in the words the coverage benchmark reads as 'n/a'."""
+    if key == "eva":
+        model = timm.create_model(
+            "eva02_tiny_patch14_224",
+            num_classes=10,
+            img_size=56,
+            embed_dim=32,
+            depth=1,
+            num_heads=2,
+        ).eval()
+        x = torch.randn(1, 3, 56, 56)
+    else:
+        model, x = _build("caformer")
     with pytest.raises(
         NotApplicable, match=r"^head pruning supports timm's Attention, whose width"
     ):
-        instantiate(compose(["pruner=attn_heads"]).pruner).check(
-            model, "eva02", torch.randn(1, 3, 56, 56)
-        )
+        instantiate(compose(["pruner=attn_heads"]).pruner).check(model, key, x)
 
 
 def test_rexnet_partial_residual_is_split_into_two_layers_and_prunes(compose):

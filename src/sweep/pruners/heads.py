@@ -18,7 +18,7 @@ HEADS = Family("attention_heads", "Attention-head pruning (whole heads of timm's
 
 
 # attention blocks that reshape their heads' output to the block's input width: fewer heads cannot fit
-WIDTH_BOUND = {("timm.models.eva", "EvaAttention")}
+WIDTH_BOUND = {("timm.models.eva", "EvaAttention"), ("timm.models.metaformer", "Attention")}
 
 
 def _head_rows(attn: nn.Module, heads: list[int]) -> torch.Tensor:
