@@ -3,6 +3,7 @@ config of the same blocks, so that a Torch-Pruning or timm upgrade that breaks o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -339,3 +340,25 @@ def test_rexnet_partial_residual_is_split_into_two_layers_and_prunes(compose):
     pruned = pruner.prune(copy.deepcopy(model), 0.5, x).eval()
     assert pruned(x).shape == (1, 10)
     assert count(pruned, x).macs < 0.8 * dense.macs
+
+
+def test_a_job_limit_inside_the_check_is_not_taken_for_a_refusal():
+    """A time or memory limit that fires while the check prunes a copy ends the job with the limit
+    named (limit_exceeded), not as 'cannot be pruned' nor as a group to keep whole."""
+    from sweep.limits import LimitExceeded
+
+    model, x = _beit(), torch.randn(1, 3, 224, 224)
+
+    def over(*_):
+        raise LimitExceeded("stage preflight ran past 1s", "preflight", "timeout")
+
+    with pytest.raises(LimitExceeded):
+        timm_blocks.preflight(over, model, x, "beit")
+
+    @contextlib.contextmanager
+    def session(m, kept):
+        over()
+        yield
+
+    with pytest.raises(LimitExceeded):
+        timm_blocks.find_unprunable(session, model, x)

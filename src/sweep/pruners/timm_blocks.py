@@ -30,6 +30,7 @@ import torch.nn as nn
 from timm.models import rexnet as _rexnet
 
 from sweep.errors import NotApplicable, one_line
+from sweep.limits import LimitExceeded
 
 
 def _tp():
@@ -477,7 +478,7 @@ def preflight(
             raise RuntimeError(
                 f"the pruned model outputs {tuple(got)}, the dense one {tuple(want)}"
             )
-    except NotApplicable:
+    except (NotApplicable, LimitExceeded):  # a job limit is the job's to report, not a refusal
         raise
     except Exception as e:  # noqa: BLE001 - any failure of the library becomes a named refusal
         module = where if where is not None else _module_in_traceback(e)
@@ -568,29 +569,50 @@ def find_unprunable(
         with torch.no_grad():
             want = model(example).shape
         for _ in range(rounds):
-            trial = copy.deepcopy(model)
-            names = {id(m): n for n, m in _named(trial)}
-            path, graph = None, None
-            try:
-                with session(trial, tuple(kept)) as s, torch.no_grad():
-                    graph = s.pruner.DG
-                    for group in s.pruner.step(interactive=True):
-                        path = _group_layer(names, group, graph)
-                        group.prune()
-                        s.sync()
-                        trial(example)
-                        path = None
-                    if trial(example).shape != want or _params(trial) >= _params(model):
-                        return ()  # nothing to blame, or nothing left to prune
-                    return tuple(kept)
-            except Exception as e:  # noqa: BLE001 - a group (or the layer it starts at) to leave whole
-                path = path or _failing_layer(e, trial, graph)
+            done, path = _probe_round(session, model, tuple(kept), example, want)
+            _let_go()  # that round's copy and graph (GBs on some models), before the next
+            if done is not None:
+                return tuple(kept) if done else ()
             if path is None or layer_pattern(path) in kept:
                 return ()
             kept.append(layer_pattern(path))
         return ()
     finally:
         model.train(was_training)
+
+
+def _probe_round(
+    session, model, kept: tuple[str, ...], example, want
+) -> tuple[bool | None, str | None]:
+    """Prune a copy of `model` group by group, `kept` left whole: (True, None) when it gets through with
+    fewer parameters and the output shape `want`, (False, None) when it gets through otherwise (nothing
+    to blame, or nothing left to prune), (None, path) with the layer whose group to keep whole next."""
+    trial = copy.deepcopy(model)
+    names = {id(m): n for n, m in _named(trial)}
+    path, graph = None, None
+    try:
+        with session(trial, kept) as s, torch.no_grad():
+            graph = s.pruner.DG
+            for group in s.pruner.step(interactive=True):
+                path = _group_layer(names, group, graph)
+                group.prune()
+                s.sync()
+                trial(example)
+                path = None
+            return _params(trial) < _params(model) and trial(example).shape == want, None
+    except LimitExceeded:
+        raise
+    except Exception as e:  # noqa: BLE001 - a group (or the layer it starts at) to leave whole
+        return None, path or _failing_layer(e, trial, graph)
+
+
+def _let_go() -> None:
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc: freed heap back to the OS
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _params(model: nn.Module) -> int:
