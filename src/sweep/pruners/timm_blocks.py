@@ -8,13 +8,19 @@ axis. timm's blocks that do such things need one of
   * to be taken out of the channel graph: the token-mixing layers of MLP-Mixer, ResMLP and gMLP, whose
     width is the number of tokens (they act on every channel alike, so channels pass through them);
   * parameters never pruned: tables indexed by relative position, one column per head;
+  * a rewrite before pruning into blocks that compute the same from the same weights and that the graph
+    can follow: GluMlp (one layer split in halves) as SwiGLU, ReXNet's partial residual with its last
+    layer in two;
   * bookkeeping after pruning, for blocks that keep sizes as fields and reshape by them: attention
     (`num_heads`, `head_dim`, `attn_dim` / `attention_dim`), MetaFormer's Scale (`shape`);
-  * or, where none of this is enough yet, a refusal before pruning that names the block and why:
-    `preflight` prunes a copy of the model and runs it, and a failure names the timm block it
-    happened in.
-`configure(model)` gathers what the model's blocks need, `after_pruning(model)` updates their fields,
-and `preflight(...)` raises NotApplicable with one line where a model cannot be pruned.
+  * for what none of this covers, layers kept whole: `find_unprunable` prunes a copy group by group and
+    names the layers whose groups break it (in every repeat of their block), and the rest is pruned;
+  * or, where nothing is left to prune or trying costs too much, a refusal before pruning that names
+    the block and why: `preflight` prunes a copy of the model and runs it, and a failure names the timm
+    block it happened in.
+`rewrite(model)` and `configure(model)` prepare a pruning, `after_pruning(model)` updates the blocks'
+fields, `find_unprunable(...)` finds what to keep whole, and `preflight(...)` raises NotApplicable with
+one line where a model cannot be pruned.
 """
 
 from __future__ import annotations
