@@ -64,7 +64,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def release_memory() -> None:
+def trim_heap() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc), so that a process's resident
     memory says what is still in use rather than what the allocator keeps for later."""
     import contextlib
@@ -72,8 +72,15 @@ def release_memory() -> None:
     import gc
 
     gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: RSS may include freed memory
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def release_memory() -> None:
+    """Between jobs: `trim_heap`, and what survives set aside from later collections."""
+    import gc
+
+    trim_heap()
     # what survives is long-lived (libraries, caches): out of later collections' way, so the next job's
     # collection scans only what was made since (a full scan costs about 0.3 s a job)
     gc.freeze()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: RSS may include freed memory
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -37,6 +37,7 @@ from timm.models import rexnet as _rexnet
 
 from sweep.errors import NotApplicable, one_line
 from sweep.limits import LimitExceeded
+from sweep.provenance import trim_heap
 
 
 def _tp():
@@ -576,7 +577,7 @@ def find_unprunable(
             want = model(example).shape
         for _ in range(rounds):
             done, path = _probe_round(session, model, tuple(kept), example, want)
-            _let_go()  # that round's copy and graph (GBs on some models), before the next
+            trim_heap()  # that round's copy and graph (GBs on some models), before the next
             if done is not None:
                 return tuple(kept) if done else ()
             if path is None or layer_pattern(path) in kept:
@@ -610,15 +611,6 @@ def _probe_round(
         raise
     except Exception as e:  # noqa: BLE001 - a group (or the layer it starts at) to leave whole
         return None, path or _failing_layer(e, trial, graph)
-
-
-def _let_go() -> None:
-    import ctypes
-    import gc
-
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # glibc: freed heap back to the OS
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _params(model: nn.Module) -> int:
