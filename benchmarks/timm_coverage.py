@@ -170,7 +170,7 @@ def one_model(args: tuple) -> list[Outcome]:
                 )
             elif c.params_total >= dense.params_total or c.macs >= dense.macs:
                 out.append(Outcome(family, name, method, "failed", f"nothing removed ({kept})"))
-            elif getattr(pruner, "kept_dense", ()):
+            elif pruner.kept_dense:
                 # pruned, with the layers the library cannot prune left whole (sweep.pruners.timm_blocks)
                 out.append(
                     Outcome(

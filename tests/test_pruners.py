@@ -16,7 +16,7 @@ from helpers.models import TINY, tiny_input, tiny_model
 from helpers.pruners import NOT_APPLICABLE, assert_classifier_untouched, calibration_for
 from sweep.config import group_options
 from sweep.measure.counting import count
-from sweep.models import classifier_of, prunable_layers
+from sweep.models import classifiers_of, prunable_layers
 from sweep.pipeline import is_noop
 from sweep.pruners import semi_structured
 from sweep.pruners.base import NotApplicable, PruneKind
@@ -77,9 +77,9 @@ def test_pruner_reduces_as_its_kind_promises(compose, alias, pruner_name):
         assert pruned(tiny_input(alias, 2)).shape == (2, 10)
     c_dense, c_pruned = count(dense, x), count(pruned, x)
     assert not is_noop(c_dense, c_pruned)
-    assert_classifier_untouched(classifier_of(dense), classifier_of(pruned))
+    assert_classifier_untouched(classifiers_of(dense)[0], classifiers_of(pruned)[0])
     if pruner.kind is not PruneKind.STRUCTURAL:
-        assert torch.equal(classifier_of(pruned).weight, classifier_of(dense).weight)
+        assert torch.equal(classifiers_of(pruned)[0].weight, classifiers_of(dense)[0].weight)
 
     if pruner.kind is PruneKind.UNSTRUCTURED:
         assert c_pruned.params_total == c_dense.params_total and c_pruned.macs == c_dense.macs

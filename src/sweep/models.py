@@ -39,11 +39,6 @@ def classifiers_of(model: nn.Module) -> list[nn.Module]:
     return [h for h in heads if isinstance(h, nn.Module) and not isinstance(h, nn.Identity)]
 
 
-def classifier_of(model: nn.Module) -> nn.Module | None:
-    """The final classifier (the first, where there are two)."""
-    return next(iter(classifiers_of(model)), None)
-
-
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 

@@ -231,7 +231,7 @@ def _preflight(job: Job, model: nn.Module, example: torch.Tensor) -> None:
         limit = limits.auto_stage_timeout_s("prune", job.model_params, 3)
     job.limits.stage("preflight", limit, "job.stage_timeout_s.prune")
     job.pruner.check(model, job.cfg.model.name, example)
-    kept = getattr(job.pruner, "kept_dense", ())
+    kept = job.pruner.kept_dense
     if kept:
         log.info(
             "%s: %s cannot prune %s; pruning the rest of the model and keeping those whole",

@@ -61,6 +61,9 @@ class Pruner(abc.ABC):
     ratio_means: str  # what `ratio` is a fraction of, for the README and the run's params
     calibration_batches: int = 0  # train batches the method needs (Taylor, Hessian); 0: none
     calibration_batch_size: int = 16
+    # layers (path patterns) that `check` found the method cannot prune, left whole by `prune`; () for
+    # most methods (the run's `pruning_kept_dense` tag)
+    kept_dense: tuple[str, ...] = ()
 
     def __init__(self, name: str):
         self.name = name

@@ -47,8 +47,7 @@ class DepGraphPruner(Pruner):
         self.round_to = round_to
         self.calibration_batches = calibration_batches
         self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
-        # layer path patterns left whole because the library cannot prune them (found by check())
-        self.kept_dense: tuple[str, ...] = ()
+        self.kept_dense = ()  # found by check()
 
     def check(
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
@@ -66,8 +65,12 @@ class DepGraphPruner(Pruner):
             # calibration batch: no data split is read for a check
             x = torch.randn_like(example_inputs)
             cal = Calibration([(x, torch.zeros(len(x), dtype=torch.long, device=x.device))])
+
+            def trial(m: nn.Module) -> nn.Module:
+                return self.prune(m, 0.5, x, cal)
+
             try:
-                timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
+                timm_blocks.preflight(trial, model, x, model_name)
             except NotApplicable:
                 # where some layers break the library, prune the rest and keep those dense: found by
                 # pruning a copy group by group; refused as before when that does not work either
@@ -77,7 +80,7 @@ class DepGraphPruner(Pruner):
                 if not kept:
                     raise
                 self.kept_dense = kept
-                timm_blocks.preflight(lambda m: self.prune(m, 0.5, x, cal), model, x, model_name)
+                timm_blocks.preflight(trial, model, x, model_name)
 
     @contextlib.contextmanager
     def _pruner(

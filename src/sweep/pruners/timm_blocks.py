@@ -529,11 +529,10 @@ def layers_matching(model: nn.Module, patterns: tuple[str, ...]) -> list:
     return [m for n, m in _named(model) if any(_matches(p, n) for p in patterns)]
 
 
-def _failing_layer(e: BaseException, model: nn.Module, graph=None) -> str | None:
+def _failing_layer(e: BaseException, names: dict[int, str], graph=None) -> str | None:
     """Path of the layer to leave whole for the error `e` raised by Torch-Pruning: the first layer whose
     output channels the group it was ranking or pruning removes (a `group` in its frames), or the layer
-    it was building a group for (an `m`)."""
-    names = {id(m): n for n, m in _named(model)}
+    it was building a group for (an `m`); `names`: id of each layer -> its path."""
     found = None
     for frame, _ in traceback.walk_tb(e.__traceback__):
         if "torch_pruning" not in frame.f_code.co_filename:
@@ -610,7 +609,7 @@ def _probe_round(
     except LimitExceeded:
         raise
     except Exception as e:  # noqa: BLE001 - a group (or the layer it starts at) to leave whole
-        return None, path or _failing_layer(e, trial, graph)
+        return None, path or _failing_layer(e, names, graph)
 
 
 def _params(model: nn.Module) -> int:
