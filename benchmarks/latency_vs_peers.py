@@ -1,25 +1,28 @@
 """The latency harness against torch.utils.benchmark.Timer, on the same model and input in one process.
 
-For each model and batch size, rounds of about `--budget` seconds a side, as many as fit
-`--point-seconds` (at least `--rounds`). Each round times the model once with the harness and
-once with Timer, in alternating order (AB, BA, AB, ...), so that neither side always runs first on a
-warmer or colder process (allocator, caches, clock). Both sides time the same thing: the same module and
-input tensor, no_grad, the same thread count, one forward per timed call, and the same number of
-warm-up and timed calls (the peer repeats `Timer.timeit(1)` as often as the harness warmed up and timed
-in that round), and each reports the median over its timed calls. (Timer's `blocked_autorange` reports
-a median of block *means*, a different statistic: a mean takes in the slow outliers that a median of
-single calls leaves out, so it reads higher on fast models; the `mean/med` column shows by how much.)
-Prints per point the median ratio harness / Timer over the rounds with its min-max, the harness's
-trust flag, and (where CUDA is present) Torch-Pruning's measure_latency. Exits non-zero only on error.
+For each model and batch size, rounds of about `--budget` seconds a side (at least `--warmup-min`
+warm-up and `--iters-min` timed calls), as many as fit `--point-seconds` (at least `--rounds`). Each round
+times the model once with the harness and once with Timer, in alternating order (AB, BA, AB, ...), so
+that neither side always runs first on a warmer or colder process (allocator, caches, clock). Both
+sides time the same thing: the same module and input tensor, no_grad, the same thread count, one
+forward per timed call, and the same number of warm-up and timed calls (the peer repeats
+`Timer.timeit(1)` as often as the harness warmed up and timed in that round), and each reports the
+median over its timed calls. (Timer's `blocked_autorange` reports a median of block *means*, a
+different statistic: a mean takes in the slow outliers that a median of single calls leaves out, so it
+reads higher on fast models; the `mean/med` column shows by how much.) Prints per point the median
+ratio harness / Timer over the rounds with its min-max and a bootstrap 95 % interval (over rounds) of
+that median, the harness's trust flag, and (where CUDA is present) Torch-Pruning's measure_latency.
+Exits non-zero only on error.
 Target: median ratio within 0.95-1.05.
 
     python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32]
-                                          [--rounds 4] [--max-rounds 100] [--point-seconds 60]
+                                          [--rounds 8] [--max-rounds 100] [--point-seconds 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -50,9 +53,14 @@ class Round:
     flag: str = ""
 
 
-def _harness(model, x, device, budget: float, threads: int) -> Round:
+def _harness(model, x, device, args, threads: int) -> Round:
     settings = LatencySettings(
-        batch_size=x.shape[0], time_budget_s=budget, iters_min=5, bootstrap=0, threads=threads
+        batch_size=x.shape[0],
+        time_budget_s=args.budget,
+        warmup_min=args.warmup_min,
+        iters_min=args.iters_min,
+        bootstrap=0,
+        threads=threads,
     )
     timing = time_models([model], x, settings, device)
     st = timing.stats[0]
@@ -91,13 +99,21 @@ def compare(model, x, device, args, threads: int) -> tuple[list[float], list[Rou
         if r >= args.rounds and r % 2 == 0 and time.perf_counter() - t0 > args.point_seconds:
             break
         if r % 2 == 0:
-            ours.append(_harness(model, x, device, args.budget, threads))
+            ours.append(_harness(model, x, device, args, threads))
         last = ours[-1]
         peer.append(_timer(model, x, device, threads, last.warmup, last.iters))
         if r % 2 == 1:
-            ours.append(_harness(model, x, device, args.budget, threads))
+            ours.append(_harness(model, x, device, args, threads))
     ratios = [a.ms / b.ms for a, b in zip(ours, peer)]
     return ratios, ours, peer
+
+
+def median_interval(ratios: list[float], n_boot: int = 2000) -> tuple[float, float]:
+    """Bootstrap 95 % interval of the median over rounds: how far a point's median can move with the
+    same spread of rounds, i.e. whether a miss of 0.95-1.05 is the harness or the machine."""
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n_boot))
+    return meds[int(0.025 * n_boot)], meds[int(0.975 * n_boot) - 1]
 
 
 def main() -> int:
@@ -108,9 +124,15 @@ def main() -> int:
     ap.add_argument(
         "--rounds",
         type=int,
-        default=4,
+        default=8,
         help="fewest rounds per point (even: each side first as often)",
     )
+    # The slow points (batch 32 of the 224-px models, 3-9 s a call) only ever get the fewest rounds. With
+    # 3 warm-up and 5 timed calls a side, 4 rounds, one round's ratio spanned 0.73-1.34 there: the
+    # machine drifts over the half-minute between the two sides. Sides of 1 + 3 calls halve that span,
+    # and 8 rounds fit the time 4 took. The model is warm either way: the other side just ran it.
+    ap.add_argument("--warmup-min", type=int, default=1, help="fewest warm-up calls a side")
+    ap.add_argument("--iters-min", type=int, default=3, help="fewest timed calls a side")
     # The fast points (a few ms a call) are the noisy ones on a shared VM: one round's ratio spans
     # 0.65-1.5 there, so their median needs many rounds; at 25 they stopped after ~25 of their 60 s.
     ap.add_argument("--max-rounds", type=int, default=100)
@@ -130,7 +152,7 @@ def main() -> int:
     )
     print(
         f"{'model':<22}{'batch':>6}{'harness ms':>12}{'Timer ms':>11}{'ratio':>8}"
-        f"{'min':>7}{'max':>7}{'rounds':>7}{'iters':>7}{'mean/med':>9}  {'flag':<16}{'TP ms':>9}"
+        f"{'min':>7}{'max':>7}{'95% CI':>14}{'rounds':>7}{'iters':>7}{'mean/med':>9}  {'flag':<16}{'TP ms':>9}"
     )
     medians = []
     for name in args.models.split(","):
@@ -147,13 +169,14 @@ def main() -> int:
                 tp_ms = tp.utils.benchmark.measure_latency(model, x, repeat=50)[0]
             med = statistics.median(ratios)
             medians.append(med)
+            lo, hi = median_interval(ratios)
             flags = (
                 ",".join(sorted({f for r in ours for f in r.flag.split(",")} - {"none"})) or "none"
             )
             print(
                 f"{name:<22}{bs:>6}{statistics.median(r.ms for r in ours):>12.3f}"
                 f"{statistics.median(r.ms for r in peer):>11.3f}{med:>8.3f}{min(ratios):>7.3f}"
-                f"{max(ratios):>7.3f}{len(ratios):>7}{statistics.median(r.iters for r in ours):>7.0f}"
+                f"{max(ratios):>7.3f}{f'{lo:.3f}-{hi:.3f}':>14}{len(ratios):>7}{statistics.median(r.iters for r in ours):>7.0f}"
                 f"{statistics.median(r.mean_over_median for r in ours):>9.3f}  {flags:<16}"
                 f"{tp_ms:>9.3f}",
                 flush=True,
