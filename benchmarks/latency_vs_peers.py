@@ -5,8 +5,8 @@ warm-up and `--iters-min` timed calls), as many as fit `--point-seconds` (at lea
 times the model once with the harness and once with Timer, in alternating order (AB, BA, AB, ...), so
 that neither side always runs first on a warmer or colder process (allocator, caches, clock). Both
 sides time the same thing: the same module and input tensor, no_grad, the same thread count, one
-forward per timed call, and the same number of warm-up and timed calls (the peer repeats
-`Timer.timeit(1)` as often as the harness warmed up and timed in that round), and each reports the
+forward per timed call, and the same number of warm-up and timed calls (the peer makes Timer's
+timed call of one forward as often as the harness warmed up and timed in that round), and each reports the
 median over its timed calls. (Timer's `blocked_autorange` reports a median of block *means*, a
 different statistic: a mean takes in the slow outliers that a median of single calls leaves out, so it
 reads higher on fast models; the `mean/med` column shows by how much.) Prints per point the median
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import timm
 import torch
 import torch.utils.benchmark as tb
+from torch.utils.benchmark.utils import common
 
 from sweep.measure.latency import LatencySettings, time_models
 
@@ -78,9 +79,14 @@ def _timer(model, x, device, threads: int, warmup: int, iters: int) -> Round:
         globals={"model": model, "x": x, "torch": torch},
         num_threads=threads,
     )
-    for _ in range(warmup):
-        timer.timeit(1)
-    samples = [timer.timeit(1).median * 1000 for _ in range(iters)]
+    # One forward per call, as on the harness's side: the public `timeit(n)` runs max(n // 100, 2)
+    # untimed calls before each timed one, which tripled the peer's forwards and the time its side
+    # spans. `_timeit(n)` is the timed loop that `timeit` wraps (compiled statement, gc off); the
+    # thread count that `timeit` would set is set here once for the side.
+    with common.set_torch_threads(threads):
+        for _ in range(warmup):
+            timer._timeit(1)
+        samples = [timer._timeit(1) * 1000 for _ in range(iters)]
     torch.set_grad_enabled(True)
     return Round(statistics.median(samples))
 
