@@ -1,18 +1,18 @@
 """The latency harness against torch.utils.benchmark.Timer, on the same model and input in one process.
 
 For each model and batch size, rounds of about `--budget` seconds a side (at least `--warmup-min`
-warm-up and `--iters-min` timed calls), as many as fit `--point-seconds` (at least `--rounds`). Each round
-times the model once with the harness and once with Timer, in alternating order (AB, BA, AB, ...), so
-that neither side always runs first on a warmer or colder process (allocator, caches, clock). Both
-sides time the same thing: the same module and input tensor, no_grad, the same thread count, one
-forward per timed call, and the same number of warm-up and timed calls (the peer makes Timer's
-timed call of one forward as often as the harness warmed up and timed in that round), and each reports the
-median over its timed calls. (Timer's `blocked_autorange` reports a median of block *means*, a
-different statistic: a mean takes in the slow outliers that a median of single calls leaves out, so it
-reads higher on fast models; the `mean/med` column shows by how much.) Prints per point the median
-ratio harness / Timer over the rounds with its min-max and a bootstrap 95 % interval (over rounds) of
-that median, the harness's trust flag, and (where CUDA is present) Torch-Pruning's measure_latency.
-Exits non-zero only on error.
+warm-up and `--iters-min` timed calls), as many as fit `--point-seconds` (at least `--rounds`). Each
+round times the model once with the harness and once with Timer, in alternating order (AB, BA, AB,
+...), so that neither side always runs first on a warmer or colder process (allocator, caches,
+clock). Both sides time the same thing: the same module and input tensor, no_grad, the same thread
+count, one forward per timed call, and the same number of warm-up and timed calls (the peer makes
+Timer's timed call of one forward as often as the harness warmed up and timed in that round), and
+each reports the median over its timed calls. (Timer's `blocked_autorange` reports a median of block
+*means*, a different statistic: a mean takes in the slow outliers that a median of single calls
+leaves out, so it reads higher on fast models; the `mean/med` column shows by how much.) Prints per
+point the median ratio harness / Timer over the rounds with its min-max and a bootstrap 95 %
+interval (over rounds) of that median, the harness's trust flag, and (where CUDA is present)
+Torch-Pruning's measure_latency. Exits non-zero only on error.
 Target: median ratio within 0.95-1.05.
 
     python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32]
@@ -93,9 +93,9 @@ def _timer(model, x, device, threads: int, warmup: int, iters: int) -> Round:
 
 def compare(model, x, device, args, threads: int) -> tuple[list[float], list[Round], list[Round]]:
     """Per-round ratios harness / Timer, with each side's rounds. The peer takes its warm-up and timed
-        call counts from the harness's latest round (in a BA round: the round before). Rounds go on until
-        `--point-seconds` are spent (at least `--rounds`, at most `--max-rounds`): short rounds, many of
-        them, are what makes the drift of a shared machine cancel in the median ratio (on a shared 2-core
+    call counts from the harness's latest round (in a BA round: the round before). Rounds go on until
+    `--point-seconds` are spent (at least `--rounds`, at most `--max-rounds`): short rounds, many of
+    them, are what makes the drift of a shared machine cancel in the median ratio (on a shared 2-core
     VM one side's median moved between 2.4 and 4.1 ms from one round to the next on test_vit)."""
     ours: list[Round] = []
     peer: list[Round] = []
@@ -133,10 +133,10 @@ def main() -> int:
         default=8,
         help="fewest rounds per point (even: each side first as often)",
     )
-    # The slow points (batch 32 of the 224-px models, 3-9 s a call) only ever get the fewest rounds. With
-    # 3 warm-up and 5 timed calls a side, 4 rounds, one round's ratio spanned 0.73-1.34 there: the
-    # machine drifts over the half-minute between the two sides. Sides of 1 + 3 calls halve that span,
-    # and 8 rounds fit the time 4 took. The model is warm either way: the other side just ran it.
+    # The slow points (batch 32 of the 224-px models, 3-9 s a call) only ever get the fewest rounds.
+    # With 3 warm-up and 5 timed calls a side, 4 rounds, one round's ratio spanned 0.73-1.34 there:
+    # the machine drifts over the half-minute between the two sides. Sides of 1 + 3 calls halve that
+    # span, and 8 rounds fit the time 4 took. The model is warm either way: the other side just ran it.
     ap.add_argument("--warmup-min", type=int, default=1, help="fewest warm-up calls a side")
     ap.add_argument("--iters-min", type=int, default=3, help="fewest timed calls a side")
     # The fast points (a few ms a call) are the noisy ones on a shared VM: one round's ratio spans
@@ -158,7 +158,8 @@ def main() -> int:
     )
     print(
         f"{'model':<22}{'batch':>6}{'harness ms':>12}{'Timer ms':>11}{'ratio':>8}"
-        f"{'min':>7}{'max':>7}{'95% CI':>14}{'rounds':>7}{'iters':>7}{'mean/med':>9}  {'flag':<16}{'TP ms':>9}"
+        f"{'min':>7}{'max':>7}{'95% CI':>14}{'rounds':>7}{'iters':>7}{'mean/med':>9}"
+        f"  {'flag':<16}{'TP ms':>9}"
     )
     medians = []
     for name in args.models.split(","):
@@ -182,7 +183,8 @@ def main() -> int:
             print(
                 f"{name:<22}{bs:>6}{statistics.median(r.ms for r in ours):>12.3f}"
                 f"{statistics.median(r.ms for r in peer):>11.3f}{med:>8.3f}{min(ratios):>7.3f}"
-                f"{max(ratios):>7.3f}{f'{lo:.3f}-{hi:.3f}':>14}{len(ratios):>7}{statistics.median(r.iters for r in ours):>7.0f}"
+                f"{max(ratios):>7.3f}{f'{lo:.3f}-{hi:.3f}':>14}{len(ratios):>7}"
+                f"{statistics.median(r.iters for r in ours):>7.0f}"
                 f"{statistics.median(r.mean_over_median for r in ours):>9.3f}  {flags:<16}"
                 f"{tp_ms:>9.3f}",
                 flush=True,
