@@ -47,7 +47,6 @@ class DepGraphPruner(Pruner):
         self.round_to = round_to
         self.calibration_batches = calibration_batches
         self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
-        self.kept_dense = ()  # found by check()
 
     def check(
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
