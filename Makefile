@@ -26,7 +26,7 @@ LINTED := src tests benchmarks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,deploy]'
 	touch $(STAMP)
 
 install: $(STAMP)

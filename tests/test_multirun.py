@@ -117,3 +117,64 @@ def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache):
     assert "| tiny_cnn (2 seeds) |" in doc and " ± " in doc.split("## Matched cost: tiny_cnn")[1]
     assert "tiny_vit: n/a: NotApplicable: BN-scale needs BatchNorm layers; test_vit has none" in doc
     assert "| methods compared at matched cost | yes |" in doc
+
+
+def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache):
+    """Two tiny models x three methods timed in eager, ONNX Runtime and OpenVINO; a pruned model that
+    no exporter takes is not applicable in those two runtimes only, and its job still finishes."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["measure.runtimes=[eager,onnxruntime,openvino]", f"tracking.uri={store}", *FAST]
+    r = run_cli(
+        [
+            "-m",
+            "model=tiny_cnn,tiny_vit",
+            "pruner=l1_unstructured,dg_group,dg_random",
+            "target.macs=0.5",
+            "sweep_id=deployed",
+            *common,
+        ],
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    odd = run_cli(
+        [
+            "model=tiny_cnn",
+            "pruner=dg_group",
+            "pruner._target_=helpers.pruners.PrunesToUnexportable",
+            "pruner.name=unexportable",
+            "ratio=0.5",
+            "sweep_id=deployed",
+            *common,
+        ],
+        cwd=tmp_path,
+    )
+    assert odd.returncode == 0, odd.stderr[-3000:]
+    runs = {x.info.run_name: x for x in tracking.search_runs(store, "pruning-sweep")}
+    assert len(runs) == 7 and {x.info.status for x in runs.values()} == {"FINISHED"}
+    for name, x in runs.items():
+        m, t = x.data.metrics, x.data.tags
+        for rt in ("onnxruntime", "openvino"):
+            if "l1_unstructured" in name:
+                assert "masks keep dense shapes" in t[f"{rt}/not_applicable"]
+            elif "unexportable" in name:
+                assert t[f"{rt}/not_applicable"].startswith(f"{rt}: cannot export the pruned")
+                assert "speedup" in m and f"{rt}/speedup" not in m  # eager's figures stand
+            else:
+                assert f"{rt}/not_applicable" not in t, name
+                for key in ("speedup", "dense_latency_ms", "efficiency", "max_abs_diff"):
+                    assert f"{rt}/{key}" in m, (name, rt, key)
+
+    from sweep import report
+
+    out = tmp_path / "reports"
+    doc = report.write_report(store, "pruning-sweep", "deployed", out).read_text()
+    assert (
+        "Runtimes: every job timed its dense and pruned models in eager, onnxruntime, openvino"
+        in doc
+    )
+    assert "| speedup (eager) | speedup (onnxruntime) | speedup (openvino) |" in doc
+    assert "| tiny_cnn | onnxruntime | " in doc and "efficiency dense → pruned" in doc
+    assert "openvino: cannot export the pruned model to ONNX" in doc
+    assert "ranking is by top-1, the same in every runtime" in doc
+    assert "Ordering the methods by speedup" in doc or "Where ordering the methods" in doc
+    assert (out / "deployed" / "speedup_by_runtime.png").stat().st_size > 10_000

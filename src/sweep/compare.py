@@ -55,9 +55,45 @@ def by_cost(sweep: R.Sweep, model: str) -> dict[str, list[R.Row]]:
     return dict(sorted(groups.items(), key=lambda kv: R.level_key(kv[0])))
 
 
-def _short(row: R.Row) -> str:
-    speed = "no dense speedup (masks)" if row.masks else f"{row.metrics['speedup']:.2f}x"
+def _short(row: R.Row, runtimes: list[str]) -> str:
+    if row.masks:
+        speed = "no dense speedup (masks)"
+    elif len(runtimes) == 1:
+        speed = f"{row.metrics['speedup']:.2f}x"
+    else:
+        speed = ", ".join(_speed_in(row, rt) for rt in runtimes)
     return f"{_name(row)}: {R.pct_of(row, 'accuracy_top1')}, {speed}"
+
+
+def _speed_in(row: R.Row, runtime: str) -> str:
+    v = row.metrics.get(T.runtime_key(runtime, "speedup"))
+    return f"{runtime} n/a" if v is None else f"{v:.2f}x {runtime}"
+
+
+def _by_speed(rows: list[R.Row], runtime: str) -> list[str] | None:
+    """Methods with a speedup in `runtime`, fastest first; None when one of them has none there."""
+    key = T.runtime_key(runtime, "speedup")
+    if any(key not in r.metrics for r in rows):
+        return None
+    return [_name(r) for r in sorted(rows, key=lambda r: (-r.metrics[key], _name(r)))]
+
+
+def ranking_changes(sweep: R.Sweep) -> list[str]:
+    """Cost levels where ordering the methods by speedup gives another order in another runtime:
+    a method chosen by its eager speedup is not the fastest where it is deployed."""
+    runtimes = R.sweep_runtimes(sweep)
+    out = []
+    for model in sweep.models:
+        for level, rows in by_cost(sweep, model).items():
+            timed = [r for r in _ranked(rows) if not r.masks]
+            if len(timed) < 2:
+                continue
+            orders = {rt: _by_speed(timed, rt) for rt in runtimes}
+            orders = {rt: o for rt, o in orders.items() if o is not None}
+            if len({tuple(o) for o in orders.values()}) > 1:
+                said = "; ".join(f"{rt}: {' > '.join(o)}" for rt, o in orders.items())
+                out.append(f"- {model}, {level}: {said}")
+    return out
 
 
 def _what(sweep: R.Sweep) -> str:
@@ -78,15 +114,31 @@ def summary(sweep: R.Sweep) -> list[str]:
         "| model | cost | best | runner-up | methods with a result |",
         "|---|---|---|---|---|",
     ]
+    runtimes = R.sweep_runtimes(sweep)
+    if len(runtimes) > 1:
+        lines[2] += (
+            f" Speedups are given in every runtime the sweep timed ({', '.join(runtimes)}); the "
+            "ranking is by top-1, the same in every runtime, with ties broken by eager speedup."
+        )
     for model in sweep.models:
         for level, rows in by_cost(sweep, model).items():
             ranked = _ranked(rows)
-            cells = [_short(r) for r in ranked[:2]] + ["—", "—"]
+            cells = [_short(r, runtimes) for r in ranked[:2]] + ["—", "—"]
             if any(r.flag(T.TAG_AT_CHANCE) for r in ranked):
                 cells = ["— (dense accuracy at chance: not ranked)", "—"]
             lines.append(
                 f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
             )
+    if len(runtimes) > 1:
+        changes = ranking_changes(sweep)
+        lines += [
+            "",
+            "Where ordering the methods by speedup differs between runtimes (medians; their "
+            "intervals are in the matched-cost tables):"
+            if changes
+            else "Ordering the methods by speedup gives the same order in every runtime timed.",
+            *([""] + changes if changes else []),
+        ]
     return lines + [""]
 
 
@@ -94,13 +146,14 @@ def _kept(v: float | None) -> str:
     return "?" if v is None else f"{100 * v:.1f}%"
 
 
-def _matched_row(level: str, r: R.Row) -> str:
+def _matched_row(level: str, r: R.Row, runtimes: list[str]) -> str:
     if r.status != "FINISHED" or "accuracy_top1" not in r.metrics:
-        return f"| {level} | {_name(r)} | {r.kind} | | | | | | {'; '.join(R.flags(r))} |"
-    speed = "n/a (masks)" if r.masks else R.speed(r)
+        blank = " |" * len(runtimes)
+        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(R.flags(r))} |"
+    speeds = " | ".join("n/a (masks)" if r.masks else R.speed(r, rt) for rt in runtimes)
     return (
         f"| {level} | {_name(r)}{R.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
-        f"{_kept(r.params_kept)} | {speed} | {R.oneshot_of(r)} | {R.pct_of(r, 'accuracy_top1')} | "
+        f"{_kept(r.params_kept)} | {speeds} | {R.oneshot_of(r)} | {R.pct_of(r, 'accuracy_top1')} | "
         f"{'; '.join(R.flags(r))} |"
     )
 
@@ -108,6 +161,8 @@ def _matched_row(level: str, r: R.Row) -> str:
 def matched_cost(sweep: R.Sweep) -> list[str]:
     """Per model: every method side by side at each cost level, best top-1 first."""
     lines = []
+    runtimes = R.sweep_runtimes(sweep)
+    speed_cols = ["speedup"] if len(runtimes) == 1 else [f"speedup ({rt})" for rt in runtimes]
     for model in sweep.models:
         groups = by_cost(sweep, model)
         if not groups:
@@ -118,14 +173,14 @@ def matched_cost(sweep: R.Sweep) -> list[str]:
             f"Methods at the same cost, best {_what(sweep)} first. MACs and params kept: fraction of "
             "the dense model's (masks: non-zero).",
             "",
-            "| cost | method | kind | MACs kept | params kept | speedup | top-1 one-shot | "
-            "top-1 fine-tuned | flags |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| cost | method | kind | MACs kept | params kept | {' | '.join(speed_cols)} | "
+            "top-1 one-shot | top-1 fine-tuned | flags |",
+            "|---|---|---|---|---|" + "---|" * len(speed_cols) + "---|---|---|",
         ]
         for level, rows in groups.items():
             ranked = _ranked(rows)
             rest = sorted((r for r in rows if r not in ranked), key=_name)
-            lines += [_matched_row(level, r) for r in ranked + rest]
+            lines += [_matched_row(level, r, runtimes) for r in ranked + rest]
         lines.append("")
     return lines
 

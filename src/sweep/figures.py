@@ -6,11 +6,13 @@ Inputs are the report's rows (sweep.report.Row), read from MLflow.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from pathlib import Path
 
 from sweep import tracking as T
+from sweep.rows import sweep_runtimes as rows_runtimes
 
 # no matplotlib version in the file: the same store gives the same bytes
 _PNG_META = {"Software": None}
@@ -106,6 +108,45 @@ def _speedup_figure(plt, models, structural, out: Path) -> None:
     _save(plt, fig, out)
 
 
+def _runtime_figure(plt, models, structural, runtimes, out: Path) -> None:
+    """Speedup against MACs kept, one row of panels per model and one panel per runtime (a line per
+    structural method; bars: the 95 % interval, or the std over seeds)."""
+    fig, axes = plt.subplots(
+        len(models), len(runtimes), figsize=(3.8 * len(runtimes), 3.3 * len(models)), squeeze=False
+    )
+    for row, model in zip(axes, models):
+        for ax, rt in zip(row, runtimes):
+            key = functools.partial(T.runtime_key, rt)
+            mine = [r for r in structural if r.model == model and key("speedup") in r.metrics]
+            for pruner in sorted({r.pruner for r in mine}):
+                rows = sorted((r for r in mine if r.pruner == pruner), key=lambda r: -r.macs_kept)
+                y = [r.metrics[key("speedup")] for r in rows]
+                err = [
+                    [r.std.get(key("speedup"), 0.0)] * 2
+                    if r.n > 1
+                    else [
+                        v - r.metrics.get(key("speedup_ci_low"), v),
+                        r.metrics.get(key("speedup_ci_high"), v) - v,
+                    ]
+                    for r, v in zip(rows, y)
+                ]
+                ax.errorbar(
+                    [r.macs_kept for r in rows],
+                    y,
+                    yerr=list(zip(*err)),
+                    marker="o",
+                    ms=4,
+                    capsize=3,
+                    label=pruner,
+                )
+            ax.axhline(1.0, color="grey", linewidth=1)
+            ax.invert_xaxis()
+            _label(ax, f"{model}: {rt}", "MACs kept (fraction of dense)", "speedup vs dense (x)")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
+    _save(plt, fig, out)
+
+
 def _recovery_figure(plt, models, done, out: Path) -> None:
     """Top-1 against fine-tuning epochs, one panel per model, a line per method and cost level."""
     fig, axes = _panels(plt, len(models))
@@ -159,6 +200,12 @@ def render(sweep, out: Path) -> dict[str, str]:
     if structural:
         _speedup_figure(plt, models, structural, out / "speedup_vs_macs.png")
         made["Speedup vs MACs kept (structural methods only)"] = "speedup_vs_macs.png"
+    runtimes = rows_runtimes(sweep)
+    if structural and len(runtimes) > 1:
+        _runtime_figure(plt, models, structural, runtimes, out / "speedup_by_runtime.png")
+        made["Speedup vs MACs kept in each runtime (structural methods only)"] = (
+            "speedup_by_runtime.png"
+        )
     if len(sweep.epochs) > 1:
         _recovery_figure(plt, models, done, out / "recovery.png")
         made["Recovery: top-1 vs fine-tuning epochs (per model)"] = "recovery.png"

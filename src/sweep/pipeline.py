@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,14 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 from sweep import limits, provenance, targets, tracking, training, weights
 from sweep.config import check_job_config
 from sweep.data import Batches, Dataset, preprocessing
-from sweep.errors import NotApplicable, SweepConfigError, one_line
+from sweep.errors import NotApplicable, SweepConfigError, first_line, one_line
 from sweep.evaluate import at_chance, top1
+from sweep.measure import deployed, peak
+from sweep.measure import runtimes as RT
 from sweep.measure.counting import Counts, count
 from sweep.measure.latency import (
     LatencySettings,
     LatencyStats,
     Speedup,
     paired_speedup,
+    resolve_threads,
     time_models,
 )
 from sweep.pruners.base import Calibration, PruneKind, Pruner
@@ -127,6 +130,9 @@ class Measured:
     latency: tuple[LatencyStats, LatencyStats]  # dense, pruned
     speedup: Speedup
     batch_size: int
+    # dense and pruned latency in each runtime timed besides eager
+    runtime_latency: dict[str, tuple[LatencyStats, LatencyStats]] = field(default_factory=dict)
+    onnx_saved: bool = False
 
 
 @dataclass
@@ -409,7 +415,102 @@ def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Meas
     job.run.log_metrics(
         {**lat_dense.metrics(tracking.DENSE_PREFIX), **lat_pruned.metrics(), **speedup.metrics()}
     )
-    return Measured(c_dense, c_pruned, noop, (lat_dense, lat_pruned), speedup, settings.batch_size)
+    job.run.flush()  # eager's figures stay if a runtime below takes long or dies
+    measured = Measured(
+        c_dense, c_pruned, noop, (lat_dense, lat_pruned), speedup, settings.batch_size
+    )
+    _deployed(job, dense, pruned, built.eval.first(settings.batch_size), settings, measured)
+    return measured
+
+
+def _runtime_context(job: Job, settings: LatencySettings, workdir: Path) -> RT.Context:
+    return RT.Context(
+        job.device,
+        settings.precision,
+        resolve_threads(settings.threads),
+        workdir,
+        settings.onnx_exporter,
+        settings.channels_last,
+    )
+
+
+def _peak_metrics(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: Measured) -> dict:
+    """The runtime's peak on this machine (cached) and each model's efficiency against it."""
+    if not settings.peak:
+        return {}
+    found = peak.cached(
+        runtime,
+        ctx,
+        settings,
+        job.cfg.weights.cache_dir,
+        provenance.device_description(job.device),
+    )
+    key = functools.partial(tracking.runtime_key, runtime.name)
+    d, p = m.runtime_latency.get(runtime.name, m.latency)
+    return {
+        **{key(k): v for k, v in found.metrics().items()},
+        key("dense_efficiency"): peak.efficiency(m.dense.macs, m.batch_size, d.median_ms, found),
+        key("efficiency"): peak.efficiency(m.pruned.macs, m.batch_size, p.median_ms, found),
+    }
+
+
+def _deployed(job: Job, dense: nn.Module, pruned: nn.Module, x, settings, m: Measured) -> None:
+    """Dense and pruned timed in every runtime of measure.runtimes besides eager; a runtime that
+    cannot take a model is not applicable for this job, with its reason, and the job goes on."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
+        ctx = _runtime_context(job, settings, Path(tmp))
+        job.run.log_metrics(_peak_metrics(job, RT.get(tracking.EAGER), ctx, settings, m))
+        for name in dict.fromkeys(settings.runtimes):
+            if name == tracking.EAGER:
+                continue
+            runtime, key = RT.get(name), functools.partial(tracking.runtime_key, name)
+            try:
+                if not job.pruner.kind.dense_speedup_possible and not runtime.sparse_kernels:
+                    raise RT.RuntimeNotApplicable(
+                        f"{name}: masks keep dense shapes and {name} has no sparse kernel for "
+                        f"them: no speedup to measure"
+                    )
+                r = deployed.time_in(runtime, dense, pruned, x, ctx, settings, job.cfg.seed)
+            except RT.RuntimeNotApplicable as e:
+                log.warning("%s: %s not applicable: %s", job.run_name, name, first_line(e))
+                job.run.set_tags({key(tracking.TAG_RUNTIME_NA): first_line(e)})
+                continue
+            m.runtime_latency[name] = (r.dense, r.pruned)
+            job.run.set_tags({key(tracking.TAG_RUNTIME_FLAG): r.flag})
+            if r.flag != "none":
+                log.warning("%s: %s latency not to be trusted (%s)", job.run_name, name, r.flag)
+            job.run.log_metrics(
+                {
+                    **r.dense.metrics(key(tracking.DENSE_PREFIX)),
+                    **r.pruned.metrics(key("")),
+                    **{key(k): v for k, v in r.speedup.metrics().items()},
+                    key("dense_export_seconds"): r.export_s[0],
+                    key("export_seconds"): r.export_s[1],
+                    key("dense_build_seconds"): r.build_s[0],
+                    key("build_seconds"): r.build_s[1],
+                    key("dense_max_abs_diff"): r.max_abs_diff[0],
+                    key("max_abs_diff"): r.max_abs_diff[1],
+                    **_peak_metrics(job, runtime, ctx, settings, m),
+                }
+            )
+            log.info(
+                "%s: %s latency %.3f -> %.3f ms (speedup %.2fx [%.2f, %.2f])",
+                job.run_name,
+                name,
+                r.dense.median_ms,
+                r.pruned.median_ms,
+                r.speedup.value,
+                r.speedup.ci_low,
+                r.speedup.ci_high,
+            )
+            if job.cfg.save_model and r.file is not None and not m.onnx_saved:
+                job.run.log_artifacts(r.file.parent, MODEL_ARTIFACT_DIR)  # what was timed
+                m.onnx_saved = True
+            job.run.flush()
+        if ctx.exports:
+            job.run.set_tags({tracking.TAG_ONNX_EXPORTER: RT.exporter_used(ctx)})
 
 
 def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings) -> list[nn.Module]:

@@ -8,6 +8,7 @@ nothing else). The same store gives byte-identical Markdown.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import sys
@@ -104,6 +105,39 @@ def table(rows: list[R.Row]) -> list[str]:
     return out
 
 
+def _eff(m: dict, key) -> str:
+    d, p = m.get(key("dense_efficiency")), m.get(key("efficiency"))
+    return "?" if d is None or p is None else f"{100 * d:.1f}% → {100 * p:.1f}%"
+
+
+def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
+    """Dense and pruned in every runtime timed: latency, speedup, and efficiency (achieved MAC/s as a
+    fraction of the runtime's measured GEMM peak), which explains a speedup short of the MACs saved."""
+    out = [
+        "| model | runtime | latency dense → pruned | speedup [95% CI] | efficiency dense → pruned "
+        "| export + build s (pruned) | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.status != "FINISHED":
+            continue
+        for rt in runtimes:
+            m, key = r.metrics, functools.partial(T.runtime_key, rt)
+            name = (r.label or r.model) + R.seeds_note(r)
+            na = R.runtime_na(r, rt)
+            if key("latency_ms") not in m:
+                out.append(f"| {name} | {rt} | | {R.speed(r, rt)} | | | {na} |")
+                continue
+            prep = m.get(key("export_seconds"), 0.0) + m.get(key("build_seconds"), 0.0)
+            flag = r.tags.get(key(T.TAG_RUNTIME_FLAG), "none")
+            out.append(
+                f"| {name} | {rt} | {m[key('dense_latency_ms')]:.3f} → {m[key('latency_ms')]:.3f} ms "
+                f"| {R.speed(r, rt)} | {_eff(m, key)} | {prep:.2f} | "
+                f"{'' if flag in ('none', '') else 'not trusted: ' + flag} |"
+            )
+    return out
+
+
 def _missing(model: str, pruner: str, level: str, epochs: int = 0, label: str = "") -> R.Row:
     ratio = R.to_float(level.partition("=")[2]) if level.startswith("ratio=") else math.nan
     return R.Row(
@@ -160,6 +194,23 @@ def _header(sweep: R.Sweep) -> list[str]:
         "",
         *repeats,
         _finetune_note(sweep),
+        "",
+        *_runtimes_note(sweep),
+    ]
+
+
+def _runtimes_note(sweep: R.Sweep) -> list[str]:
+    runtimes = R.sweep_runtimes(sweep)
+    if len(runtimes) == 1:
+        return []
+    return [
+        f"Runtimes: every job timed its dense and pruned models in {', '.join(runtimes)}, each the "
+        "way eager is timed (same batch, same threads, interleaved rounds after warm-up, median and "
+        "its interval), after checking that each runtime's output agrees with eager's. Export and "
+        "build times are measured apart, never inside a latency. Efficiency is a model's achieved "
+        "MAC/s as a fraction of that runtime's measured peak on a large matrix product: a pruned "
+        "model whose speedup falls short of the MACs it saved runs less efficiently (odd channel "
+        "counts, layers too small to fill the cores, per-call overhead).",
         "",
     ]
 
@@ -256,8 +307,15 @@ def _method_section(sweep: R.Sweep, rows: dict, pruner: str, level: str) -> list
         ]
     if means:
         lines += [f"ratio = {means}.", ""]
+    runtimes = R.sweep_runtimes(sweep)
+    deployed = ["", *runtime_table(section, runtimes), ""] if len(runtimes) > 1 else [""]
     return (
-        lines + ["```bash"] + [seed_line(r) for r in section] + ["```", ""] + table(section) + [""]
+        lines
+        + ["```bash"]
+        + [seed_line(r) for r in section]
+        + ["```", ""]
+        + table(section)
+        + deployed
     )
 
 

@@ -6,12 +6,14 @@ and `std` their standard deviations. The report, its comparison sections and its
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, field, replace
 
 from sweep import tracking as T
 from sweep.errors import SweepConfigError, first_line
+from sweep.schema import RUNTIMES
 
 SEED_MODEL_ORDER = ["c", "e", "v", "m"]
 # the cost level of a run pruned at a ratio, for comparing methods: the dense MACs it keeps, to 10 %
@@ -188,8 +190,10 @@ def combine(rows: list[Row]) -> Row:
     tags = dict(done[0].tags)
     for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
-    untrusted = {f for r in done for f in r.tags.get(T.TAG_LATENCY_FLAG, "none").split(",")}
-    tags[T.TAG_LATENCY_FLAG] = ",".join(sorted(untrusted - {"none", ""})) or "none"
+    flag_tags = {k for r in done for k in r.tags if k.endswith(T.TAG_LATENCY_FLAG)}
+    for tag in flag_tags | {T.TAG_LATENCY_FLAG}:  # eager's, and each runtime's
+        untrusted = {f for r in done for f in r.tags.get(tag, "none").split(",")}
+        tags[tag] = ",".join(sorted(untrusted - {"none", ""})) or "none"
     return replace(
         done[0],
         metrics={k: statistics.fmean(r.metrics[k] for r in done) for k in keys},
@@ -302,19 +306,48 @@ def flags(row: Row) -> list[str]:
     untrusted = row.tags.get(T.TAG_LATENCY_FLAG, "none")
     if untrusted not in ("none", ""):
         out.append(f"latency not trusted: {untrusted}")
+    for rt in row_runtimes(row)[1:]:
+        flag = row.tags.get(T.runtime_key(rt, T.TAG_RUNTIME_FLAG), "none")
+        if flag not in ("none", ""):
+            out.append(f"{rt} latency not trusted: {flag}")
     return out
 
 
-def speed(r: Row) -> str:
-    m = r.metrics
+def runtime_na(row: Row, runtime: str) -> str:
+    """Why a runtime did not time this run ("" when it did or was not asked)."""
+    if runtime == T.EAGER:
+        return ""
+    return first_line(row.tags.get(T.runtime_key(runtime, T.TAG_RUNTIME_NA), ""))
+
+
+def row_runtimes(row: Row) -> list[str]:
+    """The runtimes this run was timed in or asked for (eager first, then schema order)."""
+    found = [T.EAGER]
+    for rt in RUNTIMES[1:]:
+        if T.runtime_key(rt, "speedup") in row.metrics or runtime_na(row, rt):
+            found.append(rt)
+    return found
+
+
+def sweep_runtimes(sweep: Sweep) -> list[str]:
+    """Every runtime any run of the sweep was timed in or asked for, eager first."""
+    seen = {rt for r in sweep.runs for rt in row_runtimes(r)}
+    return [rt for rt in RUNTIMES if rt in seen]
+
+
+def speed(r: Row, runtime: str = T.EAGER) -> str:
+    m, key = r.metrics, functools.partial(T.runtime_key, runtime)
     if r.flag(T.TAG_NOOP):
         return "n/a (no-op)"
     if r.masks:
         return "n/a (masks)"
+    if key("speedup") not in m:
+        return "n/a" if runtime_na(r, runtime) else "—"
+    v = m[key("speedup")]
     if r.n > 1:
-        return f"{m['speedup']:.2f}x ± {r.std.get('speedup', 0.0):.2f}"
-    lo, hi = m.get("speedup_ci_low", m["speedup"]), m.get("speedup_ci_high", m["speedup"])
-    return f"{m['speedup']:.2f}x [{lo:.2f}, {hi:.2f}]"
+        return f"{v:.2f}x ± {r.std.get(key('speedup'), 0.0):.2f}"
+    lo, hi = m.get(key("speedup_ci_low"), v), m.get(key("speedup_ci_high"), v)
+    return f"{v:.2f}x [{lo:.2f}, {hi:.2f}]"
 
 
 def budgets(sweep: Sweep, model: str | None = None) -> list[tuple]:

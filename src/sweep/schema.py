@@ -106,6 +106,11 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to timm.create_model
 
 
+# Where dense and pruned models are timed (sweep.measure.runtimes); eager is always measured.
+RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "tensorrt")
+ONNX_EXPORTERS = ("auto", "torchscript", "dynamo")
+
+
 @dataclass
 class MeasureConfig:
     """The latency harness (sweep.measure.latency.LatencySettings is built from this)."""
@@ -123,6 +128,14 @@ class MeasureConfig:
     time_budget_s: float = checked(4.0, POSITIVE)
     threads: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
     bootstrap: int = checked(1000, NON_NEGATIVE)
+    # the runtimes dense and pruned are timed in, each the same way (eager is always timed: its figures
+    # are the job's main ones); e.g. [eager,onnxruntime,openvino]
+    runtimes: list[str] = field(default_factory=lambda: ["eager"])
+    # ONNX exporter for onnxruntime / openvino / tensorrt. auto: TorchScript's, dynamo's where it fails
+    onnx_exporter: str = checked("auto", Check(choices=ONNX_EXPORTERS))
+    # each runtime's peak (a GEMM and a depthwise-conv microbenchmark, cached per machine), so that a
+    # model's achieved MAC/s is given as a fraction of it (`efficiency`)
+    peak: bool = True
 
 
 @dataclass
@@ -297,6 +310,11 @@ def check_ranges(cfg: Any) -> None:
     if len(asked) > 1:
         raise SweepConfigError(f"{' and '.join(asked)}: set at most one target per job")
     m = cfg.measure
+    for name in m.runtimes:
+        if name not in RUNTIMES:
+            raise SweepConfigError(
+                f"measure.runtimes: {name!r} is not a runtime: choose from {', '.join(RUNTIMES)}"
+            )
     if m.warmup_max < m.warmup_min or m.iters_max < m.iters_min:
         raise SweepConfigError(
             "measure: warmup_max must be >= warmup_min and iters_max >= iters_min"

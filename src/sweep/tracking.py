@@ -61,6 +61,37 @@ REQUIRED_METRICS = (
     "prune_seconds",
 )
 
+# Deployed latency (measure.runtimes): eager keeps the names above; every other runtime logs the same
+# figures under its name, `<runtime>/<metric>` (onnxruntime/speedup, onnxruntime/dense_latency_ms), and
+# tags `<runtime>/latency_flag` or, where it cannot run, `<runtime>/not_applicable` (the reason).
+EAGER = "eager"
+RUNTIME_METRICS = (
+    "latency_ms",  # per batch, ms; with its dense_ twin, as for eager
+    "latency_p90_ms",
+    "latency_std_ms",
+    "throughput",  # images / s
+    "speedup",  # dense / pruned median latency, paired rounds in this runtime
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "efficiency",  # achieved MAC/s (dense-kernel MACs) / the runtime's GEMM peak, 0..1; dense_ twin
+    "peak_gemm_gmacs_per_s",  # the runtime's measured peak on this machine: a large GEMM, GMAC/s
+    "peak_dwconv_gmacs_per_s",  # and a depthwise convolution, GMAC/s
+    "export_seconds",  # PyTorch -> the runtime's form (ONNX export, compilation), s; dense_ twin
+    "build_seconds",  # the runtime's session / compiled model, s; dense_ twin
+    "max_abs_diff",  # max |runtime output - eager output| on the timed batch; dense_ twin
+)
+TAG_RUNTIME_FLAG = "latency_flag"  # <runtime>/latency_flag: none, or why (output_mismatch, ...)
+TAG_RUNTIME_NA = (
+    "not_applicable"  # <runtime>/not_applicable: why the runtime could not time this job
+)
+TAG_ONNX_EXPORTER = "onnx_exporter"  # torchscript | dynamo: the exporter that made the ONNX files
+
+
+def runtime_key(runtime: str, name: str) -> str:
+    """The metric or tag `name` of a runtime: eager's own name, else `<runtime>/<name>`."""
+    return name if runtime == EAGER else f"{runtime}/{name}"
+
+
 METRIC_RATIO_USED = (
     "ratio_used"  # the ratio the method ran at: `ratio`, or what a target's search found
 )

@@ -113,3 +113,58 @@ def assert_classifier_untouched(dense_head: torch.nn.Linear, pruned_head: torch.
             j += 1
         assert j < len(dense_cols), "a classifier column was changed, not only removed"
         j += 1
+
+
+@torch.library.custom_op("sweeptest::scale", mutates_args=())
+def _scale(x: torch.Tensor) -> torch.Tensor:
+    """An op no ONNX exporter knows (a user's custom kernel, say)."""
+    return x * 1.0
+
+
+@_scale.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class _CustomOpHead(torch.nn.Module):
+    def __init__(self, head: torch.nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x):
+        return _scale(self.head(x))
+
+
+class PrunesToUnexportable(Pruner):
+    """Magnitude channel pruning whose pruned model runs in eager PyTorch but cannot be exported to
+    ONNX: the runtimes that need ONNX are not applicable to it, the job still finishes."""
+
+    kind = PruneKind.STRUCTURAL
+    family = TEST
+    ratio_means = "fraction of channels removed per group, then a custom op on the classifier"
+
+    def __init__(
+        self, name: str = "unexportable", **ignored
+    ):  # e.g. over conf/pruner/dg_group.yaml
+        super().__init__(name)
+
+    def prune(self, model, ratio, example_inputs, calibration=None):
+        import torch_pruning as tp
+
+        pruner = tp.pruner.BasePruner(
+            model,
+            example_inputs,
+            importance=tp.importance.MagnitudeImportance(),
+            pruning_ratio=ratio,
+            ignored_layers=[model.get_classifier()],
+            pruning_ratio_dict={},
+            unwrapped_parameters=[],
+            customized_pruners={},
+            channel_groups={},
+        )
+        pruner.step()
+        name = model.default_cfg.get("classifier", "fc")
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, _CustomOpHead(getattr(owner, attr)))
+        return model

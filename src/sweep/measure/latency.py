@@ -211,6 +211,18 @@ def resolve_threads(threads: int | str) -> int:
     return torch.get_num_threads() if threads in ("auto", None) else int(threads)
 
 
+def eager_step(
+    model: nn.Module, x: torch.Tensor, device: torch.device, precision: str
+) -> Callable[[], object]:
+    """One forward pass of an eager model on `x`, at the measured precision."""
+
+    def step():
+        with torch.no_grad(), _autocast(device, precision):
+            return model(x)
+
+    return step
+
+
 def _steps(
     models: Sequence[nn.Module], x: torch.Tensor, settings: LatencySettings, device: torch.device
 ) -> tuple[list[nn.Module], list[Callable[[], object]]]:
@@ -223,15 +235,7 @@ def _steps(
         if settings.compile:
             m = torch.compile(m)
         runners.append(m)
-
-    def step_of(m: nn.Module) -> Callable[[], object]:
-        def step():
-            with _autocast(device, settings.precision):
-                return m(x)
-
-        return step
-
-    return runners, [step_of(m) for m in runners]
+    return runners, [eager_step(m, x, device, settings.precision) for m in runners]
 
 
 def _warm_up(steps, clock, settings: LatencySettings) -> tuple[list[list[float]], bool]:
@@ -257,6 +261,35 @@ def _iterations(warm: list[list[float]], settings: LatencySettings) -> int:
     return max(settings.iters_min, min(settings.iters_max, iters))
 
 
+def time_steps(
+    steps: Sequence[Callable[[], object]],
+    batch_size: int,
+    settings: LatencySettings,
+    device: torch.device,
+    cuda_events: bool = True,
+) -> Timing:
+    """Time zero-argument calls (one forward pass each, of any runtime) interleaved: warm-up until
+    stable, then the timed rounds. `cuda_events`: on a CUDA device, bracket each call by CUDA events on
+    torch's stream; runtimes with their own streams (ONNX Runtime, TensorRT) return only once their
+    output is ready, so they are timed by the host clock."""
+    threads = resolve_threads(settings.threads)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cuda = device.type == "cuda" and cuda_events
+        clock = _CudaClock(device) if cuda else _CpuClock()
+        warm, stable = _warm_up(steps, clock, settings)
+        iters = _iterations(warm, settings)
+        samples: list[list[float]] = [[] for _ in steps]
+        for _ in range(iters):
+            for s, out in zip(steps, samples):
+                out.append(clock.time(s))
+        stats = [LatencyStats(out, len(w), stable, batch_size) for out, w in zip(samples, warm)]
+        return Timing(stats, threads, iters, str(device))
+    finally:
+        torch.set_num_threads(old_threads)
+
+
 @torch.no_grad()
 def time_models(
     models: Sequence[nn.Module],
@@ -264,10 +297,8 @@ def time_models(
     settings: LatencySettings,
     device: torch.device,
 ) -> Timing:
-    """Time `models` interleaved on one input batch; returns one LatencyStats per model."""
-    threads = resolve_threads(settings.threads)
-    old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
-    torch.set_num_threads(threads)
+    """Time eager `models` interleaved on one input batch; returns one LatencyStats per model."""
+    old_bench = torch.backends.cudnn.benchmark
     try:
         if device.type == "cuda":
             # settle the kernel choice during warm-up, not inside the timed iterations
@@ -276,19 +307,14 @@ def time_models(
         if settings.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         runners, steps = _steps(models, x, settings, device)
-        clock = _CudaClock(device) if device.type == "cuda" else _CpuClock()
-        warm, stable = _warm_up(steps, clock, settings)
-        iters = _iterations(warm, settings)
-        samples: list[list[float]] = [[] for _ in steps]
-        for _ in range(iters):
-            for s, out in zip(steps, samples):
-                out.append(clock.time(s))
-        stats = [
-            LatencyStats(out, len(w), stable, int(x.shape[0])) for out, w in zip(samples, warm)
-        ]
-        for st, m, s in zip(stats, runners, steps):
-            st.peak_mem_mb = _peak_mem_mb(m, s, device)
-        return Timing(stats, threads, iters, str(device))
+        timing = time_steps(steps, int(x.shape[0]), settings, device)
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(timing.threads)
+        try:
+            for st, m, s in zip(timing.stats, runners, steps):
+                st.peak_mem_mb = _peak_mem_mb(m, s, device)
+        finally:
+            torch.set_num_threads(old_threads)
+        return timing
     finally:
-        torch.set_num_threads(old_threads)
         torch.backends.cudnn.benchmark = old_bench

@@ -1,0 +1,93 @@
+"""Dense and pruned timed side by side in one runtime, the way the eager harness times them.
+
+Both models are loaded into the runtime (export and build timed apart), each one's output is compared
+with eager's on the same batch, then the two are timed interleaved by the latency harness, and the
+speedup is the paired ratio of their medians with its bootstrap interval. An output that disagrees
+with eager makes that runtime's figures untrusted (`output_mismatch`), never silently reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from sweep.measure import runtimes as RT
+from sweep.measure.latency import (
+    LatencySettings,
+    LatencyStats,
+    Speedup,
+    Timing,
+    paired_speedup,
+    time_steps,
+)
+
+
+@dataclass
+class RuntimeResult:
+    runtime: str
+    dense: LatencyStats
+    pruned: LatencyStats
+    speedup: Speedup
+    timing: Timing
+    export_s: tuple[float, float]  # dense, pruned
+    build_s: tuple[float, float]
+    max_abs_diff: tuple[float, float]
+    agree: bool
+    file: Path | None  # the pruned model's file as the runtime ran it
+
+    @property
+    def flag(self) -> str:
+        reasons = {f for st in self.timing.stats for f in st.flags()}
+        if not self.agree:
+            reasons.add("output_mismatch")
+        return ",".join(sorted(reasons)) or "none"
+
+
+def time_in(
+    runtime: RT.Runtime,
+    dense: nn.Module,
+    pruned: nn.Module,
+    x: torch.Tensor,
+    ctx: RT.Context,
+    settings: LatencySettings,
+    seed: int = 0,
+) -> RuntimeResult:
+    """Dense and pruned in `runtime` on batch `x` (raises RuntimeNotApplicable when it cannot)."""
+    reason = runtime.unavailable(ctx)
+    if reason:
+        said = reason if reason.startswith(runtime.name) else f"{runtime.name}: {reason}"
+        raise RT.RuntimeNotApplicable(said)
+    x = x.to(ctx.device)
+    loaded, diffs, agree = [], [], True
+    for model, what in ((dense, "dense"), (pruned, "pruned")):
+        model.eval()
+        with torch.no_grad():
+            want = RT.get("eager").load(model, x, ctx, what).output()
+        one = runtime.load(model, x, ctx, what)
+        got = one.output()
+        diffs.append(RT.max_abs_diff(got, want))
+        agree = agree and RT.outputs_agree(diffs[-1], want, ctx.precision)
+        loaded.append(one)
+    timing = time_steps(
+        [m.run for m in loaded],
+        int(x.shape[0]),
+        settings,
+        ctx.device,
+        cuda_events=not loaded[0].host_clock,
+    )
+    d, p = timing.stats
+    return RuntimeResult(
+        runtime.name,
+        d,
+        p,
+        paired_speedup(d.samples_ms, p.samples_ms, settings.bootstrap, seed),
+        timing,
+        (loaded[0].export_s, loaded[1].export_s),
+        (loaded[0].build_s, loaded[1].build_s),
+        (diffs[0], diffs[1]),
+        agree,
+        loaded[1].file,
+    )

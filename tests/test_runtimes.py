@@ -1,0 +1,207 @@
+"""Latency where models are deployed: each runtime loads, agrees with eager, is timed like eager, and
+says in one line why it cannot run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import replace
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+from helpers.cli import FAST
+from helpers.pruners import PrunesToUnexportable
+from sweep.errors import SweepConfigError
+from sweep.measure import deployed, peak
+from sweep.measure import runtimes as RT
+from sweep.measure.latency import LatencySettings
+from sweep.schema import RUNTIMES, check_ranges
+
+CPU = torch.device("cpu")
+QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
+ONNX_RUNTIMES = ["onnxruntime", "openvino"]
+
+
+def _ctx(tmp_path, **kw) -> RT.Context:
+    return RT.Context(CPU, kw.pop("precision", "fp32"), 2, tmp_path, **kw)
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A tiny CNN, dense and with half its channels removed, and an input batch."""
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(0)
+    dense = timm.create_model("test_resnet", num_classes=10).eval()
+    small = timm.create_model("test_resnet", num_classes=10, channels=(8, 8, 8, 8)).eval()
+    return dense, small, x
+
+
+@pytest.mark.parametrize("name", ONNX_RUNTIMES)
+def test_runtime_agrees_with_eager_and_is_timed_in_pairs(name, models, tmp_path):
+    dense, small, x = models
+    r = deployed.time_in(RT.get(name), dense, small, x, _ctx(tmp_path), QUICK)
+    # (short timing here: the flag may say so, but never that the outputs disagree)
+    assert r.runtime == name and r.agree and "output_mismatch" not in r.flag
+    assert all(d < 1e-3 for d in r.max_abs_diff)
+    assert len(r.dense.samples_ms) == len(r.pruned.samples_ms) == 8
+    assert r.dense.batch_size == 2 and r.dense.median_ms > 0 and r.pruned.median_ms > 0
+    assert r.speedup.value == pytest.approx(r.dense.median_ms / r.pruned.median_ms)
+    assert r.speedup.ci_low <= r.speedup.value <= r.speedup.ci_high
+    # export and build are timed apart, and the file that ran is the pruned model's ONNX
+    assert min(r.export_s) > 0 and min(r.build_s) > 0
+    assert r.file is not None and r.file.name == "pruned.onnx" and r.file.is_file()
+
+
+def test_dense_and_pruned_are_exported_once_for_every_onnx_runtime(models, tmp_path):
+    dense, small, x = models
+    ctx = _ctx(tmp_path)
+    for name in ONNX_RUNTIMES:
+        deployed.time_in(RT.get(name), dense, small, x, ctx, QUICK)
+    assert len(ctx.exports) == 2 and RT.exporter_used(ctx) == "torchscript"
+
+
+def test_dynamo_exporter_when_asked(models, tmp_path):
+    dense, _, x = models
+    ctx = _ctx(tmp_path, onnx_exporter="dynamo")
+    loaded = RT.get("onnxruntime").load(dense, x, ctx, "dense")
+    want = RT.get("eager").load(dense, x, ctx, "dense").output()
+    assert RT.max_abs_diff(loaded.output(), want) < 1e-3 and RT.exporter_used(ctx) == "dynamo"
+
+
+def test_a_model_no_exporter_takes_is_not_applicable_with_its_reason(models, tmp_path):
+    dense, _, x = models
+    import copy
+
+    odd = PrunesToUnexportable().prune(copy.deepcopy(dense), 0.5, x)
+    odd(x)  # eager runs it
+    ctx = _ctx(tmp_path)
+    with pytest.raises(RT.RuntimeNotApplicable, match=r"^onnxruntime: cannot export the pruned"):
+        deployed.time_in(RT.get("onnxruntime"), dense, odd, x, ctx, QUICK)
+    # the next runtime that needs ONNX is told the same without exporting again
+    with pytest.raises(RT.RuntimeNotApplicable, match=r"^openvino: cannot export the pruned"):
+        RT.get("openvino").load(odd, x, ctx, "pruned")
+
+
+class _OffByOne(RT.Eager):
+    """A runtime whose output is wrong: its figures must be flagged, not reported as they are."""
+
+    name = "off_by_one"
+
+    def load(self, model, x, ctx, what):
+        loaded = super().load(model, x, ctx, what)
+        return replace(loaded, output=lambda: loaded.output() + 1.0)
+
+
+def test_output_that_disagrees_with_eager_is_flagged(models, tmp_path):
+    dense, small, x = models
+    r = deployed.time_in(_OffByOne(), dense, small, x, _ctx(tmp_path), QUICK)
+    assert not r.agree and "output_mismatch" in r.flag.split(",")
+    assert r.max_abs_diff[1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "name,ctx_kw,said",
+    [
+        ("tensorrt", {}, "tensorrt needs a CUDA GPU (the job's device is cpu)"),
+        ("onnxruntime", {"precision": "fp16"}, "measure.precision=fp16: onnxruntime times fp32"),
+        ("openvino", {"precision": "bf16"}, "measure.precision=bf16: openvino is timed at fp32"),
+    ],
+)
+def test_runtime_that_cannot_run_here_says_why(name, ctx_kw, said, models, tmp_path):
+    dense, small, x = models
+    with pytest.raises(RT.RuntimeNotApplicable) as e:
+        deployed.time_in(RT.get(name), dense, small, x, _ctx(tmp_path, **ctx_kw), QUICK)
+    assert said in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_package_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a)
+    )
+    said = RT.get("openvino").unavailable(_ctx(tmp_path))
+    assert said == "openvino is not installed (pip install 'sweep[deploy]')"
+
+
+def test_every_runtime_of_the_schema_is_a_class():
+    assert tuple(RT.REGISTRY) == RUNTIMES
+    for name in RUNTIMES:
+        rt = RT.get(name)
+        assert rt.name == name and rt.summary
+
+
+def test_unknown_runtime_is_refused_in_one_line(compose):
+    cfg = compose(["measure.runtimes=[eager,onnx]"])
+    with pytest.raises(SweepConfigError) as e:
+        check_ranges(cfg)
+    assert str(e.value) == (
+        "measure.runtimes: 'onnx' is not a runtime: choose from " + ", ".join(RUNTIMES)
+    )
+
+
+def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
+    ctx, eager = _ctx(tmp_path), RT.get("eager")
+    first = peak.cached(eager, ctx, QUICK, tmp_path / "cache", "cpu: test")
+    assert first.gemm > first.dwconv > 0  # a GEMM reaches more MAC/s than a depthwise conv
+    saved = json.loads((tmp_path / "cache" / peak.CACHE_FILE).read_text())
+    assert len(saved) == 1 and next(iter(saved)).startswith("eager torch==")
+
+    def never(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(peak, "measure", never)
+    assert peak.cached(eager, ctx, QUICK, tmp_path / "cache", "cpu: test") == first
+    # a model at a tenth of the peak
+    p = peak.Peak(gemm=1e9, dwconv=1e8)
+    assert peak.efficiency(1e6, 10, 100.0, p) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_compiled_runtime_agrees_with_eager(tmp_path):
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    small = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    r = deployed.time_in(RT.get("compile"), model, small, torch.randn(4, 16), _ctx(tmp_path), QUICK)
+    assert r.agree and r.export_s[0] > 0 and r.file is None
+
+
+def test_job_times_every_runtime_and_a_mask_is_not_applicable_there(compose, store, weights_cache):
+    from sweep import pipeline, tracking
+
+    for pruner in ("dg_group", "l1_unstructured"):
+        cfg = compose(
+            [
+                "model=tiny_cnn",
+                f"pruner={pruner}",
+                "ratio=0.5",
+                "measure.runtimes=[eager,onnxruntime,tensorrt]",
+                "save_model=true",
+                f"tracking.uri={store}",
+                *FAST,
+            ]
+        )
+        pipeline.run_job(cfg)
+    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, "pruning-sweep")}
+    m, t = runs["dg_group"].data.metrics, runs["dg_group"].data.tags
+    for name in tracking.RUNTIME_METRICS:
+        assert f"onnxruntime/{name}" in m, name
+    for name in ("latency_ms", "efficiency", "export_seconds", "max_abs_diff"):
+        assert f"onnxruntime/dense_{name}" in m, name
+    assert m["onnxruntime/efficiency"] > 0 and m["efficiency"] > 0  # eager's, under its own name
+    assert m["onnxruntime/speedup"] == pytest.approx(
+        m["onnxruntime/dense_latency_ms"] / m["onnxruntime/latency_ms"], rel=1e-6
+    )
+    assert "output_mismatch" not in t["onnxruntime/latency_flag"]
+    assert t["tensorrt/not_applicable"] == "tensorrt needs a CUDA GPU (the job's device is cpu)"
+    assert t["onnx_exporter"] == "torchscript" and runs["dg_group"].info.status == "FINISHED"
+    from mlflow.tracking import MlflowClient
+
+    files = [
+        f.path for f in MlflowClient(store).list_artifacts(runs["dg_group"].info.run_id, "model")
+    ]
+    assert "model/pruned.onnx" in files and "model/pruned.pt" in files
+    masks = runs["l1_unstructured"].data.tags["onnxruntime/not_applicable"]
+    assert masks.startswith("onnxruntime: masks keep dense shapes")
+    assert "onnxruntime/speedup" not in runs["l1_unstructured"].data.metrics
