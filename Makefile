@@ -15,9 +15,11 @@ WORKERS ?= 1
 # The offline default grid: every tiny model x six methods (a mask, 2:4, the random and magnitude
 # baselines, a gradient and a global criterion) x three MACs targets, so that every row of a comparison
 # is at the same cost; each pruned model fine-tuned for 1 epoch (one-shot and recovered top-1 side by
-# side in the report). Every method: SWEEP_ARGS="-m model=... 'pruner=glob(*)' target.macs=0.5".
+# side in the report), timed in eager PyTorch and where such models are deployed (ONNX Runtime,
+# OpenVINO). Every method: SWEEP_ARGS="-m model=... 'pruner=glob(*)' target.macs=0.5".
 SWEEP_PRUNERS ?= l1_unstructured,semi_2_4,dg_random,dg_group,dg_taylor,dg_lamp
-SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1
+SWEEP_RUNTIMES ?= eager,onnxruntime,openvino
+SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1 'measure.runtimes=[$(SWEEP_RUNTIMES)]'
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
 LINTED := src tests benchmarks
