@@ -205,3 +205,23 @@ def test_job_times_every_runtime_and_a_mask_is_not_applicable_there(compose, sto
     masks = runs["l1_unstructured"].data.tags["onnxruntime/not_applicable"]
     assert masks.startswith("onnxruntime: masks keep dense shapes")
     assert "onnxruntime/speedup" not in runs["l1_unstructured"].data.metrics
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["compile", "onnxruntime", "tensorrt"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_runtime_agrees_with_eager_and_is_timed(name, precision, tmp_path):
+    dev = torch.device("cuda")
+    dense = timm.create_model("resnet18", num_classes=10).eval().to(dev)
+    small = timm.create_model("resnet10t", num_classes=10).eval().to(dev)
+    ctx = RT.Context(dev, precision, 2, tmp_path)
+    runtime = RT.get(name)
+    reason = runtime.unavailable(ctx)
+    if reason:
+        pytest.skip(f"{name} not applicable here: {reason}")
+    r = deployed.time_in(runtime, dense, small, torch.randn(8, 3, 64, 64), ctx, QUICK)
+    assert r.agree, r.max_abs_diff
+    assert r.dense.median_ms > 0 and r.pruned.median_ms > 0 and r.speedup.value > 0
+    if name != "compile":
+        assert r.file is not None and r.file.is_file()
