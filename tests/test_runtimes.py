@@ -3,6 +3,7 @@ says in one line why it cannot run."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from dataclasses import replace
@@ -14,6 +15,7 @@ import torch.nn as nn
 
 from helpers.cli import FAST
 from helpers.pruners import PrunesToUnexportable
+from sweep import tracking
 from sweep.errors import SweepConfigError
 from sweep.measure import deployed, peak
 from sweep.measure import runtimes as RT
@@ -225,3 +227,34 @@ def test_cuda_runtime_agrees_with_eager_and_is_timed(name, precision, tmp_path):
     assert r.dense.median_ms > 0 and r.pruned.median_ms > 0 and r.speedup.value > 0
     if name != "compile":
         assert r.file is not None and r.file.is_file()
+
+
+def _row(pruner: str, eager: tuple, onnx: tuple):
+    from sweep import rows as R
+
+    m = {"accuracy_top1": 0.9, "macs": 1.0, "dense_macs": 2.0}
+    for rt, (v, lo, hi) in (("eager", eager), ("onnxruntime", onnx)):
+        key = functools.partial(tracking.runtime_key, rt)
+        m.update({key("speedup"): v, key("speedup_ci_low"): lo, key("speedup_ci_high"): hi})
+    tags = {tracking.TAG_KIND: "structural", tracking.TAG_SPEEDUP_POSSIBLE: "true"}
+    return R.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
+
+
+def test_report_names_only_ranking_flips_clear_of_the_intervals():
+    from sweep import compare
+    from sweep import rows as R
+
+    rows = [
+        _row("a", (1.5, 1.4, 1.6), (1.1, 1.05, 1.15)),
+        _row("b", (1.2, 1.1, 1.3), (1.4, 1.3, 1.5)),  # swaps places with a, clear of both
+        _row("c", (1.25, 1.0, 1.55), (1.2, 1.0, 1.45)),  # overlaps everyone: no claim
+    ]
+    sweep = R.Sweep("s", rows, ["tiny"], ["macs=0.5"], [0], [0], rows)
+    assert R.sweep_runtimes(sweep) == ["eager", "onnxruntime"]
+    assert compare.ranking_changes(sweep) == [
+        "- tiny, macs=0.5: a is faster than b in eager (1.50x vs 1.20x), slower in onnxruntime "
+        "(1.10x vs 1.40x)"
+    ]
+    lines = compare.matched_cost(sweep)
+    assert "| speedup (eager) | speedup (onnxruntime) |" in "\n".join(lines)
+    assert "| 1.50x [1.40, 1.60] | 1.10x [1.05, 1.15] |" in "\n".join(lines)

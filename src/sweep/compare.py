@@ -10,6 +10,8 @@ by their non-zero MACs (as targets count them); they cannot run faster on dense 
 
 from __future__ import annotations
 
+import functools
+
 from sweep import rows as R
 from sweep import tracking as T
 
@@ -70,30 +72,50 @@ def _speed_in(row: R.Row, runtime: str) -> str:
     return f"{runtime} n/a" if v is None else f"{v:.2f}x {runtime}"
 
 
-def _by_speed(rows: list[R.Row], runtime: str) -> list[str] | None:
-    """Methods with a speedup in `runtime`, fastest first; None when one of them has none there."""
-    key = T.runtime_key(runtime, "speedup")
-    if any(key not in r.metrics for r in rows):
+def _interval(row: R.Row, runtime: str) -> tuple[float, float] | None:
+    """A method's speedup in a runtime as an interval: its 95 % bootstrap interval, or with repeats
+    the mean ± one standard deviation over seeds; None where it has no speedup there."""
+    key = functools.partial(T.runtime_key, runtime)
+    v = row.metrics.get(key("speedup"))
+    if v is None:
         return None
-    return [_name(r) for r in sorted(rows, key=lambda r: (-r.metrics[key], _name(r)))]
+    if row.n > 1:
+        sd = row.std.get(key("speedup"), 0.0)
+        return v - sd, v + sd
+    return row.metrics.get(key("speedup_ci_low"), v), row.metrics.get(key("speedup_ci_high"), v)
+
+
+def _faster(a: R.Row, b: R.Row, runtime: str) -> bool:
+    """a is faster than b in `runtime` beyond both their intervals."""
+    ia, ib = _interval(a, runtime), _interval(b, runtime)
+    return ia is not None and ib is not None and ia[0] > ib[1]
 
 
 def ranking_changes(sweep: R.Sweep) -> list[str]:
-    """Cost levels where ordering the methods by speedup gives another order in another runtime:
-    a method chosen by its eager speedup is not the fastest where it is deployed."""
+    """Pairs of methods at one cost whose order by speedup flips between runtimes, each order clear
+    of both intervals: a method chosen by its eager speedup may not be the faster where it is
+    deployed. Orders within the noise are not counted as changes."""
     runtimes = R.sweep_runtimes(sweep)
     out = []
     for model in sweep.models:
         for level, rows in by_cost(sweep, model).items():
-            timed = [r for r in _ranked(rows) if not r.masks]
-            if len(timed) < 2:
-                continue
-            orders = {rt: _by_speed(timed, rt) for rt in runtimes}
-            orders = {rt: o for rt, o in orders.items() if o is not None}
-            if len({tuple(o) for o in orders.values()}) > 1:
-                said = "; ".join(f"{rt}: {' > '.join(o)}" for rt, o in orders.items())
-                out.append(f"- {model}, {level}: {said}")
+            timed = sorted((r for r in _ranked(rows) if not r.masks), key=_name)
+            for i, a in enumerate(timed):
+                for b in timed[i + 1 :]:
+                    ahead = [rt for rt in runtimes if _faster(a, b, rt)]
+                    behind = [rt for rt in runtimes if _faster(b, a, rt)]
+                    if ahead and behind:
+                        out.append(
+                            f"- {model}, {level}: {_name(a)} is faster than {_name(b)} in "
+                            f"{', '.join(_vs(a, b, rt) for rt in ahead)}, slower in "
+                            f"{', '.join(_vs(a, b, rt) for rt in behind)}"
+                        )
     return out
+
+
+def _vs(a: R.Row, b: R.Row, runtime: str) -> str:
+    key = T.runtime_key(runtime, "speedup")
+    return f"{runtime} ({a.metrics[key]:.2f}x vs {b.metrics[key]:.2f}x)"
 
 
 def _what(sweep: R.Sweep) -> str:
@@ -133,10 +155,12 @@ def summary(sweep: R.Sweep) -> list[str]:
         changes = ranking_changes(sweep)
         lines += [
             "",
-            "Where ordering the methods by speedup differs between runtimes (medians; their "
-            "intervals are in the matched-cost tables):"
+            "Where the order of two methods by speedup flips between runtimes (each order clear "
+            "of both methods' intervals; orders within the noise are not counted). Each interval "
+            "is its job's own; the two methods ran in different jobs, so with one seed the drift "
+            "between jobs is not in it (seed=0,1,2 gives the spread over runs):"
             if changes
-            else "Ordering the methods by speedup gives the same order in every runtime timed.",
+            else "No two methods swap places by speedup between runtimes beyond their intervals.",
             *([""] + changes if changes else []),
         ]
     return lines + [""]

@@ -111,12 +111,13 @@ def _eff(m: dict, key) -> str:
 
 
 def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
-    """Dense and pruned in every runtime timed: latency, speedup, and efficiency (achieved MAC/s as a
-    fraction of the runtime's measured GEMM peak), which explains a speedup short of the MACs saved."""
+    """Dense and pruned in every runtime timed: latency, speedup beside the MAC ratio it could reach
+    at best, and efficiency (achieved MAC/s as a fraction of the runtime's measured GEMM peak), which
+    says why a speedup falls short of the MAC ratio."""
     out = [
-        "| model | runtime | latency dense → pruned | speedup [95% CI] | efficiency dense → pruned "
-        "| export + build s (pruned) | |",
-        "|---|---|---|---|---|---|---|",
+        "| model | runtime | latency dense → pruned | speedup [95% CI] | MACs dense / pruned "
+        "| efficiency dense → pruned | export + build s (pruned) | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.status != "FINISHED":
@@ -125,14 +126,16 @@ def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
             m, key = r.metrics, functools.partial(T.runtime_key, rt)
             name = (r.label or r.model) + R.seeds_note(r)
             na = R.runtime_na(r, rt)
+            macs = m.get("dense_macs", 0.0) / m["macs"] if m.get("macs") else None
+            macs_said = "?" if macs is None else f"{macs:.2f}x"
             if key("latency_ms") not in m:
-                out.append(f"| {name} | {rt} | | {R.speed(r, rt)} | | | {na} |")
+                out.append(f"| {name} | {rt} | | {R.speed(r, rt)} | {macs_said} | | | {na} |")
                 continue
             prep = m.get(key("export_seconds"), 0.0) + m.get(key("build_seconds"), 0.0)
             flag = r.tags.get(key(T.TAG_RUNTIME_FLAG), "none")
             out.append(
                 f"| {name} | {rt} | {m[key('dense_latency_ms')]:.3f} → {m[key('latency_ms')]:.3f} ms "
-                f"| {R.speed(r, rt)} | {_eff(m, key)} | {prep:.2f} | "
+                f"| {R.speed(r, rt)} | {macs_said} | {_eff(m, key)} | {prep:.2f} | "
                 f"{'' if flag in ('none', '') else 'not trusted: ' + flag} |"
             )
     return out
