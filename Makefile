@@ -22,7 +22,7 @@ SWEEP_RUNTIMES ?= eager,onnxruntime,openvino
 SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1 'measure.runtimes=[$(SWEEP_RUNTIMES)]'
 PYTEST_ARGS ?=
 REPORT_ARGS ?=
-LINTED := src tests benchmarks
+LINTED := src tests benchmarks examples
 
 .PHONY: install browser sweep test test-fast lint format ui server report clean
 

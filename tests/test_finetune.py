@@ -98,13 +98,12 @@ def test_saved_model_reloads_with_the_same_top1(compose, store, weights_cache, t
     # the one-liner the README documents
     import mlflow
 
+    from sweep.artifacts import load
+
     path = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id,
-        artifact_path="model/pruned.pt",
-        tracking_uri=store,
-        dst_path=str(tmp_path),
+        run_id=run.info.run_id, artifact_path="model", tracking_uri=store, dst_path=str(tmp_path)
     )
-    model = torch.load(path, weights_only=False)
+    model = load(path)
     transform, _ = data.preprocessing(model, 32)
     acc = top1(model, data.Batches(data.Digits(), "eval", transform), 64, torch.device("cpu"))
     assert acc == pytest.approx(run.data.metrics["accuracy_top1"])

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from sweep import schema, tracking
-from sweep.errors import SweepConfigError
+from sweep.errors import SweepConfigError, first_line
 
 GROUPS = ("model", "pruner", "dataset")
 
@@ -18,10 +18,13 @@ schema.register()
 
 
 def config_dir() -> Path:
-    """conf/ of this checkout (src layout, editable install), SWEEP_CONFIG_DIR, or ./conf."""
+    """The configs: SWEEP_CONFIG_DIR, those the package ships (sweep/conf in an installed wheel), conf/
+    of this checkout (src layout, editable install), or ./conf. A user's own config folders come on
+    top of it through Hydra's searchpath (see search_path)."""
     env = os.environ.get("SWEEP_CONFIG_DIR")
+    here = Path(__file__).resolve().parent
     candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "conf", Path.cwd() / "conf"]
+    candidates += [here / "conf", here.parents[1] / "conf", Path.cwd() / "conf"]
     for c in candidates:
         if (c / "sweep.yaml").is_file():
             return c.resolve()
@@ -31,18 +34,73 @@ def config_dir() -> Path:
     )
 
 
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+SEARCHPATH_KEY = "hydra.searchpath"
 
 
-def _choices(group: str) -> str:
-    extra = " or any timm model name (timm.list_models())" if group == "model" else ""
-    return ", ".join(group_options(group)) + extra
+def _entry_dir(entry: str) -> Path:
+    """The folder a Hydra searchpath entry names (file://PATH or pkg://package.module)."""
+    if entry.startswith("pkg://"):
+        import importlib.util
+
+        module = entry[len("pkg://") :].strip("/").replace("/", ".")
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:
+            spec = None
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            raise SweepConfigError(
+                f"{SEARCHPATH_KEY}: {entry} names no importable package (is it installed?)"
+            )
+        return Path(locations[0])
+    return Path(entry[len("file://") :] if entry.startswith("file://") else entry).expanduser()
 
 
-def check_choice(group: str, value: str) -> None:
-    """A group choice must be a yaml in conf/<group>/; a model may also be any timm model name."""
-    if value in group_options(group):
+def search_dirs(entries: list[str]) -> list[Path]:
+    """The user's config folders, each checked: a folder that does not exist is one line."""
+    dirs = []
+    for entry in entries:
+        folder = _entry_dir(entry)
+        if not folder.is_dir():
+            raise SweepConfigError(
+                f"{SEARCHPATH_KEY}: {entry} is not a folder (a config folder holds group folders "
+                f"such as pruner/ with one yaml per option)"
+            )
+        dirs.append(folder.resolve())
+    return dirs
+
+
+def group_options(group: str, extra: tuple[Path, ...] | list[Path] = ()) -> list[str]:
+    """The options of a config group: the shipped configs' and those of the user's config folders."""
+    folders = [config_dir(), *extra]
+    return sorted({p.stem for d in folders for p in (d / group).glob("*.yaml")})
+
+
+def user_options(extra: list[Path]) -> dict[str, list[str]]:
+    """The options the user's config folders add, per group (for --help)."""
+    shipped = {g: set(group_options(g)) for g in GROUPS}
+    return {
+        g: added for g in GROUPS if (added := sorted(set(group_options(g, extra)) - shipped[g]))
+    }
+
+
+def option_file(group: str, name: str, extra: list[Path] = ()) -> Path | None:
+    """The yaml of a group option (a user's folder wins over the shipped configs, as in Hydra)."""
+    for d in reversed([config_dir(), *extra]):
+        if (d / group / f"{name}.yaml").is_file():
+            return d / group / f"{name}.yaml"
+    return None
+
+
+def _choices(group: str, extra=()) -> str:
+    more = " or any timm model name (timm.list_models())" if group == "model" else ""
+    return ", ".join(group_options(group, extra)) + more
+
+
+def check_choice(group: str, value: str, extra: tuple[Path, ...] | list[Path] = ()) -> None:
+    """A group choice must be a yaml in conf/<group>/ or in a user's config folder (hydra.searchpath,
+    --config-dir); a model may also be any timm model name (registered by `imports`, too)."""
+    if value in group_options(group, extra):
         return
     if group == "model":
         from sweep.models import is_known_model
@@ -50,7 +108,22 @@ def check_choice(group: str, value: str) -> None:
         if is_known_model(value):
             register_timm_model(value)
             return
-    raise SweepConfigError(f"unknown {group} {value!r}: choose from {_choices(group)}")
+    raise SweepConfigError(f"unknown {group} {value!r}: choose from {_choices(group, extra)}")
+
+
+def import_modules(modules: list[str]) -> None:
+    """`imports`: the user's modules, imported before anything is checked or built, so that the
+    timm models, datasets and pruners they define or register are known."""
+    import importlib
+
+    for name in modules or ():
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise SweepConfigError(
+                f"imports: cannot import {name!r} ({type(e).__name__}: {first_line(e)}); install "
+                f"its package or put it on PYTHONPATH"
+            ) from None
 
 
 def register_timm_model(name: str) -> None:
@@ -104,6 +177,7 @@ def check_job_config(cfg):
     Returns the checked dataset (a job uses it rather than building another)."""
     from sweep.models import is_known_model
 
+    import_modules(list(cfg.get("imports") or []))
     schema.check_ranges(cfg)
     if cfg.sweep_id is not None:
         tracking.check_name("sweep_id", cfg.sweep_id)

@@ -192,6 +192,7 @@ def prepare(
             tracking.TAG_DEVICE: provenance.device_description(job.device),
             tracking.TAG_KIND: job.pruner.kind.value,
             tracking.TAG_FAMILY: job.pruner.family.name,
+            tracking.TAG_FAMILY_TITLE: job.pruner.family.title,
             tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible,
             tracking.TAG_SPARSE_KERNELS: job.pruner.kind.sparse_kernel_speedup_possible,
         }
@@ -612,22 +613,30 @@ def finetune(
     return Recovered(recovered, result)
 
 
-def _save_model(job: Job, model: nn.Module) -> None:
-    """The whole module (a pruned model's shapes differ from its class's defaults), as an artifact."""
+def _save_model(job: Job, model: nn.Module, built: Built) -> None:
+    """The pruned (and fine-tuned) model as an artifact that loads without running code: weights in
+    safetensors, the pruned shapes in JSON (sweep.artifacts; reload with sweep.artifacts.load)."""
     import tempfile
 
+    from sweep import artifacts
+
+    create = {
+        "num_classes": getattr(model, "num_classes", None),
+        **dict(job.cfg.model.get("kwargs") or {}),
+    }
+    extra = {"preprocess": built.preprocess, "pruner": job.pruner.name, "run_id": job.run.run_id}
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(model.cpu(), Path(tmp) / MODEL_FILE)
+        artifacts.save(model, tmp, job.cfg.model.name, create, extra)
         job.run.log_artifacts(tmp, MODEL_ARTIFACT_DIR)
     model.to(job.device)
 
 
-MODEL_ARTIFACT_DIR, MODEL_FILE = "model", "pruned.pt"
+MODEL_ARTIFACT_DIR = "model"
 
 
 @stage("log")
 def log_results(
-    job: Job, pruned: nn.Module, m: Measured, acc: Accuracy, rec: Recovered
+    job: Job, pruned: nn.Module, built: Built, m: Measured, acc: Accuracy, rec: Recovered
 ) -> dict[str, float]:
     metrics = {
         "accuracy_top1": rec.accuracy,
@@ -641,7 +650,7 @@ def log_results(
     if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
         job.run.log_artifacts(hydra_dir / ".hydra", "hydra")
     if job.cfg.save_model:
-        _save_model(job, pruned)
+        _save_model(job, pruned, built)
     (d, p), s = m.latency, m.speedup
     log.info(
         "%s: params %s -> %s (non-zero %s), MACs %s -> %s, latency %.2f -> %.2f ms (speedup %.2fx "
@@ -734,7 +743,7 @@ def _stages(job: Job, rss_mb: float) -> dict:
     measured = measure(job, dense, pruned, built)
     accuracy = evaluate(job, dense, pruned, built, measured)
     recovered = finetune(job, dense, pruned, built, accuracy)
-    return log_results(job, pruned, measured, accuracy, recovered)
+    return log_results(job, pruned, built, measured, accuracy, recovered)
 
 
 def _watchdog(cfg, start_mb: float) -> limits.Watchdog:

@@ -283,8 +283,10 @@ def _method_sections(sweep: R.Sweep) -> list[str]:
         if r.pruner not in by_family.setdefault(r.family, []):
             by_family[r.family].append(r.pruner)
     lines = []
+    # a user's own family: the report process need not import its package; the run says its title
+    titles = {r.family: r.tags.get(T.TAG_FAMILY_TITLE) for r in sweep.rows}
     for fam in sorted(by_family, key=lambda f: (known[f].rank if f in known else len(known), f)):
-        lines += [f"## {known[fam].title if fam in known else fam}", ""]
+        lines += [f"## {known[fam].title if fam in known else titles.get(fam) or fam}", ""]
         for pruner in sorted(by_family[fam]):
             for level in sweep.levels:
                 lines += _method_section(sweep, rows, pruner, level)

@@ -264,6 +264,9 @@ class SweepConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     job: JobConfig = field(default_factory=JobConfig)  # time and memory limits
     save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
+    # modules imported before anything is checked or built: a user's package that registers timm
+    # models or defines pruners and datasets (e.g. imports=[my_method])
+    imports: list[str] = field(default_factory=list)
     report: ReportConfig = field(default_factory=ReportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -111,6 +111,7 @@ TAG_NOOP = "noop"  # true when pruning changed nothing
 TAG_KEPT_DENSE = "pruning_kept_dense"
 TAG_KIND = "pruning_kind"  # unstructured | semi_structured | structured_mask | structural
 TAG_FAMILY = "pruning_family"  # torch.nn.utils.prune | depgraph
+TAG_FAMILY_TITLE = "pruning_family_title"  # the family's title (the report's section for it)
 TAG_SPEEDUP_POSSIBLE = "dense_speedup_possible"  # false for masks: dense kernels do the same work
 TAG_SPARSE_KERNELS = (
     "sparse_kernel_speedup_possible"  # true for 2:4: sparse tensor cores (CUDA) run it faster
