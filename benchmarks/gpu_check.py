@@ -48,7 +48,9 @@ def check(name: str):
                 first = (str(e).strip().splitlines() or [""])[0]
                 status, said = "FAIL", f"{type(e).__name__}: {first}"
                 traceback.print_exc(file=sys.stderr)
-            line = f"{status:4} {name} ({time.perf_counter() - t0:.1f} s){': ' + said if said else ''}"
+            line = (
+                f"{status:4} {name} ({time.perf_counter() - t0:.1f} s){': ' + said if said else ''}"
+            )
             print(line, flush=True)
             results.append((status, name))
 
