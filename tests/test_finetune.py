@@ -200,3 +200,45 @@ def test_pretrained_file_with_fitted_head(compose, store, checkpoint, synset_tre
         run.data.params["weights.cache_path"].endswith(".pt")
         and "-fit-" in run.data.params["weights.cache_path"]
     )
+
+
+def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, store, weights_cache):
+    """A loss that goes NaN ends fine-tuning at once, flags the run, and the report lists it apart."""
+    from sweep import report
+
+    common = ["finetune.epochs=1", "sweep_id=diverged", f"tracking.uri={store}", *FAST]
+    pipeline.run_job(compose(["pruner=dg_group", "ratio=0.5", *common]))
+    pipeline.run_job(
+        compose(
+            [
+                "pruner=dg_group",
+                "pruner._target_=helpers.pruners.PoisonsFineTuning",
+                "pruner.name=poisons",
+                "ratio=0.5",
+                *common,
+            ]
+        )
+    )
+    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, "pruning-sweep")}
+    bad, good = runs["poisons"], runs["dg_group"]
+    assert bad.info.status == "FINISHED"
+    assert bad.data.tags["finetune_diverged"] == "true"
+    assert bad.data.tags["finetune_stopped_by"] == "non_finite_loss"
+    assert bad.data.metrics["finetune_steps"] == 1
+    assert good.data.tags["finetune_diverged"] == "false"
+    assert good.data.metrics["finetune_loss_end"] < good.data.metrics["finetune_loss_start"]
+    assert good.data.tags["pruned_at_chance"] == "false"
+    doc = report.render(report.R.load_sweep(store, "pruning-sweep", "diverged"), {})
+    assert "fine-tuning diverged" in doc.split("## Matched cost")[1]
+    summary = doc.split("## Summary")[1].split("## Original")[0]
+    assert "tiny_cnn/poisons/0.5/ft1" in summary and "poisons:" not in summary
+    assert "| tiny_cnn | MACs ≈ 30 % | dg_group (ratio 0.5): " in summary
+
+
+def test_divergence_rule():
+    from sweep.training import TrainResult
+
+    assert TrainResult(8, 1.0, "epochs", [2.0] * 4 + [1.0] * 4).diverged is False
+    assert TrainResult(8, 1.0, "epochs", [2.0] * 4 + [9.0] * 4).diverged is True
+    assert TrainResult(1, 1.0, "non_finite_loss", [float("nan")]).diverged is True
+    assert TrainResult(2, 1.0, "epochs", [1.0, 5.0]).diverged is False  # too short to tell

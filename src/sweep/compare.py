@@ -39,7 +39,10 @@ def _ranked(rows: list[R.Row]) -> list[R.Row]:
     ok = [
         r
         for r in rows
-        if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "accuracy_top1" in r.metrics
+        if r.status == "FINISHED"
+        and not r.flag(T.TAG_NOOP)
+        and not r.flag(T.TAG_DIVERGED)  # its top-1 is the learning rate's, not the method's
+        and "accuracy_top1" in r.metrics
     ]
     return sorted(
         ok, key=lambda r: (-r.metrics["accuracy_top1"], -r.metrics.get("speedup", 0.0), _name(r))
@@ -151,6 +154,13 @@ def summary(sweep: R.Sweep) -> list[str]:
             lines.append(
                 f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
             )
+    diverged = [R.point_name(r) for r in sweep.rows if r.flag(T.TAG_DIVERGED)]
+    if diverged:
+        lines += [
+            "",
+            f"Left out of the ranking, their fine-tuning diverged (loss non-finite or above its "
+            f"start: see the run's finetune_loss_start/_end): {', '.join(diverged)}.",
+        ]
     if len(runtimes) > 1:
         changes = ranking_changes(sweep)
         lines += [

@@ -183,7 +183,10 @@ def render(sweep, out: Path) -> dict[str, str]:
     done = [
         r
         for r in sweep.rows
-        if r.status == "FINISHED" and not r.flag(T.TAG_NOOP) and "latency_ms" in r.metrics
+        if r.status == "FINISHED"
+        and not r.flag(T.TAG_NOOP)
+        and not r.flag(T.TAG_DIVERGED)  # listed apart in the summary
+        and "latency_ms" in r.metrics
     ]
     if not done:
         return {}

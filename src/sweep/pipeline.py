@@ -609,7 +609,21 @@ def finetune(
             ),
         }
     )
-    job.run.set_tags({"finetune_stopped_by": result.stopped_by})
+    job.run.log_metrics(
+        {"finetune_loss_start": result.loss_start, "finetune_loss_end": result.loss_end}
+    )
+    job.run.set_tags(
+        {"finetune_stopped_by": result.stopped_by, tracking.TAG_DIVERGED: result.diverged}
+    )
+    if result.diverged:
+        log.warning(
+            "%s: fine-tuning diverged (loss %.4g -> %.4g, stopped by %s): flagged, and kept out of "
+            "the report's ranking",
+            job.run_name,
+            result.loss_start,
+            result.loss_end,
+            result.stopped_by,
+        )
     return Recovered(recovered, result)
 
 
@@ -645,7 +659,15 @@ def log_results(
         "macs_reduction": 1 - m.pruned.macs / m.dense.macs if m.dense.macs else 0.0,
     }
     job.run.log_metrics(metrics)
-    job.run.set_tags({tracking.TAG_AT_CHANCE: acc.at_chance})
+    # after fine-tuning only: one-shot structural pruning at a high ratio is at chance by design
+    pruned_chance = (
+        rec.result is not None
+        and not acc.at_chance
+        and at_chance(rec.accuracy, acc.samples, job.dataset.num_classes)
+    )
+    job.run.set_tags(
+        {tracking.TAG_AT_CHANCE: acc.at_chance, tracking.TAG_PRUNED_AT_CHANCE: pruned_chance}
+    )
     hydra_dir = _hydra_output_dir()
     if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
         job.run.log_artifacts(hydra_dir / ".hydra", "hydra")

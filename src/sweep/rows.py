@@ -188,7 +188,7 @@ def combine(rows: list[Row]) -> Row:
     keys = set.intersection(*(set(r.metrics) for r in done))
     spread = len(done) > 1
     tags = dict(done[0].tags)
-    for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP):
+    for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, T.TAG_DIVERGED, T.TAG_PRUNED_AT_CHANCE):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
     flag_tags = {k for r in done for k in r.tags if k.endswith(T.TAG_LATENCY_FLAG)}
     for tag in flag_tags | {T.TAG_LATENCY_FLAG}:  # eager's, and each runtime's
@@ -238,6 +238,12 @@ def _row(r) -> Row:
         seed=int(to_float(p.get("seed"), 0)),
         target=target,
     )
+
+
+def point_name(row: Row) -> str:
+    """A grid point as its runs are named: `model/pruner/ratio` or `model/pruner/macs=0.5`."""
+    level = row.level.removeprefix("ratio=")
+    return f"{row.model}/{row.pruner}/{level}" + (f"/ft{row.epochs}" if row.epochs else "")
 
 
 def fmt_count(v) -> str:
@@ -299,6 +305,10 @@ def flags(row: Row) -> list[str]:
         out.append(f"kept whole: {row.tags[T.TAG_KEPT_DENSE]}")
     if row.flag(T.TAG_AT_CHANCE):
         out.append("accuracy at chance")
+    if row.flag(T.TAG_DIVERGED):
+        out.append("fine-tuning diverged")
+    if row.flag(T.TAG_PRUNED_AT_CHANCE):
+        out.append("at chance after fine-tuning")
     if row.masks:
         out.append("masks: no dense speedup possible")
     elif row.metrics.get("sparse_kernel_layers"):

@@ -107,6 +107,10 @@ TAG_NOT_APPLICABLE = "not_applicable"  # true: FAILED because the method cannot 
 TAG_WEIGHTS = "weights"  # trained | pretrained | random
 TAG_AT_CHANCE = "accuracy_at_chance"  # true when dense accuracy is not above chance
 TAG_NOOP = "noop"  # true when pruning changed nothing
+# true when fine-tuning's loss went non-finite or ended above where it started (a bad learning rate)
+TAG_DIVERGED = "finetune_diverged"
+# true when the pruned model is at chance after fine-tuning while its dense model is not
+TAG_PRUNED_AT_CHANCE = "pruned_at_chance"
 # layers a structural method left whole because the library cannot prune them (path patterns, ","-joined)
 TAG_KEPT_DENSE = "pruning_kept_dense"
 TAG_KIND = "pruning_kind"  # unstructured | semi_structured | structured_mask | structural

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -40,11 +40,33 @@ class Distill:
     temperature: float
 
 
+# Losses averaged at the start and the end of training, to tell a run that diverged
+LOSS_WINDOW = 5
+
+
 @dataclass
 class TrainResult:
     steps: int
     seconds: float
-    stopped_by: str  # epochs | max_steps | time_budget
+    stopped_by: str  # epochs | max_steps | time_budget | non_finite_loss
+    losses: list[float] = field(default_factory=list)  # every step's loss
+
+    @property
+    def loss_start(self) -> float:
+        head = self.losses[:LOSS_WINDOW]
+        return sum(head) / len(head) if head else math.nan
+
+    @property
+    def loss_end(self) -> float:
+        tail = self.losses[-LOSS_WINDOW:]
+        return sum(tail) / len(tail) if tail else math.nan
+
+    @property
+    def diverged(self) -> bool:
+        """A loss went non-finite, or training ended with a higher loss than it started with."""
+        if any(not math.isfinite(v) for v in self.losses):
+            return True
+        return len(self.losses) > LOSS_WINDOW and self.loss_end > self.loss_start
 
 
 def zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -131,14 +153,16 @@ def train(
     total = budget.epochs * math.ceil(len(batches) / budget.batch_size)
     sched = _scheduler(opt, budget, min(total, budget.max_steps or total))
     to_target = torch.tensor(targets) if targets is not None else None
-    step, t0, stopped = 0, time.perf_counter(), ""
+    step, t0, stopped, losses = 0, time.perf_counter(), "", []
     for epoch in range(budget.epochs):
         loss_sum, seen = 0.0, 0
         for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
             y = to_target[y] if to_target is not None else y
             loss = _step(model, opt, sched, x.to(device), y.to(device), distill, masks)
             step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
-            stopped = _stop(budget, step, t0)
+            losses.append(loss)
+            # a non-finite loss never comes back: the rest of the budget would be spent on NaNs
+            stopped = "non_finite_loss" if not math.isfinite(loss) else _stop(budget, step, t0)
             if stopped:
                 break
         log.info(
@@ -152,7 +176,7 @@ def train(
         if stopped:
             break
     model.eval()
-    return TrainResult(step, time.perf_counter() - t0, stopped or "epochs")
+    return TrainResult(step, time.perf_counter() - t0, stopped or "epochs", losses)
 
 
 @torch.no_grad()

@@ -149,22 +149,42 @@ class PrunesToUnexportable(Pruner):
         super().__init__(name)
 
     def prune(self, model, ratio, example_inputs, calibration=None):
-        import torch_pruning as tp
-
-        pruner = tp.pruner.BasePruner(
-            model,
-            example_inputs,
-            importance=tp.importance.MagnitudeImportance(),
-            pruning_ratio=ratio,
-            ignored_layers=[model.get_classifier()],
-            pruning_ratio_dict={},
-            unwrapped_parameters=[],
-            customized_pruners={},
-            channel_groups={},
-        )
-        pruner.step()
+        _magnitude_channels(model, ratio, example_inputs)
         name = model.default_cfg.get("classifier", "fc")
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
         setattr(owner, attr, _CustomOpHead(getattr(owner, attr)))
+        return model
+
+
+def _magnitude_channels(model, ratio, example_inputs) -> None:
+    import torch_pruning as tp
+
+    tp.pruner.BasePruner(
+        model,
+        example_inputs,
+        importance=tp.importance.MagnitudeImportance(),
+        pruning_ratio=ratio,
+        ignored_layers=[model.get_classifier()],
+        in_channel_groups={},
+        out_channel_groups={},
+        channel_groups={},
+    ).step()
+
+
+class PoisonsFineTuning(Pruner):
+    """Magnitude channel pruning that leaves one NaN weight in the classifier: the fine-tuning loss
+    is NaN from its first step, as with a learning rate far too high."""
+
+    kind = PruneKind.STRUCTURAL
+    family = TEST
+    ratio_means = "fraction of channels removed per group, then a NaN in the classifier"
+
+    def __init__(self, name: str = "poisons", **ignored):
+        super().__init__(name)
+
+    def prune(self, model, ratio, example_inputs, calibration=None):
+        _magnitude_channels(model, ratio, example_inputs)
+        with torch.no_grad():
+            model.get_classifier().weight[0, 0] = float("nan")
         return model
