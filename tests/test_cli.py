@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from helpers.cli import fail_in_one_line
 from sweep import cli
 from sweep.config import group_options
-
-
-def _fail(argv, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert not (tmp_path / "mlflow.db").exists()
-    assert not (tmp_path / "multirun").exists()
-    return err
 
 
 @pytest.mark.parametrize(
@@ -69,7 +58,7 @@ def _fail(argv, capsys, tmp_path, monkeypatch):
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
-    err = _fail(argv, capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(argv, capsys, tmp_path, monkeypatch)
     assert err.startswith("sweep: error: ")
     for needle in needles:
         assert needle in err, (needle, err)
@@ -114,7 +103,7 @@ def test_empty_class_folder_is_one_line(capsys, tmp_path, monkeypatch):
     (tmp_path / "data" / "val" / "a").mkdir(parents=True)
     (tmp_path / "data" / "val" / "b").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "val" / "a" / "x.png")
-    err = _fail(
+    err = fail_in_one_line(
         ["dataset=imagefolder", f"dataset.root={tmp_path / 'data'}"], capsys, tmp_path, monkeypatch
     )
     assert "val/b has no images" in err

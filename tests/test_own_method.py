@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import FAST, ROOT, run_cli
+from helpers.cli import FAST, ROOT, fail_in_one_line, run_cli
 from sweep import cli, tracking
 
 EXAMPLE = ROOT / "examples" / "my_method"
@@ -50,19 +50,10 @@ def test_help_lists_the_users_options(tmp_path, capsys, monkeypatch):
     assert "pruner (from your config folders): mine" in capsys.readouterr().out
 
 
-def _fail(argv, capsys, tmp_path, monkeypatch) -> str:
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert not (tmp_path / "mlflow.db").exists()
-    return err
-
-
 def test_a_searchpath_folder_that_does_not_exist(tmp_path, capsys, monkeypatch):
-    err = _fail(["hydra.searchpath=[file:///no/such/conf]"], capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(
+        ["hydra.searchpath=[file:///no/such/conf]"], capsys, tmp_path, monkeypatch
+    )
     assert err == (
         "sweep: error: hydra.searchpath: file:///no/such/conf is not a folder (a config folder "
         "holds group folders such as pruner/ with one yaml per option)"
@@ -71,7 +62,9 @@ def test_a_searchpath_folder_that_does_not_exist(tmp_path, capsys, monkeypatch):
 
 def test_a_target_that_cannot_be_imported(tmp_path, capsys, monkeypatch):
     conf = _conf(tmp_path, "nosuchpkg.Method")
-    err = _fail(["pruner=mine", f"hydra.searchpath=[file://{conf}]"], capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(
+        ["pruner=mine", f"hydra.searchpath=[file://{conf}]"], capsys, tmp_path, monkeypatch
+    )
     assert err == (
         "sweep: error: pruner 'mine': _target_ nosuchpkg.Method cannot be imported "
         "(ModuleNotFoundError: No module named 'nosuchpkg'); install its package or put it on "
@@ -81,12 +74,14 @@ def test_a_target_that_cannot_be_imported(tmp_path, capsys, monkeypatch):
 
 def test_a_class_that_is_not_a_pruner(tmp_path, capsys, monkeypatch):
     conf = _conf(tmp_path, "collections.OrderedDict")
-    err = _fail(["pruner=mine", f"hydra.searchpath=[file://{conf}]"], capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(
+        ["pruner=mine", f"hydra.searchpath=[file://{conf}]"], capsys, tmp_path, monkeypatch
+    )
     assert "_target_ collections.OrderedDict makes a OrderedDict, not a sweep.pruners" in err
 
 
 def test_a_module_to_import_that_does_not_exist(tmp_path, capsys, monkeypatch):
-    err = _fail(["imports=[nosuchpkg]"], capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(["imports=[nosuchpkg]"], capsys, tmp_path, monkeypatch)
     assert err.startswith("sweep: error: imports: cannot import 'nosuchpkg' (ModuleNotFoundError")
 
 
@@ -96,7 +91,7 @@ def test_a_swapped_importance_needs_its_own_name(tmp_path, capsys, monkeypatch):
         "~pruner.importance",
         "+pruner.importance={_target_:torch_pruning.importance.RandomImportance}",
     ]
-    err = _fail(swap, capsys, tmp_path, monkeypatch)
+    err = fail_in_one_line(swap, capsys, tmp_path, monkeypatch)
     assert "is not dg_group's importance" in err and "pruner.name=dg_randomimportance" in err
     monkeypatch.chdir(tmp_path)
     assert cli.preflight([*swap, "pruner.name=dg_mine"]).num_jobs == 1

@@ -46,3 +46,21 @@ def run_cli(args, cwd, env_extra=None, timeout=900) -> subprocess.CompletedProce
         text=True,
         timeout=timeout,
     )
+
+
+def fail_in_one_line(argv, capsys, tmp_path, monkeypatch) -> str:
+    """`python -m sweep ARGV` in-process from tmp_path: exit status 2, one line on stderr (returned),
+    and nothing written (no store, no Hydra output)."""
+    import pytest
+
+    from sweep import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "multirun").exists()
+    return err
