@@ -192,3 +192,41 @@ def test_example_runs_from_the_checkout(tmp_path, weights_cache):
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = tracking.search_runs(store, "pruning-sweep")
     assert run.info.status == "FINISHED" and run.data.tags["pruning_kind"] == "structural"
+
+
+USER_PACKAGE = '''
+import timm
+from timm.models import register_model
+
+from sweep.data import Digits
+
+
+@register_model
+def lab_tiny_net(pretrained=False, **kwargs):
+    """A model of the lab's own, registered with timm."""
+    return timm.create_model("test_resnet", pretrained=pretrained, **kwargs)
+
+
+class LabDigits(Digits):
+    """A dataset class of the lab's own."""
+'''
+
+
+def test_a_users_timm_model_and_dataset_through_imports(tmp_path, capsys, monkeypatch):
+    pkg = tmp_path / "pkgs"
+    pkg.mkdir()
+    (pkg / "lab_models.py").write_text(USER_PACKAGE)
+    conf = tmp_path / "myconf"
+    (conf / "dataset").mkdir(parents=True)
+    (conf / "dataset" / "lab_digits.yaml").write_text(
+        "_target_: lab_models.LabDigits\nname: lab_digits\n"
+    )
+    monkeypatch.syspath_prepend(str(pkg))
+    searchpath = f"hydra.searchpath=[file://{conf}]"
+    # without `imports` the model is unknown: one line
+    err = fail_in_one_line(["model=lab_tiny_net", searchpath], capsys, tmp_path, monkeypatch)
+    assert "unknown model 'lab_tiny_net'" in err
+    plan = cli.preflight(
+        ["model=lab_tiny_net", "dataset=lab_digits", "imports=[lab_models]", searchpath]
+    )
+    assert plan.num_jobs == 1 and "imports=[lab_models]" in plan.argv
