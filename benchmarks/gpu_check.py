@@ -193,6 +193,16 @@ def seed_sweep(_dev, out: Path):
     return "; ".join(said) + f"; report {doc}"
 
 
+def _missing_packages() -> list[str]:
+    """What the checks import; the project itself from this checkout when it is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("sweep") is None:
+        sys.path.insert(0, str(ROOT / "src"))
+    needed = ["sweep", "timm", "torch_pruning", "hydra", "omegaconf", "mlflow", "onnx", "pytest"]
+    return [m for m in needed if importlib.util.find_spec(m) is None]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-sweep", action="store_true")
@@ -202,6 +212,13 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("SKIP gpu_check: no CUDA device here (torch.cuda.is_available() is False)")
         return
+    missing = _missing_packages()
+    if missing:
+        print(
+            f"FAIL setup: not importable here: {', '.join(missing)} (install the project, "
+            f"`pip install -e .`, or bring those packages as wheels)"
+        )
+        raise SystemExit(1)
     dev = torch.device("cuda")
     print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}", flush=True)
     harness(dev)
