@@ -18,6 +18,7 @@ without CUDA it says so in one line and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,7 @@ def gpu_tests(_dev):
         cwd=ROOT,
         capture_output=True,
         text=True,
+        env=_env(),
     )
     tail = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
     if r.returncode != 0:
@@ -171,7 +173,7 @@ def seed_sweep(_dev, out: Path):
         f"tracking.uri={store}",
     ]
     r = subprocess.run(
-        [sys.executable, "-m", "sweep", *args], cwd=out, capture_output=True, text=True
+        [sys.executable, "-m", "sweep", *args], cwd=out, capture_output=True, text=True, env=_env()
     )
     runs = tracking.search_runs(store, "pruning-sweep", "gpu-check")
     bad = [x.info.run_name for x in runs if x.info.status != "FINISHED"]
@@ -191,6 +193,13 @@ def seed_sweep(_dev, out: Path):
         ]
         said.append(f"{x.info.run_name}: {', '.join(rts)}")
     return "; ".join(said) + f"; report {doc}"
+
+
+def _env() -> dict[str, str]:
+    """Subprocesses see the project from this checkout, installed or not."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _missing_packages() -> list[str]:
