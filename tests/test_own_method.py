@@ -41,13 +41,11 @@ def test_glob_and_checks_see_the_users_config_folder(tmp_path, monkeypatch, exam
     assert plan.num_jobs == 1
 
 
-def test_help_lists_the_users_options(tmp_path, capsys, monkeypatch):
+def test_help_lists_the_users_options(tmp_path):
     conf = _conf(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as e:  # Hydra's help exits
-        cli.main(["--help", f"hydra.searchpath=[file://{conf}]"])
-    assert e.value.code in (0, None)
-    assert "pruner (from your config folders): mine" in capsys.readouterr().out
+    r = run_cli(["--help", f"hydra.searchpath=[file://{conf}]"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "pruner (from your config folders): mine" in r.stdout
 
 
 def test_a_searchpath_folder_that_does_not_exist(tmp_path, capsys, monkeypatch):

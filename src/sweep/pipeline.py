@@ -455,6 +455,37 @@ def _peak_metrics(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: M
     }
 
 
+def _log_runtime(job: Job, r: deployed.RuntimeResult) -> None:
+    """One runtime's figures under its names (`<runtime>/...`), and its trust flag."""
+    key = functools.partial(tracking.runtime_key, r.runtime)
+    job.run.set_tags({key(tracking.TAG_RUNTIME_FLAG): r.flag})
+    if r.flag != "none":
+        log.warning("%s: %s latency not to be trusted (%s)", job.run_name, r.runtime, r.flag)
+    job.run.log_metrics(
+        {
+            **r.dense.metrics(key(tracking.DENSE_PREFIX)),
+            **r.pruned.metrics(key("")),
+            **{key(k): v for k, v in r.speedup.metrics().items()},
+            key("dense_export_seconds"): r.export_s[0],
+            key("export_seconds"): r.export_s[1],
+            key("dense_build_seconds"): r.build_s[0],
+            key("build_seconds"): r.build_s[1],
+            key("dense_max_abs_diff"): r.max_abs_diff[0],
+            key("max_abs_diff"): r.max_abs_diff[1],
+        }
+    )
+    log.info(
+        "%s: %s latency %.3f -> %.3f ms (speedup %.2fx [%.2f, %.2f])",
+        job.run_name,
+        r.runtime,
+        r.dense.median_ms,
+        r.pruned.median_ms,
+        r.speedup.value,
+        r.speedup.ci_low,
+        r.speedup.ci_high,
+    )
+
+
 def _deployed(job: Job, dense: nn.Module, pruned: nn.Module, x, settings, m: Measured) -> None:
     """Dense and pruned timed in every runtime of measure.runtimes besides eager; a runtime that
     cannot take a model is not applicable for this job, with its reason, and the job goes on."""
@@ -479,33 +510,8 @@ def _deployed(job: Job, dense: nn.Module, pruned: nn.Module, x, settings, m: Mea
                 job.run.set_tags({key(tracking.TAG_RUNTIME_NA): first_line(e)})
                 continue
             m.runtime_latency[name] = (r.dense, r.pruned)
-            job.run.set_tags({key(tracking.TAG_RUNTIME_FLAG): r.flag})
-            if r.flag != "none":
-                log.warning("%s: %s latency not to be trusted (%s)", job.run_name, name, r.flag)
-            job.run.log_metrics(
-                {
-                    **r.dense.metrics(key(tracking.DENSE_PREFIX)),
-                    **r.pruned.metrics(key("")),
-                    **{key(k): v for k, v in r.speedup.metrics().items()},
-                    key("dense_export_seconds"): r.export_s[0],
-                    key("export_seconds"): r.export_s[1],
-                    key("dense_build_seconds"): r.build_s[0],
-                    key("build_seconds"): r.build_s[1],
-                    key("dense_max_abs_diff"): r.max_abs_diff[0],
-                    key("max_abs_diff"): r.max_abs_diff[1],
-                    **_peak_metrics(job, runtime, ctx, settings, m),
-                }
-            )
-            log.info(
-                "%s: %s latency %.3f -> %.3f ms (speedup %.2fx [%.2f, %.2f])",
-                job.run_name,
-                name,
-                r.dense.median_ms,
-                r.pruned.median_ms,
-                r.speedup.value,
-                r.speedup.ci_low,
-                r.speedup.ci_high,
-            )
+            _log_runtime(job, r)
+            job.run.log_metrics(_peak_metrics(job, runtime, ctx, settings, m))
             if job.cfg.save_model and r.file is not None and not m.onnx_saved:
                 job.run.log_artifacts(r.file.parent, MODEL_ARTIFACT_DIR)  # what was timed
                 m.onnx_saved = True
@@ -609,6 +615,11 @@ def finetune(
             ),
         }
     )
+    _log_divergence(job, result)
+    return Recovered(recovered, result)
+
+
+def _log_divergence(job: Job, result: training.TrainResult) -> None:
     job.run.log_metrics(
         {"finetune_loss_start": result.loss_start, "finetune_loss_end": result.loss_end}
     )
@@ -624,7 +635,6 @@ def finetune(
             result.loss_end,
             result.stopped_by,
         )
-    return Recovered(recovered, result)
 
 
 def _save_model(job: Job, model: nn.Module, built: Built) -> None:
