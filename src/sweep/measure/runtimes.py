@@ -148,13 +148,35 @@ class Compiled(Runtime):
 
 
 # ---- ONNX ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print their progress, and the TorchScript one the whole graph when it fails,
+    some of it from C++ straight to the process's stdout/stderr: silence both, at the descriptors."""
+    import os
+    import sys
+
+    saved = []
+    try:
+        with open(os.devnull, "w") as null:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    stream.flush()
+                    fd = stream.fileno()
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(null.fileno(), fd)
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                yield
+    finally:
+        for fd, copy_fd in saved:
+            os.dup2(copy_fd, fd)
+            os.close(copy_fd)
+
+
 def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> None:
-    # the exporters print their progress, and the TorchScript one the whole graph when it fails
-    with (
-        warnings.catch_warnings(),
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
+    with warnings.catch_warnings(), _quiet():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
