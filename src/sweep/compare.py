@@ -10,8 +10,6 @@ by their non-zero MACs (as targets count them); they cannot run faster on dense 
 
 from __future__ import annotations
 
-import functools
-
 from sweep import rows as R
 from sweep import tracking as T
 
@@ -75,23 +73,10 @@ def _speed_in(row: R.Row, runtime: str) -> str:
     return f"{runtime} n/a" if v is None else f"{v:.2f}x {runtime}"
 
 
-def _interval(row: R.Row, runtime: str) -> tuple[float, float] | None:
-    """A method's speedup in a runtime as an interval: its 95 % bootstrap interval, or with repeats
-    the mean ± one standard deviation over seeds; None where it has no speedup there."""
-    key = functools.partial(T.runtime_key, runtime)
-    v = row.metrics.get(key("speedup"))
-    if v is None:
-        return None
-    if row.n > 1:
-        sd = row.std.get(key("speedup"), 0.0)
-        return v - sd, v + sd
-    return row.metrics.get(key("speedup_ci_low"), v), row.metrics.get(key("speedup_ci_high"), v)
-
-
 def _faster(a: R.Row, b: R.Row, runtime: str) -> bool:
     """a is faster than b in `runtime` beyond both their intervals."""
-    ia, ib = _interval(a, runtime), _interval(b, runtime)
-    return ia is not None and ib is not None and ia[0] > ib[1]
+    ia, ib = R.speedup_interval(a, runtime), R.speedup_interval(b, runtime)
+    return ia is not None and ib is not None and ia[1] > ib[2]
 
 
 def ranking_changes(sweep: R.Sweep) -> list[str]:
@@ -154,7 +139,7 @@ def summary(sweep: R.Sweep) -> list[str]:
             lines.append(
                 f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
             )
-    diverged = [R.point_name(r) for r in sweep.rows if r.flag(T.TAG_DIVERGED)]
+    diverged = [R.point_name(r.point) for r in sweep.rows if r.flag(T.TAG_DIVERGED)]
     if diverged:
         lines += [
             "",

@@ -6,13 +6,12 @@ Inputs are the report's rows (sweep.report.Row), read from MLflow.
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from pathlib import Path
 
+from sweep import rows as R
 from sweep import tracking as T
-from sweep.rows import sweep_runtimes as rows_runtimes
 
 # no matplotlib version in the file: the same store gives the same bytes
 _PNG_META = {"Software": None}
@@ -81,69 +80,40 @@ def _accuracy_figure(plt, models, done, xkey: str, xlabel: str, out: Path) -> No
     _save(plt, fig, out)
 
 
+def _speedup_panel(ax, model: str, structural, runtime: str, title: str) -> None:
+    """Speedup in one runtime (bars: its 95 % interval, or the std over seeds) against the fraction
+    of the dense MACs kept, a line per structural method."""
+    mine = [r for r in structural if r.model == model and R.speedup_interval(r, runtime)]
+    for pruner in sorted({r.pruner for r in mine}):
+        rows = sorted((r for r in mine if r.pruner == pruner), key=lambda r: -r.macs_kept)
+        v, lo, hi = zip(*(R.speedup_interval(r, runtime) for r in rows))
+        err = [[a - b for a, b in zip(v, lo)], [b - a for a, b in zip(v, hi)]]
+        ax.errorbar(
+            [r.macs_kept for r in rows], v, yerr=err, marker="o", ms=4, capsize=3, label=pruner
+        )
+    ax.axhline(1.0, color="grey", linewidth=1)
+    ax.invert_xaxis()  # left to right: more pruned
+    _label(ax, title, "MACs kept (fraction of dense)", "speedup vs dense (x)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
 def _speedup_figure(plt, models, structural, out: Path) -> None:
-    """Speedup (bars: its 95 % interval, or the std over seeds) against the fraction of the dense
-    MACs kept, one panel per model, a line per structural method."""
+    """Eager speedup against MACs kept, one panel per model."""
     fig, axes = _panels(plt, len(models))
     for ax, model in zip(axes, models):
-        for pruner in sorted({r.pruner for r in structural if r.model == model}):
-            rows = sorted(
-                (r for r in structural if r.model == model and r.pruner == pruner),
-                key=lambda r: -r.macs_kept,
-            )
-            x = [r.macs_kept for r in rows]
-            y = [r.metrics["speedup"] for r in rows]
-            lo = [r.metrics.get("speedup_ci_low", v) for r, v in zip(rows, y)]
-            hi = [r.metrics.get("speedup_ci_high", v) for r, v in zip(rows, y)]
-            err = [
-                [r.std["speedup"], r.std["speedup"]] if r.n > 1 else [v - a, b - v]
-                for r, v, a, b in zip(rows, y, lo, hi)
-            ]
-            ax.errorbar(x, y, yerr=list(zip(*err)), marker="o", ms=4, capsize=3, label=pruner)
-        ax.axhline(1.0, color="grey", linewidth=1)
-        ax.invert_xaxis()  # left to right: more pruned
-        _label(ax, model, "MACs kept (fraction of dense)", "speedup vs dense (x)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
+        _speedup_panel(ax, model, structural, T.EAGER, model)
     _save(plt, fig, out)
 
 
 def _runtime_figure(plt, models, structural, runtimes, out: Path) -> None:
-    """Speedup against MACs kept, one row of panels per model and one panel per runtime (a line per
-    structural method; bars: the 95 % interval, or the std over seeds)."""
+    """Speedup against MACs kept, one row of panels per model and one panel per runtime."""
     fig, axes = plt.subplots(
         len(models), len(runtimes), figsize=(3.8 * len(runtimes), 3.3 * len(models)), squeeze=False
     )
     for row, model in zip(axes, models):
         for ax, rt in zip(row, runtimes):
-            key = functools.partial(T.runtime_key, rt)
-            mine = [r for r in structural if r.model == model and key("speedup") in r.metrics]
-            for pruner in sorted({r.pruner for r in mine}):
-                rows = sorted((r for r in mine if r.pruner == pruner), key=lambda r: -r.macs_kept)
-                y = [r.metrics[key("speedup")] for r in rows]
-                err = [
-                    [r.std.get(key("speedup"), 0.0)] * 2
-                    if r.n > 1
-                    else [
-                        v - r.metrics.get(key("speedup_ci_low"), v),
-                        r.metrics.get(key("speedup_ci_high"), v) - v,
-                    ]
-                    for r, v in zip(rows, y)
-                ]
-                ax.errorbar(
-                    [r.macs_kept for r in rows],
-                    y,
-                    yerr=list(zip(*err)),
-                    marker="o",
-                    ms=4,
-                    capsize=3,
-                    label=pruner,
-                )
-            ax.axhline(1.0, color="grey", linewidth=1)
-            ax.invert_xaxis()
-            _label(ax, f"{model}: {rt}", "MACs kept (fraction of dense)", "speedup vs dense (x)")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6)
+            _speedup_panel(ax, model, structural, rt, f"{model}: {rt}")
     _save(plt, fig, out)
 
 
@@ -203,7 +173,7 @@ def render(sweep, out: Path) -> dict[str, str]:
     if structural:
         _speedup_figure(plt, models, structural, out / "speedup_vs_macs.png")
         made["Speedup vs MACs kept (structural methods only)"] = "speedup_vs_macs.png"
-    runtimes = rows_runtimes(sweep)
+    runtimes = R.sweep_runtimes(sweep)
     if structural and len(runtimes) > 1:
         _runtime_figure(plt, models, structural, runtimes, out / "speedup_by_runtime.png")
         made["Speedup vs MACs kept in each runtime (structural methods only)"] = (

@@ -122,12 +122,11 @@ def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
     for r in rows:
         if r.status != "FINISHED":
             continue
+        m, name = r.metrics, (r.label or r.model) + R.seeds_note(r)
+        macs_said = f"{m.get('dense_macs', 0.0) / m['macs']:.2f}x" if m.get("macs") else "?"
         for rt in runtimes:
-            m, key = r.metrics, functools.partial(T.runtime_key, rt)
-            name = (r.label or r.model) + R.seeds_note(r)
+            key = functools.partial(T.runtime_key, rt)
             na = R.runtime_na(r, rt)
-            macs = m.get("dense_macs", 0.0) / m["macs"] if m.get("macs") else None
-            macs_said = "?" if macs is None else f"{macs:.2f}x"
             if key("latency_ms") not in m:
                 out.append(f"| {name} | {rt} | | {R.speed(r, rt)} | {macs_said} | | | {na} |")
                 continue
@@ -343,13 +342,6 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _point(point: tuple) -> str:
-    """A grid point as its runs are named: `model/pruner/ratio` or `model/pruner/macs=0.5`."""
-    model, pruner, level, epochs = point
-    level = level.removeprefix("ratio=")
-    return f"{model}/{pruner}/{level}" + (f"/ft{epochs}" if epochs else "")
-
-
 def regressions(
     sweep: R.Sweep, baseline: R.Sweep, latency_threshold: float, accuracy_threshold: float
 ) -> list[str]:
@@ -380,12 +372,12 @@ def regressions(
             f"{R.fmt_pct(acc0)} → {R.fmt_pct(acc1)} | {'; '.join(why)} |"
         )
         if why:
-            found.append(f"- {_point(r.point)}: {'; '.join(why)}")
+            found.append(f"- {R.point_name(r.point)}: {'; '.join(why)}")
     gone = sorted(
         set(base) - {r.point for r in sweep.rows if r.status == "FINISHED"},
         key=lambda k: (R.model_key(k[0]), k[1], R.level_key(k[2]), k[3]),
     )
-    found += [f"- {_point(k)}: finished in the baseline, not in this sweep" for k in gone]
+    found += [f"- {R.point_name(k)}: finished in the baseline, not in this sweep" for k in gone]
     lines += ["", "### Regressions", ""] + (found or ["None."]) + [""]
     return lines
 

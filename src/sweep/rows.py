@@ -240,10 +240,25 @@ def _row(r) -> Row:
     )
 
 
-def point_name(row: Row) -> str:
-    """A grid point as its runs are named: `model/pruner/ratio` or `model/pruner/macs=0.5`."""
-    level = row.level.removeprefix("ratio=")
-    return f"{row.model}/{row.pruner}/{level}" + (f"/ft{row.epochs}" if row.epochs else "")
+def point_name(point: tuple) -> str:
+    """A grid point (Row.point) as its runs are named: `model/pruner/ratio` or
+    `model/pruner/macs=0.5`, with `/ftN` when fine-tuned."""
+    model, pruner, level, epochs = point
+    level = level.removeprefix("ratio=")
+    return f"{model}/{pruner}/{level}" + (f"/ft{epochs}" if epochs else "")
+
+
+def speedup_interval(row: Row, runtime: str = T.EAGER) -> tuple[float, float, float] | None:
+    """(speedup, low, high) in a runtime: its 95 % bootstrap interval, or with repeats the mean ± one
+    standard deviation over seeds; None where the run has no speedup there."""
+    key = functools.partial(T.runtime_key, runtime)
+    v = row.metrics.get(key("speedup"))
+    if v is None:
+        return None
+    if row.n > 1:
+        sd = row.std.get(key("speedup"), 0.0)
+        return v, v - sd, v + sd
+    return v, row.metrics.get(key("speedup_ci_low"), v), row.metrics.get(key("speedup_ci_high"), v)
 
 
 def fmt_count(v) -> str:

@@ -64,7 +64,7 @@ def measure(runtime: Runtime, ctx: Context, settings: LatencySettings) -> Peak:
     quick = replace(settings, time_budget_s=1.0, iters="auto", iters_min=5, warmup_max=10)
     rates = []
     with tempfile.TemporaryDirectory() as tmp:
-        probe_ctx = replace(ctx, workdir=Path(tmp), exports={})
+        probe_ctx = replace(ctx, workdir=Path(tmp), exports={}, export_errors={}, references={})
         for i, (module, x, macs) in enumerate(_probes(ctx.device)):
             module = module.eval().to(ctx.device)
             x = x.to(ctx.device)

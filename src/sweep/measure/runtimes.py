@@ -59,6 +59,7 @@ class Context:
     channels_last: bool = False
     exports: dict[int, tuple[Path, float, str]] = field(default_factory=dict)
     export_errors: dict[int, str] = field(default_factory=dict)  # by model: why it cannot export
+    references: dict[int, torch.Tensor] = field(default_factory=dict)  # by model: eager's output
 
 
 @dataclass
