@@ -3,8 +3,10 @@
 `ratio` means something different for every method (a fraction of weights, of each group's channels,
 of all channels), so methods compared at one ratio are not at one cost. A target names the cost:
 `macs` or `params` (the fraction of the dense model's to keep) or `speedup` (measured). Every method is
-monotone in its ratio, so a bracketing search (interpolation, falling back to bisection) finds it; a
-value no ratio up to `max_ratio` reaches, or that the method's steps jump over, is an error.
+monotone in its ratio, so a bracketing search (interpolation, falling back to bisection) finds it.
+Where the method's steps jump over the target, its finest steps close the gap (`search`'s `refine`);
+where even those cannot, the job lands on the nearest point at or beyond the target and says why. A
+value no ratio up to `max_ratio` reaches is an error.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from sweep.errors import NotApplicable
+from sweep.errors import NotApplicable, first_line
 from sweep.measure.counting import Counts, count
 
 
@@ -34,16 +36,27 @@ class Target:
     def label(self) -> str:
         return f"{self.kind}={self.value:g}"
 
-    def first_guess(self) -> float:
+    def first_guess(self, start: float = 1.0) -> float:
         """MACs and params of a conv or linear layer shrink about quadratically with a channel ratio
-        (both its inputs and outputs lose channels): keep = (1 - r)^2."""
-        keep = 1 / self.value if self.kind == "speedup" else self.value
-        return min(self.max_ratio, max(0.0, 1 - keep**0.5))
+        (both its inputs and outputs lose channels): keep = (1 - r)^2, of what the model at ratio 0
+        (`start`) keeps."""
+        keep = start / self.value if self.kind == "speedup" else self.value / start
+        return min(self.max_ratio, max(0.0, 1 - min(1.0, keep) ** 0.5))
 
-    def close_enough(self, reached: float) -> bool:
+    def close_enough(self, r: float | Reading) -> bool:
+        """Within tolerance; a measured speedup also when the target lies inside its interval (the
+        measurement cannot tell them apart)."""
+        r = Reading.of(r)
         if self.kind == "speedup":
-            return abs(reached - self.value) <= self.tolerance * self.value
-        return abs(reached - self.value) <= self.tolerance
+            return abs(r.value - self.value) <= self.tolerance * self.value or (
+                r.low <= self.value <= r.high
+            )
+        return abs(r.value - self.value) <= self.tolerance
+
+    def beyond(self, r: float | Reading) -> bool:
+        """At or beyond the target: no costlier than asked, or a speedup not below it in its interval."""
+        r = Reading.of(r)
+        return r.high >= self.value if self.kind == "speedup" else r.value <= self.value
 
     def progress(self, reached: float) -> float:
         """A number that grows with the ratio: fraction removed, or the speedup itself."""
@@ -92,11 +105,40 @@ def cost_trial(
     return trial
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a trial reached: a count (exact), or a measured speedup with its 95 % interval."""
+
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, v: float | Reading) -> Reading:
+        return v if isinstance(v, Reading) else cls(float(v), float(v), float(v))
+
+    def averaged(self, other: Reading) -> Reading:
+        """Two readings of one model: the mean of their medians and of their bounds."""
+        return Reading(*((a + b) / 2 for a, b in zip(self.astuple(), other.astuple())))
+
+    def astuple(self) -> tuple[float, float, float]:
+        return (self.value, self.low, self.high)
+
+
 @dataclass
 class Trial:
     ratio: float
     reached: float
-    model: nn.Module | None = field(default=None, repr=False)
+    low: float | None = None  # a measured reading's interval (speedup)
+    high: float | None = None
+    stage: str = "ratio"  # ratio: the method at a ratio; refine: its finest steps on top of one
+
+    @property
+    def reading(self) -> Reading:
+        v = self.reached
+        return Reading(
+            v, v if self.low is None else self.low, v if self.high is None else self.high
+        )
 
 
 @dataclass
@@ -105,46 +147,228 @@ class Found:
     ratio: float
     reached: float
     trials: list[Trial]
+    # within: the ratio search landed within tolerance; refined: the finest-step search did; nearest:
+    # neither could, and this is the nearest point at or beyond the target (never costlier than asked)
+    landing: str = "within"
+    stopped_by: str = ""  # nearest only: granularity | noise
+    note: str = ""  # nearest only: one line saying where it landed and why
+    low: float | None = None
+    high: float | None = None
+    refine_ratio: float = 0.0  # the finest-step search's ratio on top of `ratio` (refined, nearest)
+
+    @property
+    def within(self) -> bool:
+        return self.landing != "nearest"
 
 
-def _next_ratio(lo: Trial, hi: Trial | None, goal: float, target: Target) -> float:
+Trial_fn = Callable[[float], "tuple[nn.Module, float | Reading]"]
+
+
+def _next_ratio(lo: Trial, hi: Trial | None, goal: float, target: Target, start: Trial) -> float:
     """Interpolate between the bracketing trials (kept away from their ends, so it always shrinks the
-    bracket); without an upper trial, try the largest ratio."""
+    bracket). Without an upper trial: the ratio search tries the largest ratio (a target out of reach
+    is found at once); the finest-step search, whose units are few and small, extrapolates from where
+    it started (at least doubling the ratio)."""
     if hi is None:
-        return target.max_ratio
+        if lo.stage == "ratio" or lo.ratio <= 0:
+            return target.max_ratio
+        a, b = target.progress(start.reached), target.progress(lo.reached)
+        grow = 2.0 if b <= a else max(2.0, 1.2 * (goal - a) / (b - a))
+        return min(target.max_ratio, lo.ratio * grow)
     a, b = target.progress(lo.reached), target.progress(hi.reached)
     t = 0.5 if b <= a else (goal - a) / (b - a)
     t = min(0.9, max(0.1, t))
     return lo.ratio + t * (hi.ratio - lo.ratio)
 
 
-def search(trial: Callable[[float], tuple[nn.Module, float]], target: Target) -> Found:
-    """`trial(ratio)` prunes a fresh copy at `ratio` and returns it with what it reached."""
-    goal = target.goal()
-    lo, hi = Trial(0.0, 1.0), None  # ratio 0 keeps everything and is 1x as fast
-    tried: list[Trial] = []
-    ratio = target.first_guess()
-    for _ in range(target.max_trials):
-        model, reached = trial(ratio)
-        t = Trial(ratio, reached, model)
-        tried.append(Trial(ratio, reached))
-        if target.close_enough(reached):
-            return Found(model, ratio, reached, tried)
-        if target.progress(reached) < goal:
-            if ratio >= target.max_ratio:
-                raise TargetNotReached(
-                    f"target {target.label} is out of reach: at ratio {ratio:g} (the most "
-                    f"target.max_ratio allows) the model keeps {reached:.3g}"
-                )
-            lo = t
-        else:
-            hi = t
-        del model, t
-        ratio = _next_ratio(lo, hi, goal, target)
-        if hi is not None and hi.ratio - lo.ratio < 1e-4:
-            break
-    best = min(tried, key=lambda t: abs(t.reached - target.value))
-    raise TargetNotReached(
-        f"target {target.label} not reached within ±{target.tolerance:g} in {len(tried)} trials: "
-        f"nearest {best.reached:.3g} at ratio {best.ratio:.4g} (the method's steps are coarser here)"
+@dataclass
+class _Search:
+    """One search's state over its stages: every trial, the model just short of the target (where a
+    finer search starts) and the best one at or beyond it (where the search lands if nothing closer)."""
+
+    target: Target
+    trials: list[Trial] = field(default_factory=list)
+    short: tuple[Trial, nn.Module] | None = (
+        None  # the furthest trial that does not reach the target
     )
+    beyond: tuple[Trial, nn.Module] | None = None  # the trial at or beyond it nearest to it
+    base_ratio: float = 0.0  # the ratio stage's ratio the refine stage starts from
+    collapsed: bool = False  # a stage ended because no ratio lies between its brackets
+    brackets: tuple[Trial, Trial] | None = None  # the last stage's bracketing trials
+    failure: str = ""  # why the finest-step stage ended early, if it failed
+    # measured readings that met the target once and not when read again: (ratio, first, averaged)
+    flips: list[tuple[float, Reading, Reading]] = field(default_factory=list)
+
+    def bracket(
+        self,
+        trial: Trial_fn,
+        start: float,
+        stage: str,
+        confirm: Callable[[nn.Module], Reading] | None,
+        trials: int,
+    ) -> Found | None:
+        """A bracketing search over `trial`'s ratio; ratio 0 reaches `start`. Found within tolerance,
+        or None once the trials are spent or the bracket cannot shrink."""
+        t = self.target
+        goal = t.goal()
+        lo = first = Trial(0.0, start, stage=stage)
+        hi, second_look = None, False
+        ratio = t.first_guess(start)
+        for _ in range(trials):
+            try:
+                model, got = trial(ratio)
+            except Exception as e:
+                if stage == "ratio":
+                    raise
+                # the library can fail on a model it already pruned hard: the finest steps end here
+                self.failure = f"the finest steps failed at ratio {ratio:.3g} ({first_line(e)})"
+                break
+            r = Reading.of(got)
+            if confirm is not None and t.close_enough(r):
+                # a measured reading near the target is read again before it is believed
+                first_read, r = r, r.averaged(confirm(model))
+                if not t.close_enough(r):
+                    self.flips.append((ratio, first_read, r))
+            measured = r.low != r.high
+            tr = Trial(ratio, r.value, *((r.low, r.high) if measured else (None, None)), stage)
+            self.trials.append(tr)
+            if t.close_enough(r):
+                return self._found(model, tr, "within" if stage == "ratio" else "refined")
+            self._keep(tr, model)
+            del model
+            if t.progress(r.value) < goal and ratio >= t.max_ratio:
+                if second_look or hi is not None:
+                    break  # out of reach for this stage
+                # a method may stop being monotone near its largest ratio: one look half-way first
+                second_look, ratio = True, (lo.ratio + t.max_ratio) / 2
+                continue
+            if t.progress(r.value) < goal:
+                lo = tr
+            else:
+                hi = tr
+            ratio = _next_ratio(lo, hi, goal, t, first)
+            if hi is not None and hi.ratio - lo.ratio < 1e-4:
+                self.collapsed = True
+                break
+        if hi is not None:
+            self.brackets = (lo, hi)
+        elif stage == "refine":
+            self.failure = self.failure or (
+                f"its finest steps from {start:.3g} went no further than {lo.reached:.3g}"
+            )
+        return None
+
+    def _found(self, model: nn.Module, tr: Trial, landing: str, **kw) -> Found:
+        base, refine = (self.base_ratio, tr.ratio) if tr.stage == "refine" else (tr.ratio, 0.0)
+        return Found(
+            model, base, tr.reached, self.trials, landing, low=tr.low, high=tr.high,
+            refine_ratio=refine, **kw,
+        )  # fmt: skip
+
+    def _keep(self, tr: Trial, model: nn.Module) -> None:
+        t = self.target
+        if t.beyond(tr.reading):
+            if self.beyond is None or abs(tr.reached - t.value) < abs(
+                self.beyond[0].reached - t.value
+            ):
+                self.beyond = (tr, model)
+        elif tr.stage == "ratio" and (self.short is None or tr.ratio > self.short[0].ratio):
+            self.short = (tr, model)
+
+    def nearest(self) -> Found:
+        """The nearest point at or beyond the target, with why nothing closer was found; an error when
+        no trial got there."""
+        t = self.target
+        if self.beyond is None:
+            furthest = max(self.trials, key=lambda x: (t.progress(x.reached), x.ratio))
+            how = (
+                ""
+                if furthest.stage == "ratio"
+                else f" and its finest steps at {furthest.ratio:.3g}"
+            )
+            at = self.base_ratio if furthest.stage == "refine" else furthest.ratio
+            what = "measured at most" if t.kind == "speedup" else "the model keeps at least"
+            raise TargetNotReached(
+                f"target {t.label} is out of reach: {what} {furthest.reached:.3g} (ratio {at:g}"
+                f"{how}; ratios up to target.max_ratio={t.max_ratio:g} tried)"
+            )
+        tr, model = self.beyond
+        why, reason = self._why()
+        return self._found(
+            model,
+            tr,
+            "nearest",
+            stopped_by=why,
+            note=f"target {t.label} not reached within ±{t.tolerance:g}: landed at {tr.reached:.3g}, "
+            f"the nearest point {'at or beyond' if t.kind == 'speedup' else 'at or below'} it "
+            f"({len(self.trials)} trials); {reason}",
+        )
+
+    def _why(self) -> tuple[str, str]:
+        """noise: a measured reading disagreed with itself beyond its interval (read again, or against
+        a neighbouring ratio), so the machine's drift, not the model, decided; granularity: the
+        method's steps jump over the target."""
+        noise = self._noise()
+        if noise:
+            return "noise", "noise: " + noise
+        why, b = [], self.brackets
+        if b is not None:
+            lo, hi = b
+            why.append(f"the method's step here goes from {lo.reached:.3g} to {hi.reached:.3g}")
+        if self.failure:
+            why.append(self.failure)
+        return "granularity", "granularity: " + ("; ".join(why) or "no trial came closer")
+
+    def _noise(self) -> str:
+        if self.target.kind != "speedup":
+            return ""
+        for ratio, first, again in self.flips:
+            return (
+                f"at ratio {ratio:.3g} the speedup read {first.value:.3g} [{first.low:.3g}, "
+                f"{first.high:.3g}], then {again.value:.3g} on average with a second reading: the "
+                f"drift between readings is wider than one reading's interval"
+            )
+        done = sorted((x for x in self.trials if x.low is not None), key=lambda x: x.ratio)
+        for i, a in enumerate(done):
+            for b in done[i + 1 :]:
+                if b.stage == a.stage and b.reading.high < a.reading.low:
+                    return (
+                        f"ratio {b.ratio:.3g} read slower ({b.reached:.3g} [{b.low:.3g}, "
+                        f"{b.high:.3g}]) than the smaller ratio {a.ratio:.3g} ({a.reached:.3g} "
+                        f"[{a.low:.3g}, {a.high:.3g}]): the drift between readings is wider than "
+                        f"one reading's interval"
+                    )
+        return ""
+
+
+def search(
+    trial: Trial_fn,
+    target: Target,
+    start: float = 1.0,
+    refine: Callable[[nn.Module], Trial_fn] | None = None,
+    confirm: Callable[[nn.Module], Reading] | None = None,
+) -> Found:
+    """`trial(ratio)` prunes a fresh copy at `ratio` and returns it with what it reached (ratio 0
+    reaches `start`: 1.0 for the dense model, or a model already partly pruned).
+
+    Where the method's ratio cannot land within tolerance (a coarse model jumps over the target), and
+    the method has finer steps (`refine(model)` gives a trial that prunes a copy of `model` further,
+    a few of the units its own criterion ranks lowest at a time), a second search closes the gap from
+    the trial just short of the target. Where that cannot either, the job lands on the nearest point at
+    or beyond the target (never costlier than asked), and `Found.note` says so and why. A measured
+    target (`confirm`) reads a model again before believing a reading near the target.
+    """
+    s = _Search(target)
+    found = s.bracket(trial, start, "ratio", confirm, target.max_trials)
+    if found is not None:
+        return found
+    if refine is not None:
+        if s.short is None:  # every trial overshot: the finest steps start from ratio 0
+            model, got = trial(0.0)
+            s.short = (Trial(0.0, Reading.of(got).value), model)
+        base, model = s.short
+        s.base_ratio = base.ratio
+        found = s.bracket(refine(model), base.reached, "refine", confirm, target.max_trials)
+        if found is not None:
+            return found
+    return s.nearest()

@@ -85,6 +85,35 @@ class Pruner(abc.ABC):
     ) -> nn.Module:
         """Prune in place; return the model (the same object or a replacement)."""
 
+    def schedule(self, ratio: float, steps: int) -> list[float]:
+        """The ratio each of `steps` pruning steps runs `prune` at, each on the model the step before
+        left, so that the last lands where one step at `ratio` would (in equal steps of `ratio`).
+        Structural methods remove a fraction of what is left, so step k removes the share of the
+        remaining channels that brings the total to ratio * k / steps; masks re-rank every weight and
+        zeros rank lowest (they stay zero), so they are given the cumulative fraction itself."""
+        done = [ratio * k / steps for k in range(steps + 1)]
+        if self.kind is not PruneKind.STRUCTURAL:
+            return done[1:]
+        return [1 - (1 - done[k]) / (1 - done[k - 1]) for k in range(1, steps + 1)]
+
+    def refine(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
+        """Prune `model` (already pruned by this method) further at the method's finest step: `ratio`
+        of what is left, the units (a channel, `round_to` channels, a grouped convolution's group, a
+        head) the method's own criterion ranks lowest across the whole model, so a small ratio takes
+        only a few. A target the method's ratio steps over is closed with this (sweep.targets); a
+        method without it lands on the nearest point at or beyond the target instead."""
+        raise NotImplementedError
+
+    @property
+    def refines(self) -> bool:
+        return type(self).refine is not Pruner.refine
+
 
 def families() -> dict[str, Family]:
     """Every family of the pruner classes imported so far, by tag value."""

@@ -89,6 +89,7 @@ class DepGraphPruner(Pruner):
         example_inputs: torch.Tensor,
         calibration: Calibration | None,
         kept_dense: tuple[str, ...] = (),
+        global_pruning: bool | None = None,
     ) -> Iterator:
         """Torch-Pruning's pruner for `model`, calibrated, ready to step; layers whose paths match
         `kept_dense` (timm_blocks.layer_pattern) left whole. After the step, timm's fields follow."""
@@ -107,7 +108,7 @@ class DepGraphPruner(Pruner):
                 example_inputs,
                 importance=self.importance,
                 pruning_ratio=ratio,
-                global_pruning=self.global_pruning,
+                global_pruning=self.global_pruning if global_pruning is None else global_pruning,
                 max_pruning_ratio=self.max_pruning_ratio,
                 isomorphic=self.isomorphic,
                 ignored_layers=classifiers_of(model) + setup.ignored_params + kept,
@@ -145,7 +146,28 @@ class DepGraphPruner(Pruner):
         example_inputs: torch.Tensor,
         calibration: Calibration | None = None,
     ) -> nn.Module:
-        with self._pruner(model, ratio, example_inputs, calibration, self.kept_dense) as s:
+        return self._step(model, ratio, example_inputs, calibration, None)
+
+    def refine(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
+        """The same criterion ranked across every group with one threshold (Torch-Pruning's global
+        ranking), so a small ratio removes the few lowest-ranked units wherever they are: single
+        `round_to` or grouped-convolution steps, not one step in every group at once."""
+        return self._step(model, ratio, example_inputs, calibration, True)
+
+    def _step(self, model, ratio, example_inputs, calibration, global_pruning) -> nn.Module:
+        if global_pruning or (global_pruning is None and self.global_pruning):
+            # past its cap, Torch-Pruning's global ranking skips the groups that would exceed it, so
+            # the model would get larger again as the ratio grows
+            ratio = min(ratio, self.max_pruning_ratio)
+        with self._pruner(
+            model, ratio, example_inputs, calibration, self.kept_dense, global_pruning
+        ) as s:
             with torch.no_grad():
                 s.pruner.step()
             s.sync()

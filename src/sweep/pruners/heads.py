@@ -105,3 +105,26 @@ class AttentionHeadPruner(Pruner):
                 order = torch.argsort(head_importance(attn))
                 remove_heads(attn, order[:n_drop].tolist())
         return model
+
+    def refine(
+        self,
+        model: nn.Module,
+        ratio: float,
+        example_inputs: torch.Tensor,
+        calibration: Calibration | None = None,
+    ) -> nn.Module:
+        """One ranking of every block's heads: the `ratio` of all heads with the lowest importance go,
+        wherever they are (each block keeps at least one)."""
+        attns = timm_blocks.attention_blocks(model)
+        scores = [
+            (float(s), i, h) for i, a in enumerate(attns) for h, s in enumerate(head_importance(a))
+        ]
+        n_drop = int(round(ratio * len(scores)))
+        drop: dict[int, list[int]] = {}
+        for _, i, h in sorted(scores)[:n_drop]:
+            if len(drop.setdefault(i, [])) < attns[i].num_heads - 1:
+                drop[i].append(h)
+        for i, heads in drop.items():
+            if heads:
+                remove_heads(attns[i], heads)
+        return model
