@@ -29,7 +29,7 @@ def cost_level(row: R.Row) -> str:
 
 
 def _name(row: R.Row) -> str:
-    return row.pruner if row.target else f"{row.pruner} (ratio {row.ratio:g})"
+    return row.method if row.target else f"{row.method} (ratio {row.ratio:g})"
 
 
 def _ranked(rows: list[R.Row]) -> list[R.Row]:
@@ -259,7 +259,7 @@ def _curves(sweep: R.Sweep) -> tuple[bool, str]:
     points: dict[tuple, set] = {}
     for r in sweep.rows:
         if r.status == "FINISHED":
-            points.setdefault((r.model, r.pruner, r.epochs), set()).add(r.level)
+            points.setdefault((r.model, r.method, r.epochs), set()).add(r.level)
     if not points:
         return False, "no finished runs"
     fewest = min(len(v) for v in points.values())

@@ -61,8 +61,8 @@ def _accuracy_figure(plt, models, done, xkey: str, xlabel: str, out: Path) -> No
     scale = 1e6 if xkey == "macs" else 1.0
     for ax, model in zip(axes, models):
         mine = [r for r in done if r.model == model]
-        for pruner in sorted({r.pruner for r in mine}):
-            x, y, xe, ye = _xy([r for r in mine if r.pruner == pruner], xkey, scale)
+        for pruner in sorted({r.method for r in mine}):
+            x, y, xe, ye = _xy([r for r in mine if r.method == pruner], xkey, scale)
             ax.errorbar(x, y, xerr=xe, yerr=ye, fmt="o", ms=4, capsize=2, label=pruner)
         dense = (
             statistics.median(r.metrics["dense_" + xkey] for r in mine) / scale,
@@ -84,8 +84,8 @@ def _speedup_panel(ax, model: str, structural, runtime: str, title: str) -> None
     """Speedup in one runtime (bars: its 95 % interval, or the std over seeds) against the fraction
     of the dense MACs kept, a line per structural method."""
     mine = [r for r in structural if r.model == model and R.speedup_interval(r, runtime)]
-    for pruner in sorted({r.pruner for r in mine}):
-        rows = sorted((r for r in mine if r.pruner == pruner), key=lambda r: -r.macs_kept)
+    for pruner in sorted({r.method for r in mine}):
+        rows = sorted((r for r in mine if r.method == pruner), key=lambda r: -r.macs_kept)
         v, lo, hi = zip(*(R.speedup_interval(r, runtime) for r in rows))
         err = [[a - b for a, b in zip(v, lo)], [b - a for a, b in zip(v, hi)]]
         ax.errorbar(
@@ -122,9 +122,9 @@ def _recovery_figure(plt, models, done, out: Path) -> None:
     fig, axes = _panels(plt, len(models))
     for ax, model in zip(axes, models):
         mine = [r for r in done if r.model == model]
-        for pruner, level in sorted({(r.pruner, r.level) for r in mine}):
+        for pruner, level in sorted({(r.method, r.level) for r in mine}):
             rows = sorted(
-                (r for r in mine if (r.pruner, r.level) == (pruner, level)), key=lambda r: r.epochs
+                (r for r in mine if (r.method, r.level) == (pruner, level)), key=lambda r: r.epochs
             )
             ye = [100 * r.std.get("accuracy_top1", 0.0) for r in rows]
             y = [100 * r.metrics["accuracy_top1"] for r in rows]

@@ -2,15 +2,19 @@
 
 Each stage is a function of the job and what earlier stages returned; it is timed, and logs what it
 measured as soon as it has it, so a job that fails half-way keeps its dense figures in its FAILED run.
+An iterative schedule (`prune.steps=N`) runs prune -> finetune N - 1 times before the last prune, each
+fine-tuning with 1/N of the budget; the stages' seconds add up over the steps.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -50,7 +54,14 @@ CHECKPOINT_STAGES = ("measure",)
 # ---- what a job is -------------------------------------------------------------------------------------
 def run_name_of(cfg: DictConfig) -> str:
     target = targets.of_config(cfg.target)
-    return f"{cfg.model.alias}/{cfg.pruner.name}/{target.label if target else f'{cfg.ratio:g}'}"
+    level = target.label if target else f"{cfg.ratio:g}"
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{level}{protocol_suffix(cfg)}"
+
+
+def protocol_suffix(cfg: DictConfig) -> str:
+    """`/steps5`, `/scratch`: the protocol of a run whose schedule or init is not the default."""
+    steps, init = cfg.prune.steps, cfg.finetune.init
+    return (f"/steps{steps}" if steps > 1 else "") + (f"/{init}" if init != "inherited" else "")
 
 
 def sweep_id_of(cfg: DictConfig) -> str:
@@ -75,6 +86,11 @@ class Job:
     device: torch.device
     limits: limits.Watchdog
     model_params: int = 0  # the dense model's, once built (limits scale with it)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over a schedule's steps
+    prune_seconds: float = 0.0  # in the pruner (with a target: the searches), over every step
+    step_start: float = 1.0  # with a target: what the model the next step starts from reaches
+    trained: list[training.TrainResult] = field(default_factory=list)  # fine-tuning, every step's
+    step_eval: Batches | None = None  # the eval samples each intermediate step is scored on
 
     @property
     def run_name(self) -> str:
@@ -162,7 +178,8 @@ def stage(name: str):
             out = fn(job, *args)
             dt = time.perf_counter() - t0
             job.limits.stage(f"after {name}", None)
-            job.run.log_metrics({tracking.STAGE_METRIC.format(name): dt})
+            total = job.stage_seconds[name] = job.stage_seconds.get(name, 0.0) + dt
+            job.run.log_metrics({tracking.STAGE_METRIC.format(name): total})
             if name in CHECKPOINT_STAGES:
                 job.run.flush()
             log.info("%s: %s done in %.1fs", job.run_name, name, dt)
@@ -276,6 +293,23 @@ def load_weights(job: Job, built: Built) -> nn.Module:
 class Pruned:
     model: nn.Module
     ratio: float  # the ratio the method ran at (the target's search result, or `ratio`)
+    found: targets.Found | None = None  # with a target: how the search landed
+
+
+@dataclass(frozen=True)
+class Step:
+    """Step `index` (1..n) of the pruning schedule; one-shot is step 1 of 1."""
+
+    index: int
+    n: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.n
+
+
+def schedule(cfg: DictConfig) -> list[Step]:
+    return [Step(k, cfg.prune.steps) for k in range(1, cfg.prune.steps + 1)]
 
 
 def calibration_of(job: Job, built: Built) -> Calibration | None:
@@ -296,63 +330,118 @@ def calibration_of(job: Job, built: Built) -> Calibration | None:
     return Calibration(batches)
 
 
-def _prune_at(job: Job, dense: nn.Module, ratio: float, built: Built, cal) -> nn.Module:
-    pruned = copy.deepcopy(dense)
+def _prune_at(job: Job, base: nn.Module, ratio: float, built: Built, cal, fine=False) -> nn.Module:
+    """A pruned copy of `base` at `ratio`: the method's `prune`, or with `fine` its finest steps."""
+    pruned = copy.deepcopy(base)
     torch.manual_seed(job.cfg.seed)  # random importance picks the same channels in every run
-    return job.pruner.prune(pruned, ratio, built.example, cal).eval()
+    step = job.pruner.refine if fine else job.pruner.prune
+    return step(pruned, ratio, built.example, cal).eval()
 
 
-def _trial_fn(job: Job, dense: nn.Module, built: Built, target: targets.Target, cal):
-    """prune a fresh copy at a ratio -> (model, what it reached in the target's unit)."""
+def _speedup_reading(job: Job, dense: nn.Module, model: nn.Module, x, settings) -> targets.Reading:
+    lat = time_models([dense, model], x, settings, job.device).stats
+    s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
+    return targets.Reading(s.value, s.ci_low, s.ci_high)
+
+
+def _trial_fn(job: Job, dense: nn.Module, base: nn.Module, built: Built, target, cal, fine=False):
+    """prune a fresh copy of `base` at a ratio -> (model, what it reached in the target's unit, of the
+    dense model's)."""
     by_nonzero = job.pruner.kind is not PruneKind.STRUCTURAL
     if target.kind != "speedup":
         return targets.cost_trial(
-            lambda r: _prune_at(job, dense, r, built, cal),
+            lambda r: _prune_at(job, base, r, built, cal, fine),
             count(dense, built.example),
             built.example,
             target,
             by_nonzero,
         )
-    if by_nonzero:
-        raise targets.TargetNotReached(
-            f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
-            f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
-        )
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
     x = built.eval.first(settings.batch_size)
 
     def trial(ratio: float):
-        model = _prune_at(job, dense, ratio, built, cal)
-        lat = time_models([dense, model], x, settings, job.device).stats
-        return model, lat[0].median_ms / lat[1].median_ms
+        model = _prune_at(job, base, ratio, built, cal, fine)
+        return model, _speedup_reading(job, dense, model, x, settings)
 
     return trial
 
 
-def _search(job: Job, dense: nn.Module, built: Built, target: targets.Target, cal) -> Pruned:
-    job.run.log_metrics({"target_asked": target.value})
-    try:
-        found = targets.search(_trial_fn(job, dense, built, target, cal), target)
-    except targets.TargetNotReached:
-        job.run.log_metrics({"target_reached": 0.0})
-        raise
-    job.run.log_metrics(
-        {"target_reached": 1.0, "target_value": found.reached, "target_trials": len(found.trials)}
+def step_target(target: targets.Target, step: Step) -> targets.Target:
+    """Where step k of n aims: an equal share of the cost to remove (a speedup: of its logarithm), the
+    last step the target itself."""
+    if step.last:
+        return target
+    f = step.index / step.n
+    value = target.value**f if target.kind == "speedup" else 1 - (1 - target.value) * f
+    return dataclasses.replace(target, value=value)
+
+
+def _search(job: Job, dense, base, built: Built, target, cal, start: float) -> Pruned:
+    if target.kind == "speedup" and job.pruner.kind is not PruneKind.STRUCTURAL:
+        raise targets.TargetNotReached(
+            f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
+            f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
+        )
+    confirm = None
+    if target.kind == "speedup":
+        settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+        x = built.eval.first(settings.batch_size)
+        confirm = functools.partial(_speedup_reading, job, dense, x=x, settings=settings)
+    refine = None
+    if job.pruner.refines:
+
+        def refine(model: nn.Module):
+            return _trial_fn(job, dense, model, built, target, cal, fine=True)
+
+    found = targets.search(
+        _trial_fn(job, dense, base, built, target, cal), target, start, refine, confirm
     )
-    return Pruned(found.model, found.ratio)
+    return Pruned(found.model, found.ratio, found)
+
+
+def _log_target(job: Job, target: targets.Target, found: targets.Found) -> None:
+    job.run.log_metrics(
+        {
+            "target_asked": target.value,
+            "target_value": found.reached,
+            "target_value_ci_low": found.low,
+            "target_value_ci_high": found.high,
+            "target_reached": float(found.within),
+            "target_trials": len(found.trials),
+            "target_refine_ratio": found.refine_ratio,
+        }
+    )
+    tags = {tracking.TAG_TARGET_LANDING: found.landing}
+    if not found.within:
+        tags |= {
+            tracking.TAG_TARGET_STOPPED_BY: found.stopped_by,
+            tracking.TAG_TARGET_NOTE: found.note,
+        }
+        log.warning("%s: %s", job.run_name, found.note)
+    job.run.set_tags(tags)
 
 
 @stage("prune")
-def prune(job: Job, dense: nn.Module, built: Built) -> nn.Module:
-    cal = calibration_of(job, built)
+def prune(job: Job, dense: nn.Module, base: nn.Module, built: Built, step: Step, cal) -> nn.Module:
+    """Step `step` of the schedule on `base` (the dense model, or what the step before left)."""
     target = targets.of_config(job.cfg.target)
     t0 = time.perf_counter()
     if target is None:
-        result = Pruned(_prune_at(job, dense, job.cfg.ratio, built, cal), job.cfg.ratio)
+        ratio = job.pruner.schedule(job.cfg.ratio, step.n)[step.index - 1]
+        result = Pruned(_prune_at(job, base, ratio, built, cal), ratio)
     else:
-        result = _search(job, dense, built, target, cal)
+        aim = step_target(target, step)
+        try:
+            result = _search(job, dense, base, built, aim, cal, job.step_start)
+        except targets.TargetNotReached:
+            job.run.log_metrics({"target_asked": target.value, "target_reached": 0.0})
+            raise
+        job.step_start = result.found.reached
+        if step.last:
+            _log_target(job, target, result.found)
+    job.prune_seconds += time.perf_counter() - t0
     job.run.log_metrics(
-        {"prune_seconds": time.perf_counter() - t0, tracking.METRIC_RATIO_USED: result.ratio}
+        {"prune_seconds": job.prune_seconds, tracking.METRIC_RATIO_USED: result.ratio}
     )
     pruned, example = result.model, built.example
     with torch.no_grad():
@@ -361,7 +450,30 @@ def prune(job: Job, dense: nn.Module, built: Built) -> nn.Module:
         raise RuntimeError(
             f"pruned model outputs shape {tuple(out.shape)}, the dense model {tuple(want.shape)}"
         )
+    if step.n > 1:
+        _log_step_cost(job, dense, pruned, built, step, result.ratio)
     return pruned
+
+
+def _log_step_cost(job: Job, dense, pruned, built: Built, step: Step, ratio: float) -> None:
+    c_dense, c_pruned = count(dense, built.example), count(pruned, built.example)
+    masks = job.pruner.kind is not PruneKind.STRUCTURAL
+    macs, params = ("macs_nonzero", "params_nonzero") if masks else ("macs", "params_total")
+    kept = {
+        "step_macs_kept": getattr(c_pruned, macs) / max(1, getattr(c_dense, macs)),
+        "step_params_kept": getattr(c_pruned, params) / max(1, getattr(c_dense, params)),
+        "step_ratio": ratio,
+    }
+    job.run.log_metrics(kept, step=step.index)
+    log.info(
+        "%s: pruning step %d/%d at ratio %.4g: MACs kept %.3f, params kept %.3f",
+        job.run_name,
+        step.index,
+        step.n,
+        ratio,
+        kept["step_macs_kept"],
+        kept["step_params_kept"],
+    )
 
 
 def is_noop(dense: Counts, pruned: Counts) -> bool:
@@ -575,65 +687,134 @@ def evaluate(
     return Accuracy(acc_dense, acc_oneshot, n, chance, split)
 
 
-@stage("finetune")
-def finetune(
-    job: Job, dense: nn.Module, pruned: nn.Module, built: Built, acc: Accuracy
-) -> Recovered:
-    """Recovery fine-tuning of the pruned model; every method of a sweep gets the same budget."""
+def _budget(job: Job, built: Built, step: Step, whole: bool = False) -> training.Budget | None:
+    """Step `step`'s share of the fine-tuning budget (all of it for one-shot, or `whole`): the
+    optimizer steps of `finetune.epochs` (at most `max_steps`) and `time_budget_s` split evenly over
+    the schedule's steps, so every schedule trains as long as one-shot. None: nothing to train."""
     f = job.cfg.finetune
     if f.epochs == 0:
-        return Recovered(acc.oneshot, None)
+        return None
     lr = f.lr if f.lr is not None else job.cfg.model.finetune_lr
     job.run.log_params({"finetune.lr_used": lr})
-    budget = training.Budget(
-        f.epochs, lr, f.batch_size, f.weight_decay, f.schedule, f.max_steps, f.time_budget_s
-    )
+    if step.n == 1 or whole:
+        return training.Budget(
+            f.epochs, lr, f.batch_size, f.weight_decay, f.schedule, f.max_steps, f.time_budget_s
+        )
+    total = f.epochs * math.ceil(len(built.train) / f.batch_size)
+    total = min(total, f.max_steps or total)
+    share = total * step.index // step.n - total * (step.index - 1) // step.n
+    if share == 0:
+        return None
+    seconds = f.time_budget_s / step.n if f.time_budget_s is not None else None
+    return training.Budget(f.epochs, lr, f.batch_size, f.weight_decay, f.schedule, share, seconds)
+
+
+def _train(job: Job, dense: nn.Module, model: nn.Module, built: Built, budget, step: Step):
+    f = job.cfg.finetune
     distill = (
         training.Distill(dense.eval(), f.distill.weight, f.distill.temperature)
         if f.distill.weight
         else None
     )
-    torch.manual_seed(job.cfg.seed)
+    # each step's share sees its own shuffle of the train split (one-shot: the seed's own)
+    seed = job.cfg.seed if step.n == 1 else job.cfg.seed * 1009 + step.index
+    torch.manual_seed(seed)
     result = training.train(
-        pruned,
+        model,
         built.train,
         budget,
         job.device,
-        job.cfg.seed,
-        f"{job.run_name} fine-tune",
+        seed,
+        f"{job.run_name} fine-tune" + (f" step {step.index}/{step.n}" if step.n > 1 else ""),
         distill,
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
         targets=job.head_map,
     )
+    job.trained.append(result)
+    return result
+
+
+def _step_split(job: Job, model: nn.Module, built: Built, steps: int) -> Batches:
+    """The eval samples an intermediate step is scored on: as `eval.max_samples` says, with 1/steps of
+    `eval.time_budget_s` each (timed on this model once)."""
+    if job.step_eval is None:
+        x = built.eval.first(min(job.cfg.eval.batch_size, len(built.eval))).to(job.device)
+        with torch.no_grad():
+            model.eval()(x)
+            t0 = time.perf_counter()
+            model(x)
+        per_image_s = (time.perf_counter() - t0) / len(x) * steps
+        job.step_eval = built.eval.head(
+            eval_samples(job.cfg.eval, job.device, len(built.eval), per_image_s)
+        )
+    return job.step_eval
+
+
+@stage("finetune")
+def finetune_step(job: Job, dense: nn.Module, pruned: nn.Module, built: Built, step: Step) -> None:
+    """Fine-tuning after an intermediate step of an iterative schedule, with its share of the budget;
+    top-1 after it is the step's `step_accuracy_top1`."""
+    budget = _budget(job, built, step)
+    metrics = {}
+    if budget is not None:
+        result = _train(job, dense, pruned, built, budget, step)
+        metrics["step_finetune_loss_end"] = result.loss_end
+    split = _step_split(job, pruned, built, step.n)
+    metrics["step_accuracy_top1"] = _top1(job, pruned, split, f"after step {step.index}")
+    job.run.log_metrics(metrics, step=step.index)
+
+
+@stage("finetune")
+def finetune(
+    job: Job, dense: nn.Module, pruned: nn.Module, built: Built, acc: Accuracy
+) -> Recovered:
+    """Recovery fine-tuning of the pruned model, the same budget for every method (an iterative
+    schedule's last share); with finetune.init=scratch the pruned architecture re-initialised and
+    trained with the whole budget instead."""
+    f, last = job.cfg.finetune, Step(job.cfg.prune.steps, job.cfg.prune.steps)
+    job.run.set_tags({tracking.TAG_FINETUNE_INIT: f.init})
+    scratch = f.init == "scratch"
+    if scratch:
+        how = weights.reinitialise(pruned, job.cfg.model, job.dataset.num_classes, job.cfg.seed + 1)
+        job.run.set_tags({tracking.TAG_FINETUNE_INIT_METHOD: how})
+    budget = _budget(job, built, last, whole=scratch)
+    result = None
+    if budget is not None:
+        result = _train(job, dense, pruned, built, budget, last)
+    if not job.trained:
+        return Recovered(acc.oneshot, None)
     recovered = _top1(job, pruned, acc.eval, "fine-tuned")
     job.run.log_metrics(
         {
-            "finetune_seconds": result.seconds,
-            "finetune_steps": result.steps,
+            "finetune_seconds": sum(r.seconds for r in job.trained),
+            "finetune_steps": sum(r.steps for r in job.trained),
             "finetune_params_nonzero": sum(
                 int(torch.count_nonzero(p)) for p in pruned.parameters()
             ),
         }
     )
-    _log_divergence(job, result)
-    return Recovered(recovered, result)
+    _log_divergence(job, job.trained)
+    return Recovered(recovered, result or job.trained[-1])
 
 
-def _log_divergence(job: Job, result: training.TrainResult) -> None:
-    job.run.log_metrics(
-        {"finetune_loss_start": result.loss_start, "finetune_loss_end": result.loss_end}
+def _log_divergence(job: Job, results: list[training.TrainResult]) -> None:
+    """Each step's fine-tuning is judged on its own (the next step's pruning raises the loss again)."""
+    start, end = results[0].loss_start, results[-1].loss_end
+    diverged = any(r.diverged for r in results)
+    stopped = next(
+        (r.stopped_by for r in results if r.stopped_by == "non_finite_loss"),
+        results[-1].stopped_by,
     )
-    job.run.set_tags(
-        {"finetune_stopped_by": result.stopped_by, tracking.TAG_DIVERGED: result.diverged}
-    )
-    if result.diverged:
+    job.run.log_metrics({"finetune_loss_start": start, "finetune_loss_end": end})
+    job.run.set_tags({"finetune_stopped_by": stopped, tracking.TAG_DIVERGED: diverged})
+    if diverged:
         log.warning(
             "%s: fine-tuning diverged (loss %.4g -> %.4g, stopped by %s): flagged, and kept out of "
             "the report's ranking",
             job.run_name,
-            result.loss_start,
-            result.loss_end,
-            result.stopped_by,
+            start,
+            end,
+            stopped,
         )
 
 
@@ -669,6 +850,8 @@ def log_results(
         "macs_reduction": 1 - m.pruned.macs / m.dense.macs if m.dense.macs else 0.0,
     }
     job.run.log_metrics(metrics)
+    if job.cfg.prune.steps > 1:  # the schedule's last point: its final top-1
+        job.run.log_metrics({"step_accuracy_top1": rec.accuracy}, step=job.cfg.prune.steps)
     # after fine-tuning only: one-shot structural pruning at a high ratio is at chance by design
     pruned_chance = (
         rec.result is not None
@@ -771,7 +954,12 @@ def _stages(job: Job, rss_mb: float) -> dict:
     torch.manual_seed(job.cfg.seed)
     built = build(job)
     dense = load_weights(job, built)
-    pruned = prune(job, dense, built)
+    cal = calibration_of(job, built)
+    pruned = dense
+    for step in schedule(job.cfg):
+        pruned = prune(job, dense, pruned, built, step, cal)
+        if not step.last:
+            finetune_step(job, dense, pruned, built, step)
     measured = measure(job, dense, pruned, built)
     accuracy = evaluate(job, dense, pruned, built, measured)
     recovered = finetune(job, dense, pruned, built, accuracy)

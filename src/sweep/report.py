@@ -279,8 +279,8 @@ def _method_sections(sweep: R.Sweep) -> list[str]:
     known = families()
     by_family: dict[str, list[str]] = {}
     for r in sweep.rows:
-        if r.pruner not in by_family.setdefault(r.family, []):
-            by_family[r.family].append(r.pruner)
+        if r.method not in by_family.setdefault(r.family, []):
+            by_family[r.family].append(r.method)
     lines = []
     # a user's own family: the report process need not import its package; the run says its title
     titles = {r.family: r.tags.get(T.TAG_FAMILY_TITLE) for r in sweep.rows}
@@ -300,7 +300,7 @@ def _target_said(level: str) -> str:
 
 
 def _method_section(sweep: R.Sweep, rows: dict, pruner: str, level: str) -> list[str]:
-    sample = next(r for r in sweep.rows if r.pruner == pruner)
+    sample = next(r for r in sweep.rows if r.method == pruner)
     means = sample.params.get("pruner.ratio_means", "")
     section = [_at(rows, sweep, (m, pruner, level, e)) for m in sweep.models for e in sweep.epochs]
     lines = [f"### {pruner} ({sample.kind or 'unknown kind'}, {level})", ""]
@@ -368,7 +368,7 @@ def regressions(
         if acc1 < acc0 - accuracy_threshold:
             why.append(f"top-1 {100 * (acc1 - acc0):+.1f} pt")
         lines.append(
-            f"| {r.label or r.model} | {r.pruner} | {r.level} | {lat0:.2f} → {lat1:.2f} ms | "
+            f"| {r.label or r.model} | {r.method} | {r.level} | {lat0:.2f} → {lat1:.2f} ms | "
             f"{R.fmt_pct(acc0)} → {R.fmt_pct(acc1)} | {'; '.join(why)} |"
         )
         if why:

@@ -41,6 +41,14 @@ class Row:
     n: int = 1  # finished runs behind the figures
     std: dict = field(default_factory=dict)  # per metric, over those runs
     failed_runs: int = 0  # repeats of this grid point that did not finish
+    # the protocol when not the default (one-shot, inherited weights), as run names end: steps5,
+    # scratch, steps5/scratch
+    protocol: str = ""
+
+    @property
+    def method(self) -> str:
+        """The method as compared: the pruner, with its protocol when not the default."""
+        return f"{self.pruner}/{self.protocol}" if self.protocol else self.pruner
 
     @property
     def level(self) -> str:
@@ -50,7 +58,7 @@ class Row:
     @property
     def point(self) -> tuple:
         """The grid point, seeds aside."""
-        return (self.model, self.pruner, self.level, self.epochs)
+        return (self.model, self.method, self.level, self.epochs)
 
     @property
     def key(self) -> tuple:
@@ -132,7 +140,7 @@ def level_key(level: str) -> tuple:
 
 
 def _run_key(x: Row) -> tuple:
-    return (model_key(x.model), x.pruner, level_key(x.level), x.epochs, x.seed)
+    return (model_key(x.model), x.pruner, x.protocol, level_key(x.level), x.epochs, x.seed)
 
 
 def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
@@ -190,6 +198,10 @@ def combine(rows: list[Row]) -> Row:
     tags = dict(done[0].tags)
     for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, T.TAG_DIVERGED, T.TAG_PRUNED_AT_CHANCE):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
+    nearest = [r for r in done if r.tags.get(T.TAG_TARGET_LANDING) == "nearest"]
+    if nearest:  # any seed that missed the tolerance marks the point
+        for tag in (T.TAG_TARGET_LANDING, T.TAG_TARGET_STOPPED_BY, T.TAG_TARGET_NOTE):
+            tags[tag] = nearest[0].tags.get(tag, "")
     flag_tags = {k for r in done for k in r.tags if k.endswith(T.TAG_LATENCY_FLAG)}
     for tag in flag_tags | {T.TAG_LATENCY_FLAG}:  # eager's, and each runtime's
         untrusted = {f for r in done for f in r.tags.get(tag, "none").split(",")}
@@ -237,6 +249,16 @@ def _row(r) -> Row:
         int(to_float(p.get("finetune.epochs"), 0)),
         seed=int(to_float(p.get("seed"), 0)),
         target=target,
+        protocol=protocol_of(p),
+    )
+
+
+def protocol_of(params: dict) -> str:
+    """steps5, scratch, steps5/scratch or "" from a run's params (runs before these keys: "")."""
+    steps = int(to_float(params.get("prune.steps"), 1))
+    init = params.get("finetune.init", "inherited")
+    return "/".join(
+        ([f"steps{steps}"] if steps > 1 else []) + ([init] if init != "inherited" else [])
     )
 
 
@@ -316,6 +338,11 @@ def flags(row: Row) -> list[str]:
         return out  # what it would have measured is not there
     if row.flag(T.TAG_NOOP):
         out.append("no-op")
+    if row.tags.get(T.TAG_TARGET_LANDING) == "nearest":
+        reached = row.metrics.get("target_value")
+        at = "?" if reached is None else f"{reached:.3g}"
+        why = row.tags.get(T.TAG_TARGET_STOPPED_BY, "")
+        out.append(f"target not within tolerance: nearest point {at} ({why})")
     if row.tags.get(T.TAG_KEPT_DENSE):
         out.append(f"kept whole: {row.tags[T.TAG_KEPT_DENSE]}")
     if row.flag(T.TAG_AT_CHANCE):

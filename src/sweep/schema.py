@@ -156,6 +156,9 @@ class DistillConfig:
     temperature: float = checked(4.0, POSITIVE)
 
 
+INITS = ("inherited", "scratch")
+
+
 @dataclass
 class FinetuneConfig:
     """Recovery fine-tuning of the pruned model on the train split, the same budget for every method.
@@ -169,14 +172,27 @@ class FinetuneConfig:
     max_steps: Optional[int] = checked(None, Check(lo=1))  # stop after this many optimizer steps
     time_budget_s: Optional[float] = checked(None, POSITIVE)  # or after this many seconds
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # inherited: the pruned weights are fine-tuned; scratch: the pruned architecture is re-initialised
+    # (timm's own init) and trained with the same budget (the control of Liu et al., ICLR 2019)
+    init: str = checked("inherited", Check(choices=INITS))
+
+
+@dataclass
+class PruneConfig:
+    """The pruning schedule. steps=N reaches the same final ratio or cost target in N equal steps, the
+    fine-tuning budget split evenly between them (after each step), so its total is one-shot's."""
+
+    steps: int = checked(1, Check(lo=1, hi=100))
 
 
 @dataclass
 class TargetConfig:
     """Prune to a cost instead of a ratio: at most one of macs, params (fractions of the dense model's
     to keep) or speedup (measured on the job's device). The ratio is searched until the reached value
-    is within `tolerance` of the target (fractions: absolute; speedup: relative); a target no ratio
-    reaches ends the job FAILED. Mask methods reach macs/params by non-zero counts."""
+    is within `tolerance` of the target (fractions: absolute; speedup: relative, or the target inside
+    the measured interval), then the method's finest steps close what is left; where neither can, the
+    job lands on the nearest point at or beyond the target and says why. A target no ratio reaches ends
+    the job not applicable. Mask methods reach macs/params by non-zero counts."""
 
     macs: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
     params: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
@@ -254,6 +270,7 @@ class SweepConfig:
     dataset: Any = MISSING  # conf/dataset/*.yaml: a _target_ and its arguments
     ratio: float = checked(0.5, Check(lo=0, hi=1, hi_open=True))
     target: TargetConfig = field(default_factory=TargetConfig)  # a cost to reach instead of `ratio`
+    prune: PruneConfig = field(default_factory=PruneConfig)  # one-shot or iterative
     seed: int = checked(0, NON_NEGATIVE)
     sweep_id: Optional[str] = None
     force: bool = False
@@ -312,6 +329,11 @@ def check_ranges(cfg: Any) -> None:
     asked = [f"target.{k}={cfg.target[k]}" for k in TARGETS if cfg.target[k] is not None]
     if len(asked) > 1:
         raise SweepConfigError(f"{' and '.join(asked)}: set at most one target per job")
+    if cfg.finetune.init == "scratch" and cfg.finetune.epochs == 0:
+        raise SweepConfigError(
+            "finetune.init=scratch needs training: a re-initialised model is at chance; set "
+            "finetune.epochs >= 1 (the budget it is trained with)"
+        )
     m = cfg.measure
     for name in m.runtimes:
         if name not in RUNTIMES:

@@ -111,6 +111,25 @@ TAG_NOOP = "noop"  # true when pruning changed nothing
 TAG_DIVERGED = "finetune_diverged"
 # true when the pruned model is at chance after fine-tuning while its dense model is not
 TAG_PRUNED_AT_CHANCE = "pruned_at_chance"
+# How a target was met: within (the ratio search landed within tolerance), refined (the method's finest
+# steps closed the gap), nearest (neither could: the nearest point at or beyond the target, reason in
+# target_note); target_stopped_by says what stopped it there: granularity or noise
+TAG_TARGET_LANDING = "target_landing"
+TAG_TARGET_STOPPED_BY = "target_stopped_by"
+TAG_TARGET_NOTE = "target_note"
+# inherited | scratch (finetune.init), and how a scratch model was re-initialised
+TAG_FINETUNE_INIT = "finetune_init"
+TAG_FINETUNE_INIT_METHOD = "finetune_init_method"
+# Per pruning step of an iterative schedule (prune.steps > 1), logged at MLflow step k = 1..N: what the
+# model kept after step k (fractions of the dense model's), the ratio step k ran at, and top-1 after the
+# fine-tuning that followed it (the last step's is accuracy_top1)
+STEP_METRICS = (
+    "step_macs_kept",
+    "step_params_kept",
+    "step_ratio",
+    "step_accuracy_top1",
+    "step_finetune_loss_end",
+)
 # layers a structural method left whole because the library cannot prune them (path patterns, ","-joined)
 TAG_KEPT_DENSE = "pruning_kept_dense"
 TAG_KIND = "pruning_kind"  # unstructured | semi_structured | structured_mask | structural
@@ -277,13 +296,13 @@ def _tag_value(value: Any) -> str:
     return _fmt(value).lower() if isinstance(value, bool) else _fmt(value)
 
 
-def _metrics(metrics: Mapping[str, float | int | None]) -> list:
+def _metrics(metrics: Mapping[str, float | int | None], step: int = 0) -> list:
     """MLflow Metric entities, leaving out missing and NaN values."""
     from mlflow.entities import Metric
 
     ts = int(time.time() * 1000)
     return [
-        Metric(k, float(v), ts, 0)
+        Metric(k, float(v), ts, step)
         for k, v in metrics.items()
         if v is not None and not (isinstance(v, float) and math.isnan(v))
     ]
@@ -327,8 +346,9 @@ class JobRun:
         self._pending_params += [Param(k, v) for k, v in new.items()]
         self._params.update(new)
 
-    def log_metrics(self, metrics: Mapping[str, float | int | None]) -> None:
-        self._pending_metrics += _metrics(metrics)
+    def log_metrics(self, metrics: Mapping[str, float | int | None], step: int = 0) -> None:
+        """`step`: MLflow's step of the values (the pruning step of a `step_*` metric)."""
+        self._pending_metrics += _metrics(metrics, step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -197,3 +197,45 @@ def fit(
 
     cached(path, model, produce, label)
     return model.to(device).eval(), WeightsInfo("trained", t.epochs, str(path), note)
+
+
+def reinitialise(model: nn.Module, model_cfg, num_classes: int, seed: int) -> str:
+    """The pruned architecture with fresh weights (the train-from-scratch control): every tensor from a
+    freshly created timm model of the same name (timm's own init), cut to the pruned shape, then the
+    model's own `init_weights` where it has one (it scales each layer to its pruned width). A mask
+    method's zeros stay zero. Returns how it was initialised (the run's `finetune_init_method` tag)."""
+    from sweep.pruners import timm_blocks
+
+    masks = training.zero_masks(model)
+    classes = None if model_cfg.head == "keep" else num_classes
+    torch.manual_seed(seed)
+    fresh = build_model(model_cfg.name, classes, dict(model_cfg.get("kwargs") or {}))
+    own = model.state_dict()
+    if set(own) != set(fresh.state_dict()):
+        timm_blocks.rewrite(fresh)  # a structural method rewrote some blocks before pruning
+    src, missing = fresh.state_dict(), []
+    with torch.no_grad():
+        for key, t in own.items():
+            f = src.get(key)
+            if f is None or f.dim() != t.dim() or any(a > b for a, b in zip(t.shape, f.shape)):
+                missing.append(key)
+                continue
+            t.copy_(f[tuple(slice(0, n) for n in t.shape)].to(t.dtype))
+    if missing:
+        raise RuntimeError(
+            f"finetune.init=scratch: {model_cfg.name} created afresh has no tensor for "
+            f"{', '.join(missing[:5])} of the pruned model"
+        )
+    how = "timm_init_cut_to_shape"
+    init = getattr(model, "init_weights", None)
+    if callable(init):
+        torch.manual_seed(seed)
+        try:
+            init()
+            how += "+init_weights"
+        except Exception as e:  # an init written for the full widths: the cut tensors stand
+            log.info("%s.init_weights() on the pruned shapes failed (%s)", model_cfg.name, e)
+    with torch.no_grad():
+        for w, mask in masks:
+            w.mul_(mask.to(w.device))
+    return how
