@@ -3,8 +3,6 @@ every tiny family, and says so plainly when a target is out of a method's reach.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -14,7 +12,7 @@ from helpers.pruners import NOT_APPLICABLE, calibration_for
 from sweep import targets
 from sweep.config import group_options
 from sweep.measure.counting import count
-from sweep.pruners.base import Calibration, NotApplicable, PruneKind
+from sweep.pruners.base import Calibration, NotApplicable
 
 STRUCTURAL = [p for p in group_options("pruner") if p.startswith("dg_")]
 
@@ -33,18 +31,7 @@ def _search(compose, alias: str, pruner_name: str, target: targets.Target) -> ta
 
 def _search_with(pruner, dense, x, cal, target: targets.Target) -> targets.Found:
     """The search as a job runs it: the method's ratio, then its finest steps where it has them."""
-    by_nonzero = pruner.kind is not PruneKind.STRUCTURAL
-
-    def trial_on(base: torch.nn.Module, fine: bool):
-        def prune_at(ratio: float) -> torch.nn.Module:
-            torch.manual_seed(0)
-            step = pruner.refine if fine else pruner.prune
-            return step(copy.deepcopy(base), ratio, x, cal)
-
-        return targets.cost_trial(prune_at, count(dense, x), x, target, by_nonzero)
-
-    refine = (lambda m: trial_on(m, True)) if pruner.refines else None
-    return targets.search(trial_on(dense, False), target, refine=refine)
+    return targets.method_search(pruner, dense, count(dense, x), x, target, cal)
 
 
 @pytest.mark.parametrize("kind", ["macs", "params"])

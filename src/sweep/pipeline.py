@@ -344,18 +344,8 @@ def _speedup_reading(job: Job, dense: nn.Module, model: nn.Module, x, settings) 
     return targets.Reading(s.value, s.ci_low, s.ci_high)
 
 
-def _trial_fn(job: Job, dense: nn.Module, base: nn.Module, built: Built, target, cal, fine=False):
-    """prune a fresh copy of `base` at a ratio -> (model, what it reached in the target's unit, of the
-    dense model's)."""
-    by_nonzero = job.pruner.kind is not PruneKind.STRUCTURAL
-    if target.kind != "speedup":
-        return targets.cost_trial(
-            lambda r: _prune_at(job, base, r, built, cal, fine),
-            count(dense, built.example),
-            built.example,
-            target,
-            by_nonzero,
-        )
+def _speedup_trial(job: Job, dense: nn.Module, base: nn.Module, built: Built, cal, fine=False):
+    """prune a fresh copy of `base` at a ratio -> (model, its speedup over the dense model, measured)."""
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
     x = built.eval.first(settings.batch_size)
 
@@ -377,25 +367,34 @@ def step_target(target: targets.Target, step: Step) -> targets.Target:
 
 
 def _search(job: Job, dense, base, built: Built, target, cal, start: float) -> Pruned:
-    if target.kind == "speedup" and job.pruner.kind is not PruneKind.STRUCTURAL:
+    if target.kind != "speedup":
+        found = targets.method_search(
+            job.pruner,
+            base,
+            count(dense, built.example),
+            built.example,
+            target,
+            cal,
+            job.cfg.seed,
+            start,
+        )
+        return Pruned(found.model, found.ratio, found)
+    if job.pruner.kind is not PruneKind.STRUCTURAL:
         raise targets.TargetNotReached(
             f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
             f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
         )
-    confirm = None
-    if target.kind == "speedup":
-        settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
-        x = built.eval.first(settings.batch_size)
-        confirm = functools.partial(_speedup_reading, job, dense, x=x, settings=settings)
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    x = built.eval.first(settings.batch_size)
+    confirm = functools.partial(_speedup_reading, job, dense, x=x, settings=settings)
     refine = None
     if job.pruner.refines:
 
         def refine(model: nn.Module):
-            return _trial_fn(job, dense, model, built, target, cal, fine=True)
+            return _speedup_trial(job, dense, model, built, cal, fine=True)
 
-    found = targets.search(
-        _trial_fn(job, dense, base, built, target, cal), target, start, refine, confirm
-    )
+    trial = _speedup_trial(job, dense, base, built, cal)
+    found = targets.search(trial, target, start, refine, confirm)
     return Pruned(found.model, found.ratio, found)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn as nn
 
 from sweep.errors import NotApplicable, first_line
@@ -103,6 +104,38 @@ def cost_trial(
         return model, kept(target, dense, count(model, example), by_nonzero)
 
     return trial
+
+
+def method_search(
+    pruner,
+    base: nn.Module,
+    dense: Counts,
+    example,
+    target: Target,
+    calibration=None,
+    seed: int = 0,
+    start: float = 1.0,
+) -> Found:
+    """A macs or params target searched as a job searches it: fresh copies of `base` (the dense model,
+    or one a schedule's earlier steps left, reaching `start`) pruned by the method at a ratio, then by
+    its finest steps where it has them; costs counted against the dense model's `dense` counts."""
+    import copy
+
+    from sweep.pruners.base import PruneKind
+
+    by_nonzero = pruner.kind is not PruneKind.STRUCTURAL
+
+    def trial_on(model: nn.Module, fine: bool):
+        step = pruner.refine if fine else pruner.prune
+
+        def prune_at(ratio: float) -> nn.Module:
+            torch.manual_seed(seed)  # random importance picks the same channels in every run
+            return step(copy.deepcopy(model), ratio, example, calibration).eval()
+
+        return cost_trial(prune_at, dense, example, target, by_nonzero)
+
+    refine = (lambda m: trial_on(m, True)) if pruner.refines else None
+    return search(trial_on(base, False), target, start, refine)
 
 
 @dataclass(frozen=True)
