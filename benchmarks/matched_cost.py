@@ -7,6 +7,13 @@ finetune.epochs=N` into a fresh store (offline, digits) and prints the report's 
 
     python benchmarks/matched_cost.py [--models tiny_cnn,tiny_vit] [--macs 0.5] [--epochs 1] [--seeds 3]
                                       [extra overrides ...]
+
+Coarse-channel families (grouped convolutions, few wide dependency groups), random weights, no
+training, counting only (`--landings` prints how every job met its target: within tolerance, refined
+by the method's finest steps, or at the nearest point below it with the reason):
+
+    python benchmarks/matched_cost.py --models regnetx_002,resnext26ts,mobilenetv3_large_100 \
+        --macs 0.5,0.3 --epochs 0 --seeds 1 --landings model.train.epochs=0 eval.max_samples=32
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from _common import run_sweep
-from sweep import compare, rows
+from sweep import compare, rows, tracking
 from sweep.config import group_options
 
 TINY = "tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit"
@@ -29,6 +36,7 @@ def main() -> int:
     ap.add_argument("--macs", default="0.5", help="fraction of the dense MACs to keep")
     ap.add_argument("--epochs", type=int, default=1, help="recovery fine-tuning epochs")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--landings", action="store_true", help="one line per job: how it landed")
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. finetune.lr=3e-3")
     args = ap.parse_args()
     structural = [p for p in group_options("pruner") if p.startswith("dg_")]
@@ -54,8 +62,33 @@ def main() -> int:
         f"{len(sweep.runs)} runs ({n_ok} finished) in {seconds:.0f} s: {len(structural)} structural "
         f"methods, target.macs={args.macs}, {args.seeds} seeds, finetune.epochs={args.epochs}"
     )
+    if args.landings:
+        _print_landings(sweep, len(structural))
     print("\n".join(compare.summary(sweep) + compare.matched_cost(sweep)))
     return 0
+
+
+def _print_landings(sweep: rows.Sweep, methods: int) -> None:
+    """One line per job, then per model and target how many methods landed within tolerance."""
+    counts: dict[tuple[str, str], list[int]] = {}
+    for r in sweep.runs:
+        landing = r.tags.get(tracking.TAG_TARGET_LANDING, "")
+        if r.status != "FINISHED":
+            how = f"{'n/a' if r.flag(tracking.TAG_NOT_APPLICABLE) else r.status}: {r.error}"
+        else:
+            how = f"{landing:<8} MACs kept {r.macs_kept:.3f}"
+            if landing == "nearest":
+                how += f"  {r.tags.get(tracking.TAG_TARGET_NOTE, '')}"
+        c = counts.setdefault((r.model, r.level), [0, 0, 0])
+        c[0] += landing in ("within", "refined")
+        c[1] += landing == "nearest"
+        c[2] += r.status != "FINISHED"
+        print(f"{r.model:<22} {r.level:<9} {r.pruner:<14} {how}")
+    for (model, level), (ok, near, na) in counts.items():
+        print(
+            f"{model} {level}: {ok} of {methods} methods within tolerance, {near} at the nearest "
+            f"point below with the reason, {na} not applicable"
+        )
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ without BatchNorm, a timm block the library cannot prune), failed (an error, a w
 removed; the error's one line is printed), or over a limit (sweep.limits: time or memory).
 
 Prints one line per model and method, a table per family, and the counts; `--markdown` also prints the
-README's coverage table.
+README's coverage table. With `--target-macs 0.5`, every method that pruned a model is also searched
+to that share of the dense MACs as a job searches it (its ratio, then its finest steps: sweep.targets)
+and the table gets a column: how many of the methods that prune the model land within ±0.02.
 
     python benchmarks/timm_coverage.py [--ratio 0.5] [--methods dg_group,dg_taylor] [--families swin,mixer]
-                                       [--jobs 2] [--timeout 300] [--markdown]
+                                       [--jobs 2] [--timeout 300] [--markdown] [--target-macs 0.5]
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Outcome:
     status: str  # pruned | refused | failed | limit
     detail: str = ""  # params and MACs kept, or the reason
     seconds: float = 0.0
+    landing: str = ""  # with --target-macs: within | refined | nearest | out of reach | failed
 
 
 def _pruner(method: str):
@@ -120,7 +123,7 @@ sys.path.insert(0, str(ROOT / "src"))  # this checkout's code, in pool workers t
 
 def one_model(args: tuple) -> list[Outcome]:
     """Every method on one model, in this process (a pool worker: its main thread runs the limits)."""
-    family, name, kwargs, methods, ratio, timeout_s = args
+    family, name, kwargs, methods, ratio, timeout_s, target_macs = args
     import timm
     import torch
 
@@ -183,6 +186,9 @@ def one_model(args: tuple) -> list[Outcome]:
                 )
             else:
                 out.append(Outcome(family, name, method, "pruned", kept))
+            if target_macs and out[-1].status == "pruned":
+                wd.stage("target", timeout_s, "--timeout")
+                out[-1].landing = _landing(pruner, model, dense, x, cal, target_macs)
         except NotApplicable as e:
             out.append(Outcome(family, name, method, "refused", str(e)))
         except limits.LimitExceeded as e:
@@ -192,10 +198,26 @@ def one_model(args: tuple) -> list[Outcome]:
         out[-1].seconds = time.perf_counter() - t0
         o = out[-1]
         print(
-            f"{o.family:<22}{o.model:<30}{o.method:<15}{o.status:<8}{o.seconds:>6.1f}s  {o.detail}",
+            f"{o.family:<22}{o.model:<30}{o.method:<15}{o.status:<8}{o.seconds:>6.1f}s  {o.detail}"
+            + (f"; target: {o.landing}" if o.landing else ""),
             flush=True,
         )
     return out
+
+
+def _landing(pruner, model, dense, x, cal, value: float) -> str:
+    """How a job's search for `target.macs=value` lands with this method on this model."""
+    from sweep import targets
+    from sweep.errors import one_line
+
+    goal = targets.Target("macs", value, 0.02, 12, 0.95)
+    try:
+        found = targets.method_search(pruner, model, dense, x, goal, cal)
+    except targets.TargetNotReached:
+        return "out of reach"
+    except Exception as e:  # noqa: BLE001 - the point of the benchmark
+        return f"failed: {one_line(e)[:80]}"
+    return f"{found.landing} {found.reached:.3f}"
 
 
 def main() -> int:
@@ -212,11 +234,14 @@ def main() -> int:
     ap.add_argument(
         "--markdown", action="store_true", help="also print the README's coverage table"
     )
+    ap.add_argument(
+        "--target-macs", type=float, default=None, help="also search this share of the MACs"
+    )
     args = ap.parse_args()
     methods = args.methods.split(",")
     wanted = [w.lower() for w in args.families.split(",") if w]
     todo = [
-        (fam, name, kw, methods, args.ratio, args.timeout)
+        (fam, name, kw, methods, args.ratio, args.timeout, args.target_macs)
         for fam, name, kw in FAMILIES
         if not wanted or any(w in fam.lower() or w in name for w in wanted)
     ]
@@ -225,7 +250,7 @@ def main() -> int:
         f"{len(todo)} families x {len(methods)} methods at ratio {args.ratio:g}, {args.jobs} processes"
     )
     results = run_all(todo, args.jobs)
-    return report(results, methods, time.perf_counter() - t0, args.markdown)
+    return report(results, methods, time.perf_counter() - t0, args.markdown, args.target_macs)
 
 
 def _worker(task: tuple, conn) -> None:
@@ -263,7 +288,16 @@ def run_all(todo: list[tuple], jobs: int) -> list[Outcome]:
     return sorted(results, key=lambda o: order.get(o.model, 0))
 
 
-def report(results: list[Outcome], methods: list[str], seconds: float, markdown: bool) -> int:
+def _reached(outs: list[Outcome]) -> str:
+    """`N/M`: of the M methods that pruned the model, N landed within tolerance of the target."""
+    pruned = [o for o in outs if o.status == "pruned"]
+    ok = sum(o.landing.startswith(("within", "refined")) for o in pruned)
+    return f"{ok}/{len(pruned)}"
+
+
+def report(
+    results: list[Outcome], methods: list[str], seconds: float, markdown: bool, target=None
+) -> int:
     by_model: dict[str, list[Outcome]] = {}
     for o in results:
         by_model.setdefault(o.model, []).append(o)
@@ -305,8 +339,9 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
             for o in rows:
                 print(f"  {o.model} {o.method}: {o.detail}")
     if markdown:
-        print("\n| family | model | " + " | ".join(methods) + " |")
-        print("|---|---|" + "---|" * len(methods))
+        extra = [f"macs={target:g} reached"] if target else []
+        print("\n| family | model | " + " | ".join(methods + extra) + " |")
+        print("|---|---|" + "---|" * (len(methods) + len(extra)))
         cell = {"pruned": "yes", "refused": "refused", "failed": "**fails**", "limit": "**limit**"}
         for model, outs in by_model.items():
             print(
@@ -315,8 +350,15 @@ def report(results: list[Outcome], methods: list[str], seconds: float, markdown:
                     "n/a" if _method_not_for(o) else "part" if _kept_whole(o) else cell[o.status]
                     for o in outs
                 )
+                + (f" | {_reached(outs)}" if target else "")
                 + " |"
             )
+    if target:
+        print(f"\ntarget.macs={target:g}, per model: methods within ±0.02 / methods that prune it")
+        for model, outs in by_model.items():
+            misses = [f"{o.method}: {o.landing}" for o in outs if o.status == "pruned"]
+            misses = [m for m in misses if not m.split(": ")[1].startswith(("within", "refined"))]
+            print(f"  {model:<30}{_reached(outs):>6}  {'; '.join(misses)}")
     return 0
 
 
