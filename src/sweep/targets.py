@@ -226,7 +226,6 @@ class _Search:
     )
     beyond: tuple[Trial, nn.Module] | None = None  # the trial at or beyond it nearest to it
     base_ratio: float = 0.0  # the ratio stage's ratio the refine stage starts from
-    collapsed: bool = False  # a stage ended because no ratio lies between its brackets
     brackets: tuple[Trial, Trial] | None = None  # the last stage's bracketing trials
     failure: str = ""  # why the finest-step stage ended early, if it failed
     # measured readings that met the target once and not when read again: (ratio, first, averaged)
@@ -248,23 +247,10 @@ class _Search:
         hi, second_look = None, False
         ratio = t.first_guess(start)
         for _ in range(trials):
-            try:
-                model, got = trial(ratio)
-            except Exception as e:
-                if stage == "ratio":
-                    raise
-                # the library can fail on a model it already pruned hard: the finest steps end here
-                self.failure = f"the finest steps failed at ratio {ratio:.3g} ({first_line(e)})"
+            read = self._read(trial, ratio, stage, confirm)
+            if read is None:
                 break
-            r = Reading.of(got)
-            if confirm is not None and t.close_enough(r):
-                # a measured reading near the target is read again before it is believed
-                first_read, r = r, r.averaged(confirm(model))
-                if not t.close_enough(r):
-                    self.flips.append((ratio, first_read, r))
-            measured = r.low != r.high
-            tr = Trial(ratio, r.value, *((r.low, r.high) if measured else (None, None)), stage)
-            self.trials.append(tr)
+            model, r, tr = read
             if t.close_enough(r):
                 return self._found(model, tr, "within" if stage == "ratio" else "refined")
             self._keep(tr, model)
@@ -281,8 +267,7 @@ class _Search:
                 hi = tr
             ratio = _next_ratio(lo, hi, goal, t, first)
             if hi is not None and hi.ratio - lo.ratio < 1e-4:
-                self.collapsed = True
-                break
+                break  # no ratio lies between the brackets
         if hi is not None:
             self.brackets = (lo, hi)
         elif stage == "refine":
@@ -290,6 +275,28 @@ class _Search:
                 f"its finest steps from {start:.3g} went no further than {lo.reached:.3g}"
             )
         return None
+
+    def _read(self, trial: Trial_fn, ratio: float, stage: str, confirm):
+        """One trial: (model, its reading, the Trial recorded), or None where a finest step failed."""
+        t = self.target
+        try:
+            model, got = trial(ratio)
+        except Exception as e:
+            if stage == "ratio":
+                raise
+            # the library can fail on a model it already pruned hard: the finest steps end here
+            self.failure = f"the finest steps failed at ratio {ratio:.3g} ({first_line(e)})"
+            return None
+        r = Reading.of(got)
+        if confirm is not None and t.close_enough(r):
+            # a measured reading near the target is read again before it is believed
+            first_read, r = r, r.averaged(confirm(model))
+            if not t.close_enough(r):
+                self.flips.append((ratio, first_read, r))
+        measured = r.low != r.high
+        tr = Trial(ratio, r.value, *((r.low, r.high) if measured else (None, None)), stage)
+        self.trials.append(tr)
+        return model, r, tr
 
     def _found(self, model: nn.Module, tr: Trial, landing: str, **kw) -> Found:
         base, refine = (self.base_ratio, tr.ratio) if tr.stage == "refine" else (tr.ratio, 0.0)
