@@ -8,12 +8,13 @@ finetune.epochs=N` into a fresh store (offline, digits) and prints the report's 
     python benchmarks/matched_cost.py [--models tiny_cnn,tiny_vit] [--macs 0.5] [--epochs 1] [--seeds 3]
                                       [extra overrides ...]
 
-Coarse-channel families (grouped convolutions, few wide dependency groups), random weights, no
-training, counting only (`--landings` prints how every job met its target: within tolerance, refined
-by the method's finest steps, or at the nearest point below it with the reason):
+Coarse-channel families (grouped convolutions, few wide dependency groups), random weights, counts
+only (no job: each structural method's search exactly as a job runs it, sweep.targets.method_search,
+printing how it landed: within tolerance, refined by the method's finest steps, or at the nearest point
+below with the reason). `--landings` prints the same for the jobs of a full run:
 
-    python benchmarks/matched_cost.py --models regnetx_002,resnext26ts,mobilenetv3_large_100 \
-        --macs 0.5,0.3 --epochs 0 --seeds 1 --landings model.train.epochs=0 eval.max_samples=32
+    python benchmarks/matched_cost.py --search-only --models regnetx_002,resnext26ts,mobilenetv3_large_100 \
+        --macs 0.5,0.3
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=1, help="recovery fine-tuning epochs")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--landings", action="store_true", help="one line per job: how it landed")
+    ap.add_argument("--search-only", action="store_true", help="counts only, no jobs (see above)")
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. finetune.lr=3e-3")
     args = ap.parse_args()
     structural = [p for p in group_options("pruner") if p.startswith("dg_")]
+    if args.search_only:
+        from targets_seed_models import search_table
+
+        values = [float(v) for v in args.macs.split(",")]
+        return search_table(args.models.split(","), ["macs"], values, structural)
     work = Path(tempfile.mkdtemp(prefix="sweep-matched-"))
     store = f"sqlite:///{work / 'mlflow.db'}"
     seconds = run_sweep(
