@@ -26,6 +26,17 @@ def run_sweep(args: list[str], cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
+def fresh_sweep(prefix: str, sweep_id: str, args: list[str]) -> tuple[str, float]:
+    """`python -m sweep ARGS` into a new SQLite store in a new temporary folder, as sweep `sweep_id`;
+    returns the store's URI and the wall time in seconds."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    seconds = run_sweep([*args, f"tracking.uri={store}", f"sweep_id={sweep_id}"], work)
+    return store, seconds
+
+
 def cv(values: list[float]) -> float:
     """Coefficient of variation (sample standard deviation / mean)."""
     return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else 0.0

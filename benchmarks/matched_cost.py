@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import run_sweep
+from _common import fresh_sweep
 from sweep import compare, rows, tracking
 from sweep.config import group_options
 
@@ -47,9 +45,9 @@ def main() -> int:
 
         values = [float(v) for v in args.macs.split(",")]
         return search_table(args.models.split(","), ["macs"], values, structural)
-    work = Path(tempfile.mkdtemp(prefix="sweep-matched-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
-    seconds = run_sweep(
+    store, seconds = fresh_sweep(
+        "sweep-matched-",
+        "matched-cost",
         [
             "-m",
             f"model={args.models}",
@@ -57,11 +55,8 @@ def main() -> int:
             f"target.macs={args.macs}",
             f"seed={','.join(str(s) for s in range(args.seeds))}",
             f"finetune.epochs={args.epochs}",
-            f"tracking.uri={store}",
-            "sweep_id=matched-cost",
             *args.extra,
         ],
-        work,
     )
     sweep = rows.load_sweep(store, "pruning-sweep", "matched-cost")
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import run_sweep
+from _common import fresh_sweep
 from sweep import rows
 
 # the latency harness at its lightest (this benchmark is about accuracy), and every job scored on the
@@ -51,9 +49,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. finetune.lr=3e-3")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-protocol-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
-    seconds = run_sweep(
+    store, seconds = fresh_sweep(
+        "sweep-protocol-",
+        "protocol",
         [
             "-m",
             f"model={args.models}",
@@ -65,11 +63,8 @@ def main() -> int:
             f"finetune.epochs={args.epochs}",
             "dataset=mnist",
             *FIXED,
-            f"tracking.uri={store}",
-            "sweep_id=protocol",
             *args.extra,
         ],
-        work,
     )
     sweep = rows.load_sweep(store, "pruning-sweep", "protocol")
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
