@@ -25,6 +25,11 @@ class TargetNotReached(NotApplicable):
     """No ratio the search tried reached the target within tolerance."""
 
 
+# A measured reading may meet a target by containing it only while its interval's half-width is at
+# most this many tolerances (2 % tolerance: +-5 %); the harness's intervals are +-1-3 % on a quiet CPU.
+INTERVAL_TOLERANCES = 2.5
+
+
 @dataclass(frozen=True)
 class Target:
     kind: str  # macs | params | speedup
@@ -46,18 +51,26 @@ class Target:
 
     def close_enough(self, r: float | Reading) -> bool:
         """Within tolerance; a measured speedup also when the target lies inside its interval (the
-        measurement cannot tell them apart)."""
+        measurement cannot tell them apart), provided that interval is narrow enough to steer by."""
         r = Reading.of(r)
         if self.kind == "speedup":
             return abs(r.value - self.value) <= self.tolerance * self.value or (
-                r.low <= self.value <= r.high
+                r.low <= self.value <= r.high and self.steers(r)
             )
         return abs(r.value - self.value) <= self.tolerance
 
+    def steers(self, r: Reading) -> bool:
+        """A reading's interval is narrow enough to decide by: half-width at most INTERVAL_TOLERANCES
+        tolerances (on a loaded machine a reading can span 0.8x to 2.4x, which says nothing)."""
+        return (r.high - r.low) / 2 <= INTERVAL_TOLERANCES * self.tolerance * r.value
+
     def beyond(self, r: float | Reading) -> bool:
-        """At or beyond the target: no costlier than asked, or a speedup not below it in its interval."""
+        """At or beyond the target: no costlier than asked, or a median speedup within tolerance of
+        it or above."""
         r = Reading.of(r)
-        return r.high >= self.value if self.kind == "speedup" else r.value <= self.value
+        if self.kind == "speedup":
+            return r.value >= self.value * (1 - self.tolerance)
+        return r.value <= self.value
 
     def progress(self, reached: float) -> float:
         """A number that grows with the ratio: fraction removed, or the speedup itself."""
@@ -360,8 +373,18 @@ class _Search:
         return "granularity", "granularity: " + ("; ".join(why) or "no trial came closer")
 
     def _noise(self) -> str:
-        if self.target.kind != "speedup":
+        t = self.target
+        if t.kind != "speedup":
             return ""
+        wide = [x for x in self.trials if x.low is not None and not t.steers(x.reading)]
+        if wide and len(wide) * 2 >= len(self.trials):
+            w = max(wide, key=lambda x: (x.high - x.low) / x.reached)
+            return (
+                f"{len(wide)} of {len(self.trials)} readings had intervals too wide to steer by "
+                f"(up to {w.reached:.3g} [{w.low:.3g}, {w.high:.3g}] at ratio {w.ratio:.3g}; "
+                f"half-width allowed {100 * INTERVAL_TOLERANCES * t.tolerance:g} %): the machine "
+                f"is too noisy for ±{100 * t.tolerance:g} % here"
+            )
         for ratio, first, again in self.flips:
             return (
                 f"at ratio {ratio:.3g} the speedup read {first.value:.3g} [{first.low:.3g}, "
