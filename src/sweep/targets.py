@@ -264,6 +264,9 @@ class _Search:
             if read is None:
                 break
             model, r, tr = read
+            if t.kind == "speedup" and self._unsteerable(stage):
+                self._keep(tr, model)
+                break  # the readings cannot steer: more of them only spends time (see _noise)
             if t.close_enough(r):
                 return self._found(model, tr, "within" if stage == "ratio" else "refined")
             self._keep(tr, model)
@@ -288,6 +291,11 @@ class _Search:
                 f"its finest steps from {start:.3g} went no further than {lo.reached:.3g}"
             )
         return None
+
+    def _unsteerable(self, stage: str, run: int = 4) -> bool:
+        """The stage's last `run` readings all too wide to decide by."""
+        last = [x for x in self.trials if x.stage == stage][-run:]
+        return len(last) == run and not any(self.target.steers(x.reading) for x in last)
 
     def _read(self, trial: Trial_fn, ratio: float, stage: str, confirm):
         """One trial: (model, its reading, the Trial recorded), or None where a finest step failed."""
