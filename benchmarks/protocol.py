@@ -47,8 +47,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5, help="the iterative schedule's steps")
     ap.add_argument("--epochs", type=int, default=2, help="the fine-tuning budget, every protocol")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument(
+        "--from-store", default=None, help="print the tables of an earlier run's store (no sweep)"
+    )
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. finetune.lr=3e-3")
     args = ap.parse_args()
+    if args.from_store:
+        return _print(args, args.from_store, float("nan"))
     store, seconds = fresh_sweep(
         "sweep-protocol-",
         "protocol",
@@ -66,6 +71,10 @@ def main() -> int:
             *args.extra,
         ],
     )
+    return _print(args, store, seconds)
+
+
+def _print(args, store: str, seconds: float) -> int:
     sweep = rows.load_sweep(store, "pruning-sweep", "protocol")
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
     print(

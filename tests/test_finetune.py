@@ -242,3 +242,7 @@ def test_divergence_rule():
     assert TrainResult(8, 1.0, "epochs", [2.0] * 4 + [9.0] * 4).diverged is True
     assert TrainResult(1, 1.0, "non_finite_loss", [float("nan")]).diverged is True
     assert TrainResult(2, 1.0, "epochs", [1.0, 5.0]).diverged is False  # too short to tell
+    # an iterative step's short fine-tuning from a low loss: noise below a uniform guess's loss
+    rose = [0.08] * 5 + [0.12] * 5
+    assert TrainResult(10, 1.0, "max_steps", rose, chance_loss=2.3).diverged is False
+    assert TrainResult(10, 1.0, "max_steps", [0.1] * 5 + [9.0] * 5, chance_loss=2.3).diverged

@@ -143,8 +143,9 @@ def summary(sweep: R.Sweep) -> list[str]:
     if diverged:
         lines += [
             "",
-            f"Left out of the ranking, their fine-tuning diverged (loss non-finite or above its "
-            f"start: see the run's finetune_loss_start/_end): {', '.join(diverged)}.",
+            f"Left out of the ranking, their fine-tuning diverged (loss non-finite, or above its "
+            f"start and a uniform guess's: see the run's finetune_loss_start/_end): "
+            f"{', '.join(diverged)}.",
         ]
     if len(runtimes) > 1:
         changes = ranking_changes(sweep)

@@ -729,6 +729,7 @@ def _train(job: Job, dense: nn.Module, model: nn.Module, built: Built, budget, s
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
         targets=job.head_map,
     )
+    result.chance_loss = math.log(job.dataset.num_classes)
     job.trained.append(result)
     return result
 

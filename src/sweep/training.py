@@ -50,6 +50,9 @@ class TrainResult:
     seconds: float
     stopped_by: str  # epochs | max_steps | time_budget | non_finite_loss
     losses: list[float] = field(default_factory=list)  # every step's loss
+    # the loss of a uniform guess over the classes (ln C): a loss that rose but stays below it is a
+    # short run's noise (an iterative step starts from a low loss), not a divergence
+    chance_loss: float = 0.0
 
     @property
     def loss_start(self) -> float:
@@ -63,10 +66,12 @@ class TrainResult:
 
     @property
     def diverged(self) -> bool:
-        """A loss went non-finite, or training ended with a higher loss than it started with."""
+        """A loss went non-finite, or training ended with a higher loss than it started with and no
+        lower than a uniform guess's."""
         if any(not math.isfinite(v) for v in self.losses):
             return True
-        return len(self.losses) > LOSS_WINDOW and self.loss_end > self.loss_start
+        end = self.loss_end
+        return len(self.losses) > LOSS_WINDOW and end > self.loss_start and end >= self.chance_loss
 
 
 def zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
