@@ -93,7 +93,7 @@ def _print(args, store: str, seconds: float) -> int:
         print(f"\n{model} (dense top-1 {100 * dense:.1f} %)")
         print(f"| target | method | {' | '.join(names)} |")
         print("|---|---|" + "---|" * len(names))
-        for level in sweep.levels:
+        for level in [lv for lv in sweep.levels if any(r.level == lv for r in done)]:
             for method in args.methods.split(","):
                 cells = [by.get((model, method, level, p)) for p in protocols]
                 print(f"| {level} | {method} | {' | '.join(_cell(c) for c in cells)} |")
