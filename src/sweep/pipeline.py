@@ -91,6 +91,12 @@ class Job:
     step_start: float = 1.0  # with a target: what the model the next step starts from reaches
     trained: list[training.TrainResult] = field(default_factory=list)  # fine-tuning, every step's
     step_eval: Batches | None = None  # the eval samples each intermediate step is scored on
+    dense_counts: Counts | None = None  # the dense model's, traced once (every step compares to it)
+
+    def counts_of_dense(self, dense: nn.Module, example: torch.Tensor) -> Counts:
+        if self.dense_counts is None:
+            self.dense_counts = count(dense, example)
+        return self.dense_counts
 
     @property
     def run_name(self) -> str:
@@ -371,7 +377,7 @@ def _search(job: Job, dense, base, built: Built, target, cal, start: float) -> P
         found = targets.method_search(
             job.pruner,
             base,
-            count(dense, built.example),
+            job.counts_of_dense(dense, built.example),
             built.example,
             target,
             cal,
@@ -455,7 +461,7 @@ def prune(job: Job, dense: nn.Module, base: nn.Module, built: Built, step: Step,
 
 
 def _log_step_cost(job: Job, dense, pruned, built: Built, step: Step, ratio: float) -> None:
-    c_dense, c_pruned = count(dense, built.example), count(pruned, built.example)
+    c_dense, c_pruned = job.counts_of_dense(dense, built.example), count(pruned, built.example)
     masks = job.pruner.kind is not PruneKind.STRUCTURAL
     macs, params = ("macs_nonzero", "params_nonzero") if masks else ("macs", "params_total")
     kept = {
@@ -494,7 +500,7 @@ def _count_metrics(c: Counts, prefix: str = "") -> dict[str, float]:
 
 @stage("measure")
 def measure(job: Job, dense: nn.Module, pruned: nn.Module, built: Built) -> Measured:
-    c_dense, c_pruned = count(dense, built.example), count(pruned, built.example)
+    c_dense, c_pruned = job.counts_of_dense(dense, built.example), count(pruned, built.example)
     noop = is_noop(c_dense, c_pruned)
     job.run.log_metrics(
         {**_count_metrics(c_dense, tracking.DENSE_PREFIX), **_count_metrics(c_pruned)}
