@@ -106,4 +106,4 @@ def test_empty_class_folder_is_one_line(capsys, tmp_path, monkeypatch):
     err = fail_in_one_line(
         ["dataset=imagefolder", f"dataset.root={tmp_path / 'data'}"], capsys, tmp_path, monkeypatch
     )
-    assert "val/b has no images" in err
+    assert "val/b has no readable images" in err

@@ -4,6 +4,8 @@ not there fails with one line, and every model gets timm's own preprocessing."""
 from __future__ import annotations
 
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from helpers.cli import FAST, fail_in_one_line
 from helpers.models import tiny_model
 from sweep import data
 from sweep.config import group_options
@@ -108,7 +111,7 @@ def test_image_tree_gives_the_same_top1_as_in_memory(digits_tree):
         ("no_root", ["needs dataset.root=PATH", "<class>/<image>"]),
         ("missing_root", ["does not exist", "<class>/<image>"]),
         ("missing_split", ["split folder", "val", "does not exist"]),
-        ("empty_class", ["class_1", "has no images"]),
+        ("empty_class", ["class_1", "has no readable images"]),
     ],
 )
 def test_missing_or_empty_image_tree_is_one_line(tmp_path, setup, needles):
@@ -196,3 +199,132 @@ def test_cifar_reads_files_that_are_there(tmp_path, monkeypatch):
     assert len(ds.items("train")) == 20 and len(ds.items("eval")) == 4
     img, label = ds.items("eval")[2]
     assert img.size == (32, 32) and label == 2
+
+
+# ---- unreadable files --------------------------------------------------------------------------------------
+def _truncate(path, keep=0.5):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+
+
+def test_scan_names_every_kind_of_unreadable_file(tmp_path, monkeypatch):
+    folder = tmp_path / "val" / "a"
+    folder.mkdir(parents=True)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    for name in ("good.png", "cut.png", "good.jpg", "cut.jpg"):
+        img.save(folder / name)
+    img.convert("L").save(folder / "grey.png")
+    _truncate(folder / "cut.png")
+    _truncate(folder / "cut.jpg")
+    (folder / "text.png").write_text("not an image")
+    (folder / "notes.txt").write_text("a README among the images")
+    monkeypatch.setattr(data.imagescan, "_converts", lambda mode: mode != "L")
+    scan = data.imagescan.scan(str(tmp_path / "val"), ("a",))
+    assert [p.rsplit("/", 1)[1] for p, _ in scan.images] == ["good.jpg", "good.png"]
+    why = {p.rsplit("/", 1)[1]: reason for p, reason in scan.unreadable}
+    assert why.keys() == {"cut.jpg", "cut.png", "grey.png", "text.png"}
+    assert why["cut.png"].startswith("truncated") and why["cut.jpg"].startswith("truncated")
+    assert why["text.png"].startswith("not an image")
+    assert why["grey.png"] == "unsupported image mode L"
+    assert scan.ignored == 1 and all("\n" not in r for r in why.values())
+
+
+def test_scan_decodes_only_the_files_it_suspects(tmp_path, monkeypatch):
+    """Whole JPEG and PNG files are checked by their end marker: no pixel is decoded in the scan."""
+    folder = tmp_path / "val" / "a"
+    folder.mkdir(parents=True)
+    noise = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(noise[i]).save(folder / f"{i}.png")
+        Image.fromarray(noise[i]).save(folder / f"{i}.jpg")
+    _truncate(folder / "2.png")
+    from PIL import ImageFile
+
+    decoded = []
+    load = ImageFile.ImageFile.load  # every file format's pixels are decoded through this
+
+    def counting_load(self):
+        decoded.append(self.filename)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    scan = data.imagescan.scan(str(tmp_path / "val"), ("a",))
+    assert len(scan.images) == 5 and len(scan.unreadable) == 1
+    assert [d.rsplit("/", 1)[-1] for d in decoded] == ["2.png"]
+
+
+@pytest.fixture(scope="module")
+def corrupt_tree(digits_tree, tmp_path_factory):
+    """The digits tree (1,797 PNGs) with one truncated image in val and a text file beside it."""
+    root = tmp_path_factory.mktemp("corrupt") / "tree"
+    shutil.copytree(digits_tree, root)
+    bad = sorted((root / "val" / "class_3").iterdir())[0]
+    _truncate(bad)
+    (root / "val" / "class_3" / "labels.csv").write_text("file,label\n")
+    return root, bad
+
+
+def test_unreadable_image_is_skipped_named_and_counted(corrupt_tree):
+    root, bad = corrupt_tree
+    tree = data.ImageFolder(root=str(root), num_workers=0)
+    tree.check(("eval", "train"))
+    assert len(tree.items("eval")) == 359 and len(tree.items("train")) == 1437
+    notes = tree.notes()
+    assert notes["data_unreadable_files"] == "1" and notes["data_ignored_files"] == "1"
+    assert notes["data_unreadable_examples"].startswith(f"{bad}: truncated")
+    with pytest.raises(SweepConfigError) as e:
+        data.ImageFolder(root=str(root), on_bad_file="error").check()
+    assert str(e.value).startswith(f"dataset imagefolder: unreadable image {bad}: truncated")
+    assert len(str(e.value).splitlines()) == 1
+    with pytest.raises(SweepConfigError, match="on_bad_file=ignore: choose skip or error"):
+        data.ImageFolder(root=str(root), on_bad_file="ignore")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_that_fails_only_when_decoded_is_dropped_from_its_batch(
+    corrupt_tree, monkeypatch, workers, caplog
+):
+    """What the scan passes but still cannot be decoded: skip drops it (named in the log), error
+    stops with its name."""
+    root, _ = corrupt_tree
+    tree = data.ImageFolder(root=str(root), num_workers=workers)
+    tree.check()
+    victim = tree._scan("eval").images[5][0]
+    (root / "victim.png").write_bytes(Path(victim).read_bytes())
+    _truncate(Path(victim), 0.3)  # broken after the scan
+    try:
+        transform, _ = data.preprocessing(tiny_model("tiny_cnn"), 32)
+        seen = sum(len(y) for _, y in data.Batches(tree, "eval", transform).iterate(64))
+        assert seen == 358
+        if workers == 0:
+            assert any(victim in r.getMessage() for r in caplog.records)
+        strict = data.ImageFolder(root=str(root), num_workers=workers, on_bad_file="error")
+        strict._scans["eval"] = tree._scan("eval")
+        with pytest.raises(Exception, match=f"unreadable image {victim}"):
+            list(data.Batches(strict, "eval", transform).iterate(64))
+    finally:
+        shutil.move(root / "victim.png", victim)
+
+
+@pytest.mark.slow
+def test_job_on_a_tree_with_a_corrupt_image_finishes_and_says_so(
+    corrupt_tree, compose, store, weights_cache, capsys, tmp_path, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    from sweep import pipeline
+
+    root, bad = corrupt_tree
+    tree = ["dataset=imagefolder", f"dataset.root={root}", "dataset.num_workers=2"]
+    cfg = compose(["model=tiny_cnn", "pruner=dg_group", f"tracking.uri={store}", *tree, *FAST])
+    pipeline.run_job(cfg)
+    (run,) = MlflowClient(store).search_runs(["1"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data_unreadable_files"] == "1"
+    assert str(bad) in run.data.tags["data_unreadable_examples"]
+    assert run.data.metrics["dense_accuracy_top1"] > 0.5
+    capsys.readouterr()  # the job's own output
+    err = fail_in_one_line(
+        ["model=tiny_cnn", *tree, "dataset.on_bad_file=error"], capsys, tmp_path, monkeypatch
+    )
+    assert f"unreadable image {bad}: truncated" in err

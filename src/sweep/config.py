@@ -143,6 +143,16 @@ def check_device(value: str) -> None:
         raise SweepConfigError(f"device={value} but CUDA is not available here: choose auto or cpu")
 
 
+def splits_used(cfg) -> tuple[str, ...]:
+    """The dataset splits a job reads: eval always; train when it trains or calibrates on it."""
+    trains = (
+        cfg.finetune.epochs > 0
+        or (cfg.model.head != "keep" and cfg.model.train.epochs > 0)
+        or (cfg.pruner.get("calibration_batches") or 0) > 0
+    )
+    return ("eval", "train") if trains else ("eval",)
+
+
 def check_data(cfg):
     """The dataset the config names is there, and fits the model's head; returns it."""
     from hydra.utils import instantiate
@@ -156,7 +166,7 @@ def check_data(cfg):
                 f"dataset.{key}={value} does not exist (dataset {cfg.dataset.get('name')})"
             )
     dataset: Dataset = instantiate(cfg.dataset)
-    dataset.check()
+    dataset.check(splits_used(cfg))
     if cfg.model.head == "keep" and dataset.class_map is None:
         raise SweepConfigError(
             f"model.head=keep needs a dataset whose classes map into the pretrained head (imagenet, imagenette, "

@@ -23,14 +23,14 @@ import torch
 import torch.utils.data as tud
 from PIL import Image
 
-from sweep.errors import SweepConfigError
+from sweep import imagescan, tracking
+from sweep.errors import SweepConfigError, one_line
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval")
 # A small split is transformed once and kept as tensors up to this size; a larger one is streamed.
 MAX_PREPARED_BYTES = 1 << 30
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class Dataset:
@@ -42,8 +42,13 @@ class Dataset:
     in_memory: bool = True  # small enough to transform once and keep as tensors
     num_workers: int = 0
 
-    def check(self) -> None:
-        """Raise SweepConfigError (one line) when the data is not there; cheap, runs before any model."""
+    def check(self, splits: tuple[str, ...] = ("eval",)) -> None:
+        """Raise SweepConfigError (one line) when the data of `splits` is not there (or, for an image
+        tree, unreadable); cheap, runs before any model."""
+
+    def notes(self) -> dict[str, str]:
+        """What the data's check found that a run should record (tags), e.g. files skipped."""
+        return {}
 
     def items(self, split: str) -> tud.Dataset:
         """The split as a map-style dataset of (PIL RGB image, label)."""
@@ -147,7 +152,7 @@ class Mnist(ArrayDataset):
 
     default_name, num_classes = "mnist", 10
 
-    def check(self) -> None:
+    def check(self, splits: tuple[str, ...] = ("eval",)) -> None:
         _mnist()
 
     def _arrays(self):
@@ -281,7 +286,7 @@ class Batches:
         if self.limit is not None:
             items = tud.Subset(items, range(len(self)))
         workers = self.dataset.num_workers
-        yield from tud.DataLoader(
+        loader = tud.DataLoader(
             items,
             batch_size=batch_size,
             shuffle=shuffle,
@@ -289,7 +294,9 @@ class Batches:
             generator=torch.Generator().manual_seed(seed),
             persistent_workers=False,
             prefetch_factor=4 if workers else None,
+            collate_fn=_collate,
         )
+        yield from (batch for batch in loader if batch is not None)
 
 
 class _Transformed(tud.Dataset):
@@ -300,8 +307,14 @@ class _Transformed(tud.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        img, y = self.items[i]
-        return self.transform(img), y
+        item = self.items[i]
+        return None if item is None else (self.transform(item[0]), item[1])
+
+
+def _collate(batch: list):
+    """A batch without the items that could not be read (None); None when none could."""
+    kept = [b for b in batch if b is not None]
+    return tud.default_collate(kept) if kept else None
 
 
 # ---- image trees -----------------------------------------------------------------------------------------
@@ -318,17 +331,12 @@ def _class_dirs(split_dir: Path) -> list[str]:
     )
 
 
-def _has_image(folder: Path) -> bool:
-    for _root, _dirs, files in os.walk(folder):
-        if any(f.lower().endswith(IMAGE_SUFFIXES) for f in files):
-            return True
-    return False
-
-
 class ImageFolder(Dataset):
     """Any `root/<split>/<class>/<image>` tree (ImageNet val, Imagenette, a user's own data), streamed
     through a DataLoader with `num_workers` workers. Classes are the sorted folder names of the eval split.
-    `class_map: imagenet` maps folders named by ImageNet synsets to the 1000-class head's indices."""
+    `class_map: imagenet` maps folders named by ImageNet synsets to the 1000-class head's indices.
+    Unreadable images (`imagescan`): `on_bad_file: skip` leaves them out, counted and named in the run's
+    tags; `error` stops the job in its check, before any model is built, naming the first one."""
 
     in_memory = False
 
@@ -341,11 +349,18 @@ class ImageFolder(Dataset):
         num_workers: int = 2,
         class_map: str | None = None,
         classes: list[str] | None = None,
+        on_bad_file: str = "skip",
     ):
+        if on_bad_file not in imagescan.ON_BAD_FILE:
+            raise SweepConfigError(
+                f"dataset.on_bad_file={on_bad_file}: choose {' or '.join(imagescan.ON_BAD_FILE)}"
+            )
         self.name, self.root = name, root
         self.train_split, self.eval_split = train_split, eval_split
         self.num_workers, self.map_kind = num_workers, class_map
         self._classes = list(classes) if classes else None
+        self.on_bad_file = on_bad_file
+        self._scans: dict[str, imagescan.Scan] = {}
 
     @property
     def layout(self) -> str:
@@ -385,28 +400,70 @@ class ImageFolder(Dataset):
         if not Path(str(self.root)).expanduser().is_dir():
             raise SweepConfigError(f"dataset.root={self.root} does not exist ({self.layout})")
         for split in splits:
-            folder = self._split_dir(split)
-            if not folder.is_dir():
-                raise SweepConfigError(
-                    f"dataset {self.name}: split folder {folder} does not exist ({self.layout})"
-                )
-            found = _class_dirs(folder)
-            wanted = self.classes if split == "train" or self._classes else found
-            missing = [c for c in wanted if c not in found or not _has_image(folder / c)]
-            if not found or missing:
-                what = (
-                    f"class folder {folder / missing[0]} has no images"
-                    if missing
-                    else "no class folders"
-                )
-                raise SweepConfigError(f"dataset {self.name}: {what} ({self.layout})")
+            self._scan(split)
         self.class_map  # noqa: B018 -- raises for folders that are not synsets when a map is asked for
 
-    def items(self, split: str) -> tud.Dataset:
-        from torchvision.datasets import ImageFolder as TvImageFolder
+    def _scan(self, split: str) -> imagescan.Scan:
+        """The split's readable images, checked once: folders, unreadable files, empty classes."""
+        if split in self._scans:
+            return self._scans[split]
+        folder = self._split_dir(split)
+        if not folder.is_dir():
+            raise SweepConfigError(
+                f"dataset {self.name}: split folder {folder} does not exist ({self.layout})"
+            )
+        found = _class_dirs(folder)
+        if not found:
+            raise SweepConfigError(f"dataset {self.name}: no class folders ({self.layout})")
+        extra = [c for c in found if c not in self.classes]
+        if extra:
+            raise SweepConfigError(
+                f"dataset {self.name}: folder {folder / extra[0]} is not one of its classes"
+            )
+        wanted = self.classes if split == "train" or self._classes else found
+        scan = imagescan.scan(str(folder), tuple(c for c in wanted if c in found))
+        if scan.unreadable and self.on_bad_file == "error":
+            path, why = scan.unreadable[0]
+            more = f" (and {len(scan.unreadable) - 1} more)" if len(scan.unreadable) > 1 else ""
+            raise SweepConfigError(
+                f"dataset {self.name}: unreadable image {path}: {why}{more}; "
+                f"dataset.on_bad_file=skip leaves such files out"
+            )
+        readable = {c for _, c in scan.images}
+        missing = [c for c in wanted if c not in readable]
+        if missing:
+            skipped = f" ({len(scan.unreadable)} unreadable skipped)" if scan.unreadable else ""
+            raise SweepConfigError(
+                f"dataset {self.name}: class folder {folder / missing[0]} has no readable images"
+                f"{skipped} ({self.layout})"
+            )
+        if scan.unreadable:
+            log.warning(
+                "dataset %s: %d unreadable image(s) in %s skipped (dataset.on_bad_file=skip), e.g. %s",
+                self.name,
+                len(scan.unreadable),
+                folder,
+                scan.examples(),
+            )
+        self._scans[split] = scan
+        return scan
 
-        folder = TvImageFolder(str(self._split_dir(split)), loader=_rgb_loader)
-        return _Remapped(folder, {c: i for i, c in enumerate(self.classes)}, self.name)
+    def notes(self) -> dict[str, str]:
+        scans = self._scans.values()
+        if not scans:
+            return {}
+        unreadable = [u for s in scans for u in s.unreadable]
+        return {
+            tracking.TAG_DATA_UNREADABLE: str(len(unreadable)),
+            tracking.TAG_DATA_UNREADABLE_EXAMPLES: imagescan.Scan(unreadable=unreadable).examples()
+            or "none",
+            tracking.TAG_DATA_IGNORED: str(sum(s.ignored for s in scans)),
+        }
+
+    def items(self, split: str) -> tud.Dataset:
+        index = {c: i for i, c in enumerate(self.classes)}
+        samples = [(path, index[c]) for path, c in self._scan(split).images]
+        return _Files(samples, self.on_bad_file == "skip")
 
     def describe(self) -> dict:
         return {
@@ -423,25 +480,29 @@ def _rgb_loader(path: str) -> Image.Image:
         return Image.open(f).convert("RGB")
 
 
-class _Remapped(tud.Dataset):
-    """A torchvision ImageFolder whose folders are a subset of the dataset's classes: its labels
-    re-indexed to the dataset's class order."""
+class UnreadableImage(RuntimeError):
+    """An image the scan passed that still fails to decode: one line naming it."""
 
-    def __init__(self, folder, index: dict[str, int], name: str):
-        extra = [c for c in folder.classes if c not in index]
-        if extra:
-            raise SweepConfigError(
-                f"dataset {name}: folder {folder.root}/{extra[0]} is not one of its classes"
-            )
-        self.folder = folder
-        self.to_ours = [index[c] for c in folder.classes]
+
+class _Files(tud.Dataset):
+    """(path, label) samples of an image tree read as PIL RGB images. A file the scan passed but that
+    fails to decode is, with `skip`, dropped from its batch (None, see `_collate`) and named in the log."""
+
+    def __init__(self, samples: list[tuple[str, int]], skip: bool):
+        self.samples, self.skip = samples, skip
 
     def __len__(self) -> int:
-        return len(self.folder)
+        return len(self.samples)
 
     def __getitem__(self, i: int):
-        img, y = self.folder[i]
-        return img, self.to_ours[y]
+        path, label = self.samples[i]
+        try:
+            return _rgb_loader(path), label
+        except Exception as e:
+            if not self.skip:
+                raise UnreadableImage(f"unreadable image {path}: {one_line(e)}") from None
+            log.warning("skipped unreadable image %s: %s", path, one_line(e))
+            return None
 
 
 class Cifar(Dataset):
@@ -465,7 +526,7 @@ class Cifar(Dataset):
 
         return CIFAR10 if self.name == "cifar10" else CIFAR100
 
-    def check(self) -> None:
+    def check(self, splits: tuple[str, ...] = ("eval",)) -> None:
         cls, root = self._cls(), Path(self.root).expanduser()
         probe = cls.__new__(cls)
         probe.root = str(root)

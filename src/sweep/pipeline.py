@@ -218,6 +218,7 @@ def prepare(
             tracking.TAG_FAMILY_TITLE: job.pruner.family.title,
             tracking.TAG_SPEEDUP_POSSIBLE: job.pruner.kind.dense_speedup_possible,
             tracking.TAG_SPARSE_KERNELS: job.pruner.kind.sparse_kernel_speedup_possible,
+            **dataset.notes(),  # an image tree's unreadable and ignored files
         }
     )
     target = targets.of_config(cfg.target)

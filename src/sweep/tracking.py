@@ -117,6 +117,12 @@ TAG_PRUNED_AT_CHANCE = "pruned_at_chance"
 TAG_TARGET_LANDING = "target_landing"
 TAG_TARGET_STOPPED_BY = "target_stopped_by"
 TAG_TARGET_NOTE = "target_note"
+# An image tree's unreadable files (truncated, not an image, a mode without RGB): how many the job left
+# out (dataset.on_bad_file=skip), the first few as "path: reason; ...", and how many files of class
+# folders were not images at all (ignored)
+TAG_DATA_UNREADABLE = "data_unreadable_files"
+TAG_DATA_UNREADABLE_EXAMPLES = "data_unreadable_examples"
+TAG_DATA_IGNORED = "data_ignored_files"
 # inherited | scratch (finetune.init), and how a scratch model was re-initialised
 TAG_FINETUNE_INIT = "finetune_init"
 TAG_FINETUNE_INIT_METHOD = "finetune_init_method"
