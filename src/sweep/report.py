@@ -406,7 +406,7 @@ def write_report(
     path = out / "benchmark.md"
     path.write_text(doc)
     # next to the data it was made from: one click from the sweep's row in the MLflow UI
-    T.log_report(uri, experiment, sweep.sweep_id, out)
+    T.log_report(uri, experiment, sweep.sweep_id, out, "\n".join(compare.summary(sweep)))
     return path
 
 

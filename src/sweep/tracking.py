@@ -169,6 +169,10 @@ UI_COLUMNS = (
     ("metrics", "accuracy_top1_oneshot"),
     ("metrics", "macs_reduction"),
 )
+UI_ORDER_BY = "accuracy_top1"  # within each model's group, the best top-1 after fine-tuning first
+# MLflow's description of a run (markdown, shown on the run's page): the sweep run's holds the report link
+TAG_NOTE = "mlflow.note.content"
+NOTE_MAX_CHARS = 7000  # a tag value holds 8,000 characters in MLflow's SQL stores
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `make ui` serves a local store
 # The one default store: SQLite in the directory the command runs from, unless the environment names one.
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -619,19 +623,31 @@ def _all_runs(client, experiment_id: str, query: str) -> list:
 
 # ---- the MLflow UI and the report ---------------------------------------------------------------------------
 def share_sweep_view(uri: str, experiment: str, sweep_id: str) -> tuple[str, str]:
-    """A saved view of one sweep for the MLflow UI (its runs, the key params and metrics as columns);
-    returns (experiment id, view key) for `sweep_link`."""
+    """A saved view of one sweep for the MLflow UI; returns (experiment id, view key) for `sweep_link`.
+
+    What a first look should show is the jobs, with their figures. Jobs are nested under the sweep's
+    run (`mlflow.parentRunId`: the run pages, `fail_orphans` and older stores rely on it), and the UI's
+    table folds nested runs under a collapsed parent row; a shared view cannot open that row (MLflow
+    drops `runsExpanded` from shared views). Its grouping can: grouped rows ignore nesting, and groups
+    open expanded. So the view groups the sweep's runs by model, each group's jobs sorted by top-1
+    after fine-tuning, with the key params and metrics as columns. The sweep's own run has no model:
+    it lands in MLflow's "Additional runs" group, opened too, so the report on its page is one click
+    away."""
     import json
     import re
 
     client = _client(uri)
     experiment_id = init_store(uri, experiment)
     key = re.sub(r"[^A-Za-z0-9_.-]", "-", sweep_id)
+    by_model = {"mode": "param", "groupByData": PARAM_MODEL}
     view = {
         "searchFilter": _eq(f"tags.{TAG_SWEEP_ID}", sweep_id),
-        "orderByKey": "attributes.start_time",
+        "orderByKey": f"metrics.`{UI_ORDER_BY}`",
         "orderByAsc": False,
         "selectedColumns": [f"{kind}.`{name}`" for kind, name in UI_COLUMNS],
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [by_model]},
+        # the UI's id of the group of runs without the grouping key ("Additional runs")
+        "groupsExpanded": {f"param.{PARAM_MODEL}": True},
     }
     client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(view))
     return experiment_id, key
@@ -654,12 +670,26 @@ def parent_run_of(uri: str, experiment: str, sweep_id: str) -> str | None:
     return run.info.run_id if run else None
 
 
-def log_report(uri: str, experiment: str, sweep_id: str, folder: Path) -> str | None:
-    """The rendered report as artifacts (`report/`) of the sweep's parent run; its id, or None when the
-    sweep has no parent run (a single job)."""
+def log_report(
+    uri: str, experiment: str, sweep_id: str, folder: Path, summary: str = ""
+) -> str | None:
+    """The rendered report as artifacts (`report/`) of the sweep's parent run, and the run's description
+    (its page's first view) a link to it over `summary`; the run's id, or None when the sweep has no
+    parent run (a single job)."""
     parent = parent_run_of(uri, experiment, sweep_id)
-    if parent is not None:
-        _client(uri).log_artifacts(parent, str(folder), "report")
+    if parent is None:
+        return None
+    client = _client(uri)
+    client.log_artifacts(parent, str(folder), "report")
+    exp_id = client.get_run(parent).info.experiment_id
+    link = f"#/experiments/{exp_id}/runs/{parent}/artifacts/report/benchmark.md"
+    note = (
+        f"**[The benchmark report]({link})** (artifacts: `report/benchmark.md` and its figures)\n\n"
+    )
+    room = NOTE_MAX_CHARS - len(note)
+    if len(summary) > room:
+        summary = summary[: summary.rfind("\n", 0, room)] + "\n\n(... the rest in the report)"
+    client.set_tag(parent, TAG_NOTE, note + summary)
     return parent
 
 
