@@ -21,10 +21,14 @@ SWEEP_PRUNERS ?= l1_unstructured,semi_2_4,dg_random,dg_group,dg_taylor,dg_lamp
 SWEEP_RUNTIMES ?= eager,onnxruntime,openvino
 SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1 'measure.runtimes=[$(SWEEP_RUNTIMES)]'
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (TEST_WORKERS=0 runs the suite serially, in one process). A test
+# file stays on one worker (--dist loadfile): its module fixtures (a sweep, an image tree) are made once.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 REPORT_ARGS ?=
-LINTED := src tests benchmarks examples
+LINTED := src tests benchmarks examples scripts
 
-.PHONY: install browser sweep test test-fast lint format ui server report clean
+.PHONY: install browser sweep test test-fast docs lint format ui server report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,15 +51,21 @@ browser:
 # (a corrupted call table, not a Python error), never with those tests alone nor in sweeps or benchmarks.
 test: $(STAMP) browser
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(PY) -m pytest --ignore=tests/test_runtimes.py
+	$(PY) -m pytest $(XDIST) --ignore=tests/test_runtimes.py
 	$(PY) -m pytest tests/test_runtimes.py
 else
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 endif
 
-# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM).
+# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM, servers).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# The documentation site: the reference pages rendered from the code, then the site built into site/
+# with --strict (a broken link, or a page missing from the nav, fails).
+docs: $(STAMP)
+	$(PY) -m sweep.reference docs/reference
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
@@ -77,4 +87,4 @@ report: $(STAMP)
 	$(PY) -m sweep.report $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI)) $(REPORT_ARGS)
 
 clean:
-	rm -rf multirun/2* multirun/single reports .pytest_cache
+	rm -rf multirun/2* multirun/single reports site .pytest_cache

@@ -11,11 +11,18 @@ import torch
 from helpers.servers import serving
 from sweep import tracking
 
+# pytest-xdist's workers (make test runs one per core): each gets its share of the cores
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+
 
 @pytest.fixture(scope="session")
 def weights_cache(tmp_path_factory) -> Path:
-    """Tiny models train once per test session, like once per sweep."""
-    path = tmp_path_factory.mktemp("weights-cache")
+    """Tiny models train once per test run, like once per sweep: one cache for every xdist worker (the
+    weights cache locks each file, so a model two workers need at once is trained by one of them)."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "weights-cache"
+    path.mkdir(exist_ok=True)
     os.environ["SWEEP_CACHE_DIR"] = str(path)
     return path
 
@@ -54,4 +61,4 @@ def mlflow_server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)

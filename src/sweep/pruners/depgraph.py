@@ -47,6 +47,16 @@ class DepGraphPruner(Pruner):
         self.round_to = round_to
         self.calibration_batches = calibration_batches
         self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
+        if isomorphic:
+            self.ratio_means = (
+                "fraction of channels removed over each set of isomorphic groups (one ranking per "
+                f"set), no group losing more than {max_pruning_ratio:g} of its channels"
+            )
+        elif global_pruning:
+            self.ratio_means = (
+                "fraction of all channels removed (one global ranking; layers end with different "
+                f"widths), no group losing more than {max_pruning_ratio:g} of its channels"
+            )
 
     def check(
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
