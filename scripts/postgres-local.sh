@@ -22,11 +22,14 @@ fi
 
 if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
   [ "$(id -u)" = 0 ] || { echo "postgresql is not installed and this is not root: apt-get install postgresql" >&2; exit 1; }
+  # one installer at a time: the SLURM test may be installing on another test worker
+  exec 9>/tmp/sweep-apt.lock && flock 9
   apt-get update -qq >/dev/null
   # the package's own cluster is not needed (and cannot start without an init system): no start, no cluster
   mkdir -p /etc/postgresql-common/createcluster.d
   echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main.conf
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  flock -u 9 && exec 9>&-
 fi
 bin=$(pg_bin)
 [ "$(id -u)" = 0 ] && chown postgres "$dir"

@@ -17,7 +17,10 @@ fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "slurm is not installed and this is not root: apt-get install slurmctld slurmd slurm-client" >&2; exit 1; }
+  # one installer at a time: the PostgreSQL tests may be installing on another test worker
+  exec 9>/tmp/sweep-apt.lock && flock 9
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client >/dev/null
+  flock -u 9 && exec 9>&-
 fi
 
 host=$(hostname -s)
