@@ -324,7 +324,9 @@ def test_job_on_a_tree_with_a_corrupt_image_finishes_and_says_so(
     assert str(bad) in run.data.tags["data_unreadable_examples"]
     assert run.data.metrics["dense_accuracy_top1"] > 0.5
     capsys.readouterr()  # the job's own output
+    elsewhere = tmp_path / "cli"  # a folder without the job's store
+    elsewhere.mkdir()
     err = fail_in_one_line(
-        ["model=tiny_cnn", *tree, "dataset.on_bad_file=error"], capsys, tmp_path, monkeypatch
+        ["model=tiny_cnn", *tree, "dataset.on_bad_file=error"], capsys, elsewhere, monkeypatch
     )
     assert f"unreadable image {bad}: truncated" in err
