@@ -80,7 +80,7 @@ ui: $(STAMP)
 	$(PY) -m sweep.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) $(if $(BACKEND),--backend $(BACKEND)) \
 	  $(if $(AUTH),--auth) --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
-# A tracking server for jobs on other nodes: make server HOST=0.0.0.0 (see README, Cluster).
+# A tracking server for jobs on other nodes: make server HOST=0.0.0.0 (see docs/clusters.md).
 server: ui
 
 report: $(STAMP)

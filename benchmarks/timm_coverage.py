@@ -8,7 +8,7 @@ without BatchNorm, a timm block the library cannot prune), failed (an error, a w
 removed; the error's one line is printed), or over a limit (sweep.limits: time or memory).
 
 Prints one line per model and method, a table per family, and the counts; `--markdown` also prints the
-README's coverage table. With `--target-macs 0.5`, every method that pruned a model is also searched
+coverage table (docs/timm-coverage.md). With `--target-macs 0.5`, every method that pruned a model is also searched
 to that share of the dense MACs as a job searches it (its ratio, then its finest steps: sweep.targets)
 and the table gets a column: how many of the methods that prune the model land within ±0.02.
 
@@ -232,7 +232,9 @@ def main() -> int:
         "--timeout", type=float, default=300.0, help="seconds per prune (and per forward)"
     )
     ap.add_argument(
-        "--markdown", action="store_true", help="also print the README's coverage table"
+        "--markdown",
+        action="store_true",
+        help="also print the coverage table (docs/timm-coverage.md)",
     )
     ap.add_argument(
         "--target-macs", type=float, default=None, help="also search this share of the MACs"

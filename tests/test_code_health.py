@@ -1,4 +1,4 @@
-"""The code base stays in the shape its README describes."""
+"""The code base stays in the shape its docs describe (docs/development.md, the layout)."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_saved_model_reloads_with_the_same_top1(compose, store, weights_cache, t
     )
     pipeline.run_job(cfg)
     run = _run(store)
-    # the one-liner the README documents
+    # the one-liner the docs give (data.md, saved models)
     import mlflow
 
     from sweep.artifacts import load

@@ -1,6 +1,7 @@
 """Everything MLflow: the schema, the store, one run per job, and reading runs back.
 
-Jobs, the report and the tests all use the names defined here; the README's schema section lists them.
+Jobs, the report and the tests all use the names defined here; sweep.runschema documents them (the docs'
+schema page is rendered from it, and a test fails when a name here is missing there).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class Pruner(abc.ABC):
 
     kind: PruneKind
     family: Family
-    ratio_means: str  # what `ratio` is a fraction of, for the README and the run's params
+    ratio_means: str  # what `ratio` is a fraction of: the methods reference and the run's params
     calibration_batches: int = 0  # train batches the method needs (Taylor, Hessian); 0: none
     calibration_batch_size: int = 16
     # layers (path patterns) that `check` found the method cannot prune, left whole by `prune`; () for
