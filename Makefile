@@ -57,9 +57,16 @@ else
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 endif
 
-# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM, servers).
+# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM, servers);
+# the runtime tests in a process of their own, as in `make test` (a test worker running them among
+# other files died of the same SIGSEGV).
 test-fast: $(STAMP)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(PY) -m pytest $(XDIST) -m "not slow" --ignore=tests/test_runtimes.py
+	$(PY) -m pytest -m "not slow" tests/test_runtimes.py
+else
 	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+endif
 
 # The documentation site: the reference pages rendered from the code, then the site built into site/
 # with --strict (a broken link, or a page missing from the nav, fails).
