@@ -22,7 +22,6 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -133,12 +132,6 @@ def verify(url: str, experiment_id: str, writers: int, runs: int, data) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def postgres_base():
     """A PostgreSQL server URI: $SWEEP_POSTGRES_URI, or one started for this run."""
@@ -147,7 +140,7 @@ def postgres_base():
         return
     folder = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
     script = ROOT / "scripts" / "postgres-local.sh"
-    port = free_port()
+    port = server.free_port()
     out = subprocess.run(
         ["bash", str(script), "start", str(folder), str(port)], capture_output=True, text=True
     )
@@ -175,7 +168,7 @@ def fresh_database(base: str) -> str:
 @contextlib.contextmanager
 def serving(store: str, folder: Path, workers: int):
     server.prepare_store(store, EXPERIMENT)
-    port = free_port()
+    port = server.free_port()
     log = folder / f"server-{port}.log"
     proc = server.spawn(store, port, log, 180, artifacts=str(folder / "art"), workers=workers)
     try:

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from sweep import server, tracking
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -40,7 +33,7 @@ def main() -> int:
         print(f"no sweep in {args.store}", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="sweep-shot-"))
-    port = _free_port()
+    port = server.free_port()
     proc = server.spawn(args.store, port, work / "server.log", artifacts=str(work / "artifacts"))
     try:
         exp_id, view = tracking.share_sweep_view(args.store, args.experiment, sweep_id)

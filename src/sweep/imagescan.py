@@ -77,12 +77,12 @@ def problem(path: str) -> str | None:
 
 
 def _reason(e: Exception) -> str:
-    text = one_line(e)
+    text = one_line(e)  # "Type: message"
     if "cannot identify image file" in text:
         return "not an image (PIL cannot identify it)"
     if "truncated" in text.lower():
         return f"truncated ({text})"
-    return f"{type(e).__name__}: {text}"
+    return text
 
 
 @functools.lru_cache(maxsize=8)

@@ -12,6 +12,7 @@ import argparse
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -130,6 +131,13 @@ def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"mlflow server at {url} did not answer within {timeout:.0f}s")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test, benchmark or script starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def spawn(backend_uri: str, port: int, log: Path, timeout: float = 150.0, **kw) -> subprocess.Popen:

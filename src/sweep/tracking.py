@@ -648,7 +648,7 @@ def share_sweep_view(uri: str, experiment: str, sweep_id: str) -> tuple[str, str
         "selectedColumns": [f"{kind}.`{name}`" for kind, name in UI_COLUMNS],
         "groupBy": {"aggregateFunction": "average", "groupByKeys": [by_model]},
         # the UI's id of the group of runs without the grouping key ("Additional runs")
-        "groupsExpanded": {f"param.{PARAM_MODEL}": True},
+        "groupsExpanded": {f"{by_model['mode']}.{by_model['groupByData']}": True},
     }
     client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(view))
     return experiment_id, key
