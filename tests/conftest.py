@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from helpers.servers import serving
 from sweep import tracking
@@ -21,20 +25,89 @@ if WORKERS > 1:
         os.environ.setdefault(_var, str(THREADS))
 
 
+def _shared(tmp_path_factory) -> Path:
+    """A folder every xdist worker of this test run sees (pytest's own base folder when serial)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def weights_cache(tmp_path_factory) -> Path:
     """Tiny models train once per test run, like once per sweep: one cache for every xdist worker (the
     weights cache locks each file, so a model two workers need at once is trained by one of them)."""
-    base = tmp_path_factory.getbasetemp()
-    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "weights-cache"
+    path = _shared(tmp_path_factory) / "weights-cache"
     path.mkdir(exist_ok=True)
     os.environ["SWEEP_CACHE_DIR"] = str(path)
     return path
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory):
+    """empty_store(path) -> the URI of a new SQLite store at `path`, its tables made: a copy of one
+    store migrated once per worker (MLflow's schema migrations take 3 to 4 s for every new file). A
+    test of what a fresh store does names its own file instead."""
+    from mlflow.tracking import MlflowClient
+
+    template = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{template}").search_experiments()  # creates and migrates the tables
+
+    def _copy(path: Path) -> str:
+        shutil.copyfile(template, path)
+        return f"sqlite:///{path}"
+
+    return _copy
+
+
 @pytest.fixture
-def store(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def store(tmp_path, empty_store) -> str:
+    return empty_store(tmp_path / "mlflow.db")
+
+
+@dataclass(frozen=True)
+class RealSweep:
+    folder: Path  # where `python -m sweep` ran (its multirun/ and auto-reports/)
+    store: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory, weights_cache, empty_store) -> RealSweep:
+    """helpers.cli.REAL_SWEEP, logged into an experiment an older version of the tool created (no
+    experiment kind). It runs once per test run: the first worker to ask runs it, the others wait."""
+    from mlflow.tracking import MlflowClient
+
+    from helpers.cli import FAST, REAL_SWEEP, REAL_SWEEP_ID, run_cli
+
+    folder = _shared(tmp_path_factory) / "real-sweep"
+    with FileLock(f"{folder}.lock"):
+        result = folder / "result.json"
+        if not result.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            store = empty_store(folder / "mlflow.db")
+            MlflowClient(store).create_experiment(
+                "pruning-sweep", artifact_location=(folder / "art").as_uri()
+            )
+            done = run_cli(
+                [
+                    *REAL_SWEEP,
+                    f"sweep_id={REAL_SWEEP_ID}",
+                    "report.on_sweep_end=true",
+                    f"report.out={folder / 'auto-reports'}",
+                    f"tracking.uri={store}",
+                    *FAST,
+                ],
+                folder,
+            )
+            result.write_text(
+                json.dumps(
+                    {"store": store, "rc": done.returncode, "out": done.stdout, "err": done.stderr}
+                )
+            )
+    saved = json.loads(result.read_text())
+    return RealSweep(folder, saved["store"], saved["rc"], saved["out"], saved["err"])
 
 
 @pytest.fixture
@@ -56,9 +129,9 @@ def compose():
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, empty_store):
     """A real tracking server over a fresh, initialised SQLite store."""
-    store = f"sqlite:///{tmp_path / 'server.db'}"
+    store = empty_store(tmp_path / "server.db")
     tracking.init_store(store, "pruning-sweep")
     with serving(store, tmp_path) as url:
         yield url

@@ -70,8 +70,8 @@ def test_auto_limits_scale_with_the_model():
 
 
 @pytest.mark.slow
-def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache, empty_store):
+    store = empty_store(tmp_path / "mlflow.db")
     t0 = time.monotonic()
     r = run_cli(
         [

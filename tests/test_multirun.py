@@ -4,37 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.cli import FAST, HALF_FAILING_GRID, run_cli
+from helpers.cli import FAST, HALF_FAILING_GRID, REAL_SWEEP_ID, run_cli
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
 
 
-def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = run_cli(
-        [
-            "-m",
-            "model=tiny_cnn,tiny_vit",
-            "pruner=l1_unstructured,dg_group",
-            "ratio=0.3,0.6",
-            "report.on_sweep_end=true",
-            f"report.out={tmp_path / 'auto-reports'}",
-            f"tracking.uri={store}",
-            *FAST,
-        ],
-        cwd=tmp_path,
-    )
+def test_grid_gives_one_finished_run_per_point(real_sweep):
+    """The shared real sweep (helpers.cli.REAL_SWEEP): 2 models x 2 methods, the report on at its end."""
+    store, r = real_sweep.store, real_sweep
     assert r.returncode == 0, r.stderr[-3000:]
     runs = tracking.search_runs(store, "pruning-sweep")
-    assert len(runs) == 8
+    assert len(runs) == 4
     assert {x.info.status for x in runs} == {"FINISHED"}
-    assert len({x.data.tags["sweep_id"] for x in runs}) == 1
+    assert {x.data.tags["sweep_id"] for x in runs} == {REAL_SWEEP_ID}
     assert {x.info.run_name for x in runs} == {
-        f"{m}/{p}/{q}"
-        for m in ("tiny_cnn", "tiny_vit")
-        for p in ("l1_unstructured", "dg_group")
-        for q in ("0.3", "0.6")
+        f"{m}/{p}/0.5" for m in ("tiny_cnn", "tiny_vit") for p in ("l1_unstructured", "dg_group")
     }
     for x in runs:
         for name in tracking.REQUIRED_METRICS:
@@ -45,8 +30,8 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
 
     files = [f.path for f in MlflowClient(store).list_artifacts(runs[0].info.run_id, "hydra")]
     assert "hydra/config.yaml" in files and "hydra/overrides.yaml" in files
-    assert list(tmp_path.glob("multirun/*/*/0/.hydra/config.yaml"))
-    assert "8 finished, 0 failed" in r.stdout
+    assert list(real_sweep.folder.glob("multirun/*/*/0/.hydra/config.yaml"))
+    assert "4 finished, 0 failed" in r.stdout
     # the sweep's runs in the UI, and its report next to them (report.on_sweep_end)
     exp_id = runs[0].info.experiment_id
     assert (
@@ -57,25 +42,26 @@ def test_grid_of_8_gives_8_finished_runs(tmp_path, weights_cache):
     assert "report/benchmark.md" in [
         f.path for f in MlflowClient(store).list_artifacts(parent, "report")
     ]
-    assert list((tmp_path / "auto-reports").glob("*/benchmark.md"))
+    auto = list((real_sweep.folder / "auto-reports").glob("*/benchmark.md"))
+    assert auto
 
     # the report, end to end from this real sweep
-    from sweep import report
-
-    doc = report.write_report(store, "pruning-sweep", None, tmp_path / "reports").read_text()
+    doc = auto[0].read_text()
     original = doc.split("## Original (not pruned)")[1].split("##")[0]
     assert "tiny_cnn: 373,658 params," in original and "tiny_vit: 264,650 params," in original
     assert (
-        "### l1_unstructured (unstructured, ratio=0.3)" in doc
-        and "### dg_group (structural, ratio=0.6)" in doc
+        "### l1_unstructured (unstructured, ratio=0.5)" in doc
+        and "### dg_group (structural, ratio=0.5)" in doc
     )
     assert "n/a (masks)" in doc and "MISSING" not in doc and "FAILED" not in doc
 
 
-def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_failing_job_does_not_stop_the_sweep_and_fails_its_run(
+    tmp_path, weights_cache, empty_store
+):
+    store = empty_store(tmp_path / "mlflow.db")
     r = run_cli(
-        [*HALF_FAILING_GRID, f"tracking.uri={store}", *FAST],
+        [*HALF_FAILING_GRID, f"tracking.uri={store}", "sweep_id=bad", *FAST],
         cwd=tmp_path,
     )
     runs = tracking.search_runs(store, "pruning-sweep")
@@ -83,11 +69,17 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path, weights_cache):
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed" in r.stdout and "cannot prune" in r.stdout
     assert len(runs) == 4 and statuses.count("FAILED") == 2 and statuses.count("FINISHED") == 2
+    from mlflow.tracking import MlflowClient
+
+    # the sweep's own run is FAILED too, with its counts; the summary line names the sweep
+    assert "2 finished, 2 failed" in r.stdout and "sweep_id=bad" in r.stdout
+    parent = MlflowClient(store).get_run(tracking.parent_run_of(store, "pruning-sweep", "bad"))
+    assert parent.info.status == "FAILED" and parent.data.metrics["jobs_failed"] == 2
 
 
-def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache):
+def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache, empty_store):
     """Targets and seeds as sweep axes; a method that cannot apply is reported, not counted a failure."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = empty_store(tmp_path / "mlflow.db")
     r = run_cli(
         [
             "-m",
@@ -119,10 +111,10 @@ def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache):
     assert "| methods compared at matched cost | yes |" in doc
 
 
-def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache):
+def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache, empty_store):
     """Two tiny models x three methods timed in eager, ONNX Runtime and OpenVINO; a pruned model that
     no exporter takes is not applicable in those two runtimes only, and its job still finishes."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = empty_store(tmp_path / "mlflow.db")
     common = ["measure.runtimes=[eager,onnxruntime,openvino]", f"tracking.uri={store}", *FAST]
     r = run_cli(
         [

@@ -178,9 +178,9 @@ def test_installed_wheel_runs_the_example_against_two_baselines(tmp_path, weight
 
 
 @pytest.mark.slow
-def test_example_runs_from_the_checkout(tmp_path, weights_cache):
+def test_example_runs_from_the_checkout(tmp_path, weights_cache, empty_store):
     """The example as docs/extending.md runs it (package on the path, config folder named)."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = empty_store(tmp_path / "mlflow.db")
     r = run_cli(
         ["model=tiny_cnn", "pruner=my_method", "ratio=0.5", "imports=[my_method]"]
         + [f"hydra.searchpath=[file://{EXAMPLE / 'conf'}]", f"tracking.uri={store}", *FAST],

@@ -119,9 +119,9 @@ def test_fail_stale_command(tmp_path, store):
 
 
 @pytest.mark.slow
-def test_a_job_killed_mid_measure_ends_failed_with_its_counts(tmp_path, weights_cache):
+def test_a_job_killed_mid_measure_ends_failed_with_its_counts(tmp_path, weights_cache, empty_store):
     """SIGKILL leaves no chance to end the run: its stopped heartbeat tells a later command it died."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = empty_store(tmp_path / "mlflow.db")
     args = [
         "model=tiny_cnn",
         "pruner=semi_2_4",

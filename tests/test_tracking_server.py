@@ -29,9 +29,9 @@ def _points(runs) -> dict[str, list]:
     return out
 
 
-def test_server_restarted_mid_sweep_loses_nothing(tmp_path, weights_cache):
+def test_server_restarted_mid_sweep_loses_nothing(tmp_path, weights_cache, empty_store):
     """Stopped for 10 s while jobs log: MLflow's client retries, and every point ends FINISHED once."""
-    store = f"sqlite:///{tmp_path / 'server.db'}"
+    store = empty_store(tmp_path / "server.db")
     tracking.init_store(store, EXPERIMENT)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -63,10 +63,10 @@ def test_server_restarted_mid_sweep_loses_nothing(tmp_path, weights_cache):
         assert set(tracking.REQUIRED_METRICS) <= set(run.data.metrics)
 
 
-def test_server_gone_past_the_retry_budget_then_resume(tmp_path, weights_cache):
+def test_server_gone_past_the_retry_budget_then_resume(tmp_path, weights_cache, empty_store):
     """A server that stays away: the job fails naming it; the same sweep_id later runs only what is
     missing."""
-    store = f"sqlite:///{tmp_path / 'server.db'}"
+    store = empty_store(tmp_path / "server.db")
     tracking.init_store(store, EXPERIMENT)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -192,8 +192,10 @@ def test_unreachable_postgres_is_one_line(tmp_path):
     assert "secret" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_basic_auth_refuses_without_credentials_and_logs_with_them(tmp_path, weights_cache):
-    store = f"sqlite:///{tmp_path / 'server.db'}"
+def test_basic_auth_refuses_without_credentials_and_logs_with_them(
+    tmp_path, weights_cache, empty_store
+):
+    store = empty_store(tmp_path / "server.db")
     creds = {"MLFLOW_TRACKING_USERNAME": "lab", "MLFLOW_TRACKING_PASSWORD": "s3cret-Pass-2026"}
     args = ["--auth", f"--auth-db=sqlite:///{tmp_path / 'auth.db'}", f"--backend-store-uri={store}"]
     proc, url = _sweep_server(args, tmp_path, creds)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import FAST, ROOT, run_cli
+from helpers.cli import REAL_SWEEP_ID, ROOT
 from helpers.servers import serving
 from sweep import tracking
 
@@ -63,33 +63,13 @@ def _text(dom: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory, weights_cache):
-    """A real sweep (2 models x 2 methods, the report on at its end) logged into an experiment an older
-    version of the tool created (no experiment kind), and a real tracking server over the store."""
-    from mlflow.tracking import MlflowClient
-
-    tmp_path = tmp_path_factory.mktemp("ui")
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(store).create_experiment(
-        "pruning-sweep", artifact_location=(tmp_path / "art").as_uri()
-    )
-    done = run_cli(
-        [
-            "-m",
-            "model=tiny_cnn,tiny_vit",
-            "pruner=l1_unstructured,dg_group",
-            "ratio=0.5",
-            "finetune.epochs=0",
-            "sweep_id=ui-sweep",
-            "report.on_sweep_end=true",
-            f"tracking.uri={store}",
-            *FAST,
-        ],
-        tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    parent = tracking.parent_run_of(store, "pruning-sweep", "ui-sweep")
-    with serving(store, tmp_path) as url:
+def ui(real_sweep, tmp_path_factory):
+    """The shared real sweep (helpers.cli.REAL_SWEEP, logged into an experiment an older version of
+    the tool created) and a real tracking server over its store."""
+    assert real_sweep.returncode == 0, real_sweep.stderr[-3000:]
+    store = real_sweep.store
+    parent = tracking.parent_run_of(store, "pruning-sweep", REAL_SWEEP_ID)
+    with serving(store, tmp_path_factory.mktemp("ui")) as url:
         yield url, parent, store
 
 
@@ -115,11 +95,11 @@ def test_report_is_an_artifact_of_the_sweep_run(ui):
 def test_ui_opens_on_the_sweeps_jobs_and_figures(ui, tmp_path):
     assert CHROMIUM, "chromium is missing: `make test` installs Debian's chromium package"
     url, parent, store = ui
-    runs = tracking.search_runs(store, "pruning-sweep", "ui-sweep")
+    runs = tracking.search_runs(store, "pruning-sweep", REAL_SWEEP_ID)
     exp = runs[0].info.experiment_id
 
     # the link the tool prints at the end of a sweep and on `make ui`
-    exp_id, view = tracking.share_sweep_view(store, "pruning-sweep", "ui-sweep")
+    exp_id, view = tracking.share_sweep_view(store, "pruning-sweep", REAL_SWEEP_ID)
     link = tracking.sweep_link(url, exp_id, view)
     text = _text(_chromium(link, tmp_path / "p1", "--dump-dom", size="2600,1400").stdout)
     assert text.startswith(" Runs - "), text[:600]
@@ -140,7 +120,7 @@ def test_ui_opens_on_the_sweeps_jobs_and_figures(ui, tmp_path):
             if same_model and a.data.metrics["accuracy_top1"] > b.data.metrics["accuracy_top1"]:
                 assert text.index(a.info.run_name) < text.index(b.info.run_name)
     # the sweep's own run is a row too (MLflow's "Additional runs", opened): one click to the report
-    assert "Additional runs" in text and "sweep ui-sweep" in text
+    assert "Additional runs" in text and f"sweep {REAL_SWEEP_ID}" in text
     shot = tmp_path / "runs.png"
     _chromium(link, tmp_path / "p2", f"--screenshot={shot}", size="1800,800")
     if os.environ.get("SWEEP_UPDATE_SCREENSHOT"):  # the docs' picture

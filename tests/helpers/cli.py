@@ -27,6 +27,11 @@ HALF_FAILING_GRID = [
     "pruner._target_=sweep.pruners.torch_prune.L1Unstructured,helpers.pruners.Explodes",
 ]
 
+# One real multirun through the command line, shared by the tests of a sweep's runs, its report and
+# the MLflow UI (conftest's real_sweep): 2 models x 2 methods, the report rendered at its end.
+REAL_SWEEP = ["-m", "model=tiny_cnn,tiny_vit", "pruner=l1_unstructured,dg_group", "ratio=0.5"]
+REAL_SWEEP_ID = "real-sweep"
+
 
 def job_env(extra: dict | None = None) -> dict[str, str]:
     """The environment of a subprocess job: tests/ importable for the test-only pruners."""
