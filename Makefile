@@ -22,9 +22,10 @@ SWEEP_RUNTIMES ?= eager,onnxruntime,openvino
 SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEEP_PRUNERS) target.macs=0.7,0.5,0.3 finetune.epochs=1 'measure.runtimes=[$(SWEEP_RUNTIMES)]'
 PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (TEST_WORKERS=0 runs the suite serially, in one process). A test
-# file stays on one worker (--dist loadfile): its module fixtures (a sweep, an image tree) are made once.
+# file stays on one worker (--dist loadfile): its module fixtures (a sweep, an image tree) are made once;
+# files start in the order tests/conftest.py gives them (the most slow tests first), not xdist's own.
 TEST_WORKERS ?= auto
-XDIST := -n $(TEST_WORKERS) --dist loadfile
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 REPORT_ARGS ?=
 LINTED := src tests benchmarks examples scripts
 # Bytecode is written on first import, into .venv and __pycache__/, not compiled by pip for every

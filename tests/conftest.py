@@ -140,3 +140,17 @@ def mlflow_server(tmp_path, empty_store):
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(THREADS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end test files first (all their tests slow), then the most slow tests first; each file's
+    tests kept together and in order. Under --dist loadfile the long files then start first and the
+    short ones fill in at the end; xdist's own order (most tests first) started the few-test end-to-end
+    files (SLURM, servers, the UI) last, and one worker ran them alone while the other had nothing."""
+    tests: dict = {}
+    for item in items:
+        n, slow = tests.get(item.path, (0, 0))
+        tests[item.path] = (n + 1, slow + (item.get_closest_marker("slow") is not None))
+    order = sorted(tests, key=lambda p: (tests[p][1] < tests[p][0], -tests[p][1]))
+    first = {path: rank for rank, path in enumerate(order)}
+    items.sort(key=lambda item: first[item.path])
