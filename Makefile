@@ -23,16 +23,15 @@ SWEEP_ARGS ?= -m model=tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit pruner=$(SWEE
 PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (TEST_WORKERS=0 runs the suite serially, in one process). A test
 # file stays on one worker (--dist loadfile): its module fixtures (a sweep, an image tree) are made once;
-# files start in the order tests/conftest.py gives them (the most slow tests first), not xdist's own.
+# files start in the order tests/conftest.py gives them (end-to-end files first), not xdist's own.
 TEST_WORKERS ?= auto
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 REPORT_ARGS ?=
 LINTED := src tests benchmarks examples scripts
 # Bytecode is written on first import, into .venv and __pycache__/, not compiled by pip for every
 # installed file: the tool imports about 4,700 of the 17,000 (torch, timm, MLflow), compiled once in
-# seconds; pip's compile of them all is about 1.5 min of the install. A PYTHONDONTWRITEBYTECODE in the
-# environment would make every process the suite and a sweep start (about 100) compile torch and timm
-# again from source, 10 to 15 s each.
+# about 15 s. A PYTHONDONTWRITEBYTECODE in the environment would make every process the suite and a
+# sweep start (about 100) compile torch and timm again from source, 10 to 20 s each.
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install browser sweep test test-fast docs lint format ui server report clean
