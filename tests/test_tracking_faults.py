@@ -103,19 +103,21 @@ def test_report_refuses_a_quoted_sweep_name(tmp_path, store):
     assert e.value.code == 2
 
 
-def test_fail_stale_command(tmp_path, store):
+def test_fail_stale_command(tmp_path, store, capsys):
+    """`python -m sweep.runs` lists the running runs; --fail-stale ends the silent ones. The command
+    runs once as a process (its entry point), then in-process (each process spends seconds importing)."""
+    from sweep import runs
+
     dead = _run(store, heartbeat=time.time() - 1000)
     cmd = [sys.executable, "-m", "sweep.runs", "--tracking-uri", store]
     listed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert f"RUNNING {dead}" in listed and "1 running run(s)" in listed
-    out = subprocess.run(
-        [*cmd, "--fail-stale", "--older-than", "100"], capture_output=True, text=True, check=True
-    ).stdout
+    runs.main(["--tracking-uri", store, "--fail-stale", "--older-than", "100"])
+    out = capsys.readouterr().out
     assert f"FAILED {dead}" in out and "1 stale run(s) ended FAILED" in out
-    bad = subprocess.run(
-        [*cmd, "--fail-stale", "--older-than", "0"], capture_output=True, text=True
-    )
-    assert bad.returncode == 2 and "--older-than=0 is not valid" in bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        runs.main(["--tracking-uri", store, "--fail-stale", "--older-than", "0"])
+    assert bad.value.code == 2 and "--older-than=0 is not valid" in capsys.readouterr().err
 
 
 @pytest.mark.slow
