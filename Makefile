@@ -43,10 +43,9 @@ unexport PYTHONDONTWRITEBYTECODE
 PIP_CONSTRAINT_FILE = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^global\.constraint='\(.*\)'$$/\1/p")
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	if $(PY) -m pip install -q uv; then \
-	  $(VENV)/bin/uv pip install -q --python $(PY) $(if $(PIP_CONSTRAINT_FILE),--constraint $(PIP_CONSTRAINT_FILE)) -e '.[dev,deploy]' \
-	  || $(PY) -m pip install -q --no-compile -e '.[dev,deploy]'; \
-	else $(PY) -m pip install -q --no-compile -e '.[dev,deploy]'; fi
+	{ $(PY) -m pip install -q uv \
+	  && $(VENV)/bin/uv pip install -q --python $(PY) $(addprefix --constraint ,$(PIP_CONSTRAINT_FILE)) -e '.[dev,deploy]'; } \
+	|| $(PY) -m pip install -q --no-compile -e '.[dev,deploy]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -65,7 +64,8 @@ browser:
 # (a corrupted call table, not a Python error), never with those tests alone nor in sweeps or benchmarks.
 # That process runs beside the xdist workers, not after them, on one thread (SWEEP_TEST_THREADS): it fills
 # the cores the workers leave idle while their sweeps and servers start and at the end of the run; its
-# output follows theirs. $(1): the marker expression.
+# output follows theirs; it keeps no .pytest_cache, which the workers' pytest writes at the same time.
+# $(1): the marker expression.
 define run_suite
 	@log=$$(mktemp); \
 	SWEEP_TEST_THREADS=1 $(PY) -m pytest -p no:cacheprovider $(if $(1),-m "$(1)") tests/test_runtimes.py > $$log 2>&1 & side=$$!; \

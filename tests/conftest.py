@@ -17,10 +17,10 @@ from sweep import tracking
 
 # pytest-xdist's workers (make test runs one per core): each gets its share of the cores
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
 # a pytest process running beside the workers (the Makefile's runtime tests) is told its share
-THREADS = int(os.environ.get("SWEEP_TEST_THREADS", THREADS))
-if WORKERS > 1 or "SWEEP_TEST_THREADS" in os.environ:
+SHARED = os.environ.get("SWEEP_TEST_THREADS")
+THREADS = int(SHARED or max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
+if WORKERS > 1 or SHARED:
     # and so do the processes a test starts (sweeps, servers): two workers' jobs each spinning two
     # OpenMP threads on two cores ran up to 4x slower than alone
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
