@@ -8,7 +8,7 @@ applicability check, then the ratio search of `target.<kind>=<value>` exactly as
 result. Prints one line per model and method: how it landed (within tolerance, refined by the finest
 steps, or at the nearest point below the target with the reason), what was reached and in how many
 trials, or the one-line reason the method cannot apply or reach it. Calibration for the
-gradient criteria is one batch of random images (the pipeline takes them from the train split).
+gradient criteria is one batch of random images (a job takes them from the train split).
 Targets: every structural method within ±0.02 of the target, or at the nearest point below it with
 the reason; the others reach it or say why not. `benchmarks/matched_cost.py --search-only` runs it on
 the coarse-channel families (grouped convolutions, few wide dependency groups).

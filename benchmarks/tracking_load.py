@@ -36,7 +36,7 @@ EXPERIMENT = "load"
 
 
 def payload() -> tuple[dict, dict, dict]:
-    """(params, metrics, tags) of one job as the pipeline logs them."""
+    """(params, metrics, tags) of one job as a job logs them."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -108,7 +108,7 @@ def verify(url: str, experiment_id: str, writers: int, runs: int, data) -> dict:
     from mlflow.tracking import MlflowClient
 
     params, metrics, tags = data
-    found = tracking._all_runs(MlflowClient(url), experiment_id, "")
+    found = tracking.all_runs(MlflowClient(url), experiment_id, "")
     by_name: dict[str, list] = {}
     for r in found:
         by_name.setdefault(r.info.run_name, []).append(r)

@@ -7,12 +7,13 @@ import timm
 import torch
 
 from helpers.cli import FAST
-from sweep import data, pipeline, tracking
+from helpers.runs import EXPERIMENT
+from sweep import data, job, tracking
 from sweep.evaluate import top1
 
 
 def _run(store):
-    (run,) = tracking.search_runs(store, "pruning-sweep")
+    (run,) = tracking.search_runs(store, EXPERIMENT)
     assert run.info.status == "FINISHED", run.data.tags.get("error")
     return run
 
@@ -28,7 +29,7 @@ def test_structural_pruning_recovers_with_finetuning(compose, store, weights_cac
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     m = _run(store).data.metrics
     assert m["accuracy_top1_oneshot"] < m["dense_accuracy_top1"] - 0.3  # one-shot falls far
     assert m["accuracy_top1"] > m["accuracy_top1_oneshot"] + 0.3  # one epoch brings much of it back
@@ -38,7 +39,7 @@ def test_structural_pruning_recovers_with_finetuning(compose, store, weights_cac
 
 
 def test_one_shot_is_the_default_and_says_so(compose, store, weights_cache):
-    pipeline.run_job(compose(["pruner=dg_group", f"tracking.uri={store}", *FAST]))
+    job.run_job(compose(["pruner=dg_group", f"tracking.uri={store}", *FAST]))
     run = _run(store)
     assert run.data.metrics["accuracy_top1"] == run.data.metrics["accuracy_top1_oneshot"]
     assert "finetune_seconds" not in run.data.metrics and run.data.params["finetune.epochs"] == "0"
@@ -55,7 +56,7 @@ def test_masks_stay_masks_while_finetuning(compose, store, weights_cache):
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     run = _run(store)
     m = run.data.metrics
     assert m["finetune_steps"] == 5 and run.data.tags["finetune_stopped_by"] == "max_steps"
@@ -73,7 +74,7 @@ def test_distillation_from_the_dense_model_runs(compose, store, weights_cache):
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     run = _run(store)
     assert (
         run.data.metrics["finetune_steps"] == 3
@@ -93,7 +94,7 @@ def test_saved_model_reloads_with_the_same_top1(compose, store, weights_cache, t
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     run = _run(store)
     # the one-liner the docs give (data.md, saved models)
     import mlflow
@@ -163,7 +164,7 @@ def test_pretrained_file_with_kept_head(compose, store, checkpoint, synset_tree,
             "pruner=dg_group",
         )
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     run = _run(store)
     assert run.data.tags["weights"] == "pretrained" and "weights_note" not in run.data.tags
     assert run.data.params["model.head"] == "keep"
@@ -193,7 +194,7 @@ def test_pretrained_file_with_fitted_head(compose, store, checkpoint, synset_tre
     for k, v in model.state_dict().items():  # the backbone is the file's, the head is new
         if not k.startswith("fc."):
             assert torch.equal(v, state[k]), k
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     run = _run(store)
     assert run.data.metrics["dense_accuracy_top1"] > 0.6  # a linear probe on 3 classes, not chance
     assert (
@@ -207,8 +208,8 @@ def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, st
     from sweep import report
 
     common = ["finetune.epochs=1", "sweep_id=diverged", f"tracking.uri={store}", *FAST]
-    pipeline.run_job(compose(["pruner=dg_group", "ratio=0.5", *common]))
-    pipeline.run_job(
+    job.run_job(compose(["pruner=dg_group", "ratio=0.5", *common]))
+    job.run_job(
         compose(
             [
                 "pruner=dg_group",
@@ -219,7 +220,7 @@ def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, st
             ]
         )
     )
-    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, "pruning-sweep")}
+    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, EXPERIMENT)}
     bad, good = runs["poisons"], runs["dg_group"]
     assert bad.info.status == "FINISHED"
     assert bad.data.tags["finetune_diverged"] == "true"
@@ -228,7 +229,7 @@ def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, st
     assert good.data.tags["finetune_diverged"] == "false"
     assert good.data.metrics["finetune_loss_end"] < good.data.metrics["finetune_loss_start"]
     assert good.data.tags["pruned_at_chance"] == "false"
-    doc = report.render(report.R.load_sweep(store, "pruning-sweep", "diverged"), {})
+    doc = report.render(report.R.load_sweep(store, EXPERIMENT, "diverged"), {})
     assert "fine-tuning diverged" in doc.split("## Matched cost")[1]
     summary = doc.split("## Summary")[1].split("## Original")[0]
     assert "tiny_cnn/poisons/0.5/ft1" in summary and "poisons:" not in summary

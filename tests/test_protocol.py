@@ -12,20 +12,20 @@ from hydra.utils import instantiate
 
 from helpers.cli import FAST
 from helpers.models import tiny_input, tiny_model
-from helpers.runs import log_fake_run
-from sweep import pipeline, report, rows, tracking, weights
+from helpers.runs import EXPERIMENT, log_fake_run
+from sweep import job, report, rows, tracking, weights
 from sweep.errors import SweepConfigError
 from sweep.schema import check_ranges
 
 
 def _run(store):
-    (run,) = tracking.search_runs(store, "pruning-sweep")
+    (run,) = tracking.search_runs(store, EXPERIMENT)
     assert run.info.status == "FINISHED", run.data.tags.get("error")
     return run
 
 
 def _history(store, run, key):
-    client = tracking._client(store)
+    client = tracking.client(store)
     return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
 
 
@@ -63,7 +63,7 @@ def test_iterative_job_reaches_the_target_in_steps_with_one_shots_budget(
     compose, store, weights_cache
 ):
     common = ["pruner=dg_group", "target.macs=0.5", "finetune.epochs=1", *FAST]
-    pipeline.run_job(compose([*common, "prune.steps=3", f"tracking.uri={store}"]))
+    job.run_job(compose([*common, "prune.steps=3", f"tracking.uri={store}"]))
     run = _run(store)
     m = run.data.metrics
     assert run.info.run_name == "tiny_cnn/dg_group/macs=0.5/steps3"
@@ -103,7 +103,7 @@ def test_scratch_job_trains_the_pruned_architecture_with_the_whole_budget(
     compose, store, weights_cache
 ):
     overrides = ["pruner=dg_group", "ratio=0.5", "finetune.epochs=1", "finetune.init=scratch"]
-    pipeline.run_job(compose([*overrides, f"tracking.uri={store}", *FAST]))
+    job.run_job(compose([*overrides, f"tracking.uri={store}", *FAST]))
     run = _run(store)
     assert run.info.run_name == "tiny_cnn/dg_group/0.5/scratch"
     assert run.data.tags["finetune_init"] == "scratch"
@@ -128,7 +128,7 @@ def test_a_target_the_steps_jump_over_finishes_at_the_nearest_point_and_says_why
 ):
     # a tolerance finer than any step of the tiny model: nothing can land within it
     overrides = ["pruner=dg_group", "target.macs=0.5", "target.tolerance=0.0001"]
-    pipeline.run_job(compose([*overrides, "target.max_trials=4", f"tracking.uri={store}", *FAST]))
+    job.run_job(compose([*overrides, "target.max_trials=4", f"tracking.uri={store}", *FAST]))
     run = _run(store)
     m, tags = run.data.metrics, run.data.tags
     assert tags["target_landing"] == "nearest" and m["target_reached"] == 0.0
@@ -136,7 +136,7 @@ def test_a_target_the_steps_jump_over_finishes_at_the_nearest_point_and_says_why
     assert m["macs"] / m["dense_macs"] == pytest.approx(m["target_value"])
     assert tags["target_stopped_by"] == "granularity"
     assert tags["target_note"].startswith("target macs=0.5 not reached within ±0.0001: landed at")
-    doc = report.render(rows.load_sweep(store, "pruning-sweep", None), {})
+    doc = report.render(rows.load_sweep(store, EXPERIMENT, None), {})
     assert "target not within tolerance: nearest point" in doc.split("## Matched cost")[1]
 
 
@@ -160,7 +160,7 @@ def test_protocols_are_methods_of_their_own_side_by_side_at_each_cost(store):
                 acc=(0.95, acc + 0.01 * seed),
                 extra_params={"prune.steps": steps, "finetune.init": init},
             )
-    sweep = rows.load_sweep(store, "pruning-sweep", "protocol")
+    sweep = rows.load_sweep(store, EXPERIMENT, "protocol")
     assert sorted(r.method for r in sweep.rows) == [
         "dg_group",
         "dg_group/scratch",

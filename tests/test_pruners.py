@@ -15,9 +15,9 @@ from hydra.utils import instantiate
 from helpers.models import TINY, tiny_input, tiny_model
 from helpers.pruners import NOT_APPLICABLE, assert_classifier_untouched, calibration_for
 from sweep.config import group_options
+from sweep.job import is_noop
 from sweep.measure.counting import count
 from sweep.models import classifiers_of, prunable_layers
-from sweep.pipeline import is_noop
 from sweep.pruners import semi_structured
 from sweep.pruners.base import NotApplicable, PruneKind
 

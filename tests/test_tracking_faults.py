@@ -10,15 +10,16 @@ import time
 import pytest
 
 from helpers.cli import FAST, job_env, run_cli
+from helpers.runs import EXPERIMENT
 from sweep import tracking
 from sweep.errors import SweepConfigError
 
-EXPERIMENT = "pruning-sweep"
+EXPERIMENT = EXPERIMENT
 
 
 def _run(store: str, status: str = "RUNNING", heartbeat: float | None = None) -> str:
     """A run that started half an hour ago, with its last heartbeat at `heartbeat` (unix s)."""
-    client = tracking._client(store)
+    client = tracking.client(store)
     exp = tracking.init_store(store, EXPERIMENT)
     tags = {tracking.TAG_ROLE: "job", tracking.TAG_SWEEP_ID: "s1"}
     if heartbeat is not None:
@@ -32,7 +33,7 @@ def _run(store: str, status: str = "RUNNING", heartbeat: float | None = None) ->
 
 
 def _status(store: str, run_id: str):
-    run = tracking._client(store).get_run(run_id)
+    run = tracking.client(store).get_run(run_id)
     return run.info.status, run.data.tags
 
 
@@ -47,7 +48,7 @@ def test_only_runs_silent_past_the_threshold_end_failed(store):
     status, tags = _status(store, dead)
     assert status == "FAILED" and tags[tracking.TAG_STALE] == "true"
     assert "no heartbeat since" in tags[tracking.TAG_ERROR]
-    assert tracking._client(store).get_run(dead).data.metrics["dense_params_total"] == 1234
+    assert tracking.client(store).get_run(dead).data.metrics["dense_params_total"] == 1234
     for run_id, want in ((alive, "RUNNING"), (done, "FINISHED")):
         assert _status(store, run_id)[0] == want
     assert tracking.fail_stale(store, EXPERIMENT, older_than_s=100) == []  # once
@@ -79,7 +80,7 @@ def test_names_that_would_change_a_query_are_refused(name):
     with pytest.raises(SweepConfigError, match=r"sweep_id=.* is not valid: use letters, digits"):
         tracking.check_name("sweep_id", name)
     with pytest.raises(ValueError, match="cannot go into an MLflow query"):
-        tracking._eq("tags.sweep_id", name)
+        tracking.eq("tags.sweep_id", name)
 
 
 @pytest.mark.parametrize("name", ["20261201-083000-ab12", "nightly.v2", "run:3+4", "A_b"])
@@ -161,7 +162,7 @@ def test_a_job_killed_mid_measure_ends_failed_with_its_counts(tmp_path, weights_
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"run {run.info.run_name} ({run.info.run_id}) of sweep killed ended FAILED" in r.stderr
-    killed = tracking._client(store).get_run(run.info.run_id)
+    killed = tracking.client(store).get_run(run.info.run_id)
     assert killed.info.status == "FAILED" and killed.data.tags[tracking.TAG_STALE] == "true"
     assert killed.data.metrics["dense_params_total"] == run.data.metrics["dense_params_total"]
     assert "dense_macs" in killed.data.metrics
@@ -181,7 +182,7 @@ def _wait_for_metric(store: str, metric: str, proc: subprocess.Popen, timeout: f
 def test_system_metrics_sampled_only_when_asked(store):
     exp = tracking.init_store(store, EXPERIMENT)
     assert exp
-    client = tracking._client(store)
+    client = tracking.client(store)
     ids = {}
     for every in (0.2, None):
         with tracking.job_run(store, EXPERIMENT, f"sm-{every}", {}, None, every) as run:

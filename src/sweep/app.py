@@ -10,6 +10,6 @@ from sweep.config import config_dir
 
 @hydra.main(config_path=str(config_dir()), config_name="sweep", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> dict:
-    from sweep.pipeline import run_job_isolated
+    from sweep.job import run_job_isolated
 
     return run_job_isolated(cfg)

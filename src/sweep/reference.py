@@ -1,6 +1,6 @@
 """The reference pages of the documentation, rendered from the code that knows the answer: the methods
 (from conf/pruner/ and each method's class), the config keys with their types, defaults and valid values
-(from `sweep.schema`) and the MLflow schema (from `sweep.runschema`, whose names are `sweep.tracking`'s).
+(from `sweep.schema`) and the MLflow schema (from `sweep.tracking.names`, where each name is defined).
 
     python -m sweep.reference docs/reference           # write the pages
     python -m sweep.reference docs/reference --check   # exit 1 naming each page that is out of date
@@ -204,9 +204,10 @@ def config_page() -> str:
 
 # ---- the MLflow schema -----------------------------------------------------------------------------------
 def schema_page() -> str:
-    from sweep import runschema as S
+    from sweep.tracking import names as S
 
-    def table(head: str, rows) -> list[str]:
+    def table(head: str, kind: str) -> list[str]:
+        rows = [(e.title, e.meaning) for e in S.SCHEMA if e.kind == kind]
         return [f"| name | {head} |", "|---|---|", *(f"| {n} | {m} |" for n, m in rows), ""]
 
     return "\n".join(
@@ -219,16 +220,16 @@ def schema_page() -> str:
             "",
             "## Params",
             "",
-            *table("meaning", S.PARAMS),
+            *table("meaning", "param"),
             "## Metrics",
             "",
             "Each per-model metric also exists with a `dense_` prefix, for the unpruned model of the "
             "same job.",
             "",
-            *table("unit", S.METRICS),
+            *table("unit", "metric"),
             "## Tags",
             "",
-            *table("values", S.TAGS),
+            *table("values", "tag"),
             "## The sweep's run, the experiment, artifacts",
             "",
             S.PARENT_RUN,

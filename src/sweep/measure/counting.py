@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from sweep.models import prunable_layers
+from sweep.tracking import names as N
 
 _CONV = {F.conv1d, F.conv2d, F.conv3d}
 _MATMUL = {
@@ -84,6 +85,16 @@ class Counts:
     macs: int
     macs_nonzero: int
     sparsity: float  # fraction of zero weights in prunable layers
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        values = (
+            self.params_total,
+            self.params_nonzero,
+            self.macs,
+            self.macs_nonzero,
+            self.sparsity,
+        )
+        return {prefix + name: v for name, v in zip(N.COUNT_METRICS, values)}
 
 
 def count(model: nn.Module, example_inputs: torch.Tensor) -> Counts:

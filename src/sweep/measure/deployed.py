@@ -8,6 +8,7 @@ with eager makes that runtime's figures untrusted (`output_mismatch`), never sil
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sweep.measure.latency import (
     paired_speedup,
     time_steps,
 )
+from sweep.tracking import names as N
 
 
 @dataclass
@@ -37,6 +39,22 @@ class RuntimeResult:
     max_abs_diff: tuple[float, float]
     agree: bool
     file: Path | None  # the pruned model's file as the runtime ran it
+
+    def metrics(self) -> dict[str, float]:
+        """Its figures under the runtime's names (`<runtime>/latency_ms`, ...)."""
+        key = functools.partial(N.runtime_key, self.runtime)
+        dense = key(N.DENSE_PREFIX)
+        return {
+            **self.dense.metrics(dense),
+            **self.pruned.metrics(key("")),
+            **{key(k): v for k, v in self.speedup.metrics().items()},
+            dense + N.EXPORT_SECONDS: self.export_s[0],
+            key(N.EXPORT_SECONDS): self.export_s[1],
+            dense + N.BUILD_SECONDS: self.build_s[0],
+            key(N.BUILD_SECONDS): self.build_s[1],
+            dense + N.MAX_ABS_DIFF: self.max_abs_diff[0],
+            key(N.MAX_ABS_DIFF): self.max_abs_diff[1],
+        }
 
     @property
     def flag(self) -> str:

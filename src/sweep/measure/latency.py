@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from sweep.schema import MeasureConfig
+from sweep.tracking import names as N
 
 WINDOW = 3  # iterations per warm-up window
 # A median whose 95 % interval is wider than this (relative) rests on too few iterations for the spread.
@@ -72,11 +73,11 @@ class LatencyStats:
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {
-            f"{prefix}latency_ms": self.median_ms,
-            f"{prefix}latency_p90_ms": self.p90_ms,
-            f"{prefix}latency_std_ms": self.std_ms,
-            f"{prefix}throughput": self.throughput,
-            f"{prefix}peak_mem_mb": self.peak_mem_mb,
+            prefix + N.LATENCY_MS: self.median_ms,
+            prefix + N.LATENCY_P90_MS: self.p90_ms,
+            prefix + N.LATENCY_STD_MS: self.std_ms,
+            prefix + N.THROUGHPUT: self.throughput,
+            prefix + N.PEAK_MEM_MB: self.peak_mem_mb,
         }
 
 
@@ -88,9 +89,9 @@ class Speedup:
 
     def metrics(self) -> dict[str, float]:
         return {
-            "speedup": self.value,
-            "speedup_ci_low": self.ci_low,
-            "speedup_ci_high": self.ci_high,
+            N.SPEEDUP: self.value,
+            N.SPEEDUP_CI_LOW: self.ci_low,
+            N.SPEEDUP_CI_HIGH: self.ci_high,
         }
 
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from sweep.measure.latency import LatencySettings, time_steps
 from sweep.measure.runtimes import Context, Runtime
+from sweep.tracking import names as N
 
 log = logging.getLogger("sweep")
 
@@ -42,8 +43,8 @@ class Peak:
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {
-            f"{prefix}peak_gemm_gmacs_per_s": self.gemm / 1e9,
-            f"{prefix}peak_dwconv_gmacs_per_s": self.dwconv / 1e9,
+            prefix + N.PEAK_GEMM: self.gemm / 1e9,
+            prefix + N.PEAK_DWCONV: self.dwconv / 1e9,
         }
 
 

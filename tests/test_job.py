@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from helpers.cli import FAST
-from sweep import pipeline, tracking
+from helpers.runs import EXPERIMENT
+from sweep import job, tracking
 
 
-def _runs(store, experiment="pruning-sweep"):
+def _runs(store, experiment=EXPERIMENT):
     return tracking.search_runs(store, experiment)
 
 
@@ -23,7 +25,7 @@ def test_job_logs_the_schema(compose, store, weights_cache):
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "tiny_cnn/dg_group/0.5"
@@ -47,10 +49,20 @@ def test_job_logs_the_schema(compose, store, weights_cache):
     assert t["dense_speedup_possible"] == "true"
     for tag in ("device", "git_commit", *tracking.TAG_VERSIONS):
         assert t.get(tag), tag
+    # every name the job logged is one the schema (sweep.tracking.names) describes
+    config_keys = set(tracking.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    for kind, logged in (("param", p), ("metric", m), ("tag", t)):
+        unknown = [
+            k
+            for k in logged
+            if not k.startswith("mlflow.") and not tracking.describes(kind, k, config_keys)
+        ]
+        assert unknown == [], f"{kind}s missing from sweep/tracking/names.py"
+    assert not tracking.describes("metric", "dense_no_such_metric")
 
 
 def test_unstructured_run_says_no_dense_speedup(compose, store, weights_cache):
-    pipeline.run_job(
+    job.run_job(
         compose(["pruner=global_unstructured", "ratio=0.7", f"tracking.uri={store}", *FAST])
     )
     (run,) = _runs(store)
@@ -71,14 +83,14 @@ def test_noop_pruner_is_flagged(compose, store, weights_cache):
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     assert run.data.tags["noop"] == "true"
 
 
 def test_random_weights_are_flagged_at_chance(compose, store, weights_cache):
     cfg = compose(["model=tiny_cnn", "model.train.epochs=0", f"tracking.uri={store}", *FAST])
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     assert run.data.tags["weights"] == "random"
     assert run.data.tags["accuracy_at_chance"] == "true"
@@ -96,7 +108,7 @@ def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store,
             *FAST,
         ]
     )
-    result = pipeline.run_job_isolated(cfg)
+    result = job.run_job_isolated(cfg)
     assert result["status"] == "FAILED"
     (run,) = _runs(store)
     assert run.info.status == "FAILED"
@@ -152,7 +164,7 @@ def test_offline_pretrained_with_fit_head_is_not_dressed_up(
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     t = run.data.tags
     assert t["weights"] == "random" and t["weights_note"].endswith("head not fitted")
@@ -163,7 +175,7 @@ def test_target_job_logs_what_was_asked_and_what_was_reached(compose, store, wei
     cfg = compose(
         ["model=tiny_cnn", "pruner=dg_group", "target.macs=0.5", f"tracking.uri={store}", *FAST]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny_cnn/dg_group/macs=0.5"
@@ -178,7 +190,7 @@ def test_unreachable_target_is_a_clear_failed_run(compose, store, weights_cache)
     cfg = compose(
         ["model=tiny_cnn", "pruner=semi_2_4", "target.params=0.3", f"tracking.uri={store}", *FAST]
     )
-    result = pipeline.run_job_isolated(cfg)
+    result = job.run_job_isolated(cfg)
     assert result["status"] == "FAILED" and result["not_applicable"]
     (run,) = _runs(store)
     t = run.data.tags
@@ -189,7 +201,7 @@ def test_unreachable_target_is_a_clear_failed_run(compose, store, weights_cache)
 
 def test_method_that_cannot_apply_stops_before_training(compose, store, weights_cache):
     cfg = compose(["model=tiny_vit", "pruner=dg_bn_scale", f"tracking.uri={store}", *FAST])
-    result = pipeline.run_job_isolated(cfg)
+    result = job.run_job_isolated(cfg)
     assert result["status"] == "FAILED" and result["not_applicable"]
     (run,) = _runs(store)
     assert run.data.tags["error"].startswith("NotApplicable: BN-scale needs BatchNorm layers")
@@ -209,12 +221,12 @@ def test_calibration_comes_from_the_train_split(compose, store, weights_cache, m
 
     monkeypatch.setattr(importance.Taylor, "calibrate", record)
     cfg = compose(["model=tiny_cnn", "pruner=dg_taylor", f"tracking.uri={store}", *FAST])
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     # the preflight's trial prune (noise, no split read), then the prune of the job
     assert len(calls) == 2
     preflight, seen = calls
-    splits = {key[1]: xy for key, xy in data._PREPARED.items() if "digits" in key[0]}
+    splits = {key[1]: xy for key, xy in data.batches._PREPARED.items() if "digits" in key[0]}
     for x, _ in preflight:
         for img in x:
             assert not any((xy[0] == img).flatten(1).all(dim=1).any() for xy in splits.values())
@@ -246,13 +258,13 @@ def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache
             *FAST,
         ]
     )
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = _runs(store)
     assert run.info.status == "FINISHED"
     kept = run.data.tags[tracking.TAG_KEPT_DENSE]
     assert kept and "*" in kept
     assert run.data.metrics["macs"] < run.data.metrics["dense_macs"]
-    from sweep import rows
+    from sweep import cells, rows
 
-    (row,) = rows.load_sweep(store, "pruning-sweep", None).runs
-    assert f"kept whole: {kept}" in rows.flags(row)
+    (row,) = rows.load_sweep(store, EXPERIMENT, None).runs
+    assert f"kept whole: {kept}" in cells.flags(row)

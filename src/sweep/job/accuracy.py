@@ -1,0 +1,277 @@
+"""Accuracy: the evaluate stage (dense and one-shot top-1), the fine-tuning budgets, and the finetune
+stages (after each intermediate step of a schedule, and the recovery fine-tuning at the end)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from sweep import tracking, training, weights
+from sweep.data import Batches
+from sweep.evaluate import at_chance, top1
+from sweep.job.context import Bench, Job, Progress, Step
+from sweep.job.record import Result
+from sweep.pruners.base import PruneKind
+
+__all__ = [
+    "Accuracy",
+    "Recovered",
+    "StepTuned",
+    "eval_samples",
+    "evaluate",
+    "finetune",
+    "finetune_step",
+]
+
+log = logging.getLogger("sweep")
+
+
+@dataclass(frozen=True)
+class Accuracy(Result):
+    dense: float
+    oneshot: float  # the pruned model before fine-tuning
+    samples: int
+    at_chance: bool
+    eval: Batches  # the samples evaluated
+
+    def params(self) -> dict:
+        return {tracking.PARAM_EVAL_SAMPLES: self.samples}
+
+    def metrics(self) -> dict:
+        return {tracking.DENSE_ACCURACY: self.dense, tracking.ACCURACY_ONESHOT: self.oneshot}
+
+
+def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) -> int:
+    """How many eval samples: eval.max_samples, or (auto) what fits eval.time_budget_s on a CPU."""
+    if cfg.max_samples is None:
+        return n_split
+    if cfg.max_samples != "auto":
+        return min(n_split, cfg.max_samples)
+    if device.type == "cuda":
+        return n_split
+    fit = int(cfg.time_budget_s / max(per_image_s, 1e-9))
+    return min(n_split, max(cfg.min_samples, fit))
+
+
+def _top1(job: Job, model: nn.Module, batches: Batches, what: str) -> float:
+    label = f"{job.run_name} {what}"
+    return top1(model, batches, job.cfg.eval.batch_size, job.device, job.class_map, label)
+
+
+def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured) -> Accuracy:
+    per_image_s = sum(s.median_ms for s in measured.latency) / 1000.0 / measured.batch_size
+    n = eval_samples(job.cfg.eval, job.device, len(bench.eval), per_image_s)
+    split = bench.eval.head(n)
+    acc_dense = _top1(job, bench.dense, split, "dense")
+    acc_oneshot = _top1(job, pruned, split, "pruned")
+    chance = at_chance(acc_dense, n, job.dataset.num_classes)
+    if chance:
+        log.warning(
+            "%s: dense accuracy %.1f%% on %d samples is at chance: accuracy figures of this run "
+            "mean nothing",
+            job.run_name,
+            100 * acc_dense,
+            n,
+        )
+    return Accuracy(acc_dense, acc_oneshot, n, chance, split)
+
+
+# ---- fine-tuning ------------------------------------------------------------------------------------------
+def _lr(job: Job) -> float:
+    f = job.cfg.finetune
+    return f.lr if f.lr is not None else job.cfg.model.finetune_lr
+
+
+def _budget(job: Job, train: Batches, step: Step, whole: bool = False) -> training.Budget | None:
+    """Step `step`'s share of the fine-tuning budget (all of it for one-shot, or `whole`): the
+    optimizer steps of `finetune.epochs` (at most `max_steps`) and `time_budget_s` split evenly over
+    the schedule's steps, so every schedule trains as long as one-shot. None: nothing to train."""
+    f = job.cfg.finetune
+    if f.epochs == 0:
+        return None
+    budget = training.Budget(
+        epochs=f.epochs,
+        lr=_lr(job),
+        batch_size=f.batch_size,
+        weight_decay=f.weight_decay,
+        schedule=f.schedule,
+        max_steps=f.max_steps,
+        time_budget_s=f.time_budget_s,
+    )
+    if step.n == 1 or whole:
+        return budget
+    total = f.epochs * math.ceil(len(train) / f.batch_size)
+    total = min(total, f.max_steps or total)
+    share = total * step.index // step.n - total * (step.index - 1) // step.n
+    if share == 0:
+        return None
+    seconds = f.time_budget_s / step.n if f.time_budget_s is not None else None
+    return dataclasses.replace(budget, max_steps=share, time_budget_s=seconds)
+
+
+def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> training.TrainResult:
+    f = job.cfg.finetune
+    distill = (
+        training.Distill(bench.dense.eval(), f.distill.weight, f.distill.temperature)
+        if f.distill.weight
+        else None
+    )
+    # each step's share sees its own shuffle of the train split (one-shot: the seed's own)
+    seed = job.cfg.seed if step.n == 1 else job.cfg.seed * 1009 + step.index
+    torch.manual_seed(seed)
+    result = training.train(
+        model,
+        bench.train,
+        budget,
+        job.device,
+        seed,
+        f"{job.run_name} fine-tune" + (f" step {step.index}/{step.n}" if step.n > 1 else ""),
+        distill=distill,
+        keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
+        targets=job.class_map,
+    )
+    result.chance_loss = math.log(job.dataset.num_classes)
+    return result
+
+
+@dataclass(frozen=True)
+class StepTuned(Result):
+    """After an intermediate step: its fine-tuning's end loss and top-1 (at MLflow step k)."""
+
+    step: Step
+    lr: float | None
+    loss_end: float | None
+    accuracy: float
+
+    def params(self) -> dict:
+        return {} if self.lr is None else {tracking.PARAM_LR_USED: self.lr}
+
+    def step_metrics(self) -> dict:
+        metrics = {tracking.STEP_ACCURACY: self.accuracy}
+        if self.loss_end is not None:
+            metrics[tracking.STEP_FINETUNE_LOSS_END] = self.loss_end
+        return {self.step.index: metrics}
+
+
+def _step_split(
+    job: Job, model: nn.Module, bench: Bench, progress: Progress, steps: int
+) -> Batches:
+    """The eval samples an intermediate step is scored on: as `eval.max_samples` says, with 1/steps of
+    `eval.time_budget_s` each (timed on this model once)."""
+    if progress.step_eval is None:
+        x = bench.eval.first(min(job.cfg.eval.batch_size, len(bench.eval))).to(job.device)
+        with torch.no_grad():
+            model.eval()(x)
+            t0 = time.perf_counter()
+            model(x)
+        per_image_s = (time.perf_counter() - t0) / len(x) * steps
+        n = eval_samples(job.cfg.eval, job.device, len(bench.eval), per_image_s)
+        progress.step_eval = bench.eval.head(n)
+    return progress.step_eval
+
+
+def finetune_step(
+    job: Job, bench: Bench, pruned: nn.Module, step: Step, progress: Progress
+) -> StepTuned:
+    """Fine-tuning after an intermediate step of an iterative schedule, with its share of the budget;
+    top-1 after it is the step's `step_accuracy_top1`."""
+    budget = _budget(job, bench.train, step)
+    loss_end = None
+    if budget is not None:
+        result = _train(job, bench, pruned, budget, step)
+        progress.trained.append(result)
+        loss_end = result.loss_end
+    split = _step_split(job, pruned, bench, progress, step.n)
+    accuracy = _top1(job, pruned, split, f"after step {step.index}")
+    lr = _lr(job) if job.cfg.finetune.epochs else None
+    return StepTuned(step, lr, loss_end, accuracy)
+
+
+@dataclass(frozen=True)
+class Recovered(Result):
+    """The pruned model after recovery fine-tuning (= one-shot without it), and how the training went
+    over every step of the schedule."""
+
+    accuracy: float
+    result: training.TrainResult | None
+    init: str  # inherited | scratch
+    init_method: str | None  # scratch: how the model was re-initialised
+    lr: float | None
+    trained: tuple[training.TrainResult, ...] = ()
+    params_nonzero: int = 0
+
+    def params(self) -> dict:
+        return {} if self.lr is None else {tracking.PARAM_LR_USED: self.lr}
+
+    def metrics(self) -> dict:
+        if not self.trained:
+            return {}
+        return {
+            tracking.FINETUNE_SECONDS: sum(r.seconds for r in self.trained),
+            tracking.FINETUNE_STEPS: sum(r.steps for r in self.trained),
+            tracking.FINETUNE_PARAMS_NONZERO: self.params_nonzero,
+            tracking.FINETUNE_LOSS_START: self.trained[0].loss_start,
+            tracking.FINETUNE_LOSS_END: self.trained[-1].loss_end,
+        }
+
+    def tags(self) -> dict:
+        tags = {tracking.TAG_FINETUNE_INIT: self.init}
+        if self.init_method is not None:
+            tags[tracking.TAG_FINETUNE_INIT_METHOD] = self.init_method
+        if self.trained:
+            tags[tracking.TAG_FINETUNE_STOPPED_BY] = self.stopped_by
+            tags[tracking.TAG_DIVERGED] = self.diverged
+        return tags
+
+    @property
+    def diverged(self) -> bool:
+        """Each step's fine-tuning is judged on its own (the next step's pruning raises the loss)."""
+        return any(r.diverged for r in self.trained)
+
+    @property
+    def stopped_by(self) -> str:
+        runs = self.trained
+        return next(
+            (r.stopped_by for r in runs if r.stopped_by == "non_finite_loss"), runs[-1].stopped_by
+        )
+
+
+def finetune(
+    job: Job, bench: Bench, pruned: nn.Module, acc: Accuracy, progress: Progress
+) -> Recovered:
+    """Recovery fine-tuning of the pruned model, the same budget for every method (an iterative
+    schedule's last share); with finetune.init=scratch the pruned architecture re-initialised and
+    trained with the whole budget instead."""
+    f, last = job.cfg.finetune, Step(job.cfg.prune.steps, job.cfg.prune.steps)
+    how = None
+    if f.init == "scratch":
+        how = weights.reinitialise(pruned, job.cfg.model, job.dataset.num_classes, job.cfg.seed + 1)
+    budget = _budget(job, bench.train, last, whole=f.init == "scratch")
+    lr = _lr(job) if f.epochs else None
+    result = None
+    if budget is not None:
+        result = _train(job, bench, pruned, budget, last)
+        progress.trained.append(result)
+    if not progress.trained:
+        return Recovered(acc.oneshot, None, f.init, how, lr)
+    recovered = _top1(job, pruned, acc.eval, "fine-tuned")
+    nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
+    done = Recovered(
+        recovered, result or progress.trained[-1], f.init, how, lr, tuple(progress.trained), nonzero
+    )
+    if done.diverged:
+        log.warning(
+            "%s: fine-tuning diverged (loss %.4g -> %.4g, stopped by %s): flagged, and kept out of "
+            "the report's ranking",
+            job.run_name,
+            done.trained[0].loss_start,
+            done.trained[-1].loss_end,
+            done.stopped_by,
+        )
+    return done

@@ -1,0 +1,175 @@
+"""What the stages of a job read: the job itself (frozen), the bench every stage measures against
+(frozen, made once), and the state a pruning schedule carries from one step to the next (mutable, in
+one named object)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig, OmegaConf
+
+from sweep import limits, targets, tracking, training
+from sweep.data import Batches, Dataset
+from sweep.job.record import Result
+from sweep.measure.counting import Counts
+from sweep.pruners.base import Calibration, Pruner
+
+__all__ = [
+    "Bench",
+    "Job",
+    "Progress",
+    "Step",
+    "job_key",
+    "protocol_suffix",
+    "run_name_of",
+    "schedule",
+    "sweep_id_of",
+]
+
+
+# ---- what a job is called ---------------------------------------------------------------------------------
+def run_name_of(cfg: DictConfig) -> str:
+    target = targets.of_config(cfg.target)
+    level = target.label if target else f"{cfg.ratio:g}"
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{level}{protocol_suffix(cfg)}"
+
+
+def protocol_suffix(cfg: DictConfig) -> str:
+    """`/steps5`, `/scratch`: the protocol of a run whose schedule or init is not the default."""
+    steps, init = cfg.prune.steps, cfg.finetune.init
+    return (f"/steps{steps}" if steps > 1 else "") + (f"/{init}" if init != "inherited" else "")
+
+
+def sweep_id_of(cfg: DictConfig) -> str:
+    return cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single")
+
+
+def job_key(cfg: DictConfig) -> str:
+    """Stable identity of a job: its resolved config minus where things are written and tracked (and
+    minus `force`). Includes sweep_id, so re-running a sweep finds its own finished jobs."""
+    flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True), drop=tracking.NOT_IDENTITY)
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+# ---- the job ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job(Result):
+    """A job's config and the objects its config names. `model_params` is the dense model's size once
+    it is built (the limits scale with it): `with_model_params` returns the job that knows it."""
+
+    cfg: DictConfig
+    pruner: Pruner
+    dataset: Dataset
+    device: torch.device
+    watchdog: limits.Watchdog
+    run_id: str  # the job's MLflow run (an artifact names it)
+    model_params: int = 0
+
+    def with_model_params(self, n: int) -> Job:
+        return dataclasses.replace(self, model_params=n)
+
+    @property
+    def run_name(self) -> str:
+        return run_name_of(self.cfg)
+
+    @property
+    def class_map(self) -> list[int] | None:
+        """With a kept pretrained head: the head's class for each of the dataset's labels (None: the
+        labels are the head's classes)."""
+        return self.dataset.class_map if self.cfg.model.head == "keep" else None
+
+    def stage_timeout_s(self, name: str) -> float | None:
+        value = self.cfg.job.stage_timeout_s[name]
+        if value != "auto":
+            return value
+        target = targets.of_config(self.cfg.target)
+        trials = self.cfg.target.max_trials if target is not None else 1
+        return limits.auto_stage_timeout_s(name, self.model_params, trials)
+
+    def params(self) -> dict:
+        cfg = OmegaConf.to_container(self.cfg, resolve=True)
+        params = tracking.flatten(cfg, drop=tracking.NOT_PARAMS)
+        params.update(
+            {
+                tracking.PARAM_MODEL: self.cfg.model.alias,
+                tracking.PARAM_MODEL_NAME: self.cfg.model.name,
+                tracking.PARAM_PRUNER: self.pruner.name,
+                tracking.PARAM_RATIO: self.cfg.ratio,
+                tracking.PARAM_DATASET: self.dataset.name,
+                tracking.PARAM_RATIO_MEANS: self.pruner.ratio_means,
+            }
+        )
+        if targets.of_config(self.cfg.target) is not None:
+            del params[tracking.PARAM_RATIO]  # searched: the metric ratio_used says what was found
+        return params
+
+    def tags(self) -> dict:
+        from sweep import provenance
+
+        kind, family = self.pruner.kind, self.pruner.family
+        tags = {
+            tracking.TAG_DEVICE: provenance.device_description(self.device),
+            tracking.TAG_KIND: kind.value,
+            tracking.TAG_FAMILY: family.name,
+            tracking.TAG_FAMILY_TITLE: family.title,
+            tracking.TAG_SPEEDUP_POSSIBLE: kind.dense_speedup_possible,
+            tracking.TAG_SPARSE_KERNELS: kind.sparse_kernel_speedup_possible,
+            **self.dataset.notes(),  # an image tree's unreadable and ignored files
+        }
+        target = targets.of_config(self.cfg.target)
+        if target is not None:
+            tags[tracking.TAG_TARGET] = target.label
+        return tags
+
+
+@dataclass(frozen=True)
+class Bench(Result):
+    """What every stage after the weights reads, made once: the dense model, the dataset's splits
+    through the model's preprocessing, one example input, the pruner's calibration batches and the
+    dense model's counts (every step and the measure stage compare to them)."""
+
+    dense: nn.Module
+    train: Batches
+    eval: Batches
+    example: torch.Tensor  # one input image, on the job's device
+    preprocess: dict  # timm's data config the transform was made from
+    calibration: Calibration | None
+    dense_counts: Counts
+
+    def params(self) -> dict:
+        if self.calibration is None:
+            return {}
+        n = sum(len(y) for _, y in self.calibration.batches)
+        return {tracking.PARAM_CALIBRATION_SAMPLES: n}
+
+
+@dataclass(frozen=True)
+class Step:
+    """Step `index` (1..n) of the pruning schedule; one-shot is step 1 of 1."""
+
+    index: int
+    n: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.n
+
+
+def schedule(cfg: DictConfig) -> list[Step]:
+    return [Step(k, cfg.prune.steps) for k in range(1, cfg.prune.steps + 1)]
+
+
+@dataclass
+class Progress:
+    """What a schedule carries from step to step."""
+
+    prune_seconds: float = 0.0  # in the pruner (with a target: the searches), over every step
+    step_start: float = 1.0  # with a target: what the model the next step starts from reaches
+    trained: list[training.TrainResult] = field(default_factory=list)  # fine-tuning, every step's
+    step_eval: Batches | None = None  # the eval samples each intermediate step is scored on

@@ -1,0 +1,255 @@
+"""The measure stage: dense and pruned counted (parameters, MACs), timed side by side in eager PyTorch,
+then in every deployment runtime of `measure.runtimes`. It yields each result as soon as it has it, so
+the counts are recorded before the timing starts and eager's figures before any runtime's."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from sweep import provenance, tracking
+from sweep.errors import first_line
+from sweep.job.context import Bench, Job
+from sweep.job.record import Artifact, Result
+from sweep.measure import deployed, peak
+from sweep.measure import runtimes as RT
+from sweep.measure.counting import Counts, count
+from sweep.measure.latency import (
+    LatencySettings,
+    LatencyStats,
+    Speedup,
+    Timing,
+    paired_speedup,
+    resolve_threads,
+    time_models,
+)
+
+__all__ = ["Counted", "Measured", "Timed", "is_noop", "measure"]
+
+log = logging.getLogger("sweep")
+
+
+def is_noop(dense: Counts, pruned: Counts) -> bool:
+    """Nothing removed and nothing zeroed: the pruner did not prune."""
+    return (
+        pruned.params_total >= dense.params_total and pruned.params_nonzero >= dense.params_nonzero
+    )
+
+
+@dataclass(frozen=True)
+class Counted(Result):
+    dense: Counts
+    pruned: Counts
+
+    @property
+    def noop(self) -> bool:
+        return is_noop(self.dense, self.pruned)
+
+    def metrics(self) -> dict:
+        return {**self.dense.metrics(tracking.DENSE_PREFIX), **self.pruned.metrics()}
+
+    def tags(self) -> dict:
+        return {tracking.TAG_NOOP: self.noop}
+
+
+@dataclass(frozen=True)
+class Timed(Result):
+    """Dense and pruned in eager PyTorch, timed interleaved, and the paired speedup."""
+
+    timing: Timing
+    speedup: Speedup
+    sparse_kernel_layers: int | None  # 2:4 only: layers timed on sparse kernels
+
+    def params(self) -> dict:
+        d, p = self.timing.stats
+        return {
+            tracking.PARAM_THREADS_USED: self.timing.threads,
+            tracking.PARAM_ITERS_USED: self.timing.iters,
+            tracking.PARAM_WARMUP_USED: max(d.warmup_iters, p.warmup_iters),
+            tracking.PARAM_WARMUP_STABLE: d.warmup_stable and p.warmup_stable,
+        }
+
+    def metrics(self) -> dict:
+        d, p = self.timing.stats
+        layers = self.sparse_kernel_layers
+        sparse = {} if layers is None else {tracking.SPARSE_KERNEL_LAYERS: layers}
+        return {
+            **d.metrics(tracking.DENSE_PREFIX),
+            **p.metrics(),
+            **self.speedup.metrics(),
+            **sparse,
+        }
+
+    def tags(self) -> dict:
+        return {tracking.TAG_LATENCY_FLAG: self.timing.flag}
+
+
+@dataclass(frozen=True)
+class InRuntime(Result):
+    """One deployment runtime's figures under its names (`<runtime>/...`), or why it could not run."""
+
+    runtime: str
+    result: deployed.RuntimeResult | None = None
+    not_applicable: str = ""
+    peak: dict = field(default_factory=dict)  # its peak on this machine, each model's efficiency
+
+    def metrics(self) -> dict:
+        key, r = functools.partial(tracking.runtime_key, self.runtime), self.result
+        return {**(r.metrics() if r else {}), **{key(k): v for k, v in self.peak.items()}}
+
+    def tags(self) -> dict:
+        key = functools.partial(tracking.runtime_key, self.runtime)
+        if self.not_applicable:
+            return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
+        return {key(tracking.TAG_RUNTIME_FLAG): self.result.flag} if self.result else {}
+
+
+@dataclass(frozen=True)
+class Exporter(Result):
+    name: str
+
+    def tags(self) -> dict:
+        return {tracking.TAG_ONNX_EXPORTER: self.name}
+
+
+@dataclass(frozen=True)
+class Measured:
+    dense: Counts
+    pruned: Counts
+    noop: bool
+    latency: tuple[LatencyStats, LatencyStats]  # dense, pruned
+    speedup: Speedup
+    batch_size: int
+    # dense and pruned latency in each runtime timed besides eager
+    runtime_latency: dict[str, tuple[LatencyStats, LatencyStats]]
+
+
+def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Artifact]:
+    counted = Counted(bench.dense_counts, count(pruned, bench.example))
+    yield counted
+    if counted.noop:
+        log.warning(
+            "%s: pruning changed nothing (no parameter removed or zeroed): flagged as no-op",
+            job.run_name,
+        )
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    x = bench.eval.first(settings.batch_size)
+    timed = _time_eager(job, bench.dense, pruned, x, settings)
+    yield timed
+    measured = Measured(
+        counted.dense,
+        counted.pruned,
+        counted.noop,
+        tuple(timed.timing.stats),
+        timed.speedup,
+        settings.batch_size,
+        runtime_latency={},
+    )
+    yield from _deployed(job, bench.dense, pruned, x, settings, measured)
+    return measured
+
+
+def _time_eager(job: Job, dense: nn.Module, pruned: nn.Module, x, settings) -> Timed:
+    models, layers = _timed_models(job, dense, pruned, settings)
+    timing = time_models(models, x, settings, job.device)
+    if timing.flag != "none":
+        log.warning("%s: latency not to be trusted (%s)", job.run_name, timing.flag)
+    d, p = timing.stats
+    speedup = paired_speedup(d.samples_ms, p.samples_ms, settings.bootstrap, job.cfg.seed)
+    return Timed(timing, speedup, layers)
+
+
+def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
+    """The models as timed: a 2:4 model runs on sparse kernels where the device has them, against a
+    dense copy in the same dtype (so the speedup is the kernels', not the cast's)."""
+    accelerate = getattr(job.pruner, "accelerate", None)
+    if accelerate is None:
+        return [dense, pruned], None
+    sparse, layers = accelerate(copy.deepcopy(pruned), job.device, settings.precision)
+    if not layers:
+        return [dense, pruned], layers
+    return [copy.deepcopy(dense).to(next(sparse.parameters()).dtype), sparse], layers
+
+
+def _deployed(job: Job, dense, pruned, x, settings, m: Measured) -> Iterator[Result | Artifact]:
+    """Dense and pruned timed in every runtime of measure.runtimes besides eager; a runtime that
+    cannot take a model is not applicable for this job, with its reason, and the job goes on."""
+    with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
+        ctx = RT.Context(
+            job.device,
+            settings.precision,
+            resolve_threads(settings.threads),
+            Path(tmp),
+            settings.onnx_exporter,
+            settings.channels_last,
+        )
+        yield InRuntime(tracking.EAGER, peak=_peak(job, RT.get(tracking.EAGER), ctx, settings, m))
+        saved = False
+        for name in dict.fromkeys(settings.runtimes):
+            if name == tracking.EAGER:
+                continue
+            runtime = RT.get(name)
+            try:
+                r = _time_in(job, runtime, dense, pruned, x, ctx, settings)
+            except RT.RuntimeNotApplicable as e:
+                log.warning("%s: %s not applicable: %s", job.run_name, name, first_line(e))
+                yield InRuntime(name, not_applicable=first_line(e))
+                continue
+            m.runtime_latency[name] = (r.dense, r.pruned)
+            yield InRuntime(name, r, peak=_peak(job, runtime, ctx, settings, m))
+            if job.cfg.save_model and r.file is not None and not saved:
+                yield Artifact(r.file.parent, tracking.MODEL_ARTIFACT_DIR)  # what was timed
+                saved = True
+        if ctx.exports:
+            yield Exporter(RT.exporter_used(ctx))
+
+
+def _time_in(job: Job, runtime: RT.Runtime, dense, pruned, x, ctx, settings):
+    if not job.pruner.kind.dense_speedup_possible and not runtime.sparse_kernels:
+        raise RT.RuntimeNotApplicable(
+            f"{runtime.name}: masks keep dense shapes and {runtime.name} has no sparse kernel for "
+            f"them: no speedup to measure"
+        )
+    r = deployed.time_in(runtime, dense, pruned, x, ctx, settings, job.cfg.seed)
+    if r.flag != "none":
+        log.warning("%s: %s latency not to be trusted (%s)", job.run_name, r.runtime, r.flag)
+    log.info(
+        "%s: %s latency %.3f -> %.3f ms (speedup %.2fx [%.2f, %.2f])",
+        job.run_name,
+        r.runtime,
+        r.dense.median_ms,
+        r.pruned.median_ms,
+        r.speedup.value,
+        r.speedup.ci_low,
+        r.speedup.ci_high,
+    )
+    return r
+
+
+def _peak(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: Measured) -> dict:
+    """The runtime's peak on this machine (cached) and each model's efficiency against it."""
+    if not settings.peak:
+        return {}
+    found = peak.cached(
+        runtime,
+        ctx,
+        settings,
+        job.cfg.weights.cache_dir,
+        provenance.device_description(job.device),
+    )
+    d, p = m.runtime_latency.get(runtime.name, m.latency)
+    return {
+        **found.metrics(),
+        tracking.DENSE_PREFIX + tracking.EFFICIENCY: peak.efficiency(
+            m.dense.macs, m.batch_size, d.median_ms, found
+        ),
+        tracking.EFFICIENCY: peak.efficiency(m.pruned.macs, m.batch_size, p.median_ms, found),
+    }

@@ -1,0 +1,202 @@
+"""The prune stage: one step of the schedule, at the config's ratio or searched to its cost target."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from sweep import targets, tracking
+from sweep.job.context import Bench, Job, Progress, Step
+from sweep.job.record import Result
+from sweep.measure.counting import count
+from sweep.measure.latency import LatencySettings, paired_speedup, time_models
+from sweep.pruners.base import PruneKind
+
+__all__ = ["Pruned", "TargetMissed", "prune_step", "step_target"]
+
+log = logging.getLogger("sweep")
+
+
+@dataclass(frozen=True)
+class Pruned(Result):
+    """One step's pruned model, the ratio the method ran at (the target's search result, or `ratio`),
+    and how a searched target landed."""
+
+    model: nn.Module
+    ratio: float
+    step: Step
+    prune_seconds: float  # in the pruner so far, every step
+    target: targets.Target | None = None  # the job's target (not the step's share of it)
+    found: targets.Found | None = None
+    kept: dict | None = None  # with several steps: what this step's model kept of the dense one
+
+    def metrics(self) -> dict:
+        metrics = {
+            tracking.PRUNE_SECONDS: self.prune_seconds,
+            tracking.METRIC_RATIO_USED: self.ratio,
+        }
+        if self.target is not None and self.step.last:
+            found = self.found
+            metrics |= {
+                tracking.TARGET_ASKED: self.target.value,
+                tracking.TARGET_VALUE: found.reached,
+                tracking.TARGET_CI_LOW: found.low,
+                tracking.TARGET_CI_HIGH: found.high,
+                tracking.TARGET_REACHED: float(found.within),
+                tracking.TARGET_TRIALS: len(found.trials),
+                tracking.TARGET_REFINE_RATIO: found.refine_ratio,
+            }
+        return metrics
+
+    def tags(self) -> dict:
+        if self.target is None or not self.step.last:
+            return {}
+        tags = {tracking.TAG_TARGET_LANDING: self.found.landing}
+        if not self.found.within:
+            tags[tracking.TAG_TARGET_STOPPED_BY] = self.found.stopped_by
+            tags[tracking.TAG_TARGET_NOTE] = self.found.note
+        return tags
+
+    def step_metrics(self) -> dict:
+        return {self.step.index: self.kept} if self.kept else {}
+
+
+@dataclass(frozen=True)
+class TargetMissed(Result):
+    """A target no ratio of the method reaches (the job ends not applicable)."""
+
+    asked: float
+
+    def metrics(self) -> dict:
+        return {tracking.TARGET_ASKED: self.asked, tracking.TARGET_REACHED: 0.0}
+
+
+def prune_step(job: Job, bench: Bench, base: nn.Module, step: Step, progress: Progress) -> Pruned:
+    """Step `step` of the schedule on `base` (the dense model, or what the step before left)."""
+    target = targets.of_config(job.cfg.target)
+    t0 = time.perf_counter()
+    found = None
+    if target is None:
+        ratio = job.pruner.schedule(job.cfg.ratio, step.n)[step.index - 1]
+        model = _prune_at(job, bench, base, ratio)
+    else:
+        try:
+            found = _search(job, bench, base, step_target(target, step), progress.step_start)
+        except targets.TargetNotReached as e:
+            e.result = TargetMissed(target.value)
+            raise
+        model, ratio, progress.step_start = found.model, found.ratio, found.reached
+        if step.last and not found.within:
+            log.warning("%s: %s", job.run_name, found.note)
+    progress.prune_seconds += time.perf_counter() - t0
+    _check_output(model, bench)
+    kept = _kept(job, bench, model, step, ratio)
+    return Pruned(model, ratio, step, progress.prune_seconds, target, found, kept)
+
+
+def _check_output(pruned: nn.Module, bench: Bench) -> None:
+    with torch.no_grad():
+        out, want = pruned(bench.example), bench.dense(bench.example)
+    if out.shape != want.shape:
+        raise RuntimeError(
+            f"pruned model outputs shape {tuple(out.shape)}, the dense model {tuple(want.shape)}"
+        )
+
+
+def _kept(job: Job, bench: Bench, model: nn.Module, step: Step, ratio: float) -> dict | None:
+    """With several steps: the fractions of the dense model's cost step `step` kept (masks: non-zero)."""
+    if step.n == 1:
+        return None
+    dense, pruned = bench.dense_counts, count(model, bench.example)
+    masks = job.pruner.kind is not PruneKind.STRUCTURAL
+    macs, params = ("macs_nonzero", "params_nonzero") if masks else ("macs", "params_total")
+    kept = {
+        tracking.STEP_MACS_KEPT: getattr(pruned, macs) / max(1, getattr(dense, macs)),
+        tracking.STEP_PARAMS_KEPT: getattr(pruned, params) / max(1, getattr(dense, params)),
+        tracking.STEP_RATIO: ratio,
+    }
+    log.info(
+        "%s: pruning step %d/%d at ratio %.4g: MACs kept %.3f, params kept %.3f",
+        job.run_name,
+        step.index,
+        step.n,
+        ratio,
+        kept[tracking.STEP_MACS_KEPT],
+        kept[tracking.STEP_PARAMS_KEPT],
+    )
+    return kept
+
+
+def step_target(target: targets.Target, step: Step) -> targets.Target:
+    """Where step k of n aims: an equal share of the cost to remove (a speedup: of its logarithm), the
+    last step the target itself."""
+    if step.last:
+        return target
+    f = step.index / step.n
+    value = target.value**f if target.kind == "speedup" else 1 - (1 - target.value) * f
+    return dataclasses.replace(target, value=value)
+
+
+# ---- the search glue: a method's pruning at a ratio, as targets.search tries it ----------------------
+def _prune_at(job: Job, bench: Bench, base: nn.Module, ratio: float, fine=False) -> nn.Module:
+    """A pruned copy of `base` at `ratio`: the method's `prune`, or with `fine` its finest steps."""
+    pruned = copy.deepcopy(base)
+    torch.manual_seed(job.cfg.seed)  # random importance picks the same channels in every run
+    step = job.pruner.refine if fine else job.pruner.prune
+    return step(pruned, ratio, bench.example, bench.calibration).eval()
+
+
+def _search(job: Job, bench: Bench, base: nn.Module, target, start: float) -> targets.Found:
+    if target.kind != "speedup":
+        return targets.method_search(
+            job.pruner,
+            base,
+            dense=bench.dense_counts,
+            example=bench.example,
+            target=target,
+            calibration=bench.calibration,
+            seed=job.cfg.seed,
+            start=start,
+        )
+    if job.pruner.kind is not PruneKind.STRUCTURAL:
+        raise targets.TargetNotReached(
+            f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
+            f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
+        )
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    x = bench.eval.first(settings.batch_size)
+    confirm = functools.partial(_speedup_reading, job, bench.dense, x=x, settings=settings)
+    refine = None
+    if job.pruner.refines:
+
+        def refine(model: nn.Module):
+            return _speedup_trial(job, bench, model, fine=True)
+
+    trial = _speedup_trial(job, bench, base)
+    return targets.search(trial, target, start, refine, confirm)
+
+
+def _speedup_reading(job: Job, dense: nn.Module, model: nn.Module, x, settings) -> targets.Reading:
+    lat = time_models([dense, model], x, settings, job.device).stats
+    s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
+    return targets.Reading(s.value, s.ci_low, s.ci_high)
+
+
+def _speedup_trial(job: Job, bench: Bench, base: nn.Module, fine=False):
+    """prune a fresh copy of `base` at a ratio -> (model, its speedup over the dense model, measured)."""
+    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    x = bench.eval.first(settings.batch_size)
+
+    def trial(ratio: float):
+        model = _prune_at(job, bench, base, ratio, fine)
+        return model, _speedup_reading(job, bench.dense, model, x, settings)
+
+    return trial

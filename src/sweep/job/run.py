@@ -1,0 +1,193 @@
+"""A job: its recipe of stages (`_stages`), run inside its MLflow run with its limits, skipped when the
+sweep already finished it, and isolated inside a sweep (a failure is a FAILED run; the next job goes on).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from omegaconf import DictConfig
+
+from sweep import limits, provenance, tracking
+from sweep.config import check_job_config
+from sweep.errors import NotApplicable, SweepConfigError, one_line
+from sweep.job import accuracy, measure, prune, record, setup
+from sweep.job.context import Job, Progress, job_key, run_name_of, schedule, sweep_id_of
+
+__all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
+
+log = logging.getLogger("sweep")
+
+STAGES = tracking.STAGES
+# What was recorded is sent to MLflow after each result of these stages, and in any case when the run
+# ends (also on failure or SIGTERM): each send costs a store round trip, which adds up over a grid of
+# short jobs; the measure stage's figures stay if the process dies while timing (minutes on large models).
+CHECKPOINT_STAGES = ("measure",)
+
+
+def _stages(job: Job, stage: Stages) -> dict:
+    """The recipe: every stage computes, `stage` times it and records what it returns."""
+    torch.manual_seed(job.cfg.seed)
+    built = stage("build", setup.build, job)
+    job = stage.job = job.with_model_params(built.model_params)
+    dense = stage("weights", setup.load_weights, job, built).model
+    bench = stage.record(setup.bench_of(job, built, dense))
+    progress, pruned = Progress(), dense
+    for step in schedule(job.cfg):
+        pruned = stage("prune", prune.prune_step, job, bench, pruned, step, progress).model
+        if not step.last:
+            stage("finetune", accuracy.finetune_step, job, bench, pruned, step, progress)
+    measured = stage("measure", measure.measure, job, bench, pruned)
+    acc = stage("evaluate", accuracy.evaluate, job, bench, pruned, measured)
+    recovered = stage("finetune", accuracy.finetune, job, bench, pruned, acc, progress)
+    return stage("log", record.summarize, job, bench, pruned, measured, acc, recovered).figures()
+
+
+@dataclass
+class Stages:
+    """Runs a stage under its limit, times it (seconds summed over a schedule's steps) and records
+    what it returns; a stage that yields results has each recorded as it comes (and sent, at a
+    checkpoint stage), and returns its generator's value."""
+
+    job: Job
+    recorder: record.Recorder
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def record(self, result):
+        return self.recorder.record(result)
+
+    def __call__(self, name: str, fn, *args):
+        assert name in STAGES, name
+        timeout = self.job.stage_timeout_s(name)
+        self.job.watchdog.stage(name, timeout, f"job.stage_timeout_s.{name}")
+        t0 = time.perf_counter()
+        try:
+            out = fn(*args)
+            if inspect.isgenerator(out):
+                out = self._drain(out, flush=name in CHECKPOINT_STAGES)
+            else:
+                self.recorder.record(out)
+        except Exception as e:  # what a stage found before it failed (a target out of reach)
+            if isinstance(getattr(e, "result", None), record.Result):
+                self.recorder.record(e.result)
+            raise
+        dt = time.perf_counter() - t0
+        self.job.watchdog.stage(f"after {name}", None)
+        total = self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        self.recorder.metrics({tracking.STAGE_METRIC.format(name): total})
+        if name in CHECKPOINT_STAGES:
+            self.recorder.flush()
+        log.info("%s: %s done in %.1fs", self.job.run_name, name, dt)
+        return out
+
+    def _drain(self, results, flush: bool):
+        while True:
+            try:
+                item = next(results)
+            except StopIteration as done:
+                return done.value
+            self.recorder.record(item)
+            if flush:
+                self.recorder.flush()
+
+
+# ---- the job in its run -----------------------------------------------------------------------------------
+def run_job(cfg: DictConfig) -> dict:
+    dataset = check_job_config(cfg)  # bad input: no run is created
+    uri, key = tracking.resolve_uri(cfg.tracking.uri), job_key(cfg)
+    log.info(
+        "[job %s/%s] %s (sweep %s)",
+        _job_num(),
+        os.environ.get("SWEEP_NUM_JOBS", "?"),
+        run_name_of(cfg),
+        sweep_id_of(cfg),
+    )
+    if _already_finished(cfg, uri, key):
+        return {"status": "SKIPPED"}
+    # what earlier jobs of this process left behind, measured before anything of this job exists
+    provenance.release_memory()
+    rss_mb = provenance.rss_mb()
+    with (
+        tracking.job_run(
+            uri,
+            cfg.tracking.experiment,
+            run_name_of(cfg),
+            _run_tags(cfg, key),
+            heartbeat_s=cfg.tracking.heartbeat_s,
+            system_metrics_s=cfg.tracking.system_metrics_s,
+        ) as run,
+        _watchdog(cfg.job, rss_mb) as watchdog,
+    ):
+        try:
+            recorder = record.Recorder(run)
+            recorder.metrics({tracking.PROCESS_RSS_MB: rss_mb})
+            job = recorder.record(setup.job_of(cfg, dataset, watchdog, run.run_id))
+            return _stages(job, Stages(job, recorder))
+        except limits.LimitExceeded as e:
+            run.set_tags({tracking.TAG_LIMIT: f"{e.stage}:{e.limit}"})
+            raise
+
+
+def run_job_isolated(cfg: DictConfig) -> dict:
+    """Run a job inside a sweep: a failure is recorded in its FAILED run and reported by the CLI's
+    summary, and the next job goes on."""
+    try:
+        return run_job(cfg)
+    except SweepConfigError:
+        raise
+    except NotApplicable as e:  # a reason, not a fault: one line, no traceback
+        log.warning("job %s not applicable: %s", run_name_of(cfg), one_line(e))
+        return {"status": "FAILED", "error": one_line(e), "not_applicable": True}
+    except Exception as e:  # KeyboardInterrupt and SIGTERM still stop the sweep
+        log.exception("job %s failed", run_name_of(cfg))
+        return {"status": "FAILED", "error": one_line(e)}
+
+
+def _run_tags(cfg: DictConfig, key: str) -> dict[str, str]:
+    tags = {
+        tracking.TAG_SWEEP_ID: sweep_id_of(cfg),
+        tracking.TAG_GIT_COMMIT: provenance.git_commit(),
+        tracking.TAG_JOB_KEY: key,
+        tracking.TAG_ROLE: "job",
+        **provenance.versions(),
+    }
+    if cfg.tracking.parent_run_id:
+        tags[tracking.TAG_PARENT] = cfg.tracking.parent_run_id
+    return tags
+
+
+def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
+    if cfg.force:
+        return False
+    done = tracking.finished_run_with_key(uri, cfg.tracking.experiment, key)
+    if done is not None:
+        log.info(
+            "%s: skipped, already FINISHED in this sweep as run %s (force=true re-runs it)",
+            run_name_of(cfg),
+            done.info.run_id,
+        )
+    return done is not None
+
+
+def _watchdog(cfg, start_mb: float) -> limits.Watchdog:
+    """The job's limits; an auto memory limit is set once the model is built (it scales with it)."""
+    memory = cfg.max_memory_gb
+    if memory == "auto":  # until the model is known: the machine's safety margin
+        memory_mb = 0.9 * limits.physical_memory_mb()
+    else:
+        memory_mb = None if memory is None else memory * limits.GIB
+    return limits.Watchdog(cfg.timeout_s, memory_mb, start_mb=start_mb)
+
+
+def _job_num() -> int | str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 1
+    num = HydraConfig.get().job.get("num")
+    return num + 1 if isinstance(num, int) else 1

@@ -1,0 +1,163 @@
+"""The stages that set a job up: the job from its config, the model and its data (`build`), its
+weights, and the bench every later stage reads (calibration batches, the dense model's counts)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from sweep import limits, provenance, tracking, weights
+from sweep.data import Batches, Dataset, preprocessing
+from sweep.job.context import Bench, Job
+from sweep.job.record import Result
+from sweep.measure.counting import count
+from sweep.pruners.base import Calibration
+
+__all__ = ["Built", "Weights", "bench_of", "build", "calibration_of", "job_of", "load_weights"]
+
+log = logging.getLogger("sweep")
+
+
+def job_of(cfg: DictConfig, dataset: Dataset, watchdog: limits.Watchdog, run_id: str) -> Job:
+    """The pruner and device the config names, with the checked dataset (inside the job's run, so a
+    failure here is recorded)."""
+    return Job(
+        cfg=cfg,
+        pruner=instantiate(cfg.pruner),
+        dataset=dataset,
+        device=provenance.resolve_device(cfg.device),
+        watchdog=watchdog,
+        run_id=run_id,
+    )
+
+
+@dataclass(frozen=True)
+class Built(Result):
+    model: nn.Module
+    train: Batches  # the dataset's splits through the model's own preprocessing
+    eval: Batches
+    example: torch.Tensor  # one input image, on the job's device
+    preprocess: dict  # timm's data config the transform was made from
+    start: str  # pretrained | random
+    note: str  # why pretrained weights were not used, if they were asked for
+    model_params: int
+    memory_gb_used: float | None  # the auto memory limit set for this model, GiB
+    kept_dense: tuple[str, ...]  # layers the method leaves whole (it cannot prune them)
+
+    def params(self) -> dict:
+        params = {tracking.PARAM_DATA_PREFIX + k: v for k, v in self.preprocess.items()}
+        if self.memory_gb_used is not None:
+            params[tracking.PARAM_MEMORY_USED] = self.memory_gb_used
+        return params
+
+    def tags(self) -> dict:
+        return {tracking.TAG_KEPT_DENSE: ",".join(self.kept_dense)} if self.kept_dense else {}
+
+
+def build(job: Job) -> Built:
+    model, start, note = weights.build_start(job.cfg.model, job.dataset.num_classes, job.cfg.seed)
+    class_map = job.class_map
+    if class_map is not None and max(class_map) >= model.num_classes:
+        raise RuntimeError(
+            f"{job.cfg.model.name} has {model.num_classes} classes; dataset {job.dataset.name} "
+            f"maps into classes up to {max(class_map)}"
+        )
+    transform, preprocess = preprocessing(model, job.cfg.model.input_size)
+    train = Batches(job.dataset, "train", transform)
+    held_out = Batches(job.dataset, "eval", transform)
+    example = held_out.first(1).to(job.device)
+    job = job.with_model_params(sum(p.numel() for p in model.parameters()))
+    memory_gb = None
+    if job.cfg.job.max_memory_gb == "auto":
+        job.watchdog.memory_mb = limits.auto_memory_mb(job.watchdog.start_mb, job.model_params)
+        memory_gb = round(job.watchdog.memory_mb / 1024, 2)
+    # before weights (which may train): a method that cannot apply says so at once
+    kept = check_method(job, model.to(job.device), example)
+    return Built(
+        model, train, held_out, example, preprocess, start, note, job.model_params, memory_gb, kept
+    )
+
+
+def check_method(job: Job, model: nn.Module, example: torch.Tensor) -> tuple[str, ...]:
+    """The method's own check that it applies to the model; returns the layers it keeps whole. A
+    structural method's check prunes a copy of the model (and, where that fails, finds the layers to
+    keep whole: a few prunings more), so it runs under the prune stage's limit for three prunes (a
+    library call that hangs there must not hang the job)."""
+    limit = job.cfg.job.stage_timeout_s.prune
+    if limit == "auto":
+        limit = limits.auto_stage_timeout_s("prune", job.model_params, 3)
+    job.watchdog.stage("preflight", limit, "job.stage_timeout_s.prune")
+    job.pruner.check(model, job.cfg.model.name, example)
+    kept = tuple(job.pruner.kept_dense or ())
+    if kept:
+        log.info(
+            "%s: %s cannot prune %s; pruning the rest of the model and keeping those whole",
+            job.run_name,
+            job.pruner.name,
+            ", ".join(kept),
+        )
+    job.watchdog.stage("build", job.stage_timeout_s("build"), "job.stage_timeout_s.build")
+    return kept
+
+
+@dataclass(frozen=True)
+class Weights(Result):
+    model: nn.Module
+    info: weights.WeightsInfo
+
+    def params(self) -> dict:
+        path = self.info.cache_path
+        return {tracking.PARAM_WEIGHTS_CACHE: path} if path else {}
+
+    def tags(self) -> dict:
+        note = {tracking.TAG_WEIGHTS_NOTE: self.info.note} if self.info.note else {}
+        return {tracking.TAG_WEIGHTS: self.info.source, **note}
+
+
+def load_weights(job: Job, built: Built) -> Weights:
+    cfg = job.cfg
+    dense, info = weights.fit(
+        built.model,
+        source=built.start,
+        note=built.note,
+        model_cfg=cfg.model,
+        train_split=built.train,
+        preprocess=built.preprocess,
+        device=job.device,
+        cache_dir=cfg.weights.cache_dir,
+        seed=cfg.seed,
+    )
+    return Weights(dense, info)
+
+
+def calibration_of(job: Job, train: Batches) -> Calibration | None:
+    """The pruner's calibration batches: shuffled (seeded) from the train split, never the eval split."""
+    n = job.pruner.calibration_batches
+    if not n:
+        return None
+    batches = []
+    size = job.pruner.calibration_batch_size
+    for x, y in train.iterate(size, shuffle=True, seed=job.cfg.seed):
+        if job.class_map is not None:
+            y = torch.tensor(job.class_map)[y]
+        batches.append((x.to(job.device), y.to(job.device)))
+        if len(batches) == n:
+            break
+    return Calibration(batches)
+
+
+def bench_of(job: Job, built: Built, dense: nn.Module) -> Bench:
+    return Bench(
+        dense=dense,
+        train=built.train,
+        eval=built.eval,
+        example=built.example,
+        preprocess=built.preprocess,
+        calibration=calibration_of(job, built.train),
+        dense_counts=count(dense, built.example),
+    )

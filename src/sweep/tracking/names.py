@@ -1,0 +1,246 @@
+"""Every MLflow param, metric and tag name a run carries, defined once here with its meaning.
+
+Jobs, the report and the tests use these constants; the docs' schema page is rendered from `SCHEMA`
+(`python -m sweep.reference`). Adding a metric is one line here (`X = metric("x", "unit and meaning")`)
+and the code that computes it; a test fails when a job logs a name this module does not describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["param", "metric", "tag"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the schema: names that share a meaning (a unit, or their values)."""
+
+    kind: Kind
+    names: tuple[str, ...]
+    meaning: str
+    shown: str = ""  # how the docs show the names where they are a pattern, not a list
+
+    @property
+    def title(self) -> str:
+        return self.shown or ", ".join(f"`{n}`" for n in self.names)
+
+
+SCHEMA: list[Entry] = []
+
+
+def _define(kind: Kind, names: str | tuple[str, ...], meaning: str, shown: str = ""):
+    SCHEMA.append(Entry(kind, (names,) if isinstance(names, str) else names, meaning, shown))
+    return names
+
+
+def param(names, meaning: str, shown: str = ""):
+    return _define("param", names, meaning, shown)
+
+
+def metric(names, meaning: str, shown: str = ""):
+    return _define("metric", names, meaning, shown)
+
+
+def tag(names, meaning: str, shown: str = ""):
+    return _define("tag", names, meaning, shown)
+
+
+# ---- params -------------------------------------------------------------------------------------------
+PARAM_MODEL = param("model", "alias (`c`, `tiny_vit`, or the timm name when given by name)")
+PARAM_MODEL_NAME = param("model_name", "timm model name")
+PARAM_PRUNER = param("pruner", "pruning method (`conf/pruner/<name>.yaml`)")
+PARAM_RATIO = param("ratio", "fraction pruned, in [0, 1)")
+PARAM_DATASET = param("dataset", "dataset name")
+PARAM_RATIO_MEANS = param("pruner.ratio_means", "what `ratio` is a fraction of, for this method")
+param((), "except `tracking.*` and `sweep_id`", "every other key of the resolved config, flattened (`model.input_size`, `measure.batch_size`, `pruner.importance.p`, ...)")  # fmt: skip
+PARAMS_HARNESS = PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = param(
+    ("measure.threads_used", "measure.iters_used", "measure.warmup_iters_used", "measure.warmup_stable"),
+    "what the latency harness actually used",
+)  # fmt: skip
+PARAM_EVAL_SAMPLES = param("eval.samples_used", "eval samples behind `accuracy_top1`")
+PARAM_DATA_PREFIX = "data."
+param((), "the preprocessing the model was fed (timm's resolved data config)", "`data.input_size`, `data.interpolation`, `data.crop_pct`, `data.mean`, `data.std`, ...")  # fmt: skip
+PARAM_LR_USED = param("finetune.lr_used", "the fine-tuning learning rate in effect (`finetune.lr` or `model.finetune_lr`)")  # fmt: skip
+param((), "the cost target (flattened config); a job with a target logs no `ratio` param (its ratio was searched: metric `ratio_used`)", "`target.macs`, `target.params`, `target.speedup`, `target.tolerance`, ...")  # fmt: skip
+PARAM_CALIBRATION_SAMPLES = param("pruner.calibration_samples", "train images the gradient criteria (Taylor, Hessian) read")  # fmt: skip
+PARAM_MEMORY_USED = param("job.max_memory_gb_used", "the memory limit in effect, GiB (with `job.max_memory_gb=auto`)")  # fmt: skip
+PARAM_WEIGHTS_CACHE = param("weights.cache_path", "the trained-weights file the job read or wrote (when it trains)")  # fmt: skip
+param((), "", "`force` and `tracking.*` are not logged; the parent run has no params")
+
+# ---- metrics: each per-model one also exists with the dense_ prefix, for the job's unpruned model ----
+DENSE_PREFIX = "dense_"
+COUNT_METRICS = PARAMS_TOTAL, PARAMS_NONZERO, MACS, MACS_NONZERO, SPARSITY = (
+    *metric(("params_total", "params_nonzero"), "count"),
+    *metric(("macs", "macs_nonzero"), "multiply-accumulates per image"),
+    metric("sparsity", "fraction of zero weights in prunable layers, 0..1"),
+)
+LATENCY_METRICS = LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, PEAK_MEM_MB = (
+    *metric(
+        ("latency_ms", "latency_p90_ms", "latency_std_ms"),
+        "ms per batch of `measure.batch_size` (median, 90th percentile, standard deviation)",
+    ),  # fmt: skip
+    metric("throughput", "images / s"),
+    metric(
+        "peak_mem_mb",
+        "MiB: weights plus the peak of one inference above what was resident before (CUDA: allocated memory; CPU: process RSS)",
+    ),  # fmt: skip
+)
+ACCURACY = metric("accuracy_top1", "fraction 0..1, after recovery fine-tuning (`= accuracy_top1_oneshot` when `finetune.epochs=0`); `dense_accuracy_top1` for the dense model")  # fmt: skip
+DENSE_ACCURACY = DENSE_PREFIX + ACCURACY
+METRICS_PER_MODEL = (*COUNT_METRICS, *LATENCY_METRICS, ACCURACY)
+SPEEDUP_METRICS = SPEEDUP, SPEEDUP_CI_LOW, SPEEDUP_CI_HIGH = metric(
+    ("speedup", "speedup_ci_low", "speedup_ci_high"),
+    "`dense_latency_ms / latency_ms`, and its 95 % bootstrap interval",
+)
+PARAMS_REDUCTION, MACS_REDUCTION = metric(("params_reduction", "macs_reduction"), "`1 - pruned / dense`, 0..1")  # fmt: skip
+ACCURACY_DELTA = metric("accuracy_delta", "`accuracy_top1 - dense_accuracy_top1`")
+ACCURACY_ONESHOT = metric("accuracy_top1_oneshot", "fraction 0..1: the pruned model right after pruning, before fine-tuning")  # fmt: skip
+FINETUNE_SECONDS, FINETUNE_STEPS = metric(("finetune_seconds", "finetune_steps"), "s and optimizer steps of recovery fine-tuning, summed over a schedule's steps (only when `finetune.epochs > 0`)")  # fmt: skip
+FINETUNE_LOSS_START, FINETUNE_LOSS_END = metric(("finetune_loss_start", "finetune_loss_end"), "training loss of recovery fine-tuning, mean over its first and its last 5 steps (with `prune.steps > 1`: the first step's start, the last step's end)")  # fmt: skip
+FINETUNE_PARAMS_NONZERO = metric("finetune_params_nonzero", "count: non-zero parameters after fine-tuning (masks: not above `params_nonzero`)")  # fmt: skip
+PRUNE_SECONDS = metric("prune_seconds", "s spent in the pruner (with a target: the whole search), over every step of a schedule")  # fmt: skip
+METRIC_RATIO_USED = metric("ratio_used", "the ratio the method ran at: `ratio`, or what the target's search found")  # fmt: skip
+TARGET_ASKED, TARGET_VALUE = metric(("target_asked", "target_value"), "with a target: the fraction kept (or speedup) asked for, and what the pruned model reached")  # fmt: skip
+TARGET_CI_LOW, TARGET_CI_HIGH = metric(("target_value_ci_low", "target_value_ci_high"), "`target.speedup` only: the 95 % interval of the speedup the search accepted (two readings averaged)")  # fmt: skip
+TARGET_REACHED, TARGET_TRIALS = metric(("target_reached", "target_trials"), "1 when the target was met within tolerance (landing `within` or `refined`), 0 when the job landed on the nearest point (`nearest`) or could not reach it; prunes the search made, both stages")  # fmt: skip
+TARGET_REFINE_RATIO = metric("target_refine_ratio", "the ratio of the method's finest steps on top of `ratio_used` (0 when its ratio alone landed)")  # fmt: skip
+# Per pruning step of an iterative schedule (prune.steps > 1), logged at MLflow step k = 1..N
+STEP_MACS_KEPT, STEP_PARAMS_KEPT, STEP_RATIO = metric(("step_macs_kept", "step_params_kept", "step_ratio"), "`prune.steps > 1`, at MLflow step k = 1..N: fraction of the dense MACs and params kept after step k (masks: non-zero), the ratio step k ran at")  # fmt: skip
+STEP_ACCURACY, STEP_FINETUNE_LOSS_END = metric(("step_accuracy_top1", "step_finetune_loss_end"), "`prune.steps > 1`, at step k: top-1 after step k's fine-tuning (at N: `accuracy_top1`), and its mean loss over the last 5 steps")  # fmt: skip
+STEP_METRICS = (STEP_MACS_KEPT, STEP_PARAMS_KEPT, STEP_RATIO, STEP_ACCURACY, STEP_FINETUNE_LOSS_END)
+SPARSE_KERNEL_LAYERS = metric("sparse_kernel_layers", "2:4 only: layers timed on sparse tensor-core kernels (0 where the device has none)")  # fmt: skip
+PROCESS_RSS_MB = metric("process_rss_mb", "MiB: resident memory of the job's process when the job starts, after garbage collection: what earlier jobs in the same process left behind (flat across a sweep)")  # fmt: skip
+STAGES = ("build", "weights", "prune", "measure", "evaluate", "finetune", "log")
+STAGE_METRIC = "stage_{}_seconds"  # wall time of each stage of the job, s
+metric(tuple(STAGE_METRIC.format(s) for s in STAGES), "s per stage of the job (summed over a schedule's steps)", f"`stage_<{','.join(STAGES)}>_seconds`")  # fmt: skip
+EFFICIENCY = metric("efficiency", "achieved MAC/s (dense-kernel `macs` x batch / `latency_ms`) over eager's measured GEMM peak, 0..1 (`dense_efficiency` for the dense model)")  # fmt: skip
+PEAK_METRICS = PEAK_GEMM, PEAK_DWCONV = metric(("peak_gemm_gmacs_per_s", "peak_dwconv_gmacs_per_s"), "GMAC/s: eager's measured peak on this machine on a GEMM and a depthwise convolution (cached per machine)")  # fmt: skip
+
+# Deployed latency (measure.runtimes): eager keeps the names above; every other runtime logs the same
+# figures under its name, `<runtime>/<metric>`, and tags `<runtime>/latency_flag` or `<runtime>/not_applicable`.
+EAGER = "eager"
+metric((), "the same figures in a runtime of `measure.runtimes` (`compile`, `onnxruntime`, `openvino`, `tensorrt`), e.g. `onnxruntime/latency_ms`, `onnxruntime/dense_latency_ms`; eager's keep the names above", "`<runtime>/latency_ms`, `<runtime>/latency_p90_ms`, `<runtime>/latency_std_ms`, `<runtime>/throughput` (and `<runtime>/dense_*`)")  # fmt: skip
+metric((), "dense / pruned median latency in that runtime, paired rounds, and its 95 % bootstrap interval", "`<runtime>/speedup`, `<runtime>/speedup_ci_low`, `<runtime>/speedup_ci_high`")  # fmt: skip
+metric((), "as for eager, against that runtime's own measured peak", "`<runtime>/efficiency`, `<runtime>/dense_efficiency`, `<runtime>/peak_gemm_gmacs_per_s`, `<runtime>/peak_dwconv_gmacs_per_s`")  # fmt: skip
+EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
+MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
+RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, PEAK_MEM_MB, *SPEEDUP_METRICS, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
+SYSTEM_PREFIX = "system/"
+metric((), "with `tracking.system_metrics_s`: MLflow's system metrics over the job, e.g. `system/cpu_utilization_percentage` (%), `system/system_memory_usage_megabytes` (MB), `system/gpu_0_utilization_percentage` and `system/gpu_0_memory_usage_megabytes` where a GPU is seen (pynvml)", "`system/*`")  # fmt: skip
+REQUIRED_METRICS = (PARAMS_TOTAL, PARAMS_NONZERO, MACS, LATENCY_MS, ACCURACY, DENSE_PREFIX + PARAMS_TOTAL, DENSE_PREFIX + MACS, DENSE_PREFIX + LATENCY_MS, DENSE_ACCURACY, SPEEDUP, PRUNE_SECONDS)  # fmt: skip
+
+# ---- tags ----------------------------------------------------------------------------------------------
+TAG_SWEEP_ID = tag("sweep_id", "shared by every job of one multirun (pass `sweep_id=...` to choose it)")  # fmt: skip
+TAG_DEVICE = tag("device", "e.g. `cpu: x86_64, 2 cpus`, `cuda: NVIDIA H100 80GB HBM3`")
+TAG_GIT_COMMIT = tag("git_commit", "commit of this checkout, or `unknown`")
+TAG_VERSIONS = tag(("torch_version", "timm_version", "torch_pruning_version", "mlflow_version"), "versions")  # fmt: skip
+TAG_KIND = tag("pruning_kind", "`unstructured`, `semi_structured`, `structured_mask`, `structural`")
+TAG_FAMILY = tag("pruning_family", "`torch.nn.utils.prune`, `depgraph`, `semi_structured`, `attention_heads`")  # fmt: skip
+TAG_FAMILY_TITLE = tag("pruning_family_title", "the family's title, the report's section for it (a user's own family is titled from it)")  # fmt: skip
+TAG_SPEEDUP_POSSIBLE = tag("dense_speedup_possible", "`false` for masks: dense kernels do the same work")  # fmt: skip
+TAG_SPARSE_KERNELS = tag("sparse_kernel_speedup_possible", "`true` for 2:4: sparse tensor cores (CUDA, compute capability >= 8.0, fp16/bf16) run it faster")  # fmt: skip
+TAG_TARGET = tag("target", "the cost the job pruned to, e.g. `macs=0.5`; absent when it pruned at `ratio`")  # fmt: skip
+TAG_TARGET_LANDING = tag("target_landing", "`within` (the ratio search landed within tolerance), `refined` (the method's finest steps did), `nearest` (neither: the nearest point at or beyond the target)")  # fmt: skip
+TAG_TARGET_STOPPED_BY, TAG_TARGET_NOTE = tag(("target_stopped_by", "target_note"), "`nearest` only: `granularity` or `noise`, and one line saying where the job landed and why")  # fmt: skip
+TAG_FINETUNE_INIT = tag("finetune_init", "`inherited` or `scratch` (`finetune.init`), set when the job fine-tunes")  # fmt: skip
+TAG_FINETUNE_INIT_METHOD = tag("finetune_init_method", "scratch only: how it was re-initialised, `timm_init_cut_to_shape` and `+init_weights` where the model's own init ran")  # fmt: skip
+TAG_LATENCY_FLAG = tag("latency_flag", "`none`, or why the latency figures are not to be trusted: `warmup_unstable`, `few_iterations`")  # fmt: skip
+TAG_NOT_APPLICABLE = tag("not_applicable", "`true` on a FAILED run whose method cannot apply to the model or reach the target (reason in `error`)")  # fmt: skip
+TAG_RUNTIME_FLAG = TAG_LATENCY_FLAG  # <runtime>/latency_flag
+tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_iterations`, `output_mismatch` (its output differs from eager's beyond tolerance)", "`<runtime>/latency_flag`")  # fmt: skip
+TAG_RUNTIME_NA = TAG_NOT_APPLICABLE  # <runtime>/not_applicable: the reason
+tag((), "per runtime: one line saying why it could not time this job (not installed, wrong device or precision, masks, an op it or the exporter lacks); the job still FINISHES", "`<runtime>/not_applicable`")  # fmt: skip
+TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
+TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
+TAG_AT_CHANCE = tag("accuracy_at_chance", "`true` when dense accuracy is not above chance")
+TAG_NOOP = tag("noop", "`true` when pruning neither removed nor zeroed anything")
+TAG_KEPT_DENSE = tag("pruning_kept_dense", "structural methods: the layers (path patterns, `*` = every repeat of a block, comma-separated) whose output channels were left whole because Torch-Pruning cannot prune them there; absent when none")  # fmt: skip
+TAG_FINETUNE_STOPPED_BY = tag("finetune_stopped_by", "`epochs`, `max_steps`, `time_budget` or `non_finite_loss`: what ended recovery fine-tuning (a loss that goes NaN or inf ends it at once)")  # fmt: skip
+TAG_DIVERGED = tag("finetune_diverged", "`true` when fine-tuning's loss went non-finite, or its mean over the last 5 steps ended above its mean over the first 5 and no lower than a uniform guess's loss, ln(classes) (a learning rate far too high, say; with `prune.steps > 1`, any step's fine-tuning judged on its own: a short step starting from a low loss may end slightly above it, which is noise, not divergence): the report flags the run and keeps it out of the summary's ranking and the figures, listing it apart")  # fmt: skip
+TAG_PRUNED_AT_CHANCE = tag("pruned_at_chance", "`true` when the pruned model is at chance after fine-tuning while its dense model is not (the same test as `accuracy_at_chance`); not set by one-shot runs")  # fmt: skip
+TAG_DATA_UNREADABLE, TAG_DATA_UNREADABLE_EXAMPLES, TAG_DATA_IGNORED = tag(("data_unreadable_files", "data_unreadable_examples", "data_ignored_files"), "image trees only: how many unreadable images (truncated, not an image, a mode without RGB) the job left out (`dataset.on_bad_file=skip`), the first few as `path: reason; ...` (`none` when there were none), and how many files in class folders were not images at all (ignored)")  # fmt: skip
+TAG_ERROR = tag("error", "first line of the exception of a FAILED or KILLED run")
+TAG_LIMIT = tag("limit_exceeded", "`<stage>:timeout` or `<stage>:memory`: the job ran past a `job.*` limit there")  # fmt: skip
+TAG_JOB_KEY = tag("job_key", "stable hash of the job's config (resume and dedupe)")
+TAG_ROLE = tag("run_role", "`job`, or `sweep` for a multirun's parent run")
+TAG_HEARTBEAT = tag("heartbeat", "unix time (s) of a running job's or sweep's last sign of life, refreshed every `tracking.heartbeat_s`")  # fmt: skip
+TAG_STALE = tag("stale", "`true` on a run ended FAILED by a later command because its heartbeat had stopped (reason in `error`)")  # fmt: skip
+TAG_PARENT = tag("mlflow.parentRunId", "the sweep's parent run (MLflow's own nesting tag)")
+TAG_COMMAND = tag("command", "parent run only: the command line of the sweep")
+
+# ---- the sweep's run, the experiment, artifacts ----------------------------------------------------
+PARENT_METRICS = ("jobs", "jobs_finished", "jobs_failed", "jobs_not_applicable", "jobs_skipped")
+TAG_NOTE = "mlflow.note.content"  # MLflow's description of a run (markdown, shown on its page)
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # a view of one sweep in the UI: an experiment tag
+MODEL_ARTIFACT_DIR, HYDRA_ARTIFACT_DIR, REPORT_ARTIFACT_DIR = "model", "hydra", "report"
+TRACEBACK_ARTIFACT = "traceback.txt"
+DEFAULT_EXPERIMENT = "pruning-sweep"
+# Config keys that say where a job is written or tracked, not what it computes: neither logged as params
+# nor part of its identity (job_key). `weights.cache_dir` is logged but is not identity either.
+NOT_PARAMS = ("hydra", "tracking", "sweep_id", "force", "report")
+NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report", "job")
+
+INTRO = (
+    "One run per job, named `<model>/<pruner>/<ratio>` (with a target: `<model>/<pruner>/macs=0.5`; a "
+    "protocol other than one-shot with inherited weights adds `/steps5`, `/scratch`), in experiment "
+    f"`tracking.experiment` (default `{DEFAULT_EXPERIMENT}`). Names are defined once in "
+    "`sweep/tracking/names.py`, with the meanings on this page, and used by jobs, the report and "
+    "tests; so are the default store and the config keys left out of params and job identity."
+)
+PARENT_RUN = (
+    f"**Parent run metrics**: {', '.join(f'`{m}`' for m in PARENT_METRICS)} (counts, for the latest "
+    f"invocation of the sweep). **Parent run artifacts**: `{REPORT_ARTIFACT_DIR}/` (the rendered "
+    f"report and its figures); its description (`{TAG_NOTE}`, shown on its page) links the report "
+    "above the report's summary."
+)
+EXPERIMENT = (
+    f"**Experiment tags**: `{EXPERIMENT_KIND_TAG}` = `{EXPERIMENT_KIND}`; "
+    f"`{SHARED_VIEW_PREFIX}<sweep_id>`, the UI view of one sweep (filter, columns, grouping by model, "
+    "order by top-1) that the printed link opens."
+)
+ARTIFACTS = (
+    f"**Artifacts**: `{HYDRA_ARTIFACT_DIR}/` (the job's `config.yaml`, `hydra.yaml`, `overrides.yaml`); "
+    f"`{TRACEBACK_ARTIFACT}` for a failed run; with `save_model=true`, `{MODEL_ARTIFACT_DIR}/model.safetensors` "
+    f"and `{MODEL_ARTIFACT_DIR}/structure.json` (the pruned model; `sweep.artifacts.load` reloads it), and "
+    f"`{MODEL_ARTIFACT_DIR}/pruned.onnx` (the file ONNX Runtime, OpenVINO or TensorRT timed) when the job "
+    "timed one of them."
+)
+
+
+def runtime_key(runtime: str, name: str) -> str:
+    """The metric or tag `name` of a runtime: eager's own name, else `<runtime>/<name>`."""
+    return name if runtime == EAGER else f"{runtime}/{name}"
+
+
+def named(kind: Kind) -> set[str]:
+    """Every exact name of that kind the schema lists."""
+    return {n for e in SCHEMA if e.kind == kind for n in e.names}
+
+
+def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool:
+    """Whether the schema says what `key` is: a listed name, a metric's dense_ or runtime form, a
+    system metric, or (params) a key of the job's config or of its preprocessing."""
+    known = named(kind)
+    if key in known:
+        return True
+    if kind == "param":
+        return key in config_keys or key.startswith(PARAM_DATA_PREFIX)
+    if kind == "metric" and key.startswith(SYSTEM_PREFIX):
+        return True
+    runtime, _, rest = key.rpartition("/")
+    if runtime and kind == "metric":
+        return rest.removeprefix(DENSE_PREFIX) in RUNTIME_METRICS or rest in RUNTIME_METRICS
+    if runtime and kind == "tag":
+        return rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA)
+    return kind == "metric" and key.startswith(DENSE_PREFIX) and key[len(DENSE_PREFIX) :] in known
+
+
+__all__ = [n for n in list(globals()) if n.isupper()] + [
+    "Entry",
+    "describes",
+    "named",
+    "runtime_key",
+]
