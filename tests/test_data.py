@@ -15,7 +15,7 @@ from PIL import Image
 
 from helpers.cli import FAST, fail_in_one_line
 from helpers.models import tiny_model
-from sweep import data
+from sweep import data, imagescan
 from sweep.config import group_options
 from sweep.errors import SweepConfigError
 from sweep.evaluate import top1
@@ -218,8 +218,8 @@ def test_scan_names_every_kind_of_unreadable_file(tmp_path, monkeypatch):
     _truncate(folder / "cut.jpg")
     (folder / "text.png").write_text("not an image")
     (folder / "notes.txt").write_text("a README among the images")
-    monkeypatch.setattr(data.imagescan, "_converts", lambda mode: mode != "L")
-    scan = data.imagescan.scan(str(tmp_path / "val"), ("a",))
+    monkeypatch.setattr(imagescan, "_converts", lambda mode: mode != "L")
+    scan = imagescan.scan(str(tmp_path / "val"), ("a",))
     assert [p.rsplit("/", 1)[1] for p, _ in scan.images] == ["good.jpg", "good.png"]
     why = {p.rsplit("/", 1)[1]: reason for p, reason in scan.unreadable}
     assert why.keys() == {"cut.jpg", "cut.png", "grey.png", "text.png"}
@@ -248,7 +248,7 @@ def test_scan_decodes_only_the_files_it_suspects(tmp_path, monkeypatch):
         return load(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
-    scan = data.imagescan.scan(str(tmp_path / "val"), ("a",))
+    scan = imagescan.scan(str(tmp_path / "val"), ("a",))
     assert len(scan.images) == 5 and len(scan.unreadable) == 1
     assert [d.rsplit("/", 1)[-1] for d in decoded] == ["2.png"]
 
@@ -312,12 +312,12 @@ def test_job_on_a_tree_with_a_corrupt_image_finishes_and_says_so(
 ):
     from mlflow.tracking import MlflowClient
 
-    from sweep import pipeline
+    from sweep import job
 
     root, bad = corrupt_tree
     tree = ["dataset=imagefolder", f"dataset.root={root}", "dataset.num_workers=2"]
     cfg = compose(["model=tiny_cnn", "pruner=dg_group", f"tracking.uri={store}", *tree, *FAST])
-    pipeline.run_job(cfg)
+    job.run_job(cfg)
     (run,) = MlflowClient(store).search_runs(["1"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["data_unreadable_files"] == "1"
