@@ -1,0 +1,116 @@
+"""The one interface every runtime implements, and how a runtime's output is compared with eager's."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib.util
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sweep.errors import NotApplicable, first_line
+
+DEPLOY_EXTRA = "pip install 'sweep[deploy]'"
+# Outputs agree when max |runtime - eager| <= ATOL + RTOL * max |eager| (fp32; fp16/bf16: LOW_RTOL).
+ATOL, RTOL, LOW_RTOL = 1e-4, 1e-3, 3e-2
+
+
+class RuntimeNotApplicable(NotApplicable):
+    """This runtime cannot time this model (or not here); the job's other figures stand."""
+
+
+@dataclass
+class Context:
+    """What every runtime of a job shares: the device, precision and thread count it is timed at,
+    and the folder for exported files (with the ONNX exports made so far, by model)."""
+
+    device: torch.device
+    precision: str
+    threads: int
+    workdir: Path
+    onnx_exporter: str = "auto"  # auto | torchscript | dynamo
+    channels_last: bool = False
+    exports: dict[int, tuple[Path, float, str]] = field(default_factory=dict)
+    export_errors: dict[int, str] = field(default_factory=dict)  # by model: why it cannot export
+    references: dict[int, torch.Tensor] = field(default_factory=dict)  # by model: eager's output
+
+
+@dataclass
+class Loaded:
+    run: Callable[[], object]  # one forward pass on the job's batch
+    output: Callable[[], torch.Tensor]  # one forward pass, its output as a float32 CPU tensor
+    export_s: float  # PyTorch -> the runtime's form (ONNX export, compilation), s
+    build_s: float  # the runtime's session or compiled model, s
+    file: Path | None = None  # the file the runtime ran (ONNX), if any
+    host_clock: bool = (
+        False  # timed by the host clock even on CUDA (own streams, synchronous calls)
+    )
+
+
+class Runtime(abc.ABC):
+    name: str
+    summary: str  # one line for the docs and --help
+    # Masks keep dense shapes; no runtime here has a sparse kernel that runs them faster on this
+    # project's devices (2:4 on CUDA tensor cores is timed by eager's sparse path).
+    sparse_kernels: bool = False
+
+    module = "torch"  # the package whose version a peak measured in this runtime depends on
+
+    def unavailable(self, ctx: Context) -> str | None:
+        """Why this runtime cannot run at all here (None: it can)."""
+        return None
+
+    def version(self) -> str:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        with contextlib.suppress(PackageNotFoundError):
+            return f"{self.module}=={package_version(self.module)}"
+        return self.module
+
+    @abc.abstractmethod
+    def load(self, model: nn.Module, x: torch.Tensor, ctx: Context, what: str) -> Loaded:
+        """`model` (eval mode, on ctx.device) ready to run on `x` in this runtime. `what` names the
+        model in messages and file names (dense, pruned)."""
+
+    def not_applicable(self, what: str, e: BaseException | str) -> RuntimeNotApplicable:
+        return RuntimeNotApplicable(
+            f"{self.name}: cannot run the {what} model ({plain(first_line(e))})"
+        )
+
+
+def missing_module(module: str, what: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return f"{what} is not installed ({DEPLOY_EXTRA})"
+    return None
+
+
+def to_cpu(out) -> torch.Tensor:
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if isinstance(out, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(out)).float()
+    return out.detach().float().cpu()
+
+
+def plain(text: str) -> str:
+    """A message without the terminal colours some exporters put in it."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def max_abs_diff(got: torch.Tensor, want: torch.Tensor) -> float:
+    if got.shape != want.shape:
+        return float("inf")
+    return float((got - want).abs().max()) if want.numel() else 0.0
+
+
+def outputs_agree(diff: float, want: torch.Tensor, precision: str) -> bool:
+    rtol = RTOL if precision == "fp32" else LOW_RTOL
+    scale = float(want.abs().max()) if want.numel() else 0.0
+    return diff <= ATOL + rtol * scale

@@ -1,0 +1,221 @@
+"""Runtimes that read the exported ONNX file: ONNX Runtime and TensorRT (its execution provider); the
+export itself, once per model and job."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from sweep.errors import first_line
+from sweep.measure.runtimes.base import (
+    DEPLOY_EXTRA,
+    Context,
+    Loaded,
+    Runtime,
+    RuntimeNotApplicable,
+    missing_module,
+    plain,
+    to_cpu,
+)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters print their progress, and the TorchScript one the whole graph when it fails,
+    some of it from C++ straight to the process's stdout/stderr: silence both, at the descriptors."""
+    import os
+    import sys
+
+    saved = []
+    try:
+        with open(os.devnull, "w") as null:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    stream.flush()
+                    fd = stream.fileno()
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(null.fileno(), fd)
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                yield
+    finally:
+        for fd, copy_fd in saved:
+            os.dup2(copy_fd, fd)
+            os.close(copy_fd)
+
+
+def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> None:
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamo=exporter == "dynamo",
+            **({} if exporter == "dynamo" else {"opset_version": 17}),
+        )
+
+
+def onnx_file(
+    model: nn.Module, x: torch.Tensor, ctx: Context, what: str, runtime: str
+) -> tuple[Path, float]:
+    """The model exported to ONNX at x's shape (once per model and job), and the export's seconds.
+    auto: the TorchScript exporter (fast, mature for CNNs), then the dynamo exporter where it fails."""
+    if id(model) in ctx.exports:
+        path, seconds, _ = ctx.exports[id(model)]
+        return path, seconds
+    if id(model) in ctx.export_errors:  # tried for another runtime of this job
+        raise RuntimeNotApplicable(f"{runtime}: {ctx.export_errors[id(model)]}")
+    if importlib.util.find_spec("onnx") is None:
+        raise RuntimeNotApplicable(f"{runtime}: onnx is not installed ({DEPLOY_EXTRA})")
+    order = ["torchscript", "dynamo"] if ctx.onnx_exporter == "auto" else [ctx.onnx_exporter]
+    folder = ctx.workdir / what
+    folder.mkdir(parents=True, exist_ok=True)
+    path, errors = folder / f"{what}.onnx", []
+    # exported from the CPU in fp32: the file is the same whatever device it will run on
+    cpu = model if ctx.device.type == "cpu" else copy.deepcopy(model).float().cpu()
+    for exporter in order:
+        t0 = time.perf_counter()
+        try:
+            _export(cpu, x.float().cpu(), path, exporter)
+        except Exception as e:
+            errors.append(f"{exporter}: {plain(first_line(e))}")
+            continue
+        ctx.exports[id(model)] = (path, time.perf_counter() - t0, exporter)
+        return path, ctx.exports[id(model)][1]
+    ctx.export_errors[id(model)] = f"cannot export the {what} model to ONNX ({'; '.join(errors)})"
+    raise RuntimeNotApplicable(f"{runtime}: {ctx.export_errors[id(model)]}")
+
+
+def exporter_used(ctx: Context) -> str:
+    return ",".join(sorted({e for _, _, e in ctx.exports.values()}))
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    module = "onnxruntime"
+    summary = "ONNX Runtime: CPU execution provider, CUDA on a GPU"
+
+    def providers(self, ctx: Context) -> list[str]:
+        return ["CUDAExecutionProvider"] if ctx.device.type == "cuda" else ["CPUExecutionProvider"]
+
+    def unavailable(self, ctx):
+        missing = missing_module("onnxruntime", "onnxruntime") or missing_module("onnx", "onnx")
+        if missing:
+            return missing
+        if ctx.precision != "fp32":
+            return f"measure.precision={ctx.precision}: {self.name} times fp32 exports only here"
+        import onnxruntime as ort
+
+        lacking = [p for p in self.providers(ctx) if p not in ort.get_available_providers()]
+        if lacking:
+            return f"onnxruntime has no {lacking[0]} here (on a GPU: onnxruntime-gpu)"
+        return None
+
+    def session(self, path: Path, ctx: Context):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = ctx.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Dense and pruned sessions are timed in turns: a pool left spinning after one call would
+        # take the cores from the other's next call.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(path), so, providers=self.providers(ctx))
+
+    def load(self, model, x, ctx, what):
+        path, export_s = onnx_file(model, x, ctx, what, self.name)
+        t0 = time.perf_counter()
+        try:
+            sess = self.session(path, ctx)
+            feed = {sess.get_inputs()[0].name: x.float().cpu().numpy()}
+            if ctx.device.type == "cuda":
+                run = self._bound_run(sess, feed, ctx)
+            else:
+
+                def run():
+                    return sess.run(None, feed)
+
+            out = run()
+        except RuntimeNotApplicable:
+            raise
+        except Exception as e:
+            raise self.not_applicable(what, e) from None
+        build_s = time.perf_counter() - t0
+        del out
+        return Loaded(run, lambda: to_cpu(self._fetch(run())), export_s, build_s, path, True)
+
+    @staticmethod
+    def _fetch(out):
+        if isinstance(out, list):
+            return out[0]
+        return out
+
+    def _bound_run(self, sess, feed: dict, ctx: Context):
+        """On CUDA: input and output stay on the device (an IO binding), so the figure is the
+        model's, not the host-device copies'."""
+        import onnxruntime as ort
+
+        name, value = next(iter(feed.items()))
+        index = ctx.device.index or 0
+        on_device = ort.OrtValue.ortvalue_from_numpy(value, "cuda", index)
+        binding = sess.io_binding()
+        binding.bind_ortvalue_input(name, on_device)
+        binding.bind_output(sess.get_outputs()[0].name, "cuda", index)
+
+        def run():
+            sess.run_with_iobinding(binding)
+            return binding.get_outputs()[0].numpy()
+
+        return run
+
+
+class TensorRT(OnnxRuntime):
+    name = "tensorrt"
+    summary = "TensorRT through ONNX Runtime's TensorRT execution provider (CUDA GPUs only)"
+
+    def providers(self, ctx):
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+
+    def unavailable(self, ctx):
+        if ctx.device.type != "cuda":
+            return f"tensorrt needs a CUDA GPU (the job's device is {ctx.device.type})"
+        missing = missing_module("onnxruntime", "onnxruntime-gpu") or missing_module("onnx", "onnx")
+        if missing:
+            return missing
+        import onnxruntime as ort
+
+        if "TensorrtExecutionProvider" not in ort.get_available_providers():
+            return (
+                "onnxruntime has no TensorrtExecutionProvider here (onnxruntime-gpu and TensorRT)"
+            )
+        if ctx.precision == "bf16":
+            return "measure.precision=bf16: tensorrt is timed at fp32 or fp16 here"
+        return None
+
+    def session(self, path, ctx):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        trt = {"trt_fp16_enable": ctx.precision == "fp16", "device_id": ctx.device.index or 0}
+        return ort.InferenceSession(
+            str(path),
+            so,
+            providers=[("TensorrtExecutionProvider", trt), "CUDAExecutionProvider"],
+        )
