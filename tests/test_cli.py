@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from helpers.cli import fail_in_one_line
-from sweep import cli
 from sweep.config import group_options
+from sweep.plan import plan_sweep
 
 
 @pytest.mark.parametrize(
@@ -65,12 +65,12 @@ def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
 
 
 def test_any_timm_model_is_accepted_by_name():
-    plan = cli.preflight(["model=resnet18", "tracking.uri=sqlite:///x.db"])
+    plan = plan_sweep(["model=resnet18", "tracking.uri=sqlite:///x.db"])
     assert plan.num_jobs == 1 and plan.sweep_id
 
 
 def test_glob_expands_to_pruning_methods_only():
-    plan = cli.preflight(
+    plan = plan_sweep(
         [
             "-m",
             "model=tiny_cnn,tiny_vit",
@@ -84,7 +84,7 @@ def test_glob_expands_to_pruning_methods_only():
 
 
 def test_targets_are_a_sweep_axis():
-    plan = cli.preflight(
+    plan = plan_sweep(
         [
             "-m",
             "model=tiny_cnn,tiny_vit",

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from helpers.cli import FAST, ROOT, fail_in_one_line, run_cli
-from sweep import cli, tracking
+from helpers.runs import EXPERIMENT
+from sweep import tracking
+from sweep.plan import plan_sweep
 
 EXAMPLE = ROOT / "examples" / "my_method"
 
@@ -32,12 +34,12 @@ def example_importable(monkeypatch):
 def test_glob_and_checks_see_the_users_config_folder(tmp_path, monkeypatch, example_importable):
     monkeypatch.chdir(tmp_path)
     conf = _conf(tmp_path)
-    plan = cli.preflight(
+    plan = plan_sweep(
         ["-m", "model=tiny_cnn", "pruner=glob([m*,dg_g*])", f"hydra.searchpath=[file://{conf}]"]
     )
     assert "pruner=dg_global,dg_group,mine" in plan.argv and plan.num_jobs == 3
     # --config-dir is a config folder too
-    plan = cli.preflight(["--config-dir", str(conf), "model=tiny_cnn", "pruner=mine"])
+    plan = plan_sweep(["--config-dir", str(conf), "model=tiny_cnn", "pruner=mine"])
     assert plan.num_jobs == 1
 
 
@@ -92,7 +94,7 @@ def test_a_swapped_importance_needs_its_own_name(tmp_path, capsys, monkeypatch):
     err = fail_in_one_line(swap, capsys, tmp_path, monkeypatch)
     assert "is not dg_group's importance" in err and "pruner.name=dg_randomimportance" in err
     monkeypatch.chdir(tmp_path)
-    assert cli.preflight([*swap, "pruner.name=dg_mine"]).num_jobs == 1
+    assert plan_sweep([*swap, "pruner.name=dg_mine"]).num_jobs == 1
 
 
 def test_import_sweep_is_enough_for_compose():
@@ -157,7 +159,7 @@ def test_installed_wheel_runs_the_example_against_two_baselines(tmp_path, weight
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "3 finished, 0 failed or killed" in r.stdout
-    runs = {x.data.params["pruner"]: x for x in tracking.search_runs(store, "pruning-sweep")}
+    runs = {x.data.params["pruner"]: x for x in tracking.search_runs(store, EXPERIMENT)}
     mine = runs["my_method"]
     assert mine.data.tags["pruning_family"] == "my_lab" and "pruner.calibration_samples" in (
         mine.data.params
@@ -188,7 +190,7 @@ def test_example_runs_from_the_checkout(tmp_path, weights_cache, empty_store):
         env_extra={"PYTHONPATH": os.pathsep.join([str(EXAMPLE), str(ROOT / "tests")])},
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    (run,) = tracking.search_runs(store, "pruning-sweep")
+    (run,) = tracking.search_runs(store, EXPERIMENT)
     assert run.info.status == "FINISHED" and run.data.tags["pruning_kind"] == "structural"
 
 
@@ -224,7 +226,7 @@ def test_a_users_timm_model_and_dataset_through_imports(tmp_path, capsys, monkey
     # without `imports` the model is unknown: one line
     err = fail_in_one_line(["model=lab_tiny_net", searchpath], capsys, tmp_path, monkeypatch)
     assert "unknown model 'lab_tiny_net'" in err
-    plan = cli.preflight(
+    plan = plan_sweep(
         ["model=lab_tiny_net", "dataset=lab_digits", "imports=[lab_models]", searchpath]
     )
     assert plan.num_jobs == 1 and "imports=[lab_models]" in plan.argv
