@@ -14,6 +14,7 @@ import torch
 
 from helpers.cli import FAST
 from helpers.pruners import PrunesToUnexportable
+from helpers.runs import EXPERIMENT
 from sweep import tracking
 from sweep.errors import SweepConfigError
 from sweep.measure import deployed, peak
@@ -188,7 +189,7 @@ def test_compiled_runtime_agrees_with_eager():
 
 
 def test_job_times_every_runtime_and_a_mask_is_not_applicable_there(compose, store, weights_cache):
-    from sweep import pipeline, tracking
+    from sweep import job, tracking
 
     for pruner in ("dg_group", "l1_unstructured"):
         cfg = compose(
@@ -202,8 +203,8 @@ def test_job_times_every_runtime_and_a_mask_is_not_applicable_there(compose, sto
                 *FAST,
             ]
         )
-        pipeline.run_job(cfg)
-    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, "pruning-sweep")}
+        job.run_job(cfg)
+    runs = {r.data.params["pruner"]: r for r in tracking.search_runs(store, EXPERIMENT)}
     m, t = runs["dg_group"].data.metrics, runs["dg_group"].data.tags
     for name in tracking.RUNTIME_METRICS:
         assert f"onnxruntime/{name}" in m, name
@@ -259,6 +260,7 @@ def _row(pruner: str, eager: tuple, onnx: tuple):
 
 
 def test_report_names_only_ranking_flips_clear_of_the_intervals():
+    from sweep import cells as F
     from sweep import compare
     from sweep import rows as R
 
@@ -268,7 +270,7 @@ def test_report_names_only_ranking_flips_clear_of_the_intervals():
         _row("c", (1.25, 1.0, 1.55), (1.2, 1.0, 1.45)),  # overlaps everyone: no claim
     ]
     sweep = R.Sweep("s", rows, ["tiny"], ["macs=0.5"], [0], [0], rows)
-    assert R.sweep_runtimes(sweep) == ["eager", "onnxruntime"]
+    assert F.sweep_runtimes(sweep) == ["eager", "onnxruntime"]
     assert compare.ranking_changes(sweep) == [
         "- tiny, macs=0.5: a is faster than b in eager (1.50x vs 1.20x), slower in onnxruntime "
         "(1.10x vs 1.40x)"

@@ -10,6 +10,7 @@ by their non-zero MACs (as targets count them); they cannot run faster on dense 
 
 from __future__ import annotations
 
+from sweep import cells as F
 from sweep import rows as R
 from sweep import tracking as T
 
@@ -65,7 +66,7 @@ def _short(row: R.Row, runtimes: list[str]) -> str:
         speed = f"{row.metrics['speedup']:.2f}x"
     else:
         speed = ", ".join(_speed_in(row, rt) for rt in runtimes)
-    return f"{_name(row)}: {R.pct_of(row, 'accuracy_top1')}, {speed}"
+    return f"{_name(row)}: {F.pct_of(row, 'accuracy_top1')}, {speed}"
 
 
 def _speed_in(row: R.Row, runtime: str) -> str:
@@ -75,7 +76,7 @@ def _speed_in(row: R.Row, runtime: str) -> str:
 
 def _faster(a: R.Row, b: R.Row, runtime: str) -> bool:
     """a is faster than b in `runtime` beyond both their intervals."""
-    ia, ib = R.speedup_interval(a, runtime), R.speedup_interval(b, runtime)
+    ia, ib = F.speedup_interval(a, runtime), F.speedup_interval(b, runtime)
     return ia is not None and ib is not None and ia[1] > ib[2]
 
 
@@ -83,7 +84,7 @@ def ranking_changes(sweep: R.Sweep) -> list[str]:
     """Pairs of methods at one cost whose order by speedup flips between runtimes, each order clear
     of both intervals: a method chosen by its eager speedup may not be the faster where it is
     deployed. Orders within the noise are not counted as changes."""
-    runtimes = R.sweep_runtimes(sweep)
+    runtimes = F.sweep_runtimes(sweep)
     out = []
     for model in sweep.models:
         for level, rows in by_cost(sweep, model).items():
@@ -124,7 +125,7 @@ def summary(sweep: R.Sweep) -> list[str]:
         "| model | cost | best | runner-up | methods with a result |",
         "|---|---|---|---|---|",
     ]
-    runtimes = R.sweep_runtimes(sweep)
+    runtimes = F.sweep_runtimes(sweep)
     if len(runtimes) > 1:
         lines[2] += (
             f" Speedups are given in every runtime the sweep timed ({', '.join(runtimes)}); the "
@@ -169,19 +170,19 @@ def _kept(v: float | None) -> str:
 def _matched_row(level: str, r: R.Row, runtimes: list[str]) -> str:
     if r.status != "FINISHED" or "accuracy_top1" not in r.metrics:
         blank = " |" * len(runtimes)
-        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(R.flags(r))} |"
-    speeds = " | ".join("n/a (masks)" if r.masks else R.speed(r, rt) for rt in runtimes)
+        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(F.flags(r))} |"
+    speeds = " | ".join("n/a (masks)" if r.masks else F.speed(r, rt) for rt in runtimes)
     return (
-        f"| {level} | {_name(r)}{R.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
-        f"{_kept(r.params_kept)} | {speeds} | {R.oneshot_of(r)} | {R.pct_of(r, 'accuracy_top1')} | "
-        f"{'; '.join(R.flags(r))} |"
+        f"| {level} | {_name(r)}{F.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
+        f"{_kept(r.params_kept)} | {speeds} | {F.oneshot_of(r)} | {F.pct_of(r, 'accuracy_top1')} | "
+        f"{'; '.join(F.flags(r))} |"
     )
 
 
 def matched_cost(sweep: R.Sweep) -> list[str]:
     """Per model: every method side by side at each cost level, best top-1 first."""
     lines = []
-    runtimes = R.sweep_runtimes(sweep)
+    runtimes = F.sweep_runtimes(sweep)
     speed_cols = ["speedup"] if len(runtimes) == 1 else [f"speedup ({rt})" for rt in runtimes]
     for model in sweep.models:
         groups = by_cost(sweep, model)
@@ -239,14 +240,14 @@ def _matched(sweep: R.Sweep) -> tuple[bool, str]:
 
 def _budget(sweep: R.Sweep) -> tuple[bool, str]:
     """One budget for every method of a model (the learning rate may be each model's own)."""
-    budgets = R.budgets(sweep)
+    budgets = F.budgets(sweep)
     if not budgets:
         return False, "one-shot only: no recovery fine-tuning (finetune.epochs=0)"
-    differ = [m for m in sweep.models if len(R.budgets(sweep, m)) > 1]
+    differ = [m for m in sweep.models if len(F.budgets(sweep, m)) > 1]
     if differ:
-        said = R.budget_said(R.budgets(sweep, differ[0]))
+        said = F.budget_said(F.budgets(sweep, differ[0]))
         return False, f"methods of {differ[0]} had different budgets: {said}"
-    return True, R.budget_said(budgets)
+    return True, F.budget_said(budgets)
 
 
 def _repeats(sweep: R.Sweep) -> tuple[bool, str]:

@@ -10,7 +10,7 @@ import math
 import statistics
 from pathlib import Path
 
-from sweep import rows as R
+from sweep import cells as F
 from sweep import tracking as T
 
 # no matplotlib version in the file: the same store gives the same bytes
@@ -83,10 +83,10 @@ def _accuracy_figure(plt, models, done, xkey: str, xlabel: str, out: Path) -> No
 def _speedup_panel(ax, model: str, structural, runtime: str, title: str) -> None:
     """Speedup in one runtime (bars: its 95 % interval, or the std over seeds) against the fraction
     of the dense MACs kept, a line per structural method."""
-    mine = [r for r in structural if r.model == model and R.speedup_interval(r, runtime)]
+    mine = [r for r in structural if r.model == model and F.speedup_interval(r, runtime)]
     for pruner in sorted({r.method for r in mine}):
         rows = sorted((r for r in mine if r.method == pruner), key=lambda r: -r.macs_kept)
-        v, lo, hi = zip(*(R.speedup_interval(r, runtime) for r in rows))
+        v, lo, hi = zip(*(F.speedup_interval(r, runtime) for r in rows))
         err = [[a - b for a, b in zip(v, lo)], [b - a for a, b in zip(v, hi)]]
         ax.errorbar(
             [r.macs_kept for r in rows], v, yerr=err, marker="o", ms=4, capsize=3, label=pruner
@@ -173,7 +173,7 @@ def render(sweep, out: Path) -> dict[str, str]:
     if structural:
         _speedup_figure(plt, models, structural, out / "speedup_vs_macs.png")
         made["Speedup vs MACs kept (structural methods only)"] = "speedup_vs_macs.png"
-    runtimes = R.sweep_runtimes(sweep)
+    runtimes = F.sweep_runtimes(sweep)
     if structural and len(runtimes) > 1:
         _runtime_figure(plt, models, structural, runtimes, out / "speedup_by_runtime.png")
         made["Speedup vs MACs kept in each runtime (structural methods only)"] = (

@@ -1,4 +1,4 @@
-"""The runs of one sweep, read back from MLflow as rows, and how a row's figures are written.
+"""The runs of one sweep, read back from MLflow as rows (`sweep.cells` writes their figures).
 
 One row per run; the repeats (seeds) of a grid point combine into one row whose metrics are their means
 and `std` their standard deviations. The report, its comparison sections and its figures all read these.
@@ -6,14 +6,12 @@ and `std` their standard deviations. The report, its comparison sections and its
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from dataclasses import dataclass, field, replace
 
 from sweep import tracking as T
 from sweep.errors import SweepConfigError, first_line
-from sweep.schema import RUNTIMES
 
 SEED_MODEL_ORDER = ["c", "e", "v", "m"]
 # the cost level of a run pruned at a ratio, for comparing methods: the dense MACs it keeps, to 10 %
@@ -268,159 +266,3 @@ def point_name(point: tuple) -> str:
     model, pruner, level, epochs = point
     level = level.removeprefix("ratio=")
     return f"{model}/{pruner}/{level}" + (f"/ft{epochs}" if epochs else "")
-
-
-def speedup_interval(row: Row, runtime: str = T.EAGER) -> tuple[float, float, float] | None:
-    """(speedup, low, high) in a runtime: its 95 % bootstrap interval, or with repeats the mean ± one
-    standard deviation over seeds; None where the run has no speedup there."""
-    key = functools.partial(T.runtime_key, runtime)
-    v = row.metrics.get(key("speedup"))
-    if v is None:
-        return None
-    if row.n > 1:
-        sd = row.std.get(key("speedup"), 0.0)
-        return v, v - sd, v + sd
-    return v, row.metrics.get(key("speedup_ci_low"), v), row.metrics.get(key("speedup_ci_high"), v)
-
-
-def fmt_count(v) -> str:
-    return "?" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{int(round(v)):,}"
-
-
-def fmt_pct(v) -> str:
-    return "?" if v is None else f"{100 * v:.1f}%"
-
-
-def fmt_macs(v) -> str:
-    if v is None:
-        return "?"
-    return f"{v / 1e9:.2f} G" if v >= 1e8 else f"{v / 1e6:.2f} M"
-
-
-def _figure(row: Row, key: str, scale: float, digits: int, unit: str) -> str:
-    """A metric as written in the report; with repeats, `mean ± std` over them."""
-    v = row.metrics.get(key)
-    if v is None:
-        return "?"
-    spread = f" ± {scale * row.std[key]:.{digits}f}" if row.n > 1 and key in row.std else ""
-    return f"{scale * v:.{digits}f}{spread}{unit}"
-
-
-def pct_of(row: Row, key: str) -> str:
-    """A fraction as a percentage: `90.0%`, with repeats `90.0 ± 1.0%`."""
-    return _figure(row, key, 100.0, 1, "%")
-
-
-def ms_of(row: Row, key: str) -> str:
-    return _figure(row, key, 1.0, 2, "ms")
-
-
-def oneshot_of(row: Row) -> str:
-    if "accuracy_top1_oneshot" in row.metrics:
-        return pct_of(row, "accuracy_top1_oneshot")
-    return fmt_pct(row.oneshot)
-
-
-def seeds_note(row: Row) -> str:
-    return f" ({row.n} seeds)" if row.n > 1 else ""
-
-
-def flags(row: Row) -> list[str]:
-    out = []
-    if row.status != "FINISHED":
-        if row.flag(T.TAG_NOT_APPLICABLE):
-            out.append(f"n/a: {row.error}")
-        else:
-            out.append(f"{row.status.lower()}: {row.error}" if row.error else row.status.lower())
-    if row.failed_runs:
-        out.append(f"{row.failed_runs} of {row.n + row.failed_runs} runs did not finish")
-    if row.status != "FINISHED":
-        return out  # what it would have measured is not there
-    if row.flag(T.TAG_NOOP):
-        out.append("no-op")
-    if row.tags.get(T.TAG_TARGET_LANDING) == "nearest":
-        reached = row.metrics.get("target_value")
-        at = "?" if reached is None else f"{reached:.3g}"
-        why = row.tags.get(T.TAG_TARGET_STOPPED_BY, "")
-        out.append(f"target not within tolerance: nearest point {at} ({why})")
-    if row.tags.get(T.TAG_KEPT_DENSE):
-        out.append(f"kept whole: {row.tags[T.TAG_KEPT_DENSE]}")
-    if row.flag(T.TAG_AT_CHANCE):
-        out.append("accuracy at chance")
-    if row.flag(T.TAG_DIVERGED):
-        out.append("fine-tuning diverged")
-    if row.flag(T.TAG_PRUNED_AT_CHANCE):
-        out.append("at chance after fine-tuning")
-    if row.masks:
-        out.append("masks: no dense speedup possible")
-    elif row.metrics.get("sparse_kernel_layers"):
-        out.append(f"2:4 sparse kernels ({int(row.metrics['sparse_kernel_layers'])} layers)")
-    untrusted = row.tags.get(T.TAG_LATENCY_FLAG, "none")
-    if untrusted not in ("none", ""):
-        out.append(f"latency not trusted: {untrusted}")
-    for rt in row_runtimes(row)[1:]:
-        flag = row.tags.get(T.runtime_key(rt, T.TAG_RUNTIME_FLAG), "none")
-        if flag not in ("none", ""):
-            out.append(f"{rt} latency not trusted: {flag}")
-    return out
-
-
-def runtime_na(row: Row, runtime: str) -> str:
-    """Why a runtime did not time this run ("" when it did or was not asked)."""
-    if runtime == T.EAGER:
-        return ""
-    return first_line(row.tags.get(T.runtime_key(runtime, T.TAG_RUNTIME_NA), ""))
-
-
-def row_runtimes(row: Row) -> list[str]:
-    """The runtimes this run was timed in or asked for (eager first, then schema order)."""
-    found = [T.EAGER]
-    for rt in RUNTIMES[1:]:
-        if T.runtime_key(rt, "speedup") in row.metrics or runtime_na(row, rt):
-            found.append(rt)
-    return found
-
-
-def sweep_runtimes(sweep: Sweep) -> list[str]:
-    """Every runtime any run of the sweep was timed in or asked for, eager first."""
-    seen = {rt for r in sweep.runs for rt in row_runtimes(r)}
-    return [rt for rt in RUNTIMES if rt in seen]
-
-
-def speed(r: Row, runtime: str = T.EAGER) -> str:
-    m, key = r.metrics, functools.partial(T.runtime_key, runtime)
-    if r.flag(T.TAG_NOOP):
-        return "n/a (no-op)"
-    if r.masks:
-        return "n/a (masks)"
-    if key("speedup") not in m:
-        return "n/a" if runtime_na(r, runtime) else "—"
-    v = m[key("speedup")]
-    if r.n > 1:
-        return f"{v:.2f}x ± {r.std.get(key('speedup'), 0.0):.2f}"
-    lo, hi = m.get(key("speedup_ci_low"), v), m.get(key("speedup_ci_high"), v)
-    return f"{v:.2f}x [{lo:.2f}, {hi:.2f}]"
-
-
-def budgets(sweep: Sweep, model: str | None = None) -> list[tuple]:
-    """The distinct recovery fine-tuning budgets (epochs, lr, distillation weight) of finished runs
-    (of one model's, when given)."""
-    return sorted(
-        {
-            (
-                r.epochs,
-                r.params.get("finetune.lr_used", r.params.get("finetune.lr", "?")),
-                r.params.get("finetune.distill.weight", "0"),
-            )
-            for r in sweep.runs
-            if r.status == "FINISHED" and r.epochs and model in (None, r.model)
-        }
-    )
-
-
-def budget_said(budgets: list[tuple]) -> str:
-    return "; ".join(
-        f"{e} epoch{'s' if e != 1 else ''} at lr {lr}"
-        + (f", distillation weight {w}" if w not in ("0", "0.0") else "")
-        for e, lr, w in budgets
-    )

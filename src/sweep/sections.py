@@ -1,0 +1,316 @@
+"""The report's own sections: its header (what was run, on what, with which budgets), the original seed
+benchmark beside this one, and each method's section (its table, and its figures in each runtime).
+The comparison sections are `sweep.compare`'s."""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+
+from sweep import cells as F
+from sweep import rows as R
+from sweep import tracking as T
+from sweep.pruners import families
+
+# ---- formatting ---------------------------------------------------------------------------------------
+
+
+def _accuracy_note(row: R.Row) -> str:
+    """The final top-1 and how it came about: `85.3% (one-shot 10.3%, fine-tuned 3 ep)`."""
+    if row.epochs == 0:
+        return f"{F.pct_of(row, 'accuracy_top1')} (one-shot)"
+    return f"{F.pct_of(row, 'accuracy_top1')} (one-shot {F.oneshot_of(row)}, fine-tuned {row.epochs} ep)"
+
+
+def seed_line(row: R.Row, dense: bool = False) -> str:
+    """The seed document's line: `c: 196,245,706 params, 17.05ms, 8.6%`, with honest notes."""
+    name = row.label or row.model
+    if row.flag(T.TAG_NOT_APPLICABLE) and row.status != "FINISHED":
+        return f"{name}: n/a: {row.error}"
+    if row.status != "FINISHED":
+        return f"{name}: {row.status}: {row.error or 'no error recorded'}"
+    if row.flag(T.TAG_NOOP) and not dense:
+        return f"{name}: NO-OP: pruning changed nothing, not a result"
+    pre = T.DENSE_PREFIX if dense else ""
+    m = row.metrics
+    line = f"{name}: {F.fmt_count(m.get(pre + 'params_total'))} params"
+    if not dense and row.kind != "structural":
+        line += f" ({F.fmt_count(m.get('params_nonzero'))} non-zero)"
+    acc = F.fmt_pct(m.get("dense_accuracy_top1")) if dense else _accuracy_note(row)
+    line += f", {F.ms_of(row, pre + 'latency_ms')}, {acc}"
+    if row.flag(T.TAG_AT_CHANCE):
+        line += " (accuracy at chance)"
+    return line + ("" if dense else F.seeds_note(row))
+
+
+def dense_summary(rows: list[R.Row]) -> R.Row:
+    """One row standing for the dense model: the median of each dense_ metric over the jobs that measured it."""
+    metrics = {}
+    for key in {k for r in rows for k in r.metrics if k.startswith(T.DENSE_PREFIX)}:
+        metrics[key] = statistics.median(r.metrics[key] for r in rows if key in r.metrics)
+    first = rows[0]
+    tags = {k: v for k, v in first.tags.items() if k in (T.TAG_AT_CHANCE, T.TAG_WEIGHTS)}
+    return R.Row(
+        first.model,
+        first.model_name,
+        "dense",
+        0.0,
+        "FINISHED",
+        metrics,
+        tags,
+        {},
+        label=first.model,
+    )
+
+
+def _latency_cell(r: R.Row) -> str:
+    """Median ± std over iterations; with repeats, mean of the medians ± std over the runs."""
+    m = r.metrics
+    spread = r.std.get("latency_ms", 0.0) if r.n > 1 else m.get("latency_std_ms", 0.0)
+    return f"{m['latency_ms']:.2f} ± {spread:.2f} ms"
+
+
+def _tuned_cell(r: R.Row) -> str:
+    delta = f"({100 * r.metrics.get('accuracy_delta', 0.0):+.1f} pt)"
+    if not r.epochs:
+        return f"not fine-tuned {delta}"
+    return f"{F.pct_of(r, 'accuracy_top1')}, {r.epochs} ep {delta}"
+
+
+def table(rows: list[R.Row]) -> list[str]:
+    out = [
+        "| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
+        "speedup [95% CI] | top-1 one-shot | top-1 fine-tuned (vs dense) | flags |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r.metrics
+        name = (r.label or r.model) + F.seeds_note(r)
+        if r.status != "FINISHED" or not m.get("latency_ms"):
+            out.append(f"| {name} | | | | | | | {'; '.join(F.flags(r)) or 'incomplete'} |")
+            continue
+        out.append(
+            f"| {name} | {F.fmt_count(m.get('params_total'))} / {F.fmt_count(m.get('params_nonzero'))} | "
+            f"{F.fmt_macs(m.get('macs'))} / {F.fmt_macs(m.get('macs_nonzero'))} | {_latency_cell(r)} | "
+            f"{F.speed(r)} | {F.oneshot_of(r)} | {_tuned_cell(r)} | {'; '.join(F.flags(r))} |"
+        )
+    return out
+
+
+def _eff(m: dict, key) -> str:
+    d, p = m.get(key("dense_efficiency")), m.get(key("efficiency"))
+    return "?" if d is None or p is None else f"{100 * d:.1f}% → {100 * p:.1f}%"
+
+
+def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
+    """Dense and pruned in every runtime timed: latency, speedup beside the MAC ratio it could reach
+    at best, and efficiency (achieved MAC/s as a fraction of the runtime's measured GEMM peak), which
+    says why a speedup falls short of the MAC ratio."""
+    out = [
+        "| model | runtime | latency dense → pruned | speedup [95% CI] | MACs dense / pruned "
+        "| efficiency dense → pruned | export + build s (pruned) | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.status != "FINISHED":
+            continue
+        m, name = r.metrics, (r.label or r.model) + F.seeds_note(r)
+        macs_said = f"{m.get('dense_macs', 0.0) / m['macs']:.2f}x" if m.get("macs") else "?"
+        for rt in runtimes:
+            key = functools.partial(T.runtime_key, rt)
+            na = F.runtime_na(r, rt)
+            if key("latency_ms") not in m:
+                out.append(f"| {name} | {rt} | | {F.speed(r, rt)} | {macs_said} | | | {na} |")
+                continue
+            prep = m.get(key("export_seconds"), 0.0) + m.get(key("build_seconds"), 0.0)
+            flag = r.tags.get(key(T.TAG_RUNTIME_FLAG), "none")
+            out.append(
+                f"| {name} | {rt} | {m[key('dense_latency_ms')]:.3f} → {m[key('latency_ms')]:.3f} ms "
+                f"| {F.speed(r, rt)} | {macs_said} | {_eff(m, key)} | {prep:.2f} | "
+                f"{'' if flag in ('none', '') else 'not trusted: ' + flag} |"
+            )
+    return out
+
+
+def _missing(model: str, pruner: str, level: str, epochs: int = 0, label: str = "") -> R.Row:
+    ratio = R.to_float(level.partition("=")[2]) if level.startswith("ratio=") else math.nan
+    return R.Row(
+        model,
+        model,
+        pruner,
+        ratio,
+        "MISSING",
+        {},
+        {T.TAG_ERROR: "no run logged for this grid point"},
+        {},
+        epochs,
+        label or model,
+        target="" if level.startswith("ratio=") else level,
+    )
+
+
+def _levels_said(sweep: R.Sweep) -> str:
+    ratios = [lv.partition("=")[2] for lv in sweep.levels if lv.startswith("ratio=")]
+    goals = [lv for lv in sweep.levels if not lv.startswith("ratio=")]
+    said = [f"ratios {', '.join(ratios)}"] if ratios else []
+    said += [f"targets {', '.join(goals)}"] if goals else []
+    if len(sweep.seeds) > 1:
+        said.append(f"seeds {', '.join(map(str, sweep.seeds))}")
+    return ", ".join(said)
+
+
+def header(sweep: R.Sweep) -> list[str]:
+    devices = sorted({r.tags.get(T.TAG_DEVICE, "?") for r in sweep.runs})
+    commits = sorted({r.tags.get(T.TAG_GIT_COMMIT, "?")[:12] for r in sweep.runs})
+    n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
+    repeats = (
+        [
+            "Each grid point ran once per seed; its figures are the mean ± standard deviation over "
+            "the seeds that finished (latency: of each run's median).",
+            "",
+        ]
+        if len(sweep.seeds) > 1
+        else []
+    )
+    return [
+        "# Benchmarks Result",
+        "",
+        f"Sweep `{sweep.sweep_id}`: {len(sweep.runs)} runs ({n_ok} finished), models "
+        f"{', '.join(sweep.models)}, {_levels_said(sweep)}. "
+        f"Device: {'; '.join(devices)}. Commit: {', '.join(commits)}.",
+        "",
+        "Each line: `model: parameters, median latency per batch, top-1 accuracy`. Dense figures are "
+        "measured in the same job as the pruned ones. Masks (unstructured, structured-mask and 2:4 "
+        "methods) keep dense shapes: their latency cannot improve on dense kernels, so no speedup is "
+        "claimed for them. 2:4 sparsity is the one mask that hardware runs faster: on a CUDA GPU "
+        "(Ampere or newer, fp16/bf16) its runs are timed on sparse tensor-core kernels, and only those "
+        "show a speedup.",
+        "",
+        *repeats,
+        _finetune_note(sweep),
+        "",
+        *_runtimes_note(sweep),
+    ]
+
+
+def _runtimes_note(sweep: R.Sweep) -> list[str]:
+    runtimes = F.sweep_runtimes(sweep)
+    if len(runtimes) == 1:
+        return []
+    return [
+        f"Runtimes: every job timed its dense and pruned models in {', '.join(runtimes)}, each the "
+        "way eager is timed (same batch, same threads, interleaved rounds after warm-up, median and "
+        "its interval), after checking that each runtime's output agrees with eager's. Export and "
+        "build times are measured apart, never inside a latency. Efficiency is a model's achieved "
+        "MAC/s as a fraction of that runtime's measured peak on a large matrix product: a pruned "
+        "model whose speedup falls short of the MACs it saved runs less efficiently (odd channel "
+        "counts, layers too small to fill the cores, per-call overhead).",
+        "",
+    ]
+
+
+def _finetune_note(sweep: R.Sweep) -> str:
+    """What the accuracy figures are read after: one-shot alone misleads (published results are read
+    after recovery fine-tuning)."""
+    budgets = F.budgets(sweep)
+    if not budgets:
+        return (
+            "Top-1 is one-shot: the pruned models were not fine-tuned (finetune.epochs=0), so structural "
+            "methods at high ratios may look far worse than they are after recovery fine-tuning."
+        )
+    return (
+        f"Top-1 is given one-shot (right after pruning) and after recovery fine-tuning on the train split "
+        f"({F.budget_said(budgets)}), the same budget for every method."
+    )
+
+
+def original(sweep: R.Sweep) -> list[str]:
+    lines = [
+        "## Original (not pruned)",
+        "",
+        "Every job measures its own dense model; each line gives the median over the sweep's finished jobs "
+        "of that model.",
+        "",
+        "```bash",
+        "# N(params), Latency, Accuracy",
+    ]
+    dense_rows = []
+    for model in sweep.models:
+        done = [
+            r
+            for r in sweep.runs
+            if r.model == model and r.status == "FINISHED" and "dense_latency_ms" in r.metrics
+        ]
+        if done:
+            dense_rows.append(dense_summary(done))
+            lines.append(seed_line(dense_rows[-1], dense=True))
+        else:
+            lines.append(f"{model}: no finished run measured the dense model")
+    lines += ["```", ""]
+    chance = [r.model for r in dense_rows if r.flag(T.TAG_AT_CHANCE)]
+    if chance:
+        lines += [
+            f"> Accuracy of {', '.join(chance)} is at chance (weights: "
+            f"{', '.join(sorted({r.tags.get(T.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
+            "their accuracy figures are not results.",
+            "",
+        ]
+    return lines
+
+
+def _at(rows: dict, sweep: R.Sweep, point: tuple) -> R.Row:
+    if point in rows:
+        return rows[point]
+    model, pruner, level, epochs = point
+    return _missing(model, pruner, level, epochs, R.row_label(model, epochs, sweep.epochs))
+
+
+def method_sections(sweep: R.Sweep) -> list[str]:
+    """One section per family (in the families' own order), one sub-section per method and cost level."""
+    rows = {r.point: r for r in sweep.rows}
+    known = families()
+    by_family: dict[str, list[str]] = {}
+    for r in sweep.rows:
+        if r.method not in by_family.setdefault(r.family, []):
+            by_family[r.family].append(r.method)
+    lines = []
+    # a user's own family: the report process need not import its package; the run says its title
+    titles = {r.family: r.tags.get(T.TAG_FAMILY_TITLE) for r in sweep.rows}
+    for fam in sorted(by_family, key=lambda f: (known[f].rank if f in known else len(known), f)):
+        lines += [f"## {known[fam].title if fam in known else titles.get(fam) or fam}", ""]
+        for pruner in sorted(by_family[fam]):
+            for level in sweep.levels:
+                lines += _method_section(sweep, rows, pruner, level)
+    return lines
+
+
+def _target_said(level: str) -> str:
+    kind, _, value = level.partition("=")
+    if kind == "speedup":
+        return f"Pruned until it ran {value}x as fast as the dense model on the job's device"
+    return f"Pruned until {100 * R.to_float(value):g} % of the dense model's {'MACs' if kind == 'macs' else kind} remained"
+
+
+def _method_section(sweep: R.Sweep, rows: dict, pruner: str, level: str) -> list[str]:
+    sample = next(r for r in sweep.rows if r.method == pruner)
+    means = sample.params.get("pruner.ratio_means", "")
+    section = [_at(rows, sweep, (m, pruner, level, e)) for m in sweep.models for e in sweep.epochs]
+    lines = [f"### {pruner} ({sample.kind or 'unknown kind'}, {level})", ""]
+    if not level.startswith("ratio="):
+        lines += [
+            f"{_target_said(level)}; the ratio was searched per job (metric `ratio_used`).",
+            "",
+        ]
+    if means:
+        lines += [f"ratio = {means}.", ""]
+    runtimes = F.sweep_runtimes(sweep)
+    deployed = ["", *runtime_table(section, runtimes), ""] if len(runtimes) > 1 else [""]
+    return (
+        lines
+        + ["```bash"]
+        + [seed_line(r) for r in section]
+        + ["```", ""]
+        + table(section)
+        + deployed
+    )
