@@ -152,7 +152,7 @@ def one_model(args: tuple) -> list[Outcome]:
             with limits.Watchdog(
                 memory_mb=limits.auto_memory_mb(0, dense.params_total) + 4096
             ) as wd:
-                # with an example: the preflight of sweep.pruners.timm_blocks, as a job runs it
+                # with an example: the check of sweep.pruners.timm_checks, as a job runs it
                 wd.stage("preflight", timeout_s, "--timeout")
                 pruner.check(model, name, x)
                 wd.stage("prune", timeout_s, "--timeout")

@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from sweep.measure.counting import count
-from sweep.pruners import timm_blocks
+from sweep.pruners import timm_blocks, timm_checks
 from sweep.pruners.base import Calibration, NotApplicable
 
 
@@ -222,7 +222,7 @@ def test_layers_the_library_cannot_prune_are_kept_whole_and_the_rest_is_pruned(c
     with torch.no_grad():
         assert pruned(x).shape == (1, 10)
     assert count(pruned, x).macs < 0.9 * dense.macs
-    kept = timm_blocks.layers_matching(pruned, pruner.kept_dense)
+    kept = timm_checks.layers_matching(pruned, pruner.kept_dense)
     assert kept
     for name, p in pruned.named_parameters():  # kept layers keep their output channels
         owner = pruned.get_submodule(name.rpartition(".")[0])
@@ -232,12 +232,12 @@ def test_layers_the_library_cannot_prune_are_kept_whole_and_the_rest_is_pruned(c
 
 
 def test_layer_patterns_match_every_repeat_of_a_block():
-    assert timm_blocks.layer_pattern("stages.2.blocks.11.attn.qkv") == "stages.*.blocks.*.attn.qkv"
+    assert timm_checks.layer_pattern("stages.2.blocks.11.attn.qkv") == "stages.*.blocks.*.attn.qkv"
     model = _beit()
-    found = timm_blocks.layers_matching(model, ("blocks.*.mlp.fc2",))
+    found = timm_checks.layers_matching(model, ("blocks.*.mlp.fc2",))
     assert found == [model.blocks[0].mlp.fc2]
-    assert timm_blocks.layers_matching(model, ("blocks.*.mlp",)) == [model.blocks[0].mlp]
-    assert timm_blocks.layers_matching(model, ()) == []
+    assert timm_checks.layers_matching(model, ("blocks.*.mlp",)) == [model.blocks[0].mlp]
+    assert timm_checks.layers_matching(model, ()) == []
 
 
 def test_glu_mlps_are_split_into_two_layers_with_the_same_output(compose):
@@ -353,7 +353,7 @@ def test_a_job_limit_inside_the_check_is_not_taken_for_a_refusal():
         raise LimitExceeded("stage preflight ran past 1s", "preflight", "timeout")
 
     with pytest.raises(LimitExceeded):
-        timm_blocks.preflight(over, model, x, "beit")
+        timm_checks.check_prunable(over, model, x, "beit")
 
     @contextlib.contextmanager
     def session(m, kept):
@@ -361,4 +361,4 @@ def test_a_job_limit_inside_the_check_is_not_taken_for_a_refusal():
         yield
 
     with pytest.raises(LimitExceeded):
-        timm_blocks.find_unprunable(session, model, x)
+        timm_checks.find_unprunable(session, model, x)

@@ -72,7 +72,7 @@ class Pruner(abc.ABC):
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
     ) -> None:
         """Raise NotApplicable, with one line saying why, if this method cannot prune `model` (with an
-        example input, a method may try itself on a copy of the model: see timm_blocks.preflight)."""
+        example input, a method may try itself on a copy of the model: see timm_checks.check_prunable)."""
         return None  # most methods apply to every model
 
     @abc.abstractmethod

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from sweep.models import classifiers_of
-from sweep.pruners import timm_blocks
+from sweep.pruners import timm_blocks, timm_checks
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
 DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
@@ -46,7 +46,7 @@ class DepGraphPruner(Pruner):
         self.isomorphic = isomorphic
         self.round_to = round_to
         self.calibration_batches = calibration_batches
-        self.preflight = preflight  # check() prunes a copy first (see timm_blocks.preflight)
+        self.preflight = preflight  # check() prunes a copy first (see timm_checks.check_prunable)
         if isomorphic:
             self.ratio_means = (
                 "fraction of channels removed over each set of isomorphic groups (one ranking per "
@@ -62,7 +62,7 @@ class DepGraphPruner(Pruner):
         self, model: nn.Module, model_name: str, example_inputs: torch.Tensor | None = None
     ) -> None:
         self.kept_dense = ()
-        why = timm_blocks.refusal(model)
+        why = timm_checks.refusal(model)
         if why is not None:
             raise NotApplicable(f"{model_name} cannot be pruned structurally: {why}")
         check = getattr(self.importance, "check", None)
@@ -79,17 +79,17 @@ class DepGraphPruner(Pruner):
                 return self.prune(m, 0.5, x, cal)
 
             try:
-                timm_blocks.preflight(trial, model, x, model_name)
+                timm_checks.check_prunable(trial, model, x, model_name)
             except NotApplicable:
                 # where some layers break the library, prune the rest and keep those dense: found by
                 # pruning a copy group by group; refused as before when that does not work either
-                kept = timm_blocks.find_unprunable(
+                kept = timm_checks.find_unprunable(
                     lambda m, keep: self._pruner(m, 0.5, x, cal, keep), model, x
                 )
                 if not kept:
                     raise
                 self.kept_dense = kept
-                timm_blocks.preflight(trial, model, x, model_name)
+                timm_checks.check_prunable(trial, model, x, model_name)
 
     @contextlib.contextmanager
     def _pruner(
@@ -102,13 +102,13 @@ class DepGraphPruner(Pruner):
         global_pruning: bool | None = None,
     ) -> Iterator:
         """Torch-Pruning's pruner for `model`, calibrated, ready to step; layers whose paths match
-        `kept_dense` (timm_blocks.layer_pattern) left whole. After the step, timm's fields follow."""
+        `kept_dense` (timm_checks.layer_pattern) left whole. After the step, timm's fields follow."""
         import torch_pruning as tp
 
         timm_blocks.rewrite(model)
         attns = timm_blocks.attention_blocks(model)
         setup = timm_blocks.configure(model)
-        kept = timm_blocks.layers_matching(model, kept_dense)
+        kept = timm_checks.layers_matching(model, kept_dense)
         with setup.around(), warnings.catch_warnings():
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
             # pruned along their last non-singleton dim, which is their channel dim in timm's models.
@@ -132,7 +132,7 @@ class DepGraphPruner(Pruner):
                 channel_groups={},
             )
             self._calibrate(model, calibration)
-            yield timm_blocks.Session(
+            yield timm_checks.Session(
                 pruner,
                 lambda: timm_blocks.after_pruning(
                     model, {a: pruner.num_heads.get(a.qkv, a.num_heads) for a in attns}

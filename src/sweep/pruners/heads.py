@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from sweep.pruners import timm_blocks
+from sweep.pruners import timm_blocks, timm_checks
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
 HEADS = Family("attention_heads", "Attention-head pruning (whole heads of timm's Attention)", 3)
@@ -87,7 +87,7 @@ class AttentionHeadPruner(Pruner):
         if (
             example_inputs is not None
         ):  # blocks that look like timm's Attention but compute otherwise
-            timm_blocks.preflight(
+            timm_checks.check_prunable(
                 lambda m: self.prune(m, 0.5, example_inputs), model, example_inputs, model_name
             )
 
