@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 MAX_FUNCTION_LINES = 50
+MAX_FILE_LINES = 400
 
 
 def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
@@ -19,4 +20,14 @@ def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
                 n = node.end_lineno - first + 1
                 if n > limit:
                     found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({n} lines)")
+    return found
+
+
+def long_files(root: Path, limit: int = MAX_FILE_LINES) -> list[str]:
+    """`path (N lines)` for every Python file in `root` longer than `limit` lines."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        n = len(path.read_text().splitlines())
+        if n > limit:
+            found.append(f"{path.relative_to(root)} ({n} lines)")
     return found
