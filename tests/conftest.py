@@ -12,6 +12,7 @@ import pytest
 import torch
 from filelock import FileLock
 
+from helpers.runs import EXPERIMENT
 from helpers.servers import serving
 from sweep import tracking
 
@@ -90,7 +91,7 @@ def real_sweep(tmp_path_factory, weights_cache, empty_store) -> RealSweep:
             folder.mkdir()
             store = empty_store(folder / "mlflow.db")
             MlflowClient(store).create_experiment(
-                "pruning-sweep", artifact_location=(folder / "art").as_uri()
+                EXPERIMENT, artifact_location=(folder / "art").as_uri()
             )
             done = run_cli(
                 [
@@ -134,7 +135,7 @@ def compose():
 def mlflow_server(tmp_path, empty_store):
     """A real tracking server over a fresh, initialised SQLite store."""
     store = empty_store(tmp_path / "server.db")
-    tracking.init_store(store, "pruning-sweep")
+    tracking.init_store(store, EXPERIMENT)
     with serving(store, tmp_path) as url:
         yield url
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers.cli import FAST, run_cli
+from helpers.runs import EXPERIMENT
 from sweep import limits, tracking
 from sweep.provenance import rss_mb
 
@@ -86,9 +87,7 @@ def test_a_hanging_stage_fails_and_the_sweep_goes_on(tmp_path, weights_cache, em
         cwd=tmp_path,
     )
     assert time.monotonic() - t0 < 300  # not the sleeper's 600 s
-    runs = {
-        x.data.params["pruner._target_"]: x for x in tracking.search_runs(store, "pruning-sweep")
-    }
+    runs = {x.data.params["pruner._target_"]: x for x in tracking.search_runs(store, EXPERIMENT)}
     assert r.returncode == 1, r.stderr[-3000:]
     assert "job.stage_timeout_s.prune=3s" in r.stdout
     hung = runs["helpers.pruners.Sleeps"]

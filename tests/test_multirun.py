@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.cli import FAST, HALF_FAILING_GRID, REAL_SWEEP_ID, run_cli
+from helpers.runs import EXPERIMENT
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -14,7 +15,7 @@ def test_grid_gives_one_finished_run_per_point(real_sweep):
     """The shared real sweep (helpers.cli.REAL_SWEEP): 2 models x 2 methods, the report on at its end."""
     store, r = real_sweep.store, real_sweep
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = tracking.search_runs(store, "pruning-sweep")
+    runs = tracking.search_runs(store, EXPERIMENT)
     assert len(runs) == 4
     assert {x.info.status for x in runs} == {"FINISHED"}
     assert {x.data.tags["sweep_id"] for x in runs} == {REAL_SWEEP_ID}
@@ -64,7 +65,7 @@ def test_failing_job_does_not_stop_the_sweep_and_fails_its_run(
         [*HALF_FAILING_GRID, f"tracking.uri={store}", "sweep_id=bad", *FAST],
         cwd=tmp_path,
     )
-    runs = tracking.search_runs(store, "pruning-sweep")
+    runs = tracking.search_runs(store, EXPERIMENT)
     statuses = sorted(x.info.status for x in runs)
     assert r.returncode == 1, r.stderr[-3000:]
     assert "failed" in r.stdout and "cannot prune" in r.stdout
@@ -73,7 +74,7 @@ def test_failing_job_does_not_stop_the_sweep_and_fails_its_run(
 
     # the sweep's own run is FAILED too, with its counts; the summary line names the sweep
     assert "2 finished, 2 failed" in r.stdout and "sweep_id=bad" in r.stdout
-    parent = MlflowClient(store).get_run(tracking.parent_run_of(store, "pruning-sweep", "bad"))
+    parent = MlflowClient(store).get_run(tracking.parent_run_of(store, EXPERIMENT, "bad"))
     assert parent.info.status == "FAILED" and parent.data.metrics["jobs_failed"] == 2
 
 
@@ -94,7 +95,7 @@ def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache, empty_store):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "6 finished, 0 failed or killed, 2 not applicable" in r.stdout
-    runs = tracking.search_runs(store, "pruning-sweep")
+    runs = tracking.search_runs(store, EXPERIMENT)
     na = [x for x in runs if x.info.status == "FAILED"]
     assert {x.info.run_name for x in na} == {"tiny_vit/dg_bn_scale/macs=0.5"}
     assert all(x.data.tags["not_applicable"] == "true" for x in na)
@@ -104,7 +105,7 @@ def test_matched_cost_sweep_with_repeats(tmp_path, weights_cache, empty_store):
 
     from sweep import report
 
-    doc = report.write_report(store, "pruning-sweep", None, tmp_path / "reports").read_text()
+    doc = report.write_report(store, EXPERIMENT, None, tmp_path / "reports").read_text()
     assert "targets macs=0.5, seeds 0, 1" in doc
     assert "| tiny_cnn (2 seeds) |" in doc and " ± " in doc.split("## Matched cost: tiny_cnn")[1]
     assert "tiny_vit: n/a: NotApplicable: BN-scale needs BatchNorm layers; test_vit has none" in doc
@@ -141,7 +142,7 @@ def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache, empty_sto
         cwd=tmp_path,
     )
     assert odd.returncode == 0, odd.stderr[-3000:]
-    runs = {x.info.run_name: x for x in tracking.search_runs(store, "pruning-sweep")}
+    runs = {x.info.run_name: x for x in tracking.search_runs(store, EXPERIMENT)}
     assert len(runs) == 7 and {x.info.status for x in runs.values()} == {"FINISHED"}
     for name, x in runs.items():
         m, t = x.data.metrics, x.data.tags
@@ -159,7 +160,7 @@ def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache, empty_sto
     from sweep import report
 
     out = tmp_path / "reports"
-    doc = report.write_report(store, "pruning-sweep", "deployed", out).read_text()
+    doc = report.write_report(store, EXPERIMENT, "deployed", out).read_text()
     assert (
         "Runtimes: every job timed its dense and pruned models in eager, onnxruntime, openvino"
         in doc

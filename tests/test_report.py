@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.runs import log_fake_run
+from helpers.runs import EXPERIMENT, log_fake_run
 from sweep import report, tracking
 
 DATA = Path(__file__).parent / "data"
@@ -61,9 +61,7 @@ def _matches(doc: str, expected: Path) -> None:
 
 
 def test_report_matches_expected_document(filled, tmp_path):
-    _matches(
-        report.write_report(filled, "pruning-sweep", "s1", tmp_path / "out").read_text(), EXPECTED
-    )
+    _matches(report.write_report(filled, EXPERIMENT, "s1", tmp_path / "out").read_text(), EXPECTED)
 
 
 # tiny_cnn at two MACs targets, three seeds each: (pruner, target) -> top-1 after fine-tuning per seed
@@ -113,12 +111,12 @@ def matched(store):
 
 
 def test_matched_cost_report_matches_expected_document(matched, tmp_path):
-    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    doc = report.write_report(matched, EXPERIMENT, "m1", tmp_path).read_text()
     _matches(doc, EXPECTED_MATCHED)
 
 
 def test_repeats_are_mean_and_std_over_seeds(matched, tmp_path):
-    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    doc = report.write_report(matched, EXPERIMENT, "m1", tmp_path).read_text()
     assert "18 runs (18 finished)" not in doc and "21 runs (18 finished)" in doc
     assert "seeds 0, 1, 2" in doc
     # dg_taylor at macs=0.7: top-1 0.96, 0.97, 0.95 -> 96.0 ± 1.0 %; speedup 10 / (7.0, 7.1, 7.2)
@@ -130,7 +128,7 @@ def test_repeats_are_mean_and_std_over_seeds(matched, tmp_path):
 
 
 def test_summary_names_the_best_method_at_each_cost(matched, tmp_path):
-    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    doc = report.write_report(matched, EXPERIMENT, "m1", tmp_path).read_text()
     summary = doc.split("## Summary")[1].split("\n## ")[0]
     at = {
         line.split(" | ")[1]: line for line in summary.splitlines() if line.startswith("| tiny_cnn")
@@ -143,7 +141,7 @@ def test_summary_names_the_best_method_at_each_cost(matched, tmp_path):
 
 
 def test_matched_cost_tables_put_methods_side_by_side(matched, tmp_path):
-    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    doc = report.write_report(matched, EXPERIMENT, "m1", tmp_path).read_text()
     section = doc.split("## Matched cost: tiny_cnn")[1].split("\n## ")[0]
     rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| macs=")]
     assert rows == [
@@ -159,7 +157,7 @@ def test_matched_cost_tables_put_methods_side_by_side(matched, tmp_path):
 
 
 def test_checklist_says_what_the_numbers_support(matched, filled, tmp_path):
-    good = report.write_report(matched, "pruning-sweep", "m1", tmp_path / "a").read_text()
+    good = report.write_report(matched, EXPERIMENT, "m1", tmp_path / "a").read_text()
     checks = good.split("## Reporting checklist")[1]
     assert "| methods compared at matched cost | yes |" in checks
     assert "| the same fine-tuning budget for every method | yes | 2 epochs at lr 0.001 |" in checks
@@ -172,7 +170,7 @@ def test_checklist_says_what_the_numbers_support(matched, filled, tmp_path):
         "| at least 5 points per trade-off curve | no | fewest points on a model/method curve: 2 |"
         in checks
     )
-    weak = report.write_report(filled, "pruning-sweep", "s1", tmp_path / "b").read_text()
+    weak = report.write_report(filled, EXPERIMENT, "s1", tmp_path / "b").read_text()
     checks = weak.split("## Reporting checklist")[1]
     assert "| methods compared at matched cost | no | pruned at fixed ratios" in checks
     assert "| random and magnitude baselines | no | no random baseline" in checks
@@ -184,7 +182,7 @@ def test_ratio_sweeps_are_compared_by_macs_kept(store, tmp_path):
     log_fake_run(store, "r", "tiny_cnn", "dg_group", 0.5, macs=0.5e6, acc=(0.99, 0.80))
     log_fake_run(store, "r", "tiny_cnn", "dg_random", 0.3, macs=1.0e6, acc=(0.99, 0.85))
     log_fake_run(store, "r", "tiny_cnn", "dg_taylor", 0.5, macs=0.98e6, acc=(0.99, 0.90))
-    doc = report.write_report(store, "pruning-sweep", "r", tmp_path).read_text()
+    doc = report.write_report(store, EXPERIMENT, "r", tmp_path).read_text()
     summary = doc.split("## Summary")[1].split("\n## ")[0]
     assert (
         "| tiny_cnn | MACs ≈ 50 % | dg_taylor (ratio 0.5): 90.0%, 2.00x | dg_random (ratio 0.3): 85.0%"
@@ -194,14 +192,14 @@ def test_ratio_sweeps_are_compared_by_macs_kept(store, tmp_path):
 
 
 def test_not_applicable_is_not_a_failure(matched, tmp_path):
-    doc = report.write_report(matched, "pruning-sweep", "m1", tmp_path).read_text()
+    doc = report.write_report(matched, EXPERIMENT, "m1", tmp_path).read_text()
     assert "tiny_cnn: n/a: NotApplicable: target macs=0.5 is out of reach" in doc
     assert "FAILED" not in doc
 
 
 def test_report_is_deterministic_and_honest(filled, tmp_path):
-    a = report.write_report(filled, "pruning-sweep", None, tmp_path / "a").read_text()
-    b = report.write_report(filled, "pruning-sweep", "s1", tmp_path / "b").read_text()
+    a = report.write_report(filled, EXPERIMENT, None, tmp_path / "a").read_text()
+    b = report.write_report(filled, EXPERIMENT, "s1", tmp_path / "b").read_text()
     assert a == b  # the newest sweep is s1
     assert "## Original (not pruned)" in a
     assert "c: 196,245,706 params, 17.00ms, 10.0% (accuracy at chance)" in a
@@ -216,7 +214,7 @@ def test_report_is_deterministic_and_honest(filled, tmp_path):
 def test_missing_grid_points_are_shown(store, tmp_path):
     log_fake_run(store, "s2", "c", "l1_unstructured", 0.3)
     log_fake_run(store, "s2", "m", "dg_group", 0.3)
-    doc = report.write_report(store, "pruning-sweep", "s2", tmp_path).read_text()
+    doc = report.write_report(store, EXPERIMENT, "s2", tmp_path).read_text()
     assert "m: MISSING: no run logged for this grid point" in doc
     assert "c: MISSING: no run logged for this grid point" in doc
 
@@ -226,7 +224,7 @@ def test_baseline_lists_regressions(store, tmp_path):
     log_fake_run(store, "old", "e", "dg_group", 0.5, latency=(10.0, 5.0), acc=(0.9, 0.85))
     log_fake_run(store, "new", "c", "dg_group", 0.5, latency=(10.0, 6.0), acc=(0.9, 0.80))
     log_fake_run(store, "new", "e", "dg_group", 0.5, latency=(10.0, 5.1), acc=(0.9, 0.85))
-    doc = report.write_report(store, "pruning-sweep", "new", tmp_path, baseline="old").read_text()
+    doc = report.write_report(store, EXPERIMENT, "new", tmp_path, baseline="old").read_text()
     section = doc.split("### Regressions")[1]
     assert "c/dg_group/0.5: latency +20.0 %; top-1 -5.0 pt" in section
     assert "e/dg_group" not in section  # +2 % latency is under the 5 % threshold
@@ -242,7 +240,7 @@ def test_unknown_sweep_is_one_line(filled, tmp_path, capsys):
 
 def test_one_shot_sweep_says_so(store, tmp_path):
     log_fake_run(store, "os", "tiny_cnn", "dg_group", 0.5, acc=(0.99, 0.1))
-    doc = report.write_report(store, "pruning-sweep", "os", tmp_path).read_text()
+    doc = report.write_report(store, EXPERIMENT, "os", tmp_path).read_text()
     assert "Top-1 is one-shot: the pruned models were not fine-tuned" in doc
     assert "tiny_cnn: 500 params, 5.00ms, 10.0% (one-shot)" in doc
     assert "recovery.png" not in doc
@@ -253,7 +251,7 @@ def test_recovery_axis_gives_rows_and_a_figure(store, tmp_path):
         log_fake_run(
             store, "rec", "tiny_cnn", "dg_group", 0.5, acc=(0.99, acc), epochs=epochs, oneshot=0.10
         )
-    doc = report.write_report(store, "pruning-sweep", "rec", tmp_path).read_text()
+    doc = report.write_report(store, EXPERIMENT, "rec", tmp_path).read_text()
     assert "tiny_cnn ft0: 500 params, 5.00ms, 10.0% (one-shot)" in doc
     assert "tiny_cnn ft3: 500 params, 5.00ms, 95.0% (one-shot 10.0%, fine-tuned 3 ep)" in doc
     assert "| tiny_cnn ft1 | 500 / 500 |" in doc and "| 10.0% | 80.0%, 1 ep (-19.0 pt) |" in doc
@@ -271,12 +269,12 @@ def test_checklist_compares_budgets_within_a_model(store, tmp_path):
             log_fake_run(
                 store, "b", model, pruner, 0.5, epochs=1, extra_params={"finetune.lr_used": lr}
             )
-    doc = report.write_report(store, "pruning-sweep", "b", tmp_path / "a").read_text()
+    doc = report.write_report(store, EXPERIMENT, "b", tmp_path / "a").read_text()
     assert "| the same fine-tuning budget for every method | yes |" in doc
     log_fake_run(
         store, "b", "tiny_vit", "dg_taylor", 0.5, epochs=1, extra_params={"finetune.lr_used": 0.1}
     )
-    doc = report.write_report(store, "pruning-sweep", "b", tmp_path / "b").read_text()
+    doc = report.write_report(store, EXPERIMENT, "b", tmp_path / "b").read_text()
     assert (
         "| no | methods of tiny_vit had different budgets: 1 epoch at lr 0.001; 1 epoch at lr 0.1 |"
         in doc

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from helpers.cli import FAST, TESTS, run_cli
+from helpers.runs import EXPERIMENT
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ def _parent(store, sweep_id):
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(store)
-    exp = c.get_experiment_by_name("pruning-sweep")
+    exp = c.get_experiment_by_name(EXPERIMENT)
     (p,) = c.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.sweep_id = '{sweep_id}' and tags.run_role = 'sweep'",
@@ -46,7 +47,7 @@ def test_joblib_two_workers_fresh_store(tmp_path, weights_cache):
         cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = tracking.search_runs(store, "pruning-sweep", "par")
+    runs = tracking.search_runs(store, EXPERIMENT, "par")
     assert len(runs) == 8 and {x.info.status for x in runs} == {"FINISHED"}
     assert len({x.data.tags["job_key"] for x in runs}) == 8
     parent = _parent(store, "par")
@@ -65,7 +66,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache, e
         "measure.time_budget_s=1.5",
     ]
     tracking.init_store(
-        store, "pruning-sweep"
+        store, EXPERIMENT
     )  # the test polls the store: create it before two processes race
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
@@ -82,7 +83,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache, e
     while time.monotonic() < deadline and proc.poll() is None:
         done = [
             x
-            for x in tracking.search_runs(store, "pruning-sweep", "nightly")
+            for x in tracking.search_runs(store, EXPERIMENT, "nightly")
             if x.info.status == "FINISHED"
         ]
         if len(done) >= 2:
@@ -91,7 +92,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache, e
     proc.send_signal(signal.SIGTERM)  # what SLURM sends at a time limit or on preemption
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
-    first = tracking.search_runs(store, "pruning-sweep", "nightly")
+    first = tracking.search_runs(store, EXPERIMENT, "nightly")
     finished_before = {
         x.data.tags["job_key"]: x.info.run_id for x in first if x.info.status == "FINISHED"
     }
@@ -101,7 +102,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache, e
 
     r = run_cli(args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = tracking.search_runs(store, "pruning-sweep", "nightly")
+    runs = tracking.search_runs(store, EXPERIMENT, "nightly")
     finished = collections.Counter(
         x.data.tags["job_key"] for x in runs if x.info.status == "FINISHED"
     )
@@ -130,7 +131,7 @@ def test_interrupted_sweep_resumes_without_duplicates(tmp_path, weights_cache, e
     assert forced.returncode == 0, forced.stderr[-3000:]
     again = [
         x
-        for x in tracking.search_runs(store, "pruning-sweep", "nightly")
+        for x in tracking.search_runs(store, EXPERIMENT, "nightly")
         if x.info.status == "FINISHED" and x.info.run_name == "tiny_cnn/dg_group/0.3"
     ]
     assert len(again) == 2

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from helpers.cli import FAST, ROOT, run_cli
+from helpers.runs import EXPERIMENT
 from helpers.servers import free_port
 from sweep import tracking
 
@@ -66,7 +67,7 @@ def test_sweep_through_slurm_with_a_hard_killed_job(slurm, mlflow_server, tmp_pa
         timeout=900,
     )
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-3000:]
-    runs = tracking.search_runs(mlflow_server, "pruning-sweep", "slurm")
+    runs = tracking.search_runs(mlflow_server, EXPERIMENT, "slurm")
     status = sorted(x.info.status for x in runs)
     assert status == ["FAILED", "FAILED", "FINISHED", "FINISHED"], status
     for x in runs:

@@ -13,11 +13,12 @@ import time
 import pytest
 
 from helpers.cli import FAST, ROOT, job_env, run_cli
+from helpers.runs import EXPERIMENT
 from helpers.servers import can_start_postgres, free_port, postgres, start_server, stop
 from sweep import tracking
 
 pytestmark = pytest.mark.slow
-EXPERIMENT = "pruning-sweep"
+EXPERIMENT = EXPERIMENT
 GRID = ["-m", "model=tiny_cnn", "pruner=l1_unstructured,dg_random", "ratio=0.3,0.5"]
 NO_CREDENTIALS = {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
 

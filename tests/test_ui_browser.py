@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers.cli import REAL_SWEEP_ID, ROOT
+from helpers.runs import EXPERIMENT
 from helpers.servers import serving
 from sweep import tracking
 
@@ -68,7 +69,7 @@ def ui(real_sweep, tmp_path_factory):
     the tool created) and a real tracking server over its store."""
     assert real_sweep.returncode == 0, real_sweep.stderr[-3000:]
     store = real_sweep.store
-    parent = tracking.parent_run_of(store, "pruning-sweep", REAL_SWEEP_ID)
+    parent = tracking.parent_run_of(store, EXPERIMENT, REAL_SWEEP_ID)
     with serving(store, tmp_path_factory.mktemp("ui")) as url:
         yield url, parent, store
 
@@ -77,7 +78,7 @@ def test_older_experiment_becomes_a_model_training_experiment(ui):
     from mlflow.tracking import MlflowClient
 
     store = ui[2]
-    exp = MlflowClient(store).get_experiment_by_name("pruning-sweep")
+    exp = MlflowClient(store).get_experiment_by_name(EXPERIMENT)
     assert exp.tags[tracking.EXPERIMENT_KIND_TAG] == "custom_model_development"
 
 
@@ -95,11 +96,11 @@ def test_report_is_an_artifact_of_the_sweep_run(ui):
 def test_ui_opens_on_the_sweeps_jobs_and_figures(ui, tmp_path):
     assert CHROMIUM, "chromium is missing: `make test` installs Debian's chromium package"
     url, parent, store = ui
-    runs = tracking.search_runs(store, "pruning-sweep", REAL_SWEEP_ID)
+    runs = tracking.search_runs(store, EXPERIMENT, REAL_SWEEP_ID)
     exp = runs[0].info.experiment_id
 
     # the link the tool prints at the end of a sweep and on `make ui`
-    exp_id, view = tracking.share_sweep_view(store, "pruning-sweep", REAL_SWEEP_ID)
+    exp_id, view = tracking.share_sweep_view(store, EXPERIMENT, REAL_SWEEP_ID)
     link = tracking.sweep_link(url, exp_id, view)
     text = _text(_chromium(link, tmp_path / "p1", "--dump-dom", size="2600,1400").stdout)
     assert text.startswith(" Runs - "), text[:600]

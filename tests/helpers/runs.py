@@ -5,6 +5,9 @@ from __future__ import annotations
 from sweep import tracking
 from sweep.errors import NotApplicable
 
+# the experiment every test store's jobs are in (the tool's default)
+EXPERIMENT = tracking.DEFAULT_EXPERIMENT
+
 BASE_TAGS = {
     tracking.TAG_DEVICE: "cpu: test",
     tracking.TAG_GIT_COMMIT: "0123456789abcdef",
@@ -103,7 +106,7 @@ def log_fake_run(
     tags=None,
     not_applicable=None,
 ):
-    """One job run as the pipeline would log it. `fail`: the job raises RuntimeError(fail) after its
+    """One job run as a job would log it. `fail`: the job raises RuntimeError(fail) after its
     dense figures (the run ends FAILED); any other error propagates. `metrics`/`extra_params` add to
     or replace the logged figures; `epochs` of fine-tuning turned one-shot top-1 `oneshot` into acc[1].
     `target` (e.g. "macs=0.5") names the cost the job pruned to instead of `ratio`; `macs` is the pruned
@@ -123,7 +126,7 @@ def log_fake_run(
     }
     name = f"{model}/{pruner}/{target or f'{ratio:g}'}"
     try:
-        with tracking.job_run(store, "pruning-sweep", name, tags) as run:
+        with tracking.job_run(store, EXPERIMENT, name, tags) as run:
             run.log_params(
                 {**_params(model, pruner, ratio, epochs, seed, target), **(extra_params or {})}
             )
