@@ -26,12 +26,12 @@ def top1(
     """Fraction of images whose arg-max class is their label; with `class_map` (a kept pretrained head)
     a label counts as the head's class `class_map[label]`, and the arg-max runs over the whole head."""
     model.eval()
-    to_head = torch.tensor(class_map) if class_map is not None else None
+    class_of = torch.tensor(class_map) if class_map is not None else None
     correct = seen = 0
     t0 = last = time.perf_counter()
     for x, y in batches.iterate(batch_size):
         pred = model(x.to(device)).argmax(dim=1).cpu()
-        target = to_head[y] if to_head is not None else y
+        target = class_of[y] if class_of is not None else y
         correct += int((pred == target).sum())
         seen += len(y)
         if time.perf_counter() - last > 10:

@@ -149,20 +149,20 @@ def train(
     label: str,
     distill: Distill | None = None,
     keep_zeros: bool = False,
-    targets: list[int] | None = None,
+    class_map: list[int] | None = None,
 ) -> TrainResult:
-    """Train every parameter of `model` on `batches`; `targets` maps labels to the model's classes."""
+    """Train every parameter of `model` on `batches`; `class_map` maps labels to the model's classes."""
     masks = zero_masks(model) if keep_zeros else []
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     total = budget.epochs * math.ceil(len(batches) / budget.batch_size)
     sched = _scheduler(opt, budget, min(total, budget.max_steps or total))
-    to_target = torch.tensor(targets) if targets is not None else None
+    class_of = torch.tensor(class_map) if class_map is not None else None
     step, t0, stopped, losses = 0, time.perf_counter(), "", []
     for epoch in range(budget.epochs):
         loss_sum, seen = 0.0, 0
         for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
-            y = to_target[y] if to_target is not None else y
+            y = class_of[y] if class_of is not None else y
             loss = _step(model, opt, sched, x.to(device), y.to(device), distill, masks)
             step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
             losses.append(loss)

@@ -172,13 +172,21 @@ def fit(
         Path(cache_dir).expanduser().resolve()
         / f"{cache_key(model_cfg, dataset, source, preprocess, seed)}.pt"
     )
-    budget = training.Budget(t.epochs, t.lr, t.batch_size, t.weight_decay, schedule="onecycle")
+    budget = training.Budget(
+        epochs=t.epochs,
+        lr=t.lr,
+        batch_size=t.batch_size,
+        weight_decay=t.weight_decay,
+        schedule="onecycle",
+    )
     label = model_cfg.alias
     if model_cfg.head == "fit":  # only the new head is trained, and cached
         cached(
             path,
             model.get_classifier(),
-            lambda: training.linear_probe(model, train_split, budget, device, seed, label),
+            lambda: training.linear_probe(
+                model, train_split, budget, device=device, seed=seed, label=label
+            ),
             label,
         )
         return model.to(device).eval(), WeightsInfo(source, t.epochs, str(path), note)
@@ -193,7 +201,7 @@ def fit(
             path,
         )
         torch.manual_seed(seed)
-        training.train(model, train_split, budget, device, seed, label)
+        training.train(model, train_split, budget, device=device, seed=seed, label=label)
 
     cached(path, model, produce, label)
     return model.to(device).eval(), WeightsInfo("trained", t.epochs, str(path), note)

@@ -61,7 +61,14 @@ def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) ->
 
 def _top1(job: Job, model: nn.Module, batches: Batches, what: str) -> float:
     label = f"{job.run_name} {what}"
-    return top1(model, batches, job.cfg.eval.batch_size, job.device, job.class_map, label)
+    return top1(
+        model,
+        batches,
+        batch_size=job.cfg.eval.batch_size,
+        device=job.device,
+        class_map=job.class_map,
+        label=label,
+    )
 
 
 def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured) -> Accuracy:
@@ -79,7 +86,7 @@ def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured) -> Accuracy:
             100 * acc_dense,
             n,
         )
-    return Accuracy(acc_dense, acc_oneshot, n, chance, split)
+    return Accuracy(dense=acc_dense, oneshot=acc_oneshot, samples=n, at_chance=chance, eval=split)
 
 
 # ---- fine-tuning ------------------------------------------------------------------------------------------
@@ -129,12 +136,12 @@ def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> trai
         model,
         bench.train,
         budget,
-        job.device,
-        seed,
-        f"{job.run_name} fine-tune" + (f" step {step.index}/{step.n}" if step.n > 1 else ""),
+        device=job.device,
+        seed=seed,
+        label=f"{job.run_name} fine-tune" + (f" step {step.index}/{step.n}" if step.n > 1 else ""),
         distill=distill,
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
-        targets=job.class_map,
+        class_map=job.class_map,
     )
     result.chance_loss = math.log(job.dataset.num_classes)
     return result
@@ -259,11 +266,17 @@ def finetune(
         result = _train(job, bench, pruned, budget, last)
         progress.trained.append(result)
     if not progress.trained:
-        return Recovered(acc.oneshot, None, f.init, how, lr)
+        return Recovered(acc.oneshot, None, init=f.init, init_method=how, lr=lr)
     recovered = _top1(job, pruned, acc.eval, "fine-tuned")
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     done = Recovered(
-        recovered, result or progress.trained[-1], f.init, how, lr, tuple(progress.trained), nonzero
+        recovered,
+        result or progress.trained[-1],
+        init=f.init,
+        init_method=how,
+        lr=lr,
+        trained=tuple(progress.trained),
+        params_nonzero=nonzero,
     )
     if done.diverged:
         log.warning(

@@ -128,8 +128,6 @@ class Measured:
     latency: tuple[LatencyStats, LatencyStats]  # dense, pruned
     speedup: Speedup
     batch_size: int
-    # dense and pruned latency in each runtime timed besides eager
-    runtime_latency: dict[str, tuple[LatencyStats, LatencyStats]]
 
 
 def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Artifact]:
@@ -145,15 +143,14 @@ def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Arti
     timed = _time_eager(job, bench.dense, pruned, x, settings)
     yield timed
     measured = Measured(
-        counted.dense,
-        counted.pruned,
-        counted.noop,
-        tuple(timed.timing.stats),
-        timed.speedup,
-        settings.batch_size,
-        runtime_latency={},
+        dense=counted.dense,
+        pruned=counted.pruned,
+        noop=counted.noop,
+        latency=tuple(timed.timing.stats),
+        speedup=timed.speedup,
+        batch_size=settings.batch_size,
     )
-    yield from _deployed(job, bench.dense, pruned, x, settings, measured)
+    yield from _deployed(job, (bench.dense, pruned), x, settings, measured)
     return measured
 
 
@@ -179,32 +176,33 @@ def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
     return [copy.deepcopy(dense).to(next(sparse.parameters()).dtype), sparse], layers
 
 
-def _deployed(job: Job, dense, pruned, x, settings, m: Measured) -> Iterator[Result | Artifact]:
-    """Dense and pruned timed in every runtime of measure.runtimes besides eager; a runtime that
-    cannot take a model is not applicable for this job, with its reason, and the job goes on."""
+def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | Artifact]:
+    """Dense and pruned (`models`) timed in every runtime of measure.runtimes besides eager; a runtime
+    that cannot take a model is not applicable for this job, with its reason, and the job goes on."""
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
         ctx = RT.Context(
-            job.device,
-            settings.precision,
-            resolve_threads(settings.threads),
-            Path(tmp),
-            settings.onnx_exporter,
-            settings.channels_last,
+            device=job.device,
+            precision=settings.precision,
+            threads=resolve_threads(settings.threads),
+            workdir=Path(tmp),
+            onnx_exporter=settings.onnx_exporter,
+            channels_last=settings.channels_last,
         )
-        yield InRuntime(tracking.EAGER, peak=_peak(job, RT.get(tracking.EAGER), ctx, settings, m))
+        eager = RT.get(tracking.EAGER)
+        yield InRuntime(tracking.EAGER, peak=_peak(job, eager, ctx, settings, m, m.latency))
         saved = False
         for name in dict.fromkeys(settings.runtimes):
             if name == tracking.EAGER:
                 continue
             runtime = RT.get(name)
             try:
-                r = _time_in(job, runtime, dense, pruned, x, ctx, settings)
+                r = _time_in(job, runtime, models, x, ctx, settings)
             except RT.RuntimeNotApplicable as e:
                 log.warning("%s: %s not applicable: %s", job.run_name, name, first_line(e))
                 yield InRuntime(name, not_applicable=first_line(e))
                 continue
-            m.runtime_latency[name] = (r.dense, r.pruned)
-            yield InRuntime(name, r, peak=_peak(job, runtime, ctx, settings, m))
+            latency = (r.dense, r.pruned)
+            yield InRuntime(name, r, peak=_peak(job, runtime, ctx, settings, m, latency))
             if job.cfg.save_model and r.file is not None and not saved:
                 yield Artifact(r.file.parent, tracking.MODEL_ARTIFACT_DIR)  # what was timed
                 saved = True
@@ -212,13 +210,14 @@ def _deployed(job: Job, dense, pruned, x, settings, m: Measured) -> Iterator[Res
             yield Exporter(RT.exporter_used(ctx))
 
 
-def _time_in(job: Job, runtime: RT.Runtime, dense, pruned, x, ctx, settings):
+def _time_in(job: Job, runtime: RT.Runtime, models, x, ctx, settings):
     if not job.pruner.kind.dense_speedup_possible and not runtime.sparse_kernels:
         raise RT.RuntimeNotApplicable(
             f"{runtime.name}: masks keep dense shapes and {runtime.name} has no sparse kernel for "
             f"them: no speedup to measure"
         )
-    r = deployed.time_in(runtime, dense, pruned, x, ctx, settings, job.cfg.seed)
+    dense, pruned = models
+    r = deployed.time_in(runtime, dense, pruned, x, ctx, settings, seed=job.cfg.seed)
     if r.flag != "none":
         log.warning("%s: %s latency not to be trusted (%s)", job.run_name, r.runtime, r.flag)
     log.info(
@@ -234,18 +233,19 @@ def _time_in(job: Job, runtime: RT.Runtime, dense, pruned, x, ctx, settings):
     return r
 
 
-def _peak(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: Measured) -> dict:
-    """The runtime's peak on this machine (cached) and each model's efficiency against it."""
+def _peak(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: Measured, latency) -> dict:
+    """The runtime's peak on this machine (cached) and each model's efficiency against it, at the
+    dense and pruned `latency` it timed."""
     if not settings.peak:
         return {}
     found = peak.cached(
         runtime,
         ctx,
         settings,
-        job.cfg.weights.cache_dir,
-        provenance.device_description(job.device),
+        cache_dir=job.cfg.weights.cache_dir,
+        device_description=provenance.device_description(job.device),
     )
-    d, p = m.runtime_latency.get(runtime.name, m.latency)
+    d, p = latency
     return {
         **found.metrics(),
         tracking.DENSE_PREFIX + tracking.EFFICIENCY: peak.efficiency(

@@ -99,7 +99,15 @@ def prune_step(job: Job, bench: Bench, base: nn.Module, step: Step, progress: Pr
     progress.prune_seconds += time.perf_counter() - t0
     _check_output(model, bench)
     kept = _kept(job, bench, model, step, ratio)
-    return Pruned(model, ratio, step, progress.prune_seconds, target, found, kept)
+    return Pruned(
+        model=model,
+        ratio=ratio,
+        step=step,
+        prune_seconds=progress.prune_seconds,
+        target=target,
+        found=found,
+        kept=kept,
+    )
 
 
 def _check_output(pruned: nn.Module, bench: Bench) -> None:

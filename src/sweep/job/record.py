@@ -137,7 +137,13 @@ def summarize(
     job: Job, bench: Bench, pruned: nn.Module, measured, accuracy, recovered
 ) -> Iterator[Result | Artifact]:
     """The log stage: the summary (returned), the Hydra config and, with `save_model`, the model."""
-    summary = Summary(measured, accuracy, recovered, job.cfg.prune.steps, job.dataset.num_classes)
+    summary = Summary(
+        measured=measured,
+        accuracy=accuracy,
+        recovered=recovered,
+        steps=job.cfg.prune.steps,
+        num_classes=job.dataset.num_classes,
+    )
     yield summary
     hydra_dir = _hydra_output_dir()
     if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():

@@ -79,7 +79,16 @@ def build(job: Job) -> Built:
     # before weights (which may train): a method that cannot apply says so at once
     kept = check_method(job, model.to(job.device), example)
     return Built(
-        model, train, held_out, example, preprocess, start, note, job.model_params, memory_gb, kept
+        model=model,
+        train=train,
+        eval=held_out,
+        example=example,
+        preprocess=preprocess,
+        start=start,
+        note=note,
+        model_params=job.model_params,
+        memory_gb_used=memory_gb,
+        kept_dense=kept,
     )
 
 

@@ -126,7 +126,7 @@ metric((), "dense / pruned median latency in that runtime, paired rounds, and it
 metric((), "as for eager, against that runtime's own measured peak", "`<runtime>/efficiency`, `<runtime>/dense_efficiency`, `<runtime>/peak_gemm_gmacs_per_s`, `<runtime>/peak_dwconv_gmacs_per_s`")  # fmt: skip
 EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
 MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
-RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, PEAK_MEM_MB, *SPEEDUP_METRICS, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
+RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
 SYSTEM_PREFIX = "system/"
 metric((), "with `tracking.system_metrics_s`: MLflow's system metrics over the job, e.g. `system/cpu_utilization_percentage` (%), `system/system_memory_usage_megabytes` (MB), `system/gpu_0_utilization_percentage` and `system/gpu_0_memory_usage_megabytes` where a GPU is seen (pynvml)", "`system/*`")  # fmt: skip
 REQUIRED_METRICS = (PARAMS_TOTAL, PARAMS_NONZERO, MACS, LATENCY_MS, ACCURACY, DENSE_PREFIX + PARAMS_TOTAL, DENSE_PREFIX + MACS, DENSE_PREFIX + LATENCY_MS, DENSE_ACCURACY, SPEEDUP, PRUNE_SECONDS)  # fmt: skip
