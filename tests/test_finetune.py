@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import timm
 import torch
@@ -236,6 +238,18 @@ def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, st
     assert "| tiny_cnn | MACs ≈ 30 % | dg_group (ratio 0.5): " in summary
 
 
+def test_a_loss_that_blew_up_without_going_nan_is_flagged(compose, store, weights_cache):
+    """A learning rate far too high: the loss jumps to millions within the first steps and ends below
+    that but far above a uniform guess's loss, never NaN."""
+    cfg = ["pruner=dg_group", "ratio=0.3", "finetune.epochs=1", "finetune.lr=1000"]
+    job.run_job(compose([*cfg, f"tracking.uri={store}", *FAST]))
+    (run,) = tracking.search_runs(store, EXPERIMENT)
+    m, t = run.data.metrics, run.data.tags
+    assert t["finetune_stopped_by"] != "non_finite_loss", m["finetune_loss_end"]
+    assert m["finetune_loss_end"] > 10 * math.log(10) > m["finetune_loss_first"]
+    assert t["finetune_diverged"] == "true"
+
+
 def test_divergence_rule():
     from sweep.training import TrainResult
 
@@ -247,3 +261,10 @@ def test_divergence_rule():
     rose = [0.08] * 5 + [0.12] * 5
     assert TrainResult(10, 1.0, "max_steps", rose, chance_loss=2.3).diverged is False
     assert TrainResult(10, 1.0, "max_steps", [0.1] * 5 + [9.0] * 5, chance_loss=2.3).diverged
+    # a loss that blew up within the first steps and ended below their mean, far above a guess's
+    blown = [0.5] + [4.1e7] * 4 + [6.9e5] * 5
+    assert TrainResult(10, 1.0, "epochs", blown, chance_loss=2.3).diverged
+    assert TrainResult(10, 1.0, "epochs", blown[:1] + [3.0] * 9, chance_loss=2.3).diverged
+    # far above a guess's loss, even from a start above it
+    assert TrainResult(10, 1.0, "epochs", [80.0] * 5 + [30.0] * 5, chance_loss=2.3).diverged
+    assert not TrainResult(10, 1.0, "epochs", [8.0] * 5 + [2.0] * 5, chance_loss=2.3).diverged

@@ -144,8 +144,9 @@ def summary(sweep: R.Sweep) -> list[str]:
     if diverged:
         lines += [
             "",
-            f"Left out of the ranking, their fine-tuning diverged (loss non-finite, or above its "
-            f"start and a uniform guess's: see the run's finetune_loss_start/_end): "
+            f"Left out of the ranking, their fine-tuning diverged (loss non-finite, above its "
+            f"start and a uniform guess's, or far above a guess's: see the run's "
+            f"finetune_loss_first/_start/_end): "
             f"{', '.join(diverged)}.",
         ]
     if len(runtimes) > 1:

@@ -42,6 +42,8 @@ class Distill:
 
 # Losses averaged at the start and the end of training, to tell a run that diverged
 LOSS_WINDOW = 5
+# A loss this many times a uniform guess's (ln classes) is a blow-up whatever it started from
+FAR_ABOVE_CHANCE = 10.0
 
 
 @dataclass
@@ -65,13 +67,24 @@ class TrainResult:
         return sum(tail) / len(tail) if tail else math.nan
 
     @property
+    def loss_first(self) -> float:
+        """The loss of the first batch, before any update: where training really started."""
+        return self.losses[0] if self.losses else math.nan
+
+    @property
     def diverged(self) -> bool:
-        """A loss went non-finite, or training ended with a higher loss than it started with and no
-        lower than a uniform guess's."""
+        """A loss went non-finite; or training ended no lower than a uniform guess's loss and above
+        where it started (before the first update, or its first steps' mean: a loss that blew up at
+        once has a first-steps mean far above where it started); or it ended far above a uniform
+        guess's loss, however it started."""
         if any(not math.isfinite(v) for v in self.losses):
             return True
+        if len(self.losses) <= LOSS_WINDOW:
+            return False
         end = self.loss_end
-        return len(self.losses) > LOSS_WINDOW and end > self.loss_start and end >= self.chance_loss
+        if self.chance_loss and end > FAR_ABOVE_CHANCE * self.chance_loss:
+            return True
+        return end >= self.chance_loss and end > min(self.loss_first, self.loss_start)
 
 
 def zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -224,6 +224,7 @@ class Recovered(Result):
             tracking.FINETUNE_STEPS: sum(r.steps for r in self.trained),
             tracking.FINETUNE_PARAMS_NONZERO: self.params_nonzero,
             tracking.FINETUNE_LOSS_START: self.trained[0].loss_start,
+            tracking.FINETUNE_LOSS_FIRST: self.trained[0].loss_first,
             tracking.FINETUNE_LOSS_END: self.trained[-1].loss_end,
         }
 
