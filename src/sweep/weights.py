@@ -148,6 +148,17 @@ def cached(path: Path, module: nn.Module, produce, label: str) -> None:
         os.replace(tmp, path)
 
 
+def _training_budget(t) -> training.Budget:
+    """The budget `model.train` gives the dense model (or its new head)."""
+    return training.Budget(
+        epochs=t.epochs,
+        lr=t.lr,
+        batch_size=t.batch_size,
+        weight_decay=t.weight_decay,
+        schedule="onecycle",
+    )
+
+
 def fit(
     model: nn.Module,
     source: str,
@@ -172,21 +183,13 @@ def fit(
         Path(cache_dir).expanduser().resolve()
         / f"{cache_key(model_cfg, dataset, source, preprocess, seed)}.pt"
     )
-    budget = training.Budget(
-        epochs=t.epochs,
-        lr=t.lr,
-        batch_size=t.batch_size,
-        weight_decay=t.weight_decay,
-        schedule="onecycle",
-    )
+    budget = _training_budget(t)
     label = model_cfg.alias
     if model_cfg.head == "fit":  # only the new head is trained, and cached
         cached(
             path,
             model.get_classifier(),
-            lambda: training.linear_probe(
-                model, train_split, budget, device=device, seed=seed, label=label
-            ),
+            lambda: training.linear_probe(model, train_split, budget, device, seed, label),
             label,
         )
         return model.to(device).eval(), WeightsInfo(source, t.epochs, str(path), note)

@@ -100,9 +100,11 @@ class DepGraphPruner(Pruner):
         calibration: Calibration | None,
         kept_dense: tuple[str, ...] = (),
         global_pruning: bool | None = None,
+        library_pruner: str = "BasePruner",
+        **library_args,
     ) -> Iterator:
-        """Torch-Pruning's pruner for `model`, calibrated, ready to step; layers whose paths match
-        `kept_dense` (timm_checks.layer_pattern) left whole. After the step, timm's fields follow."""
+        """Torch-Pruning's `library_pruner` for `model`, calibrated, ready to step; layers matching
+        `kept_dense` (timm_checks.layer_pattern) left whole; timm's fields follow the step."""
         import torch_pruning as tp
 
         timm_blocks.rewrite(model)
@@ -113,7 +115,7 @@ class DepGraphPruner(Pruner):
             # Layer scales, class tokens and position embeddings are found by Torch-Pruning itself and
             # pruned along their last non-singleton dim, which is their channel dim in timm's models.
             warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-            pruner = tp.pruner.BasePruner(
+            pruner = getattr(tp.pruner, library_pruner)(
                 model,
                 example_inputs,
                 importance=self.importance,
@@ -130,6 +132,7 @@ class DepGraphPruner(Pruner):
                 in_channel_groups={},
                 out_channel_groups={},
                 channel_groups={},
+                **library_args,
             )
             self._calibrate(model, calibration)
             yield timm_checks.Session(
