@@ -55,6 +55,15 @@ from sweep.plan import plan_sweep
             ["-m", "ratio=0.3,0.5", "target.macs=0.5"],
             ["ratio=0.3,0.5", "target.macs=0.5", "one of"],
         ),
+        (
+            ["-m", "pruner=dg_slim,dg_growing_reg", "pruner.regularize.epochs=2"],
+            ["pruner.regularize.epochs=2", "default pruner", "++pruner.regularize.epochs=2"],
+        ),
+        (
+            ["-m", "pruner=dg_slim,dg_group", "++pruner.regularize.epochs=2"],
+            ["dg_group", "regularize"],
+        ),
+        (["pruner=dg_slim", "pruner.regularize.epochs=0"], ["epochs=0", ">= 1"]),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):

@@ -221,6 +221,30 @@ def _check_ratio_or_target(parsed: list) -> None:
         )
 
 
+def _check_before_the_sweep(parsed: list) -> None:
+    """Hydra's multirun composes the config with the plain overrides before it makes the swept group
+    choices: a key of the swept methods that the default method lacks (`pruner.regularize.epochs=2`
+    beside `pruner=dg_slim,dg_group_reg`) fails there, after every job was checked. Say so in one
+    line, with the spelling that works."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group in C.GROUPS}
+    try:
+        compose("sweep", overrides=plain)
+    except HydraException as e:
+        for line in plain:
+            group = line.split(".")[0]
+            if group in swept and not line.startswith("+"):
+                raise SweepConfigError(
+                    f"{line}: the default {group} has no such key, and Hydra sets plain overrides "
+                    f"before it makes the sweep's {group} choices: write ++{line} (it sets the key "
+                    f"on every {group} of the sweep, so each must have it)"
+                ) from None
+        raise SweepConfigError(f"cannot compose {' '.join(plain)}: {first_line(e)}") from None
+
+
 def plan_sweep(argv: list[str]) -> Plan:
     """Check the whole grid (each bad value gets one line) and plan the sweep; nothing is written."""
     from hydra import initialize_config_dir
@@ -241,6 +265,8 @@ def plan_sweep(argv: list[str]) -> Plan:
         parsed = _parse(overrides, bool(args.multirun))
         values, globs = _values(parsed, extra)
         _check_ratio_or_target(parsed)
+        if args.multirun:
+            _check_before_the_sweep(parsed)
         argv = [globs.get(a, a) for a in argv]
         plan = Plan(
             list(argv), math.prod(len(v) for v in values.values()), multirun=bool(args.multirun)
