@@ -45,6 +45,9 @@ def test_pruner_group_has_every_method_and_no_noop():
         "dg_bn_scale",
         "dg_isomorphic",
         "attn_heads",
+        "dg_slim",
+        "dg_group_reg",
+        "dg_growing_reg",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 
 from sweep import tracking as T
 from sweep.errors import first_line
@@ -91,6 +92,8 @@ def flags(row: Row) -> list[str]:
         out.append("accuracy at chance")
     if row.flag(T.TAG_DIVERGED):
         out.append("fine-tuning diverged")
+    if row.flag(T.TAG_REGULARIZE_DIVERGED):
+        out.append("sparse training diverged")
     if row.flag(T.TAG_PRUNED_AT_CHANCE):
         out.append("at chance after fine-tuning")
     if row.masks:
@@ -166,3 +169,18 @@ def budget_said(budgets: list[tuple]) -> str:
         + (f", distillation weight {w}" if w not in ("0", "0.0") else "")
         for e, lr, w in budgets
     )
+
+
+def training_used(sweep: Sweep) -> list[tuple[str, float, float]]:
+    """(method, sparse-training steps, fine-tuning steps), each the mean over the method's finished
+    runs, for every method of a sweep in which some method trained for sparsity; [] otherwise."""
+    done = [r for r in sweep.runs if r.status == "FINISHED"]
+    if not any(T.REGULARIZE_STEPS in r.metrics for r in done):
+        return []
+    out = []
+    for pruner in sorted({r.pruner for r in done}):
+        runs = [r for r in done if r.pruner == pruner]
+        reg = statistics.fmean(r.metrics.get(T.REGULARIZE_STEPS, 0.0) for r in runs)
+        ft = statistics.fmean(r.metrics.get(T.FINETUNE_STEPS, 0.0) for r in runs)
+        out.append((pruner, reg, ft))
+    return out

@@ -40,7 +40,7 @@ def _ranked(rows: list[R.Row]) -> list[R.Row]:
         for r in rows
         if r.status == "FINISHED"
         and not r.flag(T.TAG_NOOP)
-        and not r.flag(T.TAG_DIVERGED)  # its top-1 is the learning rate's, not the method's
+        and not r.diverged  # its top-1 is the learning rate's, not the method's
         and "accuracy_top1" in r.metrics
     ]
     return sorted(
@@ -140,13 +140,13 @@ def summary(sweep: R.Sweep) -> list[str]:
             lines.append(
                 f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
             )
-    diverged = [R.point_name(r.point) for r in sweep.rows if r.flag(T.TAG_DIVERGED)]
+    diverged = [R.point_name(r.point) for r in sweep.rows if r.diverged]
     if diverged:
         lines += [
             "",
-            f"Left out of the ranking, their fine-tuning diverged (loss non-finite, above its "
-            f"start and a uniform guess's, or far above a guess's: see the run's "
-            f"finetune_loss_first/_start/_end): "
+            f"Left out of the ranking, their fine-tuning or sparse training diverged (loss "
+            f"non-finite, above its start and a uniform guess's, or far above a guess's: see the "
+            f"run's finetune_loss_* and regularize_loss_*): "
             f"{', '.join(diverged)}.",
         ]
     if len(runtimes) > 1:

@@ -155,7 +155,7 @@ def render(sweep, out: Path) -> dict[str, str]:
         for r in sweep.rows
         if r.status == "FINISHED"
         and not r.flag(T.TAG_NOOP)
-        and not r.flag(T.TAG_DIVERGED)  # listed apart in the summary
+        and not r.diverged  # listed apart in the summary
         and "latency_ms" in r.metrics
     ]
     if not done:

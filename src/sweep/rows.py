@@ -80,6 +80,12 @@ class Row:
         return self.tags.get(tag) == "true"
 
     @property
+    def diverged(self) -> bool:
+        """Its fine-tuning, or a method's sparse training before pruning, diverged: its top-1 is the
+        learning rate's, not the method's."""
+        return self.flag(T.TAG_DIVERGED) or self.flag(T.TAG_REGULARIZE_DIVERGED)
+
+    @property
     def masks(self) -> bool:
         """Dense shapes and no sparse kernels timed: no speedup to claim."""
         return self.tags.get(T.TAG_SPEEDUP_POSSIBLE) == "false" and not self.metrics.get(
@@ -194,7 +200,8 @@ def combine(rows: list[Row]) -> Row:
     keys = set.intersection(*(set(r.metrics) for r in done))
     spread = len(done) > 1
     tags = dict(done[0].tags)
-    for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, T.TAG_DIVERGED, T.TAG_PRUNED_AT_CHANCE):
+    flagged = (T.TAG_DIVERGED, T.TAG_REGULARIZE_DIVERGED, T.TAG_PRUNED_AT_CHANCE)
+    for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, *flagged):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
     nearest = [r for r in done if r.tags.get(T.TAG_TARGET_LANDING) == "nearest"]
     if nearest:  # any seed that missed the tolerance marks the point

@@ -239,6 +239,7 @@ class StageTimeoutConfig:
 
     build: Optional[float] = checked(None, POSITIVE)
     weights: Optional[float] = checked(None, POSITIVE)
+    regularize: Optional[float] = checked(None, POSITIVE)
     prune: Optional[Union[int, float, str]] = checked(
         "auto", Check(lo=0, lo_open=True, auto=("auto",))
     )

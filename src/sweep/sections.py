@@ -190,6 +190,7 @@ def header(sweep: R.Sweep) -> list[str]:
         *repeats,
         _finetune_note(sweep),
         "",
+        *_training_note(sweep),
         *_runtimes_note(sweep),
     ]
 
@@ -223,6 +224,21 @@ def _finetune_note(sweep: R.Sweep) -> str:
         f"Top-1 is given one-shot (right after pruning) and after recovery fine-tuning on the train split "
         f"({F.budget_said(budgets)}), the same budget for every method."
     )
+
+
+def _training_note(sweep: R.Sweep) -> list[str]:
+    """Where some methods trained the dense model for sparsity before pruning, what each method
+    trained in all, so that a same fine-tuning budget is not read as the same training."""
+    used = F.training_used(sweep)
+    if not used:
+        return []
+    said = "; ".join(f"{p} {reg:.0f} + {ft:.0f} = {reg + ft:.0f}" for p, reg, ft in used)
+    return [
+        "Training per method, in optimizer steps (mean over its finished runs): sparse training of "
+        "the dense model before pruning (`pruner.regularize`) + fine-tuning after it = in all: "
+        f"{said}.",
+        "",
+    ]
 
 
 def original(sweep: R.Sweep) -> list[str]:

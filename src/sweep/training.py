@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -133,10 +134,12 @@ def _loss(
     return (1 - distill.weight) * ce + distill.weight * kd
 
 
-def _step(model, opt, sched, x, y, distill: Distill | None, masks) -> float:
+def _step(model, opt, sched, x, y, distill: Distill | None, masks, after_backward=None) -> float:
     loss = _loss(model(x), y, x, distill)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:  # a sparsity regularizer's gradient, added before the update
+        after_backward(model)
     opt.step()
     sched.step()
     with torch.no_grad():
@@ -163,8 +166,10 @@ def train(
     distill: Distill | None = None,
     keep_zeros: bool = False,
     class_map: list[int] | None = None,
+    after_backward: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
-    """Train every parameter of `model` on `batches`; `class_map` maps labels to the model's classes."""
+    """Train every parameter of `model` on `batches`; `class_map` maps labels to the model's classes;
+    `after_backward(model)` runs after each backward pass, before the optimizer's step."""
     masks = zero_masks(model) if keep_zeros else []
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
@@ -176,7 +181,9 @@ def train(
         loss_sum, seen = 0.0, 0
         for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
             y = class_of[y] if class_of is not None else y
-            loss = _step(model, opt, sched, x.to(device), y.to(device), distill, masks)
+            loss = _step(
+                model, opt, sched, x.to(device), y.to(device), distill, masks, after_backward
+            )
             step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
             losses.append(loss)
             # a non-finite loss never comes back: the rest of the budget would be spent on NaNs

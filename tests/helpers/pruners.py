@@ -80,6 +80,8 @@ class HangsWhileTiming(Pruner):
 NOT_APPLICABLE = {
     ("dg_bn_scale", "tiny_convnext"): "BatchNorm",
     ("dg_bn_scale", "tiny_vit"): "BatchNorm",
+    ("dg_slim", "tiny_convnext"): "BatchNorm",
+    ("dg_slim", "tiny_vit"): "BatchNorm",
     ("attn_heads", "tiny_cnn"): "multi-head attention",
     ("attn_heads", "tiny_convnext"): "multi-head attention",
     ("attn_heads", "tiny_effnet"): "multi-head attention",

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from sweep import limits, provenance, tracking
 from sweep.config import check_job_config
 from sweep.errors import NotApplicable, SweepConfigError, one_line
-from sweep.job import accuracy, measure, prune, record, setup
+from sweep.job import accuracy, measure, prune, record, regularize, setup
 from sweep.job.context import Job, Progress, job_key, run_name_of, schedule, sweep_id_of
 
 __all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
@@ -38,6 +38,8 @@ def _stages(job: Job, stage: Stages) -> dict:
     dense = stage("weights", setup.load_weights, job, built).model
     bench = stage.record(setup.bench_of(job, built, dense))
     progress, pruned = Progress(), dense
+    if job.pruner.regularize is not None:  # a method that trains for sparsity first
+        pruned = stage("regularize", regularize.regularize, job, bench).model
     for step in schedule(job.cfg):
         pruned = stage("prune", prune.prune_step, job, bench, pruned, step, progress).model
         if not step.last:

@@ -64,6 +64,9 @@ class Pruner(abc.ABC):
     # layers (path patterns) that `check` found the method cannot prune, left whole by `prune`; () for
     # most methods (the run's `pruning_kept_dense` tag)
     kept_dense: tuple[str, ...] = ()
+    # a method that trains the dense model for sparsity before pruning (sweep.pruners.regularized):
+    # its settings (epochs, strength, ...); None for one-shot criteria on trained weights
+    regularize: object | None = None
 
     def __init__(self, name: str):
         self.name = name

@@ -65,6 +65,7 @@ param((), "the preprocessing the model was fed (timm's resolved data config)", "
 PARAM_LR_USED = param("finetune.lr_used", "the fine-tuning learning rate in effect (`finetune.lr` or `model.finetune_lr`)")  # fmt: skip
 param((), "the cost target (flattened config); a job with a target logs no `ratio` param (its ratio was searched: metric `ratio_used`)", "`target.macs`, `target.params`, `target.speedup`, `target.tolerance`, ...")  # fmt: skip
 PARAM_CALIBRATION_SAMPLES = param("pruner.calibration_samples", "train images the gradient criteria (Taylor, Hessian) read")  # fmt: skip
+PARAM_REGULARIZE_LR_USED = param("pruner.regularize.lr_used", "methods that train for sparsity: the learning rate of their sparse training (`pruner.regularize.lr` or `model.finetune_lr`)")  # fmt: skip
 PARAM_MEMORY_USED = param("job.max_memory_gb_used", "the memory limit in effect, GiB (with `job.max_memory_gb=auto`)")  # fmt: skip
 PARAM_WEIGHTS_CACHE = param("weights.cache_path", "the trained-weights file the job read or wrote (when it trains)")  # fmt: skip
 param((), "", "`force` and `tracking.*` are not logged; the parent run has no params")
@@ -101,6 +102,8 @@ FINETUNE_SECONDS, FINETUNE_STEPS = metric(("finetune_seconds", "finetune_steps")
 FINETUNE_LOSS_START, FINETUNE_LOSS_END = metric(("finetune_loss_start", "finetune_loss_end"), "training loss of recovery fine-tuning, mean over its first and its last 5 steps (with `prune.steps > 1`: the first step's start, the last step's end)")  # fmt: skip
 FINETUNE_LOSS_FIRST = metric("finetune_loss_first", "training loss of recovery fine-tuning on its first batch, before any update (with `prune.steps > 1`: the first step's)")  # fmt: skip
 FINETUNE_PARAMS_NONZERO = metric("finetune_params_nonzero", "count: non-zero parameters after fine-tuning (masks: not above `params_nonzero`)")  # fmt: skip
+REGULARIZE_SECONDS, REGULARIZE_STEPS = metric(("regularize_seconds", "regularize_steps"), "methods that train for sparsity (`pruner.regularize`): s and optimizer steps of their sparse training of the dense model before pruning (the report counts them with fine-tuning's)")  # fmt: skip
+REGULARIZE_LOSS_FIRST, REGULARIZE_LOSS_START, REGULARIZE_LOSS_END = metric(("regularize_loss_first", "regularize_loss_start", "regularize_loss_end"), "training loss of the sparse training: its first batch's (before any update), the mean over its first and over its last 5 steps")  # fmt: skip
 PRUNE_SECONDS = metric("prune_seconds", "s spent in the pruner (with a target: the whole search), over every step of a schedule")  # fmt: skip
 METRIC_RATIO_USED = metric("ratio_used", "the ratio the method ran at: `ratio`, or what the target's search found")  # fmt: skip
 TARGET_ASKED, TARGET_VALUE = metric(("target_asked", "target_value"), "with a target: the fraction kept (or speedup) asked for, and what the pruned model reached")  # fmt: skip
@@ -113,7 +116,7 @@ STEP_ACCURACY, STEP_FINETUNE_LOSS_END = metric(("step_accuracy_top1", "step_fine
 STEP_METRICS = (STEP_MACS_KEPT, STEP_PARAMS_KEPT, STEP_RATIO, STEP_ACCURACY, STEP_FINETUNE_LOSS_END)
 SPARSE_KERNEL_LAYERS = metric("sparse_kernel_layers", "2:4 only: layers timed on sparse tensor-core kernels (0 where the device has none)")  # fmt: skip
 PROCESS_RSS_MB = metric("process_rss_mb", "MiB: resident memory of the job's process when the job starts, after garbage collection: what earlier jobs in the same process left behind (flat across a sweep)")  # fmt: skip
-STAGES = ("build", "weights", "prune", "measure", "evaluate", "finetune", "log")
+STAGES = ("build", "weights", "regularize", "prune", "measure", "evaluate", "finetune", "log")
 STAGE_METRIC = "stage_{}_seconds"  # wall time of each stage of the job, s
 metric(tuple(STAGE_METRIC.format(s) for s in STAGES), "s per stage of the job (summed over a schedule's steps)", f"`stage_<{','.join(STAGES)}>_seconds`")  # fmt: skip
 EFFICIENCY = metric("efficiency", "achieved MAC/s (dense-kernel `macs` x batch / `latency_ms`) over eager's measured GEMM peak, 0..1 (`dense_efficiency` for the dense model)")  # fmt: skip
@@ -160,6 +163,7 @@ TAG_NOOP = tag("noop", "`true` when pruning neither removed nor zeroed anything"
 TAG_KEPT_DENSE = tag("pruning_kept_dense", "structural methods: the layers (path patterns, `*` = every repeat of a block, comma-separated) whose output channels were left whole because Torch-Pruning cannot prune them there; absent when none")  # fmt: skip
 TAG_FINETUNE_STOPPED_BY = tag("finetune_stopped_by", "`epochs`, `max_steps`, `time_budget` or `non_finite_loss`: what ended recovery fine-tuning (a loss that goes NaN or inf ends it at once)")  # fmt: skip
 TAG_DIVERGED = tag("finetune_diverged", "`true` when fine-tuning's loss went non-finite; or its mean over the last 5 steps ended no lower than a uniform guess's loss, ln(classes), and above where it started (its first batch's loss, before any update, or its first 5 steps' mean, whichever is lower: a loss that blew up at once has a first-steps mean far above its start); or it ended above 10 times a uniform guess's loss (a learning rate far too high, say; with `prune.steps > 1`, any step's fine-tuning judged on its own: a short step starting from a low loss may end slightly above it, which is noise, not divergence): the report flags the run and keeps it out of the summary's ranking and the figures, listing it apart")  # fmt: skip
+TAG_REGULARIZE_STOPPED_BY, TAG_REGULARIZE_DIVERGED = tag(("regularize_stopped_by", "regularize_diverged"), "methods that train for sparsity: what ended their sparse training (as `finetune_stopped_by`), and `true` when it diverged by `finetune_diverged`'s rule (flagged and kept out of the ranking like it)")  # fmt: skip
 TAG_PRUNED_AT_CHANCE = tag("pruned_at_chance", "`true` when the pruned model is at chance after fine-tuning while its dense model is not (the same test as `accuracy_at_chance`); not set by one-shot runs")  # fmt: skip
 TAG_DATA_UNREADABLE, TAG_DATA_UNREADABLE_EXAMPLES, TAG_DATA_IGNORED = tag(("data_unreadable_files", "data_unreadable_examples", "data_ignored_files"), "image trees only: how many unreadable images (truncated, not an image, a mode without RGB) the job left out (`dataset.on_bad_file=skip`), the first few as `path: reason; ...` (`none` when there were none), and how many files in class folders were not images at all (ignored)")  # fmt: skip
 TAG_ERROR = tag("error", "first line of the exception of a FAILED or KILLED run")

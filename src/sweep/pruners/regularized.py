@@ -1,0 +1,109 @@
+"""Methods that train for sparsity: the dense model is first trained with a sparsity-inducing
+regularizer (the job's `regularize` stage), then pruned by the method's criterion, which now finds the
+channels the regularizer pushed towards zero. The regularizers are Torch-Pruning's own:
+
+* `bn_scale`: L1 on BatchNorm scales (network slimming, Liu et al. 2017; `BNScalePruner`);
+* `group_norm`: group-norm regularization of every coupled layer of a group, stronger on the
+  less important groups (DepGraph, Fang et al. 2023; `GroupNormPruner`);
+* `growing_reg`: an L2 penalty that grows on the less important channels as training goes on
+  (GReg, Wang et al. 2021; `GrowingRegPruner`, its coefficient grown every `update_every` steps).
+
+The phase's length and strength are the method's settings (`pruner.regularize.*`); it is timed,
+budgeted and logged as a stage of its own, so that what a method trained in all is on record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from sweep.pruners.base import Family
+from sweep.pruners.depgraph import DepGraphPruner
+
+REGULARIZED = Family(
+    "regularized", "Trained for sparsity, then pruned (Torch-Pruning's regularizers)", 4
+)
+
+# regularizer -> Torch-Pruning's pruner class that carries it
+REGULARIZERS = {
+    "bn_scale": "BNScalePruner",
+    "group_norm": "GroupNormPruner",
+    "growing_reg": "GrowingRegPruner",
+}
+
+
+@dataclass(frozen=True)
+class RegularizeSettings:
+    """The sparse-training phase: its budget (as fine-tuning's: epochs, at most max_steps optimizer
+    steps and time_budget_s seconds) and its regularizer's strength."""
+
+    strength: float = 1e-4  # the regularizer's coefficient (Torch-Pruning's `reg`)
+    epochs: int = 1
+    max_steps: int | None = None
+    time_budget_s: float | None = None
+    lr: float | None = None  # null: the model's finetune_lr
+    delta: float = 1e-5  # growing_reg: how much the coefficient grows at each update (`delta_reg`)
+    update_every: int = 10  # growing_reg: optimizer steps between updates
+
+    def __post_init__(self):
+        if self.strength < 0 or self.epochs < 1 or self.update_every < 1:
+            raise ValueError(
+                f"regularize: strength={self.strength} must be >= 0, epochs={self.epochs} and "
+                f"update_every={self.update_every} >= 1"
+            )
+
+
+class RegularizedPruner(DepGraphPruner):
+    """A DepGraph method with a sparse-training phase before it prunes (`regularizing`)."""
+
+    family = REGULARIZED
+
+    def __init__(
+        self,
+        name: str,
+        importance,
+        regularizer: str,
+        regularize: Mapping | None = None,
+        **kwargs,
+    ):
+        super().__init__(name, importance, **kwargs)
+        if regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer={regularizer!r} is not one of {', '.join(REGULARIZERS)}")
+        self.regularizer = regularizer
+        self.regularize = RegularizeSettings(**dict(regularize or {}))
+        self.ratio_means += f", after sparse training ({regularizer} regularizer)"
+
+    def _library_args(self) -> dict:
+        s = self.regularize
+        if self.regularizer == "growing_reg":
+            return {"reg": s.strength, "delta_reg": s.delta}
+        return {"reg": s.strength}
+
+    @contextlib.contextmanager
+    def regularizing(
+        self, model: nn.Module, example_inputs: torch.Tensor
+    ) -> Iterator[Callable[[nn.Module], None]]:
+        """While inside, the returned function adds the regularizer's gradient to `model`'s (call it
+        after each backward pass, before the optimizer's step)."""
+        library = REGULARIZERS[self.regularizer]
+        args = self._library_args()
+        with self._pruner(
+            model, 0.5, example_inputs, None, self.kept_dense, library_pruner=library, **args
+        ) as session:
+            pruner, steps = session.pruner, [0]
+
+            def after_backward(m: nn.Module) -> None:
+                steps[0] += 1
+                if (
+                    self.regularizer == "growing_reg"
+                    and steps[0] % self.regularize.update_every == 0
+                ):
+                    pruner.update_reg()
+                pruner.regularize(m)
+
+            yield after_backward
+        model.zero_grad(set_to_none=True)
