@@ -35,7 +35,12 @@ def test_glob_and_checks_see_the_users_config_folder(tmp_path, monkeypatch, exam
     monkeypatch.chdir(tmp_path)
     conf = _conf(tmp_path)
     plan = plan_sweep(
-        ["-m", "model=tiny_cnn", "pruner=glob([m*,dg_g*])", f"hydra.searchpath=[file://{conf}]"]
+        [
+            "-m",
+            "model=tiny_cnn",
+            "pruner=glob([m*,dg_gl*,dg_group])",
+            f"hydra.searchpath=[file://{conf}]",
+        ]
     )
     assert "pruner=dg_global,dg_group,mine" in plan.argv and plan.num_jobs == 3
     # --config-dir is a config folder too
