@@ -107,7 +107,22 @@ def flags(row: Row) -> list[str]:
         flag = row.tags.get(T.runtime_key(rt, T.TAG_RUNTIME_FLAG), "none")
         if flag not in ("none", ""):
             out.append(f"{rt} latency not trusted: {flag}")
-    return out
+    return out + slower_than_dense(row)
+
+
+def slower_than_dense(row: Row) -> list[str]:
+    """A structural run slower than its dense model beyond the interval, per runtime, with the hint
+    (odd channel counts can run slower than the dense model's round ones)."""
+    if row.masks or row.flag(T.TAG_NOOP):
+        return []
+    slower = [
+        rt for rt in row_runtimes(row) if row.flag(T.runtime_key(rt, T.TAG_SLOWER_THAN_DENSE))
+    ]
+    if not slower:
+        return []
+    hint = "" if "round" in row.protocol else ": try prune.round_to=16 (or auto)"
+    said = ", ".join(f"{rt} {speed(row, rt)}" for rt in slower)
+    return [f"slower than dense in {said}{hint}"]
 
 
 def runtime_na(row: Row, runtime: str) -> str:

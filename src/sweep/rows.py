@@ -201,6 +201,7 @@ def combine(rows: list[Row]) -> Row:
     spread = len(done) > 1
     tags = dict(done[0].tags)
     flagged = (T.TAG_DIVERGED, T.TAG_REGULARIZE_DIVERGED, T.TAG_PRUNED_AT_CHANCE)
+    flagged += tuple({k for r in done for k in r.tags if k.endswith(T.TAG_SLOWER_THAN_DENSE)})
     for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, *flagged):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
     nearest = [r for r in done if r.tags.get(T.TAG_TARGET_LANDING) == "nearest"]
@@ -259,11 +260,15 @@ def _row(r) -> Row:
 
 
 def protocol_of(params: dict) -> str:
-    """steps5, scratch, steps5/scratch or "" from a run's params (runs before these keys: "")."""
+    """steps5, scratch, round16, steps5/scratch/round16 or "" from a run's params (runs before these
+    keys: "")."""
     steps = int(to_float(params.get("prune.steps"), 1))
     init = params.get("finetune.init", "inherited")
+    round_to = params.get("prune.round_to", "None")
     return "/".join(
-        ([f"steps{steps}"] if steps > 1 else []) + ([init] if init != "inherited" else [])
+        ([f"steps{steps}"] if steps > 1 else [])
+        + ([init] if init != "inherited" else [])
+        + ([f"round{round_to}"] if round_to not in ("None", "") else [])
     )
 
 

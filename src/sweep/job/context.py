@@ -41,9 +41,14 @@ def run_name_of(cfg: DictConfig) -> str:
 
 
 def protocol_suffix(cfg: DictConfig) -> str:
-    """`/steps5`, `/scratch`: the protocol of a run whose schedule or init is not the default."""
-    steps, init = cfg.prune.steps, cfg.finetune.init
-    return (f"/steps{steps}" if steps > 1 else "") + (f"/{init}" if init != "inherited" else "")
+    """`/steps5`, `/scratch`, `/round16`: the protocol of a run whose schedule, init or channel
+    rounding is not the default."""
+    steps, init, round_to = cfg.prune.steps, cfg.finetune.init, cfg.prune.round_to
+    return (
+        (f"/steps{steps}" if steps > 1 else "")
+        + (f"/{init}" if init != "inherited" else "")
+        + (f"/round{round_to}" if round_to is not None else "")
+    )
 
 
 def sweep_id_of(cfg: DictConfig) -> str:
@@ -69,6 +74,7 @@ class Job(Result):
     device: torch.device
     watchdog: limits.Watchdog
     run_id: str  # the job's MLflow run (an artifact names it)
+    round_to: int | None = None  # prune.round_to as applied to the method (auto resolved)
     model_params: int = 0
 
     def with_model_params(self, n: int) -> Job:
@@ -105,6 +111,8 @@ class Job(Result):
                 tracking.PARAM_RATIO_MEANS: self.pruner.ratio_means,
             }
         )
+        if self.round_to is not None:
+            params[tracking.PARAM_ROUND_TO_USED] = self.round_to
         if targets.of_config(self.cfg.target) is not None:
             del params[tracking.PARAM_RATIO]  # searched: the metric ratio_used says what was found
         return params

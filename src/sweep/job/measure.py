@@ -89,7 +89,10 @@ class Timed(Result):
         }
 
     def tags(self) -> dict:
-        return {tracking.TAG_LATENCY_FLAG: self.timing.flag}
+        return {
+            tracking.TAG_LATENCY_FLAG: self.timing.flag,
+            tracking.TAG_SLOWER_THAN_DENSE: self.speedup.ci_high < 1,
+        }
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,12 @@ class InRuntime(Result):
         key = functools.partial(tracking.runtime_key, self.runtime)
         if self.not_applicable:
             return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
-        return {key(tracking.TAG_RUNTIME_FLAG): self.result.flag} if self.result else {}
+        if self.result is None:
+            return {}
+        return {
+            key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
+            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.speedup.ci_high < 1,
+        }
 
 
 @dataclass(frozen=True)

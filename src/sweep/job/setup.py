@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from sweep import limits, provenance, tracking, weights
 from sweep.data import Batches, Dataset, preprocessing
+from sweep.errors import NotApplicable
 from sweep.job.context import Bench, Job
 from sweep.job.record import Result
 from sweep.measure.counting import count
@@ -23,17 +24,38 @@ __all__ = ["Built", "Weights", "bench_of", "build", "calibration_of", "job_of", 
 log = logging.getLogger("sweep")
 
 
+# prune.round_to=auto: the multiple of channels that fills the device's units (CUDA: fp16/bf16 tensor
+# cores take multiples of 8; CPU: oneDNN's and ONNX Runtime's blocked layouts, 16 fp32 lanes of AVX-512)
+ROUND_TO_AUTO = {"cuda": 8, "cpu": 16}
+
+
 def job_of(cfg: DictConfig, dataset: Dataset, watchdog: limits.Watchdog, run_id: str) -> Job:
     """The pruner and device the config names, with the checked dataset (inside the job's run, so a
     failure here is recorded)."""
+    pruner, device = instantiate(cfg.pruner), provenance.resolve_device(cfg.device)
     return Job(
         cfg=cfg,
-        pruner=instantiate(cfg.pruner),
+        pruner=pruner,
         dataset=dataset,
-        device=provenance.resolve_device(cfg.device),
+        device=device,
         watchdog=watchdog,
         run_id=run_id,
+        round_to=_round_to(cfg.prune.round_to, device, pruner),
     )
+
+
+def _round_to(value, device: torch.device, pruner) -> int | None:
+    """prune.round_to applied to the method (resolved for the device when auto); a method without
+    channel counts to round is not applicable."""
+    if value is None:
+        return None
+    if not hasattr(pruner, "round_to"):
+        raise NotApplicable(
+            f"prune.round_to={value}: {pruner.name} has no channel counts to round "
+            f"({pruner.kind.value}); structural DepGraph methods have"
+        )
+    pruner.round_to = ROUND_TO_AUTO.get(device.type, 16) if value == "auto" else value
+    return pruner.round_to
 
 
 @dataclass(frozen=True)

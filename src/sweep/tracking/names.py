@@ -66,6 +66,7 @@ PARAM_LR_USED = param("finetune.lr_used", "the fine-tuning learning rate in effe
 param((), "the cost target (flattened config); a job with a target logs no `ratio` param (its ratio was searched: metric `ratio_used`)", "`target.macs`, `target.params`, `target.speedup`, `target.tolerance`, ...")  # fmt: skip
 PARAM_CALIBRATION_SAMPLES = param("pruner.calibration_samples", "train images the gradient criteria (Taylor, Hessian) read")  # fmt: skip
 PARAM_REGULARIZE_LR_USED = param("pruner.regularize.lr_used", "methods that train for sparsity: the learning rate of their sparse training (`pruner.regularize.lr` or `model.finetune_lr`)")  # fmt: skip
+PARAM_ROUND_TO_USED = param("prune.round_to_used", "with `prune.round_to`: the multiple channel counts were rounded to (`auto` resolved for the job's device)")  # fmt: skip
 PARAM_MEMORY_USED = param("job.max_memory_gb_used", "the memory limit in effect, GiB (with `job.max_memory_gb=auto`)")  # fmt: skip
 PARAM_WEIGHTS_CACHE = param("weights.cache_path", "the trained-weights file the job read or wrote (when it trains)")  # fmt: skip
 param((), "", "`force` and `tracking.*` are not logged; the parent run has no params")
@@ -156,6 +157,7 @@ TAG_RUNTIME_FLAG = TAG_LATENCY_FLAG  # <runtime>/latency_flag
 tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_iterations`, `output_mismatch` (its output differs from eager's beyond tolerance)", "`<runtime>/latency_flag`")  # fmt: skip
 TAG_RUNTIME_NA = TAG_NOT_APPLICABLE  # <runtime>/not_applicable: the reason
 tag((), "per runtime: one line saying why it could not time this job (not installed, wrong device or precision, masks, an op it or the exporter lacks); the job still FINISHES", "`<runtime>/not_applicable`")  # fmt: skip
+TAG_SLOWER_THAN_DENSE = tag("slower_than_dense", "`true` when the pruned model is slower than the dense one beyond the interval (its speedup's upper bound below 1); `<runtime>/slower_than_dense` per runtime: the report flags it with the hint to try `prune.round_to`", "`slower_than_dense`, `<runtime>/slower_than_dense`")  # fmt: skip
 TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
 TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
 TAG_AT_CHANCE = tag("accuracy_at_chance", "`true` when dense accuracy is not above chance")
@@ -190,7 +192,8 @@ NOT_IDENTITY = ("hydra", "tracking", "force", "weights.cache_dir", "report", "jo
 
 INTRO = (
     "One run per job, named `<model>/<pruner>/<ratio>` (with a target: `<model>/<pruner>/macs=0.5`; a "
-    "protocol other than one-shot with inherited weights adds `/steps5`, `/scratch`), in experiment "
+    "protocol other than one-shot with inherited weights and the method's own channel counts adds "
+    "`/steps5`, `/scratch`, `/round16`), in experiment "
     f"`tracking.experiment` (default `{DEFAULT_EXPERIMENT}`). Names are defined once in "
     "`sweep/tracking/names.py`, with the meanings on this page, and used by jobs, the report and "
     "tests; so are the default store and the config keys left out of params and job identity."
@@ -239,7 +242,7 @@ def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool
     if runtime and kind == "metric":
         return rest.removeprefix(DENSE_PREFIX) in RUNTIME_METRICS or rest in RUNTIME_METRICS
     if runtime and kind == "tag":
-        return rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA)
+        return rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA, TAG_SLOWER_THAN_DENSE)
     return kind == "metric" and key.startswith(DENSE_PREFIX) and key[len(DENSE_PREFIX) :] in known
 
 
