@@ -10,11 +10,16 @@ within its measured interval, or at the nearest point with the reason.
 
     python benchmarks/speedup_targets.py [--models resnet18,vit_tiny_patch16_224]
                                          [--methods dg_group,dg_taylor,dg_lamp] [--speedup 2] [--runs 2]
+                                         [--runtime eager|compile|onnxruntime|openvino]
+
+With `--runtime`, the target is searched on the speedup measured in that runtime (`target.runtime`), and
+the measure stage's reading is that runtime's.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -26,8 +31,9 @@ from sweep import tracking
 NO_TRAINING = ["model.train.epochs=0", "finetune.epochs=0", "eval.max_samples=32"]
 
 
-def _line(run, value: float) -> tuple[str, bool]:
+def _line(run, value: float, runtime: str) -> tuple[str, bool]:
     m, t = run.data.metrics, run.data.tags
+    key = functools.partial(tracking.runtime_key, runtime)
     name = run.info.run_name
     if run.info.status != "FINISHED":
         return f"{name:<44} {run.info.status}: {t.get('error', '')}", False
@@ -39,7 +45,8 @@ def _line(run, value: float) -> tuple[str, bool]:
         f"{name:<44} {landing:<8} search {m['target_value']:.2f}x {interval:<13} "
         f"{int(m['target_trials']):>2} trials, ratio {m['ratio_used']:.3f}"
         f"{' + refine ' + format(m['target_refine_ratio'], '.3f') if m.get('target_refine_ratio') else ''}; "
-        f"measure stage {m['speedup']:.2f}x [{m['speedup_ci_low']:.2f}, {m['speedup_ci_high']:.2f}]; "
+        f"measure stage ({runtime}) {m[key('speedup')]:.2f}x [{m[key('speedup_ci_low')]:.2f}, "
+        f"{m[key('speedup_ci_high')]:.2f}]; "
         f"search {m['prune_seconds']:.0f} s"
     )
     if landing == "nearest":
@@ -53,6 +60,7 @@ def main() -> int:
     ap.add_argument("--methods", default="dg_group,dg_taylor,dg_lamp")
     ap.add_argument("--speedup", type=float, default=2.0)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runtime", default="eager", help="where the speedup is measured")
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. measure.batch_size=8")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sweep-speedup-"))
@@ -67,6 +75,7 @@ def main() -> int:
                 f"model={args.models}",
                 f"pruner={args.methods}",
                 f"target.speedup={args.speedup:g}",
+                f"target.runtime={args.runtime}",
                 *NO_TRAINING,
                 f"tracking.uri={store}",
                 f"sweep_id={sweep_id}",
@@ -75,11 +84,15 @@ def main() -> int:
             work,
         )
         runs = sorted(
-            tracking.search_runs(store, "pruning-sweep", sweep_id), key=lambda r: r.info.run_name
+            tracking.search_runs(store, tracking.DEFAULT_EXPERIMENT, sweep_id),
+            key=lambda r: r.info.run_name,
         )
-        print(f"run {i} (started {t0}, {seconds:.0f} s), target.speedup={args.speedup:g}, CPU:")
+        print(
+            f"run {i} (started {t0}, {seconds:.0f} s), target.speedup={args.speedup:g} in "
+            f"{args.runtime}, CPU:"
+        )
         for r in runs:
-            line, ok = _line(r, args.speedup)
+            line, ok = _line(r, args.speedup, args.runtime)
             good, total = good + ok, total + 1
             print(("  ok   " if ok else "  MISS ") + line)
     print(f"{good}/{total} jobs finished at or beyond the target, or at the nearest point with why")

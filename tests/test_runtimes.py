@@ -278,3 +278,28 @@ def test_report_names_only_ranking_flips_clear_of_the_intervals():
     lines = compare.matched_cost(sweep)
     assert "| speedup (eager) | speedup (onnxruntime) |" in "\n".join(lines)
     assert "| 1.50x [1.40, 1.60] | 1.10x [1.05, 1.15] |" in "\n".join(lines)
+
+
+def test_a_speedup_target_is_searched_in_the_runtime_the_model_ships_in(
+    compose, store, weights_cache
+):
+    """target.runtime=onnxruntime: the search reads the speedup in ONNX Runtime (channels rounded to
+    16, where the tiny model runs faster there than dense), the measure stage times that runtime too
+    and reads what the search accepted, within noise."""
+    from sweep import job, tracking
+
+    cfg = ["pruner=dg_group", "target.speedup=1.1", "target.runtime=onnxruntime"]
+    cfg += ["prune.round_to=16", "target.max_trials=6", f"tracking.uri={store}", *FAST]
+    job.run_job_isolated(compose(cfg))
+    (run,) = tracking.search_runs(store, EXPERIMENT)
+    m, t = run.data.metrics, run.data.tags
+    assert run.info.run_name == "tiny_cnn/dg_group/speedup@onnxruntime=1.1/round16"
+    assert run.info.status == "FINISHED", t.get("error")
+    assert t["target"] == "speedup@onnxruntime=1.1" and t["target_landing"] in (
+        "within",
+        "refined",
+        "nearest",
+    )
+    assert "onnxruntime/speedup" in m and "measure.runtimes" in run.data.params
+    # what the search accepted is what the measure stage reads in ONNX Runtime, within noise
+    assert abs(m["target_value"] - m["onnxruntime/speedup"]) < 0.25 * m["onnxruntime/speedup"]

@@ -303,8 +303,10 @@ def method_sections(sweep: R.Sweep) -> list[str]:
 
 def _target_said(level: str) -> str:
     kind, _, value = level.partition("=")
+    kind, _, runtime = kind.partition("@")
     if kind == "speedup":
-        return f"Pruned until it ran {value}x as fast as the dense model on the job's device"
+        where = f" in {runtime}" if runtime else ""
+        return f"Pruned until it ran {value}x as fast as the dense model{where} on the job's device"
     return f"Pruned until {100 * R.to_float(value):g} % of the dense model's {'MACs' if kind == 'macs' else kind} remained"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from sweep import provenance, tracking
+from sweep import provenance, targets, tracking
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
 from sweep.job.record import Artifact, Result
@@ -199,7 +199,7 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
         eager = RT.get(tracking.EAGER)
         yield InRuntime(tracking.EAGER, peak=_peak(job, eager, ctx, settings, m, m.latency))
         saved = False
-        for name in dict.fromkeys(settings.runtimes):
+        for name in dict.fromkeys([*settings.runtimes, *_target_runtime(job)]):
             if name == tracking.EAGER:
                 continue
             runtime = RT.get(name)
@@ -216,6 +216,12 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
                 saved = True
         if ctx.exports:
             yield Exporter(RT.exporter_used(ctx))
+
+
+def _target_runtime(job: Job) -> list[str]:
+    """The runtime a speedup target was searched in, timed here too (its reading is the report's)."""
+    target = targets.of_config(job.cfg.target)
+    return [target.runtime] if target is not None and target.kind == "speedup" else []
 
 
 def _time_in(job: Job, runtime: RT.Runtime, models, x, ctx, settings):

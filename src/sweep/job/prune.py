@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -16,8 +17,10 @@ from omegaconf import OmegaConf
 from sweep import targets, tracking
 from sweep.job.context import Bench, Job, Progress, Step
 from sweep.job.record import Result
+from sweep.measure import deployed
+from sweep.measure import runtimes as RT
 from sweep.measure.counting import count
-from sweep.measure.latency import LatencySettings, paired_speedup, time_models
+from sweep.measure.latency import LatencySettings, paired_speedup, resolve_threads, time_models
 from sweep.pruners.base import PruneKind
 
 __all__ = ["Pruned", "TargetMissed", "prune_step", "step_target"]
@@ -181,30 +184,66 @@ def _search(job: Job, bench: Bench, base: nn.Module, target, start: float) -> ta
         )
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
     x = bench.eval.first(settings.batch_size)
-    confirm = functools.partial(_speedup_reading, job, bench.dense, x=x, settings=settings)
+    if target.runtime == tracking.EAGER:
+        return _speedup_search(
+            job, bench, base, target, start, _eager_reader(job, bench, x, settings)
+        )
+    with tempfile.TemporaryDirectory(prefix="sweep-target-") as tmp:
+        runtime = RT.get(target.runtime)
+        read = _runtime_reader(job, bench, x, settings, runtime, Path(tmp))
+        return _speedup_search(job, bench, base, target, start, read)
+
+
+def _speedup_search(job: Job, bench: Bench, base: nn.Module, target, start: float, read):
+    """targets.search over the method's ratio, each trial's speedup read by `read(model)` (also the
+    reading that confirms where the search stops)."""
     refine = None
     if job.pruner.refines:
 
         def refine(model: nn.Module):
-            return _speedup_trial(job, bench, model, fine=True)
+            return _speedup_trial(job, bench, model, read, fine=True)
 
-    trial = _speedup_trial(job, bench, base)
-    return targets.search(trial, target, start, refine, confirm)
-
-
-def _speedup_reading(job: Job, dense: nn.Module, model: nn.Module, x, settings) -> targets.Reading:
-    lat = time_models([dense, model], x, settings, job.device).stats
-    s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
-    return targets.Reading(s.value, s.ci_low, s.ci_high)
+    trial = _speedup_trial(job, bench, base, read)
+    return targets.search(trial, target, start, refine, read)
 
 
-def _speedup_trial(job: Job, bench: Bench, base: nn.Module, fine=False):
-    """prune a fresh copy of `base` at a ratio -> (model, its speedup over the dense model, measured)."""
-    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
-    x = bench.eval.first(settings.batch_size)
+def _eager_reader(job: Job, bench: Bench, x, settings):
+    def read(model: nn.Module) -> targets.Reading:
+        lat = time_models([bench.dense, model], x, settings, job.device).stats
+        s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
+        return targets.Reading(s.value, s.ci_low, s.ci_high)
+
+    return read
+
+
+def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: RT.Runtime, workdir: Path):
+    """Readings in a deployment runtime, dense and pruned timed as the measure stage times them there
+    (the dense model exported once); a runtime that cannot take a model ends the job not applicable."""
+    ctx = RT.Context(
+        device=job.device,
+        precision=settings.precision,
+        threads=resolve_threads(settings.threads),
+        workdir=workdir,
+        onnx_exporter=settings.onnx_exporter,
+        channels_last=settings.channels_last,
+    )
+
+    def read(model: nn.Module) -> targets.Reading:
+        try:
+            r = deployed.time_in(runtime, bench.dense, model, x, ctx, settings, seed=job.cfg.seed)
+        finally:  # a trial model's id may be a later one's: nothing of it stays cached
+            for cache in (ctx.exports, ctx.references, ctx.export_errors):
+                cache.pop(id(model), None)
+        return targets.Reading(r.speedup.value, r.speedup.ci_low, r.speedup.ci_high)
+
+    return read
+
+
+def _speedup_trial(job: Job, bench: Bench, base: nn.Module, read, fine=False):
+    """prune a fresh copy of `base` at a ratio -> (model, its speedup over the dense model, read)."""
 
     def trial(ratio: float):
         model = _prune_at(job, bench, base, ratio, fine)
-        return model, _speedup_reading(job, bench.dense, model, x, settings)
+        return model, read(model)
 
     return trial

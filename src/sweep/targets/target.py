@@ -43,10 +43,13 @@ class Target:
     tolerance: float
     max_trials: int
     max_ratio: float
+    runtime: str = "eager"  # where a speedup is measured
 
     @property
     def label(self) -> str:
-        return f"{self.kind}={self.value:g}"
+        """`macs=0.5`, `speedup=2`; a speedup measured in a deployment runtime: `speedup@onnxruntime=2`."""
+        where = f"@{self.runtime}" if self.kind == "speedup" and self.runtime != "eager" else ""
+        return f"{self.kind}{where}={self.value:g}"
 
     def first_guess(self, start: float = 1.0) -> float:
         """MACs and params of a conv or linear layer shrink about quadratically with a channel ratio
@@ -89,5 +92,6 @@ class Target:
 def of_config(cfg) -> Target | None:
     for kind in ("macs", "params", "speedup"):
         if cfg[kind] is not None:
-            return Target(kind, cfg[kind], cfg.tolerance, cfg.max_trials, cfg.max_ratio)
+            runtime = cfg.get("runtime", "eager") if kind == "speedup" else "eager"
+            return Target(kind, cfg[kind], cfg.tolerance, cfg.max_trials, cfg.max_ratio, runtime)
     return None
