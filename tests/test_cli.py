@@ -64,6 +64,8 @@ from sweep.plan import plan_sweep
             ["dg_group", "regularize"],
         ),
         (["pruner=dg_slim", "pruner.regularize.epochs=0"], ["epochs=0", ">= 1"]),
+        (["prune.round_to=0"], ["prune.round_to=0", "[1, inf) or auto"]),
+        (["target.runtime=tpu"], ["target.runtime='tpu'", "onnxruntime, openvino"]),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):
