@@ -268,3 +268,18 @@ def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache
 
     (row,) = rows.load_sweep(store, EXPERIMENT, None).runs
     assert f"kept whole: {kept}" in cells.flags(row)
+
+
+def test_keys_added_later_leave_old_jobs_identity_alone(compose):
+    """A sweep resumed across an upgrade finds the jobs it finished: a config key added later is out
+    of the job's identity at its default, and in it otherwise."""
+    from sweep.job import job_key
+    from sweep.job.context import LATER_KEYS
+
+    base = compose(["sweep_id=x"])
+    assert base.prune.round_to is None and base.target.runtime == "eager"
+    assert set(LATER_KEYS) == {"prune.round_to", "target.runtime"}
+    assert job_key(compose(["sweep_id=x", "prune.round_to=16"])) != job_key(base)
+    assert job_key(compose(["sweep_id=x", "target.runtime=onnxruntime"])) != job_key(base)
+    # the previous release's key of this config (computed with it): unchanged
+    assert job_key(base) == "31c6f910c6afaa248082"

@@ -55,10 +55,16 @@ def sweep_id_of(cfg: DictConfig) -> str:
     return cfg.sweep_id or time.strftime("%Y%m%d-%H%M%S-single")
 
 
+# Config keys added after sweeps had been run, with their defaults: at the default they are left out of
+# a job's identity, so a sweep resumed across the upgrade still finds the jobs it finished.
+LATER_KEYS = {"prune.round_to": None, "target.runtime": "eager"}
+
+
 def job_key(cfg: DictConfig) -> str:
     """Stable identity of a job: its resolved config minus where things are written and tracked (and
     minus `force`). Includes sweep_id, so re-running a sweep finds its own finished jobs."""
     flat = tracking.flatten(OmegaConf.to_container(cfg, resolve=True), drop=tracking.NOT_IDENTITY)
+    flat = {k: v for k, v in flat.items() if k not in LATER_KEYS or v != LATER_KEYS[k]}
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
