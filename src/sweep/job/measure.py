@@ -28,7 +28,6 @@ from sweep.measure.latency import (
     Speedup,
     Timing,
     paired_speedup,
-    resolve_threads,
     time_models,
 )
 
@@ -91,7 +90,7 @@ class Timed(Result):
     def tags(self) -> dict:
         return {
             tracking.TAG_LATENCY_FLAG: self.timing.flag,
-            tracking.TAG_SLOWER_THAN_DENSE: self.speedup.ci_high < 1,
+            tracking.TAG_SLOWER_THAN_DENSE: self.speedup.slower_than_dense,
         }
 
 
@@ -116,7 +115,7 @@ class InRuntime(Result):
             return {}
         return {
             key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
-            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.speedup.ci_high < 1,
+            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.speedup.slower_than_dense,
         }
 
 
@@ -188,14 +187,7 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
     """Dense and pruned (`models`) timed in every runtime of measure.runtimes besides eager; a runtime
     that cannot take a model is not applicable for this job, with its reason, and the job goes on."""
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
-        ctx = RT.Context(
-            device=job.device,
-            precision=settings.precision,
-            threads=resolve_threads(settings.threads),
-            workdir=Path(tmp),
-            onnx_exporter=settings.onnx_exporter,
-            channels_last=settings.channels_last,
-        )
+        ctx = RT.Context.of(job.device, settings, Path(tmp))
         eager = RT.get(tracking.EAGER)
         yield InRuntime(tracking.EAGER, peak=_peak(job, eager, ctx, settings, m, m.latency))
         saved = False

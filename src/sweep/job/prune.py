@@ -20,7 +20,7 @@ from sweep.job.record import Result
 from sweep.measure import deployed
 from sweep.measure import runtimes as RT
 from sweep.measure.counting import count
-from sweep.measure.latency import LatencySettings, paired_speedup, resolve_threads, time_models
+from sweep.measure.latency import LatencySettings, Speedup, paired_speedup, time_models
 from sweep.pruners.base import PruneKind
 
 __all__ = ["Pruned", "TargetMissed", "prune_step", "step_target"]
@@ -211,7 +211,7 @@ def _eager_reader(job: Job, bench: Bench, x, settings):
     def read(model: nn.Module) -> targets.Reading:
         lat = time_models([bench.dense, model], x, settings, job.device).stats
         s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
-        return targets.Reading(s.value, s.ci_low, s.ci_high)
+        return _reading(s)
 
     return read
 
@@ -219,14 +219,7 @@ def _eager_reader(job: Job, bench: Bench, x, settings):
 def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: RT.Runtime, workdir: Path):
     """Readings in a deployment runtime, dense and pruned timed as the measure stage times them there
     (the dense model exported once); a runtime that cannot take a model ends the job not applicable."""
-    ctx = RT.Context(
-        device=job.device,
-        precision=settings.precision,
-        threads=resolve_threads(settings.threads),
-        workdir=workdir,
-        onnx_exporter=settings.onnx_exporter,
-        channels_last=settings.channels_last,
-    )
+    ctx = RT.Context.of(job.device, settings, workdir)
 
     def read(model: nn.Module) -> targets.Reading:
         try:
@@ -234,9 +227,13 @@ def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: RT.Runtime, wo
         finally:  # a trial model's id may be a later one's: nothing of it stays cached
             for cache in (ctx.exports, ctx.references, ctx.export_errors):
                 cache.pop(id(model), None)
-        return targets.Reading(r.speedup.value, r.speedup.ci_low, r.speedup.ci_high)
+        return _reading(r.speedup)
 
     return read
+
+
+def _reading(s: Speedup) -> targets.Reading:
+    return targets.Reading(s.value, s.ci_low, s.ci_high)
 
 
 def _speedup_trial(job: Job, bench: Bench, base: nn.Module, read, fine=False):

@@ -94,6 +94,11 @@ class Speedup:
             N.SPEEDUP_CI_HIGH: self.ci_high,
         }
 
+    @property
+    def slower_than_dense(self) -> bool:
+        """The pruned model is slower beyond the interval: its upper bound below 1."""
+        return self.ci_high < 1
+
 
 @dataclass
 class Timing:

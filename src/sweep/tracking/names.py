@@ -55,7 +55,7 @@ PARAM_RATIO = param("ratio", "fraction pruned, in [0, 1)")
 PARAM_DATASET = param("dataset", "dataset name")
 PARAM_RATIO_MEANS = param("pruner.ratio_means", "what `ratio` is a fraction of, for this method")
 param((), "except `tracking.*` and `sweep_id`", "every other key of the resolved config, flattened (`model.input_size`, `measure.batch_size`, `pruner.importance.p`, ...)")  # fmt: skip
-PARAMS_HARNESS = PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = param(
+PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = param(
     ("measure.threads_used", "measure.iters_used", "measure.warmup_iters_used", "measure.warmup_stable"),
     "what the latency harness actually used",
 )  # fmt: skip

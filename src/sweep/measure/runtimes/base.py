@@ -40,6 +40,20 @@ class Context:
     export_errors: dict[int, str] = field(default_factory=dict)  # by model: why it cannot export
     references: dict[int, torch.Tensor] = field(default_factory=dict)  # by model: eager's output
 
+    @classmethod
+    def of(cls, device: torch.device, settings, workdir: Path) -> Context:
+        """A job's context: precision, threads, exporter and layout as its `measure.*` settings say."""
+        from sweep.measure.latency import resolve_threads
+
+        return cls(
+            device=device,
+            precision=settings.precision,
+            threads=resolve_threads(settings.threads),
+            workdir=workdir,
+            onnx_exporter=settings.onnx_exporter,
+            channels_last=settings.channels_last,
+        )
+
 
 @dataclass
 class Loaded:
