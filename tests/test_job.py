@@ -278,8 +278,19 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
 
     base = compose(["sweep_id=x"])
     assert base.prune.round_to is None and base.target.runtime == "eager"
-    assert set(LATER_KEYS) == {"prune.round_to", "target.runtime"}
-    assert job_key(compose(["sweep_id=x", "prune.round_to=16"])) != job_key(base)
-    assert job_key(compose(["sweep_id=x", "target.runtime=onnxruntime"])) != job_key(base)
+    assert base.quantize.precision == "none"
+    assert set(LATER_KEYS) == {
+        "prune.round_to",
+        "target.runtime",
+        "quantize.precision",
+        "quantize.calibration_samples",
+    }
+    for later in (
+        "prune.round_to=16",
+        "target.runtime=onnxruntime",
+        "quantize=int8",
+        "quantize.calibration_samples=64",
+    ):
+        assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
     # the previous release's key of this config (computed with it): unchanged
     assert job_key(base) == "31c6f910c6afaa248082"

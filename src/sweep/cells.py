@@ -13,17 +13,32 @@ from sweep.rows import Row, Sweep
 from sweep.schema import RUNTIMES
 
 
-def speedup_interval(row: Row, runtime: str = T.EAGER) -> tuple[float, float, float] | None:
+def speedup_interval(
+    row: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+) -> tuple[float, float, float] | None:
     """(speedup, low, high) in a runtime: its 95 % bootstrap interval, or with repeats the mean ± one
-    standard deviation over seeds; None where the run has no speedup there."""
-    key = functools.partial(T.runtime_key, runtime)
-    v = row.metrics.get(key("speedup"))
+    standard deviation over seeds; None where the run has no speedup there. `name` and `key_of`
+    choose another speedup (an INT8 one: `speedup_both`, T.int8_key)."""
+    key = functools.partial(key_of, runtime)
+    v = row.metrics.get(key(name))
     if v is None:
         return None
     if row.n > 1:
-        sd = row.std.get(key("speedup"), 0.0)
+        sd = row.std.get(key(name), 0.0)
         return v, v - sd, v + sd
-    return v, row.metrics.get(key("speedup_ci_low"), v), row.metrics.get(key("speedup_ci_high"), v)
+    low, high = key(f"{name}_ci_low"), key(f"{name}_ci_high")
+    return v, row.metrics.get(low, v), row.metrics.get(high, v)
+
+
+def interval_said(
+    row: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+) -> str | None:
+    """`1.50x [1.45, 1.55]`, with repeats `1.50x ± 0.05`; None where the run has no such speedup."""
+    found = speedup_interval(row, runtime, name, key_of)
+    if found is None:
+        return None
+    v, lo, hi = found
+    return f"{v:.2f}x ± {hi - v:.2f}" if row.n > 1 else f"{v:.2f}x [{lo:.2f}, {hi:.2f}]"
 
 
 def fmt_count(v) -> str:
@@ -115,14 +130,19 @@ def slower_than_dense(row: Row) -> list[str]:
     (odd channel counts can run slower than the dense model's round ones)."""
     if row.masks or row.flag(T.TAG_NOOP):
         return []
-    slower = [
-        rt for rt in row_runtimes(row) if row.flag(T.runtime_key(rt, T.TAG_SLOWER_THAN_DENSE))
+    said = [
+        f"{rt} {speed(row, rt)}"
+        for rt in row_runtimes(row)
+        if row.flag(T.runtime_key(rt, T.TAG_SLOWER_THAN_DENSE))
+    ] + [  # quantize=int8: the pruned INT8 model against the dense INT8 one
+        f"{rt} INT8 {interval_said(row, rt, key_of=T.int8_key)}"
+        for rt in RUNTIMES
+        if row.flag(T.int8_key(rt, T.TAG_SLOWER_THAN_DENSE))
     ]
-    if not slower:
+    if not said:
         return []
     hint = "" if "round" in row.protocol else ": try prune.round_to=16 (or auto)"
-    said = ", ".join(f"{rt} {speed(row, rt)}" for rt in slower)
-    return [f"slower than dense in {said}{hint}"]
+    return [f"slower than dense in {', '.join(said)}{hint}"]
 
 
 def runtime_na(row: Row, runtime: str) -> str:
@@ -155,11 +175,7 @@ def speed(r: Row, runtime: str = T.EAGER) -> str:
         return "n/a (masks)"
     if key("speedup") not in m:
         return "n/a" if runtime_na(r, runtime) else "—"
-    v = m[key("speedup")]
-    if r.n > 1:
-        return f"{v:.2f}x ± {r.std.get(key('speedup'), 0.0):.2f}"
-    lo, hi = m.get(key("speedup_ci_low"), v), m.get(key("speedup_ci_high"), v)
-    return f"{v:.2f}x [{lo:.2f}, {hi:.2f}]"
+    return interval_said(r, runtime)
 
 
 def budgets(sweep: Sweep, model: str | None = None) -> list[tuple]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from sweep import schema, tracking
 from sweep.errors import SweepConfigError, first_line
 
-GROUPS = ("model", "pruner", "dataset")
+GROUPS = ("model", "pruner", "dataset", "quantize")
 
 schema.register()
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from sweep import cells as F
-from sweep import compare, figures
+from sweep import compare, figures, int8_report
 from sweep import rows as R
 from sweep import sections as S
 from sweep import tracking as T
@@ -26,8 +26,8 @@ def render(
     latency_threshold: float = 0.05,
     accuracy_threshold: float = 0.01,
 ) -> str:
-    lines = S.header(sweep) + compare.summary(sweep) + S.original(sweep)
-    lines += compare.matched_cost(sweep) + S.method_sections(sweep)
+    lines = S.header(sweep) + summary(sweep) + S.original(sweep)
+    lines += compare.matched_cost(sweep) + int8_report.section(sweep) + S.method_sections(sweep)
     if figure_files:
         lines += ["## Figures", ""]
         for title, path in figure_files.items():
@@ -36,6 +36,11 @@ def render(
         lines += regressions(sweep, baseline, latency_threshold, accuracy_threshold)
     lines += compare.checklist(sweep)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def summary(sweep: R.Sweep) -> list[str]:
+    """The best methods at each cost, and (with INT8 figures) what changes under INT8."""
+    return compare.summary(sweep) + int8_report.summary(sweep)
 
 
 def regressions(
@@ -102,7 +107,7 @@ def write_report(
     path = out / "benchmark.md"
     path.write_text(doc)
     # next to the data it was made from: one click from the sweep's row in the MLflow UI
-    T.log_report(uri, experiment, sweep.sweep_id, out, "\n".join(compare.summary(sweep)))
+    T.log_report(uri, experiment, sweep.sweep_id, out, "\n".join(summary(sweep)))
     return path
 
 

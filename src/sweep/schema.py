@@ -210,6 +210,17 @@ class TargetConfig:
 
 
 TARGETS = ("macs", "params", "speedup")
+QUANTIZE = ("none", "int8")
+
+
+@dataclass
+class QuantizeConfig:
+    """conf/quantize/*.yaml: post-training static quantization of the dense and the fine-tuned pruned
+    model in every runtime of measure.runtimes, with that runtime's own tool (sweep.measure.quantized),
+    calibrated on `calibration_samples` train images (never the eval split)."""
+
+    precision: str = checked("none", Check(choices=QUANTIZE))
+    calibration_samples: int = checked(128, POSITIVE)
 
 
 @dataclass
@@ -253,6 +264,7 @@ class StageTimeoutConfig:
     measure: Optional[float] = checked(None, POSITIVE)
     evaluate: Optional[float] = checked(None, POSITIVE)
     finetune: Optional[float] = checked(None, POSITIVE)
+    quantize: Optional[float] = checked(None, POSITIVE)
     log: Optional[float] = checked(None, POSITIVE)
 
 
@@ -287,6 +299,8 @@ class SweepConfig:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    # INT8 after fine-tuning (quantize=int8): dense and pruned, in each runtime, beside their FP32
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     job: JobConfig = field(default_factory=JobConfig)  # time and memory limits
     save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
     # modules imported before anything is checked or built: a user's package that registers timm

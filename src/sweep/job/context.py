@@ -57,7 +57,12 @@ def sweep_id_of(cfg: DictConfig) -> str:
 
 # Config keys added after sweeps had been run, with their defaults: at the default they are left out of
 # a job's identity, so a sweep resumed across the upgrade still finds the jobs it finished.
-LATER_KEYS = {"prune.round_to": None, "target.runtime": "eager"}
+LATER_KEYS = {
+    "prune.round_to": None,
+    "target.runtime": "eager",
+    "quantize.precision": "none",
+    "quantize.calibration_samples": 128,
+}
 
 
 def job_key(cfg: DictConfig) -> str:

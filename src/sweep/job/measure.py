@@ -31,7 +31,7 @@ from sweep.measure.latency import (
     time_models,
 )
 
-__all__ = ["Counted", "Measured", "Timed", "is_noop", "measure"]
+__all__ = ["Counted", "Measured", "Timed", "is_noop", "measure", "runtimes_of"]
 
 log = logging.getLogger("sweep")
 
@@ -191,9 +191,7 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
         eager = RT.get(tracking.EAGER)
         yield InRuntime(tracking.EAGER, peak=_peak(job, eager, ctx, settings, m, m.latency))
         saved = False
-        for name in dict.fromkeys([*settings.runtimes, *_target_runtime(job)]):
-            if name == tracking.EAGER:
-                continue
+        for name in runtimes_of(job, settings)[1:]:
             runtime = RT.get(name)
             try:
                 r = _time_in(job, runtime, models, x, ctx, settings)
@@ -208,6 +206,11 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
                 saved = True
         if ctx.exports:
             yield Exporter(RT.exporter_used(ctx))
+
+
+def runtimes_of(job: Job, settings) -> list[str]:
+    """The runtimes a job is timed in: eager, those of measure.runtimes, a speedup target's."""
+    return list(dict.fromkeys([tracking.EAGER, *settings.runtimes, *_target_runtime(job)]))
 
 
 def _target_runtime(job: Job) -> list[str]:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from sweep import limits, provenance, tracking
 from sweep.config import check_job_config
 from sweep.errors import NotApplicable, SweepConfigError, one_line
-from sweep.job import accuracy, measure, prune, record, regularize, setup
+from sweep.job import accuracy, measure, prune, quantize, record, regularize, setup
 from sweep.job.context import Job, Progress, job_key, run_name_of, schedule, sweep_id_of
 
 __all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
@@ -26,8 +26,9 @@ log = logging.getLogger("sweep")
 STAGES = tracking.STAGES
 # What was recorded is sent to MLflow after each result of these stages, and in any case when the run
 # ends (also on failure or SIGTERM): each send costs a store round trip, which adds up over a grid of
-# short jobs; the measure stage's figures stay if the process dies while timing (minutes on large models).
-CHECKPOINT_STAGES = ("measure",)
+# short jobs; the measure and quantize stages' figures stay if the process dies while timing (minutes
+# on large models).
+CHECKPOINT_STAGES = ("measure", "quantize")
 
 
 def _stages(job: Job, stage: Stages) -> dict:
@@ -47,6 +48,8 @@ def _stages(job: Job, stage: Stages) -> dict:
     measured = stage("measure", measure.measure, job, bench, pruned)
     acc = stage("evaluate", accuracy.evaluate, job, bench, pruned, measured)
     recovered = stage("finetune", accuracy.finetune, job, bench, pruned, acc, progress)
+    if job.cfg.quantize.precision != "none":  # the shipped forms: INT8 in each runtime
+        stage("quantize", quantize.quantize, job, bench, pruned, acc)
     return stage("log", record.summarize, job, bench, pruned, measured, acc, recovered).figures()
 
 

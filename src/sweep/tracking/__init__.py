@@ -6,10 +6,10 @@ run), `liveness` (SIGTERM, heartbeats, stale and orphaned runs), `queries` (read
 
 from sweep.tracking.liveness import *  # noqa: F403
 from sweep.tracking.names import *  # noqa: F403
-from sweep.tracking.names import runtime_key
+from sweep.tracking.names import int8_key, runtime_key
 from sweep.tracking.queries import *  # noqa: F403
 from sweep.tracking.run import *  # noqa: F403
 from sweep.tracking.store import *  # noqa: F403
 from sweep.tracking.ui import *  # noqa: F403
 
-__all__ = ["runtime_key"]  # and every name of the modules above
+__all__ = ["int8_key", "runtime_key"]  # and every name of the modules above

@@ -67,6 +67,7 @@ param((), "the cost target (flattened config); a job with a target logs no `rati
 PARAM_CALIBRATION_SAMPLES = param("pruner.calibration_samples", "train images the gradient criteria (Taylor, Hessian) read")  # fmt: skip
 PARAM_REGULARIZE_LR_USED = param("pruner.regularize.lr_used", "methods that train for sparsity: the learning rate of their sparse training (`pruner.regularize.lr` or `model.finetune_lr`)")  # fmt: skip
 PARAM_ROUND_TO_USED = param("prune.round_to_used", "with `prune.round_to`: the multiple channel counts were rounded to (`auto` resolved for the job's device)")  # fmt: skip
+PARAM_QUANTIZE_CALIBRATION = param("quantize.calibration_samples_used", "`quantize=int8`: train images the INT8 models were calibrated on (the same for every runtime, dense and pruned)")  # fmt: skip
 PARAM_MEMORY_USED = param("job.max_memory_gb_used", "the memory limit in effect, GiB (with `job.max_memory_gb=auto`)")  # fmt: skip
 PARAM_WEIGHTS_CACHE = param("weights.cache_path", "the trained-weights file the job read or wrote (when it trains)")  # fmt: skip
 param((), "", "`force` and `tracking.*` are not logged; the parent run has no params")
@@ -117,7 +118,17 @@ STEP_ACCURACY, STEP_FINETUNE_LOSS_END = metric(("step_accuracy_top1", "step_fine
 STEP_METRICS = (STEP_MACS_KEPT, STEP_PARAMS_KEPT, STEP_RATIO, STEP_ACCURACY, STEP_FINETUNE_LOSS_END)
 SPARSE_KERNEL_LAYERS = metric("sparse_kernel_layers", "2:4 only: layers timed on sparse tensor-core kernels (0 where the device has none)")  # fmt: skip
 PROCESS_RSS_MB = metric("process_rss_mb", "MiB: resident memory of the job's process when the job starts, after garbage collection: what earlier jobs in the same process left behind (flat across a sweep)")  # fmt: skip
-STAGES = ("build", "weights", "regularize", "prune", "measure", "evaluate", "finetune", "log")
+STAGES = (
+    "build",
+    "weights",
+    "regularize",
+    "prune",
+    "measure",
+    "evaluate",
+    "finetune",
+    "quantize",
+    "log",
+)
 STAGE_METRIC = "stage_{}_seconds"  # wall time of each stage of the job, s
 metric(tuple(STAGE_METRIC.format(s) for s in STAGES), "s per stage of the job (summed over a schedule's steps)", f"`stage_<{','.join(STAGES)}>_seconds`")  # fmt: skip
 EFFICIENCY = metric("efficiency", "achieved MAC/s (dense-kernel `macs` x batch / `latency_ms`) over eager's measured GEMM peak, 0..1 (`dense_efficiency` for the dense model)")  # fmt: skip
@@ -132,6 +143,18 @@ metric((), "as for eager, against that runtime's own measured peak", "`<runtime>
 EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
 MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
 RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
+# Post-training INT8 (quantize=int8): per runtime under `<runtime>/int8/` (eager's under `int8/`), the
+# four models (dense and pruned, FP32 and INT8) timed in one interleaved harness.
+INT8 = "int8"
+metric((), "the INT8 models' latency in that runtime (`dense_`: the dense model's INT8), timed in the same interleaved rounds as the FP32 models", "`<runtime>/int8/latency_ms`, `<runtime>/int8/latency_p90_ms`, `<runtime>/int8/latency_std_ms`, `<runtime>/int8/throughput` (and `<runtime>/int8/dense_*`)")  # fmt: skip
+metric((), "what pruning adds on top of INT8: dense INT8 / pruned INT8 median latency, and its 95 % bootstrap interval", "`<runtime>/int8/speedup`, `<runtime>/int8/speedup_ci_low`, `<runtime>/int8/speedup_ci_high`")  # fmt: skip
+INT8_FP32_LATENCY = metric("fp32_latency_ms", "ms: the FP32 pruned model's median latency in the INT8 harness's rounds (`dense_fp32_latency_ms`: the dense model's)", "`<runtime>/int8/fp32_latency_ms`, `<runtime>/int8/dense_fp32_latency_ms`")  # fmt: skip
+SPEEDUP_PRUNING = metric(("speedup_pruning", "speedup_pruning_ci_low", "speedup_pruning_ci_high"), "pruning alone: dense FP32 / pruned FP32 in the INT8 harness's rounds, and its interval", "`<runtime>/int8/speedup_pruning` (and `_ci_low`, `_ci_high`)")  # fmt: skip
+SPEEDUP_QUANTIZATION = metric(("speedup_quantization", "speedup_quantization_ci_low", "speedup_quantization_ci_high"), "quantization alone: dense FP32 / dense INT8, and its interval", "`<runtime>/int8/speedup_quantization` (and `_ci_low`, `_ci_high`)")  # fmt: skip
+SPEEDUP_BOTH = metric(("speedup_both", "speedup_both_ci_low", "speedup_both_ci_high"), "pruning and quantization: dense FP32 / pruned INT8, and its interval", "`<runtime>/int8/speedup_both` (and `_ci_low`, `_ci_high`)")  # fmt: skip
+metric((), "top-1 of the INT8 model read from the runtime itself (not PyTorch), on the images behind `accuracy_top1` (`dense_`: the dense INT8 model's)", "`<runtime>/int8/accuracy_top1`, `<runtime>/int8/dense_accuracy_top1`")  # fmt: skip
+QUANTIZE_SECONDS = metric("quantize_seconds", "s: calibrating and quantizing with the runtime's own tool (ONNX Runtime's quantizer, NNCF, PyTorch's FX), never inside a latency", "`<runtime>/int8/quantize_seconds` (and `dense_`)")  # fmt: skip
+INT8_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, INT8_FP32_LATENCY, *SPEEDUP_PRUNING, *SPEEDUP_QUANTIZATION, *SPEEDUP_BOTH, ACCURACY, QUANTIZE_SECONDS)  # fmt: skip
 SYSTEM_PREFIX = "system/"
 metric((), "with `tracking.system_metrics_s`: MLflow's system metrics over the job, e.g. `system/cpu_utilization_percentage` (%), `system/system_memory_usage_megabytes` (MB), `system/gpu_0_utilization_percentage` and `system/gpu_0_memory_usage_megabytes` where a GPU is seen (pynvml)", "`system/*`")  # fmt: skip
 REQUIRED_METRICS = (PARAMS_TOTAL, PARAMS_NONZERO, MACS, LATENCY_MS, ACCURACY, DENSE_PREFIX + PARAMS_TOTAL, DENSE_PREFIX + MACS, DENSE_PREFIX + LATENCY_MS, DENSE_ACCURACY, SPEEDUP, PRUNE_SECONDS)  # fmt: skip
@@ -158,6 +181,7 @@ tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_i
 TAG_RUNTIME_NA = TAG_NOT_APPLICABLE  # <runtime>/not_applicable: the reason
 tag((), "per runtime: one line saying why it could not time this job (not installed, wrong device or precision, masks, an op it or the exporter lacks); the job still FINISHES", "`<runtime>/not_applicable`")  # fmt: skip
 TAG_SLOWER_THAN_DENSE = tag("slower_than_dense", "`true` when the pruned model is slower than the dense one beyond the interval (its speedup's upper bound below 1); `<runtime>/slower_than_dense` per runtime: the report flags it with the hint to try `prune.round_to`", "`slower_than_dense`, `<runtime>/slower_than_dense`")  # fmt: skip
+tag((), "`quantize=int8`, per runtime: its INT8 harness's latency flag (as `<runtime>/latency_flag`); one line saying why it has no INT8 figures (no INT8 path, masks, an operator its quantizer cannot take; the job still FINISHES); `true` when the pruned INT8 model is slower than the dense INT8 one beyond the interval", "`<runtime>/int8/latency_flag`, `<runtime>/int8/not_applicable`, `<runtime>/int8/slower_than_dense`")  # fmt: skip
 TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
 TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
 TAG_AT_CHANCE = tag("accuracy_at_chance", "`true` when dense accuracy is not above chance")
@@ -223,6 +247,11 @@ def runtime_key(runtime: str, name: str) -> str:
     return name if runtime == EAGER else f"{runtime}/{name}"
 
 
+def int8_key(runtime: str, name: str) -> str:
+    """The INT8 figure or tag `name` of a runtime: `<runtime>/int8/<name>` (eager's: `int8/<name>`)."""
+    return runtime_key(runtime, f"{INT8}/{name}")
+
+
 def named(kind: Kind) -> set[str]:
     """Every exact name of that kind the schema lists."""
     return {n for e in SCHEMA if e.kind == kind for n in e.names}
@@ -239,6 +268,10 @@ def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool
     if kind == "metric" and key.startswith(SYSTEM_PREFIX):
         return True
     runtime, _, rest = key.rpartition("/")
+    if runtime.rpartition("/")[2] == INT8:
+        if kind == "metric":
+            return rest.removeprefix(DENSE_PREFIX) in INT8_METRICS
+        return kind == "tag" and rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA, TAG_SLOWER_THAN_DENSE)
     if runtime and kind == "metric":
         return rest.removeprefix(DENSE_PREFIX) in RUNTIME_METRICS or rest in RUNTIME_METRICS
     if runtime and kind == "tag":
@@ -249,6 +282,7 @@ def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool
 __all__ = [n for n in list(globals()) if n.isupper()] + [
     "Entry",
     "describes",
+    "int8_key",
     "named",
     "runtime_key",
 ]

@@ -65,6 +65,9 @@ class Loaded:
     host_clock: bool = (
         False  # timed by the host clock even on CUDA (own streams, synchronous calls)
     )
+    # a forward pass on any batch of images, its logits as a float32 CPU tensor (evaluating top-1 in
+    # the runtime itself); None where the runtime does not offer it
+    predict: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class Runtime(abc.ABC):
@@ -92,6 +95,22 @@ class Runtime(abc.ABC):
     def load(self, model: nn.Module, x: torch.Tensor, ctx: Context, what: str) -> Loaded:
         """`model` (eval mode, on ctx.device) ready to run on `x` in this runtime. `what` names the
         model in messages and file names (dense, pruned)."""
+
+    # why `int8` cannot quantize here, for runtimes without a post-training INT8 path
+    no_int8 = "no post-training INT8 path for this runtime here"
+
+    def int8(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        calibration: list[torch.Tensor],
+        ctx: Context,
+        what: str,
+    ) -> Loaded:
+        """`model` quantized to INT8 with this runtime's own tool, calibrated on `calibration` (batches
+        at x's shape), loaded to run on `x`, with `predict` set. A model the quantizer cannot take
+        raises RuntimeNotApplicable with the reason."""
+        raise RuntimeNotApplicable(f"{self.name}: {self.no_int8}")
 
     def not_applicable(self, what: str, e: BaseException | str) -> RuntimeNotApplicable:
         return RuntimeNotApplicable(
@@ -128,3 +147,21 @@ def outputs_agree(diff: float, want: torch.Tensor, precision: str) -> bool:
     rtol = RTOL if precision == "fp32" else LOW_RTOL
     scale = float(want.abs().max()) if want.numel() else 0.0
     return diff <= ATOL + rtol * scale
+
+
+def fixed_batch(
+    forward: Callable[[np.ndarray], object], size: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A runtime's forward pass on a file exported at batch `size`, as a call on any batch: run in
+    chunks of `size`, the last one padded by repeating its first image (the padding's outputs dropped)."""
+
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for chunk in images.float().cpu().split(size):
+            n = len(chunk)
+            if n < size:
+                chunk = torch.cat([chunk, chunk[:1].expand(size - n, *chunk.shape[1:])])
+            outs.append(to_cpu(forward(chunk.contiguous().numpy()))[:n])
+        return torch.cat(outs)
+
+    return predict

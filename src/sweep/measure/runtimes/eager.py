@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import time
+import warnings
 
 import torch
 
+from sweep.errors import first_line
 from sweep.measure.latency import eager_step
 from sweep.measure.runtimes.base import (
     Loaded,
     Runtime,
+    RuntimeNotApplicable,
+    plain,
     to_cpu,
 )
+
+# PyTorch's quantized CPU backends, best first (x86: fbgemm and onednn chosen per op)
+ENGINES = ("x86", "fbgemm", "qnnpack")
 
 
 class Eager(Runtime):
@@ -25,10 +33,52 @@ class Eager(Runtime):
         step = eager_step(model, x, ctx.device, ctx.precision)
         return Loaded(step, lambda: to_cpu(step()), 0.0, 0.0)
 
+    def int8(self, model, x, calibration, ctx, what):
+        """PyTorch's own post-training static INT8 (FX graph mode, per-channel weights): its INT8
+        kernels are CPU kernels."""
+        if ctx.device.type != "cpu":
+            raise RuntimeNotApplicable(
+                f"eager: PyTorch's INT8 kernels run on the CPU; the job's device is {ctx.device.type}"
+            )
+        engine = next((e for e in ENGINES if e in torch.backends.quantized.supported_engines), None)
+        if engine is None:
+            raise RuntimeNotApplicable("eager: this PyTorch build has no quantized CPU engine")
+        t0 = time.perf_counter()
+        try:
+            quantized = _fx_int8(model, x, calibration, engine)
+        except Exception as e:
+            raise RuntimeNotApplicable(
+                f"eager: PyTorch's FX quantization cannot take the {what} model "
+                f"({plain(first_line(e))})"
+            ) from None
+        step = eager_step(quantized, x, ctx.device, "fp32")
+
+        @torch.no_grad()
+        def predict(images):
+            return to_cpu(quantized(images))
+
+        return Loaded(step, lambda: to_cpu(step()), time.perf_counter() - t0, 0.0, predict=predict)
+
+
+def _fx_int8(model, x, calibration, engine: str):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = engine
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's notice that it moves to torchao
+        observed = prepare_fx(
+            copy.deepcopy(model).eval(), get_default_qconfig_mapping(engine), (x,)
+        )
+        for batch in calibration:
+            observed(batch)
+        return convert_fx(observed)
+
 
 class Compiled(Runtime):
     name = "compile"
     summary = "torch.compile (inductor); its compilation is export_seconds"
+    no_int8 = "PyTorch's INT8 models are timed in eager here, not compiled"
 
     def load(self, model, x, ctx, what):
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from sweep.measure.runtimes.base import (
     Loaded,
     Runtime,
     RuntimeNotApplicable,
+    fixed_batch,
     missing_module,
     plain,
     to_cpu,
@@ -28,7 +29,7 @@ from sweep.measure.runtimes.base import (
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """The exporters print their progress, and the TorchScript one the whole graph when it fails,
     some of it from C++ straight to the process's stdout/stderr: silence both, at the descriptors."""
     import os
@@ -55,7 +56,7 @@ def _quiet():
 
 
 def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> None:
-    with warnings.catch_warnings(), _quiet():
+    with warnings.catch_warnings(), quiet():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
@@ -140,6 +141,27 @@ class OnnxRuntime(Runtime):
 
     def load(self, model, x, ctx, what):
         path, export_s = onnx_file(model, x, ctx, what, self.name)
+        return self._loaded(path, x, ctx, what, export_s)
+
+    def int8(self, model, x, calibration, ctx, what):
+        """The model's ONNX file through ONNX Runtime's static quantizer: QDQ, per-channel INT8
+        weights, UINT8 activations calibrated by MinMax (its CPU kernels' U8S8 form)."""
+        if ctx.device.type != "cpu":
+            raise RuntimeNotApplicable(
+                f"{self.name}: INT8 (QDQ) is timed on its CPU execution provider here; the job's "
+                f"device is {ctx.device.type}"
+            )
+        path, _ = onnx_file(model, x, ctx, what, self.name)
+        t0 = time.perf_counter()
+        try:
+            quantized = _ort_int8(path, calibration)
+        except Exception as e:
+            raise RuntimeNotApplicable(
+                f"{self.name}: its quantizer cannot take the {what} model ({plain(first_line(e))})"
+            ) from None
+        return self._loaded(quantized, x, ctx, f"{what} INT8", time.perf_counter() - t0)
+
+    def _loaded(self, path: Path, x, ctx: Context, what: str, export_s: float) -> Loaded:
         t0 = time.perf_counter()
         try:
             sess = self.session(path, ctx)
@@ -158,7 +180,11 @@ class OnnxRuntime(Runtime):
             raise self.not_applicable(what, e) from None
         build_s = time.perf_counter() - t0
         del out
-        return Loaded(run, lambda: to_cpu(self._fetch(run())), export_s, build_s, path, True)
+        name = sess.get_inputs()[0].name
+        predict = fixed_batch(lambda a: sess.run(None, {name: a})[0], int(x.shape[0]))
+        return Loaded(
+            run, lambda: to_cpu(self._fetch(run())), export_s, build_s, path, True, predict
+        )
 
     @staticmethod
     def _fetch(out):
@@ -185,9 +211,55 @@ class OnnxRuntime(Runtime):
         return run
 
 
+def _ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
+    """`path` quantized by ONNX Runtime's static quantizer into `<name>.int8.onnx` beside it."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: batch.float().cpu().numpy()}
+
+    source, out = path.with_suffix(".pre.onnx"), path.with_suffix(".int8.onnx")
+    with warnings.catch_warnings(), quiet():
+        warnings.simplefilter("ignore")
+        try:  # shape inference and fusions ONNX Runtime recommends first; optional
+            quant_pre_process(str(path), str(source))
+        except Exception:
+            source = path
+        quantize_static(
+            str(source),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    return out
+
+
 class TensorRT(OnnxRuntime):
     name = "tensorrt"
     summary = "TensorRT through ONNX Runtime's TensorRT execution provider (CUDA GPUs only)"
+    no_int8 = "TensorRT's INT8 calibration is not wired here (onnxruntime and openvino quantize)"
+
+    def int8(self, model, x, calibration, ctx, what):
+        raise RuntimeNotApplicable(f"{self.name}: {self.no_int8}")
 
     def providers(self, ctx):
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider"]

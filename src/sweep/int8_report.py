@@ -1,0 +1,184 @@
+"""The report's answer to "does pruning still pay after INT8?" (runs with `quantize=int8`): per model,
+cost, method and runtime, top-1 of the INT8 models read from the runtime, the four paired speedups, and
+which methods change places under INT8. Reads only what the jobs logged (`<runtime>/int8/...`)."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+from sweep import cells as F
+from sweep import compare
+from sweep import rows as R
+from sweep import tracking as T
+from sweep.errors import first_line
+from sweep.schema import RUNTIMES
+
+# the speedups of the section's table, in its column order: (metric name, column title)
+COLUMNS = (
+    (T.SPEEDUP_PRUNING[0], "pruning"),
+    (T.SPEEDUP_QUANTIZATION[0], "INT8"),
+    (T.SPEEDUP_BOTH[0], "both"),
+    (T.SPEEDUP, "pruning on top of INT8"),
+)
+
+
+def runtimes(sweep: R.Sweep) -> list[str]:
+    """The runtimes any run of the sweep has INT8 figures (or an INT8 reason) for, in schema order."""
+    found = {rt for r in sweep.runs for rt in RUNTIMES if _has(r, rt) or _na(r, rt)}
+    return [rt for rt in RUNTIMES if rt in found]
+
+
+def _key(runtime: str, name: str) -> str:
+    return T.int8_key(runtime, name)
+
+
+def _has(row: R.Row, runtime: str) -> bool:
+    return _key(runtime, T.SPEEDUP) in row.metrics
+
+
+def _na(row: R.Row, runtime: str) -> str:
+    return first_line(row.tags.get(_key(runtime, T.TAG_RUNTIME_NA), ""))
+
+
+def _interval(row: R.Row, runtime: str, name: str) -> tuple[float, float, float] | None:
+    return F.speedup_interval(row, runtime, name, key_of=T.int8_key)
+
+
+def verdict(row: R.Row, runtime: str) -> str:
+    """pays / slower / within the noise: pruned INT8 against dense INT8, by its interval."""
+    v, lo, hi = _interval(row, runtime, T.SPEEDUP)
+    if lo > 1:
+        return "pays"
+    return "slower than dense INT8" if hi < 1 else "no clear difference"
+
+
+def _cell(row: R.Row, runtime: str, name: str) -> str:
+    said = F.interval_said(row, runtime, name, key_of=T.int8_key)
+    return said or "?"
+
+
+def _line(row: R.Row, runtime: str) -> str:
+    name, key = (row.label or row.model) + F.seeds_note(row), functools.partial(_key, runtime)
+    head = f"| {name} | {compare.cost_level(row)} | {row.method} | {runtime} |"
+    if not _has(row, runtime):
+        return f"{head} | | | | | | n/a: {_na(row, runtime)} |"
+    dense = f"{F.pct_of(row, T.DENSE_ACCURACY)} → {F.pct_of(row, key(T.DENSE_ACCURACY))}"
+    pruned = f"{F.pct_of(row, T.ACCURACY)} → {F.pct_of(row, key(T.ACCURACY))}"
+    speeds = " | ".join(_cell(row, runtime, n) for n, _ in COLUMNS)
+    return f"{head} {dense} | {pruned} | {speeds} | {verdict(row, runtime)} |"
+
+
+def _shown(sweep: R.Sweep, runtime: str) -> list[R.Row]:
+    done = [
+        r for r in sweep.rows if r.status == "FINISHED" and (_has(r, runtime) or _na(r, runtime))
+    ]
+    return sorted(done, key=lambda r: (R.model_key(r.model), R.level_key(r.level), r.method))
+
+
+def section(sweep: R.Sweep) -> list[str]:
+    found = runtimes(sweep)
+    if not found:
+        return []
+    samples = sorted({r.params.get(T.PARAM_QUANTIZE_CALIBRATION, "?") for r in sweep.runs} - {"?"})
+    lines = [
+        "## Does pruning still pay after INT8?",
+        "",
+        "Post-training static INT8 (`quantize=int8`) of the dense and the fine-tuned pruned model, "
+        "each with the runtime's own tool (ONNX Runtime's quantizer: QDQ, per-channel weights; NNCF "
+        "for OpenVINO; PyTorch's FX quantization for eager), calibrated on "
+        f"{', '.join(samples) or '?'} train images; INT8 top-1 read from the runtime itself, on "
+        "the images behind the FP32 top-1. The four models were timed interleaved, each speedup a "
+        "paired ratio of medians with its 95 % interval (with seeds: ± one standard deviation): "
+        "*pruning* = dense FP32 / pruned FP32, *INT8* = dense FP32 / dense INT8, *both* = dense "
+        "FP32 / pruned INT8, and *pruning on top of INT8* = dense INT8 / pruned INT8, what pruning "
+        "still buys a model that ships INT8 (it *pays* when its interval is above 1).",
+        "",
+        "| model | cost | method | runtime | top-1 dense FP32 → INT8 | top-1 pruned FP32 → INT8 | "
+        + " | ".join(title for _, title in COLUMNS)
+        + " | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rt in found:
+        lines += [_line(r, rt) for r in _shown(sweep, rt)]
+    return lines + ["", *[said for rt in found if (said := _tally(sweep, rt))], ""]
+
+
+def _tally(sweep: R.Sweep, runtime: str) -> str:
+    rows = [r for r in _shown(sweep, runtime) if _has(r, runtime)]
+    if not rows:
+        return ""
+    said = [verdict(r, runtime) for r in rows]
+    pays = [r.metrics[_key(runtime, T.SPEEDUP)] for r, v in zip(rows, said) if v == "pays"]
+    span = f" ({min(pays):.2f}x to {max(pays):.2f}x)" if pays else ""
+    return (
+        f"- {runtime}: pruning pays on top of INT8 in {len(pays)} of {len(rows)} runs{span}; no "
+        f"clear difference in {said.count('no clear difference')}; slower than the dense INT8 "
+        f"model in {said.count('slower than dense INT8')}."
+    )
+
+
+# ---- the summary: methods that change places under INT8 -------------------------------------------------
+def summary(sweep: R.Sweep) -> list[str]:
+    found = runtimes(sweep)
+    if not found:
+        return []
+    changes = [c for rt in found for c in _changes(sweep, rt)]
+    head = "### Under INT8"
+    if not changes:
+        return [head, "", "No two methods swap places under INT8, by top-1 or (beyond their "
+                "intervals) by what pruning buys.", ""]  # fmt: skip
+    return [
+        head,
+        "",
+        "Methods whose order changes when the models ship INT8 (top-1 read from the runtime; "
+        "speedups only where both orders are clear of both intervals):",
+        "",
+        *changes,
+        "",
+    ]
+
+
+def _changes(sweep: R.Sweep, runtime: str) -> list[str]:
+    out = []
+    groups: dict[tuple, list[R.Row]] = {}
+    for r in _shown(sweep, runtime):
+        if _has(r, runtime) and not r.diverged and not r.flag(T.TAG_NOOP):
+            groups.setdefault((r.model, compare.cost_level(r)), []).append(r)
+    for (model, level), rows in groups.items():
+        for a, b in itertools.combinations(rows, 2):
+            where = f"- {model}, {level}, {runtime}:"
+            out += [
+                f"{where} {c}" for c in (_by_top1(a, b, runtime), _by_speed(a, b, runtime)) if c
+            ]
+    return out
+
+
+def _by_top1(a: R.Row, b: R.Row, runtime: str) -> str:
+    int8 = _key(runtime, T.ACCURACY)
+    fp32 = (a.metrics.get(T.ACCURACY), b.metrics.get(T.ACCURACY))
+    q = (a.metrics.get(int8), b.metrics.get(int8))
+    if None in fp32 or None in q or (fp32[0] - fp32[1]) * (q[0] - q[1]) >= 0:
+        return ""
+    first, second = (a, b) if fp32[0] > fp32[1] else (b, a)
+    return (
+        f"by top-1, {first.method} is ahead of {second.method} in FP32 "
+        f"({F.pct_of(first, T.ACCURACY)} vs {F.pct_of(second, T.ACCURACY)}) and behind in INT8 "
+        f"({F.pct_of(first, int8)} vs {F.pct_of(second, int8)})"
+    )
+
+
+def _by_speed(a: R.Row, b: R.Row, runtime: str) -> str:
+    def faster(x, y, name):
+        ix, iy = _interval(x, runtime, name), _interval(y, runtime, name)
+        return ix is not None and iy is not None and ix[1] > iy[2]
+
+    fp32, int8 = T.SPEEDUP_PRUNING[0], T.SPEEDUP
+    for first, second in ((a, b), (b, a)):
+        if faster(first, second, fp32) and faster(second, first, int8):
+            return (
+                f"by speedup, {first.method} is faster than {second.method} in FP32 "
+                f"({_cell(first, runtime, fp32)} vs {_cell(second, runtime, fp32)}) and slower on "
+                f"top of INT8 ({_cell(first, runtime, int8)} vs {_cell(second, runtime, int8)})"
+            )
+    return ""

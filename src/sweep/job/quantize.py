@@ -1,0 +1,146 @@
+"""The quantize stage (`quantize=int8`): the dense and the fine-tuned pruned model as post-training INT8
+in every runtime the job is timed in, each with that runtime's own tool (sweep.measure.quantized), top-1
+read from the runtime, the four models timed side by side. A runtime that cannot quantize a model has
+its INT8 figures not applicable, with the reason in one line; the job's other figures stand."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from sweep import tracking
+from sweep.data.batches import Batches
+from sweep.errors import first_line
+from sweep.evaluate import top1
+from sweep.job.context import Bench, Job
+from sweep.job.measure import runtimes_of
+from sweep.job.record import Result
+from sweep.measure import quantized
+from sweep.measure import runtimes as RT
+
+__all__ = ["Calibrated", "Quantized", "calibration_batches", "quantize"]
+
+log = logging.getLogger("sweep")
+
+
+@dataclass(frozen=True)
+class Calibrated(Result):
+    samples: int  # train images the INT8 models were calibrated on
+
+    def params(self) -> dict:
+        return {tracking.PARAM_QUANTIZE_CALIBRATION: self.samples}
+
+
+@dataclass(frozen=True)
+class Quantized(Result):
+    """One runtime's INT8 figures under `<runtime>/int8/...`, or why it has none."""
+
+    runtime: str
+    result: quantized.Int8Result | None = None
+    not_applicable: str = ""
+
+    def metrics(self) -> dict:
+        return self.result.metrics() if self.result is not None else {}
+
+    def tags(self) -> dict:
+        key = functools.partial(tracking.int8_key, self.runtime)
+        if self.result is None:
+            return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
+        return {
+            key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
+            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.on_int8.slower_than_dense,
+        }
+
+
+def quantize(job: Job, bench: Bench, pruned: nn.Module, acc) -> Iterator[Result]:
+    """INT8 in each runtime of the job, after fine-tuning (the model that would ship)."""
+    settings = OmegaConf.to_object(job.cfg.measure)
+    x = bench.eval.first(settings.batch_size)
+    calibration = calibration_batches(job, bench.train, len(x))
+    yield Calibrated(len(calibration) * len(x))
+    read = functools.partial(_top1_in_runtime, job, acc.eval)
+    with tempfile.TemporaryDirectory(prefix="sweep-int8-") as tmp:
+        ctx = RT.Context.of(job.device, settings, Path(tmp))
+        for name in runtimes_of(job, settings):
+            yield _in(job, RT.get(name), (bench.dense, pruned), x, calibration, read, ctx, settings)
+
+
+def _in(job: Job, runtime: RT.Runtime, models, x, calibration, read, ctx, settings) -> Quantized:
+    name = runtime.name
+    if not job.pruner.kind.dense_speedup_possible:
+        return Quantized(name, not_applicable=f"{name}: masks keep dense shapes: no INT8 speedup")
+    try:
+        r = quantized.quantize_in(
+            runtime,
+            models,
+            x,
+            calibration,
+            top1=read,
+            ctx=ctx,
+            settings=settings,
+            seed=job.cfg.seed,
+        )
+    except RT.RuntimeNotApplicable as e:
+        log.warning("%s: INT8 in %s not applicable: %s", job.run_name, name, first_line(e))
+        return Quantized(name, not_applicable=first_line(e))
+    except Exception as e:  # a quantized model its runtime fails on: that runtime's INT8 only
+        log.warning("%s: INT8 in %s failed", job.run_name, name, exc_info=True)
+        return Quantized(
+            name, not_applicable=f"{name}: INT8 failed ({type(e).__name__}: {first_line(e)})"
+        )
+    s, (d, p) = r.on_int8, r.accuracy
+    log.info(
+        "%s: %s INT8 top-1 %.1f%% -> %.1f%%, pruning on top of INT8 %.2fx [%.2f, %.2f]",
+        job.run_name,
+        name,
+        100 * d,
+        100 * p,
+        s.value,
+        s.ci_low,
+        s.ci_high,
+    )
+    return Quantized(name, r)
+
+
+def calibration_batches(job: Job, train: Batches, size: int) -> list[torch.Tensor]:
+    """`quantize.calibration_samples` train images (shuffled, seeded; never the eval split) in batches
+    of the timed batch's size: the runtimes' files take that shape. At least one batch."""
+    want = max(1, math.ceil(job.cfg.quantize.calibration_samples / size))
+    batches = []
+    for images, _ in train.iterate(size, shuffle=True, seed=job.cfg.seed):
+        if len(images) == size:
+            batches.append(images.float().cpu())
+        if len(batches) == want:
+            break
+    return batches or [train.first(size).float().cpu()]
+
+
+class _Forward(nn.Module):
+    """A runtime's forward pass as a module, for the evaluation loop PyTorch models go through."""
+
+    def __init__(self, predict):
+        super().__init__()
+        self.predict = predict
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predict(images)
+
+
+def _top1_in_runtime(job: Job, images: Batches, predict) -> float:
+    return top1(
+        _Forward(predict),
+        images,
+        batch_size=job.cfg.eval.batch_size,
+        device=torch.device("cpu"),
+        class_map=job.class_map,
+        label=f"{job.run_name} INT8",
+    )

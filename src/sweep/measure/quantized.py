@@ -1,0 +1,125 @@
+"""Post-training static INT8 in one runtime, beside FP32: does pruning still pay after quantization?
+
+The dense and the pruned model are quantized with the runtime's own tool (`Runtime.int8`), both on
+the same calibration batches; each INT8 model's top-1 is read from the runtime itself; then the four
+models (dense and pruned, FP32 and INT8) are timed interleaved by the latency harness, so every
+speedup between two of them is a paired ratio from the same rounds: pruning alone, quantization alone,
+both, and what pruning adds on top of INT8 (pruned INT8 against dense INT8).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from sweep.measure import runtimes as RT
+from sweep.measure.latency import (
+    LatencySettings,
+    Speedup,
+    Timing,
+    paired_speedup,
+    time_steps,
+)
+from sweep.tracking import names as N
+
+# the four models, in the order they are timed
+DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8 = range(4)
+# a top-1 reader: a forward pass on a batch of images (logits) -> fraction correct on the eval images
+TopOne = Callable[[Callable[[torch.Tensor], torch.Tensor]], float]
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    runtime: str
+    timing: Timing  # stats in the order DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8
+    speedups: dict[str, Speedup]  # by metric name: speedup (on INT8), speedup_pruning, ...
+    accuracy: tuple[float, float]  # dense INT8, pruned INT8: top-1 read from the runtime
+    quantize_s: tuple[float, float]  # dense, pruned
+
+    @property
+    def on_int8(self) -> Speedup:
+        """What pruning adds on top of INT8: dense INT8 / pruned INT8."""
+        return self.speedups[N.SPEEDUP]
+
+    @property
+    def flag(self) -> str:
+        return self.timing.flag
+
+    def metrics(self) -> dict[str, float]:
+        """Its figures under `<runtime>/int8/<name>`."""
+        key = functools.partial(N.int8_key, self.runtime)
+        st = self.timing.stats
+        out = {
+            **st[DENSE_INT8].metrics(key(N.DENSE_PREFIX)),
+            **st[PRUNED_INT8].metrics(key("")),
+            key(N.DENSE_PREFIX + N.INT8_FP32_LATENCY): st[DENSE_FP32].median_ms,
+            key(N.INT8_FP32_LATENCY): st[PRUNED_FP32].median_ms,
+            key(N.DENSE_PREFIX + N.ACCURACY): self.accuracy[0],
+            key(N.ACCURACY): self.accuracy[1],
+            key(N.DENSE_PREFIX + N.QUANTIZE_SECONDS): self.quantize_s[0],
+            key(N.QUANTIZE_SECONDS): self.quantize_s[1],
+        }
+        for name, s in self.speedups.items():
+            out |= {key(name): s.value, key(f"{name}_ci_low"): s.ci_low}
+            out[key(f"{name}_ci_high")] = s.ci_high
+        return out
+
+
+# which two of the four models each speedup compares (base, new): base / new median latency
+PAIRS = {
+    N.SPEEDUP: (DENSE_INT8, PRUNED_INT8),
+    N.SPEEDUP_PRUNING[0]: (DENSE_FP32, PRUNED_FP32),
+    N.SPEEDUP_QUANTIZATION[0]: (DENSE_FP32, DENSE_INT8),
+    N.SPEEDUP_BOTH[0]: (DENSE_FP32, PRUNED_INT8),
+}
+
+
+def quantize_in(
+    runtime: RT.Runtime,
+    models: tuple[nn.Module, nn.Module],
+    x: torch.Tensor,
+    calibration: list[torch.Tensor],
+    *,
+    top1: TopOne,
+    ctx: RT.Context,
+    settings: LatencySettings,
+    seed: int = 0,
+) -> Int8Result:
+    """Dense and pruned (`models`) as INT8 in `runtime`, beside their FP32 forms (raises
+    RuntimeNotApplicable when the runtime cannot run or quantize them)."""
+    reason = runtime.unavailable(ctx)
+    if reason:
+        said = reason if reason.startswith(runtime.name) else f"{runtime.name}: {reason}"
+        raise RT.RuntimeNotApplicable(said)
+    x = x.to(ctx.device)
+    for model in models:
+        model.eval()
+    fp32 = [runtime.load(m, x, ctx, what) for m, what in zip(models, ("dense", "pruned"))]
+    int8 = [
+        runtime.int8(m, x, calibration, ctx, what) for m, what in zip(models, ("dense", "pruned"))
+    ]
+    accuracy = tuple(top1(q.predict) for q in int8)
+    loaded = [*fp32, *int8]
+    timing = time_steps(
+        [m.run for m in loaded],
+        int(x.shape[0]),
+        settings,
+        ctx.device,
+        cuda_events=not any(m.host_clock for m in loaded),
+    )
+    samples = [st.samples_ms for st in timing.stats]
+    speedups = {
+        name: paired_speedup(samples[a], samples[b], settings.bootstrap, seed)
+        for name, (a, b) in PAIRS.items()
+    }
+    return Int8Result(
+        runtime.name,
+        timing,
+        speedups,
+        accuracy,
+        (int8[0].export_s, int8[1].export_s),
+    )
