@@ -3,6 +3,7 @@ not there fails with one line, and every model gets timm's own preprocessing."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from helpers.cli import FAST, fail_in_one_line
+from helpers.cli import FAST, fail_in_one_line, run_cli
 from helpers.models import tiny_model
 from sweep import data, imagescan
 from sweep.config import group_options
@@ -103,6 +104,21 @@ def test_image_tree_gives_the_same_top1_as_in_memory(digits_tree):
     xa, ya = next(iter(a.iterate(360)))
     xb, yb = next(iter(b.iterate(360)))
     assert sorted(ya.tolist()) == sorted(yb.tolist())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+def test_job_timed_in_openvino_then_evaluated_on_an_image_tree_finishes(digits_tree, tmp_path):
+    """Loader workers forked from a process where OpenVINO had run crashed it (SIGSEGV): the whole
+    sweep died without a FAILED run. The job runs in its own process here, as a user's would."""
+    tree = ["dataset=imagefolder", f"dataset.root={digits_tree}", "dataset.num_workers=2"]
+    r = run_cli(
+        ["model=tiny_cnn", "pruner=dg_group", "model.train.epochs=1", *tree, *FAST]
+        + ["measure.runtimes=[eager,openvino]", "measure.peak=false", "finetune.epochs=1"]
+        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1 finished" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(

@@ -117,12 +117,28 @@ class Batches:
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=workers,
+            multiprocessing_context=_worker_start() if workers else None,
             generator=torch.Generator().manual_seed(seed),
             persistent_workers=False,
             prefetch_factor=4 if workers else None,
             collate_fn=_collate,
         )
         yield from (batch for batch in loader if batch is not None)
+
+
+def _worker_start():
+    """How loader workers start: forked (the default, fastest), except in a process where OpenVINO
+    has run: a fork of it crashes (its thread pool's state is copied without its threads), so they
+    are forked from a clean server process instead, started once with torch and this module
+    imported (a worker started bare would import them again, seconds per loader)."""
+    import multiprocessing
+    import sys
+
+    if "openvino" not in sys.modules or sys.platform == "win32":
+        return None
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload(["torch", "PIL.Image", __name__])
+    return server
 
 
 class _Transformed(tud.Dataset):
