@@ -59,19 +59,20 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed (apt-get install chromium as root): the browser test will be skipped"; fi; }
 
-# The deployment-runtime tests (ONNX Runtime, OpenVINO, inductor in the test process) run in a pytest
+# The deployment-runtime tests (ONNX Runtime, OpenVINO, inductor and INT8 in the test process) run in a pytest
 # process of their own: late in one session with the whole suite the process died there of a SIGSEGV
 # (a corrupted call table, not a Python error), never with those tests alone nor in sweeps or benchmarks.
 # That process runs beside the xdist workers, not after them, on one thread (SWEEP_TEST_THREADS): it fills
 # the cores the workers leave idle while their sweeps and servers start and at the end of the run; its
 # output follows theirs; it keeps no .pytest_cache, which the workers' pytest writes at the same time.
 # $(1): the marker expression.
+RUNTIME_TESTS := tests/test_runtimes.py tests/test_quantize.py
 define run_suite
 	@log=$$(mktemp); \
-	SWEEP_TEST_THREADS=1 $(PY) -m pytest -p no:cacheprovider $(if $(1),-m "$(1)") tests/test_runtimes.py > $$log 2>&1 & side=$$!; \
-	$(PY) -m pytest $(XDIST) $(if $(1),-m "$(1)") --ignore=tests/test_runtimes.py; main=$$?; \
+	SWEEP_TEST_THREADS=1 $(PY) -m pytest -p no:cacheprovider $(if $(1),-m "$(1)") $(RUNTIME_TESTS) > $$log 2>&1 & side=$$!; \
+	$(PY) -m pytest $(XDIST) $(if $(1),-m "$(1)") $(addprefix --ignore=,$(RUNTIME_TESTS)); main=$$?; \
 	wait $$side; other=$$?; \
-	echo "--- tests/test_runtimes.py, in a process of its own beside the workers (exit status $$other) ---"; \
+	echo "--- $(RUNTIME_TESTS), in a process of their own beside the workers (exit status $$other) ---"; \
 	cat $$log; rm -f $$log; \
 	test $$main = 0 && test $$other = 0
 endef

@@ -66,6 +66,8 @@ from sweep.plan import plan_sweep
         (["pruner=dg_slim", "pruner.regularize.epochs=0"], ["epochs=0", ">= 1"]),
         (["prune.round_to=0"], ["prune.round_to=0", "[1, inf) or auto"]),
         (["target.runtime=tpu"], ["target.runtime='tpu'", "onnxruntime, openvino"]),
+        (["quantize=int4"], ["unknown quantize 'int4'", "int8, none"]),
+        (["quantize.calibration_samples=0"], ["quantize.calibration_samples=0", "(0, inf)"]),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):

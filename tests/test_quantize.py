@@ -1,0 +1,181 @@
+"""quantize=int8: each runtime quantizes with its own tool, its INT8 model answers like the FP32 one,
+the four models are timed in one harness, a runtime that cannot quantize says why in one line while
+the job finishes, and the report says whether pruning still pays after INT8."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+
+import pytest
+import timm
+import torch
+
+from helpers.cli import FAST
+from helpers.runs import EXPERIMENT
+from sweep import int8_report, tracking
+from sweep import rows as R
+from sweep.measure import quantized
+from sweep.measure import runtimes as RT
+from sweep.measure.latency import LatencySettings
+from sweep.measure.runtimes.base import fixed_batch
+
+CPU = torch.device("cpu")
+QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
+QUANTIZING = ["eager", "onnxruntime", "openvino"]
+needs_deploy = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("onnxruntime", "openvino", "nncf")),
+    reason="the deploy extra is not installed",
+)
+
+
+def test_fixed_batch_runs_any_batch_in_chunks_of_the_exported_size():
+    shapes = []
+
+    def forward(a):
+        shapes.append(a.shape[0])
+        return a.reshape(len(a), -1).sum(1, keepdims=True)
+
+    images = torch.arange(5 * 3, dtype=torch.float32).reshape(5, 3, 1, 1)
+    got = fixed_batch(forward, 2)(images)
+    assert shapes == [2, 2, 2]  # the last image padded to the file's batch
+    assert torch.equal(got, images.reshape(5, -1).sum(1, keepdim=True))
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    dense = timm.create_model("test_resnet", num_classes=10).eval()
+    small = timm.create_model("test_resnet", num_classes=10, channels=(8, 8, 8, 8)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    calibration = [torch.randn(2, 3, 32, 32) for _ in range(8)]
+    return dense, small, x, calibration
+
+
+@needs_deploy
+@pytest.mark.parametrize("name", QUANTIZING)
+def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, tmp_path):
+    dense, small, x, calibration = models
+    images = torch.randn(9, 3, 32, 32)  # not a multiple of the file's batch of 2
+    answers = {}
+
+    def agreement(predict):  # the "top-1" of INT8 against the FP32 model's own answers
+        model = dense if not answers else small
+        with torch.no_grad():
+            want = model(images)
+        got = predict(images)
+        answers[len(answers)] = (got, want)
+        return float((got.argmax(1) == want.argmax(1)).float().mean())
+
+    ctx = RT.Context(CPU, "fp32", 2, tmp_path)
+    r = quantized.quantize_in(
+        RT.get(name), (dense, small), x, calibration, top1=agreement, ctx=ctx, settings=QUICK
+    )
+    assert len(r.timing.stats) == 4 and len({len(s.samples_ms) for s in r.timing.stats}) == 1
+    med = [statistics.median(s.samples_ms) for s in r.timing.stats]
+    both = r.speedups[tracking.SPEEDUP_BOTH[0]]
+    assert both.value == pytest.approx(med[quantized.DENSE_FP32] / med[quantized.PRUNED_INT8])
+    assert r.on_int8.value == pytest.approx(med[quantized.DENSE_INT8] / med[quantized.PRUNED_INT8])
+    assert min(r.accuracy) >= 0.6, r.accuracy  # INT8 mostly agrees with FP32...
+    for got, want in answers.values():
+        assert got.shape == want.shape == (9, 10)
+        diff = float((got - want).abs().max())
+        assert 0 < diff <= 0.5 * float(want.abs().max())  # ...and is not the FP32 model itself
+    assert min(r.quantize_s) > 0
+    names = [k for k, v in r.metrics().items() if v == v]  # a NaN is not logged (no peak timed)
+    assert [k for k in names if not tracking.describes("metric", k)] == []
+    assert all(k.startswith(tracking.int8_key(name, "")) for k in names)
+
+
+@pytest.mark.parametrize("name", ["compile", "tensorrt"])
+def test_runtimes_without_an_int8_path_say_why_in_one_line(name, models, tmp_path):
+    dense, _, x, calibration = models
+    with pytest.raises(RT.RuntimeNotApplicable) as e:
+        RT.get(name).int8(dense, x, calibration, RT.Context(CPU, "fp32", 2, tmp_path), "dense")
+    said = str(e.value)
+    assert said.startswith(f"{name}: ") and "\n" not in said and "INT8" in said
+
+
+def _failing_quantizer(monkeypatch):
+    import onnxruntime.quantization as ortq
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("Unsupported operator FancyOp\nwith a long trace")
+
+    monkeypatch.setattr(ortq, "quantize_static", refuses)
+
+
+@needs_deploy
+def test_a_quantizer_that_fails_is_not_applicable_in_one_line(models, tmp_path, monkeypatch):
+    dense, _, x, calibration = models
+    _failing_quantizer(monkeypatch)
+    ctx = RT.Context(CPU, "fp32", 2, tmp_path)
+    with pytest.raises(RT.RuntimeNotApplicable) as e:
+        RT.get("onnxruntime").int8(dense, x, calibration, ctx, "dense")
+    assert str(e.value) == (
+        "onnxruntime: its quantizer cannot take the dense model (Unsupported operator FancyOp)"
+    )
+
+
+@needs_deploy
+@pytest.mark.slow
+def test_int8_job_finishes_when_one_runtime_cannot_quantize(
+    compose, store, weights_cache, monkeypatch, tmp_path
+):
+    from mlflow.tracking import MlflowClient
+
+    from sweep import job, report
+
+    _failing_quantizer(monkeypatch)
+    runtimes = "measure.runtimes=[eager,onnxruntime,openvino]"
+    common = ["model=tiny_cnn", "target.macs=0.5", "quantize=int8", runtimes, "measure.peak=false"]
+    common += ["quantize.calibration_samples=16", "sweep_id=int8", f"tracking.uri={store}", *FAST]
+    job.run_job(compose(["pruner=dg_group", *common]))
+    job.run_job(compose(["pruner=l1_unstructured", *common]))
+    runs = {r.info.run_name: r for r in MlflowClient(store).search_runs(["1"])}
+    run = runs["tiny_cnn/dg_group/macs=0.5"]
+    m, tags = run.data.metrics, run.data.tags
+    assert run.info.status == "FINISHED"
+    assert "FancyOp" in tags["onnxruntime/int8/not_applicable"]
+    assert "onnxruntime/speedup" in m  # its FP32 figures stand
+    for rt in ("eager", "openvino"):
+        key = tracking.int8_key
+        assert 0 <= m[key(rt, "accuracy_top1")] <= 1 and m[key(rt, "speedup_both")] > 0
+        assert tags[key(rt, "slower_than_dense")] in ("true", "false")
+    assert run.data.params["quantize.calibration_samples_used"] == "16"
+    assert m["stage_quantize_seconds"] > 0
+    masks = runs["tiny_cnn/l1_unstructured/macs=0.5"]
+    assert "masks keep dense shapes" in masks.data.tags["int8/not_applicable"]
+    # the report answers the question, with the reason where a runtime had no INT8 figures
+    sweep = R.load_sweep(store, EXPERIMENT, "int8")
+    doc = report.render(sweep, {})
+    section = doc[doc.index("## Does pruning still pay after INT8?") :]
+    assert "| tiny_cnn | macs=0.5 | dg_group | openvino |" in section
+    assert "n/a: onnxruntime: its quantizer cannot take" in section
+    assert "### Under INT8" in doc
+
+
+def _row(pruner: str, fp32: float, int8: float, pruning: float, on_int8: float) -> R.Row:
+    rt = "onnxruntime"
+    m = {"accuracy_top1": fp32, "dense_accuracy_top1": 0.95}
+    for name, v in (("accuracy_top1", int8), ("speedup_pruning", pruning), ("speedup", on_int8)):
+        m[tracking.int8_key(rt, name)] = v
+    for name, v in (("speedup_pruning", pruning), ("speedup", on_int8)):
+        m[tracking.int8_key(rt, f"{name}_ci_low")] = v * 0.98
+        m[tracking.int8_key(rt, f"{name}_ci_high")] = v * 1.02
+    return R.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, {}, {}, target="macs=0.5")
+
+
+def test_summary_names_the_methods_that_change_places_under_int8():
+    a = _row("dg_group", fp32=0.90, int8=0.85, pruning=1.30, on_int8=1.05)
+    b = _row("dg_taylor", fp32=0.89, int8=0.88, pruning=1.10, on_int8=1.25)
+    sweep = R.Sweep("s", [a, b], ["tiny"], ["macs=0.5"], [0], [0], [a, b])
+    said = "\n".join(int8_report.summary(sweep))
+    assert "by top-1, dg_group is ahead of dg_taylor in FP32 (90.0% vs 89.0%)" in said
+    assert "behind in INT8 (85.0% vs 88.0%)" in said
+    assert "by speedup, dg_group is faster than dg_taylor in FP32" in said
+    assert int8_report.verdict(a, "onnxruntime") == "pays"
+    # within each other's intervals, or in the same order: no change named
+    c = _row("dg_taylor", fp32=0.89, int8=0.84, pruning=1.29, on_int8=1.04)
+    sweep = R.Sweep("s", [a, c], ["tiny"], ["macs=0.5"], [0], [0], [a, c])
+    assert "No two methods swap places" in "\n".join(int8_report.summary(sweep))
