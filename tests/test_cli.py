@@ -68,6 +68,10 @@ from sweep.plan import plan_sweep
         (["target.runtime=tpu"], ["target.runtime='tpu'", "onnxruntime, openvino"]),
         (["quantize=int4"], ["unknown quantize 'int4'", "int8, none"]),
         (["quantize.calibration_samples=0"], ["quantize.calibration_samples=0", "(0, inf)"]),
+        (
+            ["quantize=int8", "quantize.runtimes=[openvino]"],
+            ["quantize.runtimes: 'openvino' is not timed in this job", "choose from eager"],
+        ),
     ],
 )
 def test_bad_input_is_one_line(argv, needles, capsys, tmp_path, monkeypatch):

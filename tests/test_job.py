@@ -284,12 +284,14 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "target.runtime",
         "quantize.precision",
         "quantize.calibration_samples",
+        "quantize.runtimes",
     }
     for later in (
         "prune.round_to=16",
         "target.runtime=onnxruntime",
         "quantize=int8",
         "quantize.calibration_samples=64",
+        "quantize.runtimes=[eager]",
     ):
         assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
     # the previous release's key of this config (computed with it): unchanged

@@ -221,6 +221,8 @@ class QuantizeConfig:
 
     precision: str = checked("none", Check(choices=QUANTIZE))
     calibration_samples: int = checked(128, POSITIVE)
+    # the runtimes to quantize in, each one the job is timed in (eager always is); null: all of them
+    runtimes: Optional[list[str]] = None
 
 
 @dataclass
@@ -361,6 +363,13 @@ def check_ranges(cfg: Any) -> None:
         if name not in RUNTIMES:
             raise SweepConfigError(
                 f"measure.runtimes: {name!r} is not a runtime: choose from {', '.join(RUNTIMES)}"
+            )
+    timed = ["eager", *m.runtimes, cfg.target.runtime]
+    for name in cfg.quantize.runtimes or ():
+        if name not in timed:
+            raise SweepConfigError(
+                f"quantize.runtimes: {name!r} is not timed in this job: choose from "
+                f"{', '.join(dict.fromkeys(timed))} (measure.runtimes adds runtimes)"
             )
     if m.warmup_max < m.warmup_min or m.iters_max < m.iters_min:
         raise SweepConfigError(

@@ -62,6 +62,7 @@ LATER_KEYS = {
     "target.runtime": "eager",
     "quantize.precision": "none",
     "quantize.calibration_samples": 128,
+    "quantize.runtimes": None,
 }
 
 

@@ -70,7 +70,10 @@ def quantize(job: Job, bench: Bench, pruned: nn.Module, acc) -> Iterator[Result]
     read = functools.partial(_top1_in_runtime, job, acc.eval)
     with tempfile.TemporaryDirectory(prefix="sweep-int8-") as tmp:
         ctx = RT.Context.of(job.device, settings, Path(tmp))
+        chosen = job.cfg.quantize.runtimes
         for name in runtimes_of(job, settings):
+            if chosen is not None and name not in chosen:
+                continue
             yield _in(job, RT.get(name), (bench.dense, pruned), x, calibration, read, ctx, settings)
 
 
