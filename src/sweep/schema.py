@@ -219,7 +219,9 @@ class QuantizeConfig:
     model in every runtime of measure.runtimes, with that runtime's own tool (sweep.measure.quantized),
     calibrated on `calibration_samples` train images (never the eval split)."""
 
+    # none: FP32 only; int8: post-training static INT8 beside FP32 (quantize=int8 selects it)
     precision: str = checked("none", Check(choices=QUANTIZE))
+    # train images the INT8 models are calibrated on, the same for dense and pruned in every runtime
     calibration_samples: int = checked(128, POSITIVE)
     # the runtimes to quantize in, each one the job is timed in (eager always is); null: all of them
     runtimes: Optional[list[str]] = None
