@@ -69,7 +69,13 @@ def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, 
 
     ctx = RT.Context(CPU, "fp32", 2, tmp_path)
     r = quantized.quantize_in(
-        RT.get(name), (dense, small), x, calibration, top1=agreement, ctx=ctx, settings=QUICK
+        RT.get(name),
+        models=(dense, small),
+        x=x,
+        calibration=calibration,
+        top1=agreement,
+        ctx=ctx,
+        settings=QUICK,
     )
     assert len(r.timing.stats) == 4 and len({len(s.samples_ms) for s in r.timing.stats}) == 1
     med = [statistics.median(s.samples_ms) for s in r.timing.stats]

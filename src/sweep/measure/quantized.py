@@ -80,10 +80,10 @@ PAIRS = {
 
 def quantize_in(
     runtime: RT.Runtime,
+    *,
     models: tuple[nn.Module, nn.Module],
     x: torch.Tensor,
     calibration: list[torch.Tensor],
-    *,
     top1: TopOne,
     ctx: RT.Context,
     settings: LatencySettings,
