@@ -67,39 +67,36 @@ def quantize(job: Job, bench: Bench, pruned: nn.Module, acc) -> Iterator[Result]
     x = bench.eval.first(settings.batch_size)
     calibration = calibration_batches(job, bench.train, len(x))
     yield Calibrated(len(calibration) * len(x))
-    read = functools.partial(_top1_in_runtime, job, acc.eval)
     with tempfile.TemporaryDirectory(prefix="sweep-int8-") as tmp:
-        ctx = RT.Context.of(job.device, settings, Path(tmp))
+        one = functools.partial(
+            quantized.quantize_in,
+            models=(bench.dense, pruned),
+            x=x,
+            calibration=calibration,
+            top1=functools.partial(_top1_in_runtime, job, acc.eval),
+            ctx=RT.Context.of(job.device, settings, Path(tmp)),
+            settings=settings,
+            seed=job.cfg.seed,
+        )
         chosen = job.cfg.quantize.runtimes
         for name in runtimes_of(job, settings):
-            if chosen is not None and name not in chosen:
-                continue
-            yield _in(job, RT.get(name), (bench.dense, pruned), x, calibration, read, ctx, settings)
+            if chosen is None or name in chosen:
+                yield _in(job, RT.get(name), one)
 
 
-def _in(job: Job, runtime: RT.Runtime, models, x, calibration, read, ctx, settings) -> Quantized:
+def _in(job: Job, runtime: RT.Runtime, quantize_in) -> Quantized:
+    """One runtime's INT8 figures (`quantize_in`: quantized.quantize_in with the job's models). A
+    quantizer or runtime that fails on a model raises RuntimeNotApplicable (the runtimes wrap their
+    own errors): that runtime's INT8 only. Any other error is a fault: the job fails, with what it
+    recorded kept."""
     name = runtime.name
     if not job.pruner.kind.dense_speedup_possible:
         return Quantized(name, not_applicable=f"{name}: masks keep dense shapes: no INT8 speedup")
     try:
-        r = quantized.quantize_in(
-            runtime,
-            models,
-            x,
-            calibration,
-            top1=read,
-            ctx=ctx,
-            settings=settings,
-            seed=job.cfg.seed,
-        )
+        r = quantize_in(runtime)
     except RT.RuntimeNotApplicable as e:
         log.warning("%s: INT8 in %s not applicable: %s", job.run_name, name, first_line(e))
         return Quantized(name, not_applicable=first_line(e))
-    except Exception as e:  # a quantized model its runtime fails on: that runtime's INT8 only
-        log.warning("%s: INT8 in %s failed", job.run_name, name, exc_info=True)
-        return Quantized(
-            name, not_applicable=f"{name}: INT8 failed ({type(e).__name__}: {first_line(e)})"
-        )
     s, (d, p) = r.on_int8, r.accuracy
     log.info(
         "%s: %s INT8 top-1 %.1f%% -> %.1f%%, pruning on top of INT8 %.2fx [%.2f, %.2f]",
