@@ -45,7 +45,7 @@ def _train_steps(model: nn.Module, x: torch.Tensor, after_backward=None, steps: 
 
 def _bn_l1(model: nn.Module) -> float:
     return sum(
-        float(m.weight.abs().sum())
+        float(m.weight.detach().abs().sum())
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
     )
