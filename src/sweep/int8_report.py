@@ -131,8 +131,9 @@ def summary(sweep: R.Sweep) -> list[str]:
     return [
         head,
         "",
-        "Methods whose order changes when the models ship INT8 (top-1 read from the runtime; "
-        "speedups only where both orders are clear of both intervals; each interval is its job's "
+        "Methods whose order changes when the models ship INT8 (top-1 read from the runtime, each "
+        f"order by more than {TOP1_IMAGES} eval images; speedups only where both orders are clear "
+        "of both intervals; each interval is its job's "
         "own, so with one seed the drift between jobs is not in it: seed=0,1,2 gives the spread "
         "over runs):",
         "",
@@ -156,11 +157,20 @@ def _changes(sweep: R.Sweep, runtime: str) -> list[str]:
     return out
 
 
+# an order by top-1 decided by this many eval images or fewer is not counted as a change
+TOP1_IMAGES = 2
+
+
 def _by_top1(a: R.Row, b: R.Row, runtime: str) -> str:
     int8 = _key(runtime, T.ACCURACY)
     fp32 = (a.metrics.get(T.ACCURACY), b.metrics.get(T.ACCURACY))
     q = (a.metrics.get(int8), b.metrics.get(int8))
-    if None in fp32 or None in q or (fp32[0] - fp32[1]) * (q[0] - q[1]) >= 0:
+    if None in fp32 or None in q:
+        return ""
+    seen = [R.to_float(r.params.get(T.PARAM_EVAL_SAMPLES), 0.0) for r in (a, b)]
+    gap = TOP1_IMAGES / min(seen) if min(seen) > 0 else 0.0
+    ahead, behind = fp32[0] - fp32[1], q[0] - q[1]
+    if ahead * behind >= 0 or min(abs(ahead), abs(behind)) <= gap + 1e-12:
         return ""
     first, second = (a, b) if fp32[0] > fp32[1] else (b, a)
     return (
