@@ -97,7 +97,8 @@ def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, 
 def test_runtimes_without_an_int8_path_say_why_in_one_line(name, models, tmp_path):
     dense, _, x, calibration = models
     with pytest.raises(RT.RuntimeNotApplicable) as e:
-        RT.get(name).int8(dense, x, calibration, RT.Context(CPU, "fp32", 2, tmp_path), "dense")
+        ctx = RT.Context(CPU, "fp32", 2, tmp_path)
+        RT.get(name).int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
     said = str(e.value)
     assert said.startswith(f"{name}: ") and "\n" not in said and "INT8" in said
 
@@ -117,7 +118,7 @@ def test_a_quantizer_that_fails_is_not_applicable_in_one_line(models, tmp_path, 
     _failing_quantizer(monkeypatch)
     ctx = RT.Context(CPU, "fp32", 2, tmp_path)
     with pytest.raises(RT.RuntimeNotApplicable) as e:
-        RT.get("onnxruntime").int8(dense, x, calibration, ctx, "dense")
+        RT.get("onnxruntime").int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
     assert str(e.value) == (
         "onnxruntime: its quantizer cannot take the dense model (Unsupported operator FancyOp)"
     )

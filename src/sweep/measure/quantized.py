@@ -100,7 +100,8 @@ def quantize_in(
         model.eval()
     fp32 = [runtime.load(m, x, ctx, what) for m, what in zip(models, ("dense", "pruned"))]
     int8 = [
-        runtime.int8(m, x, calibration, ctx, what) for m, what in zip(models, ("dense", "pruned"))
+        runtime.int8(m, x, calibration=calibration, ctx=ctx, what=what)
+        for m, what in zip(models, ("dense", "pruned"))
     ]
     accuracy = tuple(top1(q.predict) for q in int8)
     loaded = [*fp32, *int8]
