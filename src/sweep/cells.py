@@ -30,6 +30,14 @@ def speedup_interval(
     return v, row.metrics.get(low, v), row.metrics.get(high, v)
 
 
+def faster(
+    a: Row, b: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+) -> bool:
+    """a's speedup is above b's beyond both their intervals (None where either has none)."""
+    ia, ib = speedup_interval(a, runtime, name, key_of), speedup_interval(b, runtime, name, key_of)
+    return ia is not None and ib is not None and ia[1] > ib[2]
+
+
 def interval_said(
     row: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
 ) -> str | None:

@@ -74,12 +74,6 @@ def _speed_in(row: R.Row, runtime: str) -> str:
     return f"{runtime} n/a" if v is None else f"{v:.2f}x {runtime}"
 
 
-def _faster(a: R.Row, b: R.Row, runtime: str) -> bool:
-    """a is faster than b in `runtime` beyond both their intervals."""
-    ia, ib = F.speedup_interval(a, runtime), F.speedup_interval(b, runtime)
-    return ia is not None and ib is not None and ia[1] > ib[2]
-
-
 def ranking_changes(sweep: R.Sweep) -> list[str]:
     """Pairs of methods at one cost whose order by speedup flips between runtimes, each order clear
     of both intervals: a method chosen by its eager speedup may not be the faster where it is
@@ -91,8 +85,8 @@ def ranking_changes(sweep: R.Sweep) -> list[str]:
             timed = sorted((r for r in _ranked(rows) if not r.masks), key=_name)
             for i, a in enumerate(timed):
                 for b in timed[i + 1 :]:
-                    ahead = [rt for rt in runtimes if _faster(a, b, rt)]
-                    behind = [rt for rt in runtimes if _faster(b, a, rt)]
+                    ahead = [rt for rt in runtimes if F.faster(a, b, rt)]
+                    behind = [rt for rt in runtimes if F.faster(b, a, rt)]
                     if ahead and behind:
                         out.append(
                             f"- {model}, {level}: {_name(a)} is faster than {_name(b)} in "

@@ -181,13 +181,10 @@ def _by_top1(a: R.Row, b: R.Row, runtime: str) -> str:
 
 
 def _by_speed(a: R.Row, b: R.Row, runtime: str) -> str:
-    def faster(x, y, name):
-        ix, iy = _interval(x, runtime, name), _interval(y, runtime, name)
-        return ix is not None and iy is not None and ix[1] > iy[2]
-
+    faster = functools.partial(F.faster, runtime=runtime, key_of=T.int8_key)
     fp32, int8 = T.SPEEDUP_PRUNING[0], T.SPEEDUP
     for first, second in ((a, b), (b, a)):
-        if faster(first, second, fp32) and faster(second, first, int8):
+        if faster(first, second, name=fp32) and faster(second, first, name=int8):
             return (
                 f"by speedup, {first.method} is faster than {second.method} in FP32 "
                 f"({_cell(first, runtime, fp32)} vs {_cell(second, runtime, fp32)}) and slower on "

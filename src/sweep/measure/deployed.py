@@ -74,10 +74,7 @@ def time_in(
     seed: int = 0,
 ) -> RuntimeResult:
     """Dense and pruned in `runtime` on batch `x` (raises RuntimeNotApplicable when it cannot)."""
-    reason = runtime.unavailable(ctx)
-    if reason:
-        said = reason if reason.startswith(runtime.name) else f"{runtime.name}: {reason}"
-        raise RT.RuntimeNotApplicable(said)
+    runtime.check_available(ctx)
     x = x.to(ctx.device)
     loaded, diffs, agree = [], [], True
     for model, what in ((dense, "dense"), (pruned, "pruned")):

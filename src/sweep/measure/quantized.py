@@ -91,10 +91,7 @@ def quantize_in(
 ) -> Int8Result:
     """Dense and pruned (`models`) as INT8 in `runtime`, beside their FP32 forms (raises
     RuntimeNotApplicable when the runtime cannot run or quantize them)."""
-    reason = runtime.unavailable(ctx)
-    if reason:
-        said = reason if reason.startswith(runtime.name) else f"{runtime.name}: {reason}"
-        raise RT.RuntimeNotApplicable(said)
+    runtime.check_available(ctx)
     x = x.to(ctx.device)
     for model in models:
         model.eval()

@@ -83,6 +83,13 @@ class Runtime(abc.ABC):
         """Why this runtime cannot run at all here (None: it can)."""
         return None
 
+    def check_available(self, ctx: Context) -> None:
+        """Raise RuntimeNotApplicable, naming this runtime, when `unavailable` gives a reason."""
+        reason = self.unavailable(ctx)
+        if reason:
+            said = reason if reason.startswith(self.name) else f"{self.name}: {reason}"
+            raise RuntimeNotApplicable(said)
+
     def version(self) -> str:
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as package_version
