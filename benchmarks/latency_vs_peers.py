@@ -1,4 +1,16 @@
-"""The latency harness against torch.utils.benchmark.Timer, on the same model and input in one process.
+"""The latency harness against the standard tools, in one process: do they read the same figures?
+
+--part pairs (the default): dense and `dg_group`-pruned (ratio 0.5) models at batch 1, sub-millisecond
+(make sweep's tiny_cnn, resnet18 at 64 px, in FP32 and, in ONNX Runtime and OpenVINO, INT8) and
+multi-millisecond (resnet50, vit_small_patch16_224), each runtime against its own standard tool on the
+same model files (see benchmarks/_peers.py): Timer.blocked_autorange for eager, a plain ONNX Runtime
+session loop, OpenVINO's benchmark_app. Per point and round the harness times the pair as a job does
+(block scheme; the call scheme's speedup beside it, for reference), the peer times each model back to
+back; rounds alternate which side goes first. Prints per point the median over rounds of the harness's
+median / the peer's, dense and pruned, and of the harness's speedup / the peer's ratio, with min-max.
+Target: all within 0.95-1.05.
+
+--part timer: the harness against torch.utils.benchmark.Timer, on the same model and input.
 
 For each model and batch size, rounds of about `--budget` seconds a side (at least `--warmup-min`
 warm-up and `--iters-min` timed calls), as many as fit `--point-seconds` (at least `--rounds`). Each
@@ -15,8 +27,10 @@ interval (over rounds) of that median, the harness's trust flag, and (where CUDA
 Torch-Pruning's measure_latency. Exits non-zero only on error.
 Target: median ratio within 0.95-1.05.
 
-    python benchmarks/latency_vs_peers.py [--models test_resnet,resnet50] [--batch-sizes 1,32]
-                                          [--rounds 8] [--max-rounds 100] [--point-seconds 60]
+    python benchmarks/latency_vs_peers.py [--part pairs|timer] [--points tiny_cnn,resnet50]
+                                          [--runtimes eager,onnxruntime,openvino] [--pair-rounds 3]
+    python benchmarks/latency_vs_peers.py --part timer [--models test_resnet,resnet50]
+                                          [--batch-sizes 1,32] [--rounds 8] [--max-rounds 100]
 """
 
 from __future__ import annotations
@@ -25,14 +39,18 @@ import argparse
 import random
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 import torch
 import torch.utils.benchmark as tb
 from torch.utils.benchmark.utils import common
 
+import _peers
+from sweep.measure import runtimes as RT
 from sweep.measure.latency import LatencySettings, time_models
 
 # (timm name, input size, kwargs)
@@ -124,6 +142,14 @@ def median_interval(ratios: list[float], n_boot: int = 2000) -> tuple[float, flo
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("pairs", "timer"), default="pairs")
+    ap.add_argument("--points", default=",".join(_peers.POINTS))
+    ap.add_argument("--runtimes", default="eager,onnxruntime,openvino")
+    ap.add_argument(
+        "--pair-rounds", type=int, default=3, help="rounds per pair (order alternating)"
+    )
+    ap.add_argument("--pair-budget", type=float, default=2.0, help="seconds a side per round")
+    ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -149,6 +175,76 @@ def main() -> int:
         "--budget", type=float, default=0.3, help="seconds of timed iterations per measurement"
     )
     args = ap.parse_args()
+    return pairs_main(args) if args.part == "pairs" else timer_main(args)
+
+
+def _pair_round(pair, threads: int, seconds: float, peer_first: bool) -> dict:
+    """One round: the harness (block and call schemes) and the peer on each model, in an order."""
+    got = {}
+
+    def ours():
+        got["ms"], got["speedup"] = _peers.harness(pair, threads, seconds, "block")
+        got["call_speedup"] = _peers.harness(pair, threads, seconds / 2, "call")[1]
+
+    def theirs():
+        got["peer"] = [_peers.peer(pair, i, threads, seconds / 2) for i in (0, 1)]
+
+    for side in (theirs, ours) if peer_first else (ours, theirs):
+        side()
+    return {
+        "dense": got["ms"][0] / got["peer"][0],
+        "pruned": got["ms"][1] / got["peer"][1],
+        "speedup": got["speedup"] / (got["peer"][0] / got["peer"][1]),
+        "ms": got["ms"],
+        "peer": got["peer"],
+        "ours": got["speedup"],
+        "theirs": got["peer"][0] / got["peer"][1],
+        "call": got["call_speedup"],
+    }
+
+
+def _said(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def pairs_main(args) -> int:
+    threads = torch.get_num_threads()
+    peers = {"eager": "Timer", "onnxruntime": "ORT loop", "openvino": "benchmark_app"}
+    print(
+        f"cpu, {threads} threads, torch {torch.__version__}, batch 1, dg_group ratio {args.ratio}, "
+        f"{args.pair_rounds} rounds a pair (order alternating); harness/peer: median (min-max)"
+    )
+    print(
+        f"{'point':<18}{'runtime':<13}{'peer':<14}{'dense ms':>9}{'pruned ms':>10}"
+        f"{'dense h/p':>22}{'pruned h/p':>22}{'speedup h':>10}{'peer':>7}{'h/p':>22}{'call':>7}"
+    )
+    misses, total = 0, 0
+    with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
+        ctx = RT.Context(torch.device("cpu"), "fp32", threads, Path(tmp))
+        for name in args.points.split(","):
+            for pair in _peers.pairs(name, args.runtimes.split(","), ctx, args.ratio):
+                rounds = [
+                    _pair_round(pair, threads, args.pair_budget, peer_first=r % 2 == 1)
+                    for r in range(args.pair_rounds)
+                ]
+                col = {k: [r[k] for r in rounds] for k in rounds[0]}
+                medians = [statistics.median(col[k]) for k in ("dense", "pruned", "speedup")]
+                misses += sum(not 0.95 <= m <= 1.05 for m in medians)
+                total += 3
+                print(
+                    f"{pair.label:<18}{pair.runtime:<13}{peers[pair.runtime]:<14}"
+                    f"{statistics.median(r['ms'][0] for r in rounds):>9.3f}"
+                    f"{statistics.median(r['ms'][1] for r in rounds):>10.3f}"
+                    f"{_said(col['dense']):>22}{_said(col['pruned']):>22}"
+                    f"{statistics.median(col['ours']):>9.3f}x{statistics.median(col['theirs']):>6.3f}x"
+                    f"{_said(col['speedup']):>22}{statistics.median(col['call']):>6.3f}x",
+                    flush=True,
+                )
+    print(f"harness/peer medians and speedups within 0.95-1.05: {total - misses}/{total}")
+    return 0
+
+
+def timer_main(args) -> int:
     device = torch.device(args.device)
     threads = torch.get_num_threads()
     print(

@@ -285,6 +285,9 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "quantize.precision",
         "quantize.calibration_samples",
         "quantize.runtimes",
+        "measure.interleave",
+        "measure.block_ms",
+        "measure.contention_max",
     }
     for later in (
         "prune.round_to=16",
@@ -292,6 +295,9 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "quantize=int8",
         "quantize.calibration_samples=64",
         "quantize.runtimes=[eager]",
+        "measure.interleave=call",
+        "measure.block_ms=20",
+        "measure.contention_max=0.5",
     ):
         assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
     # the previous release's key of this config (computed with it): unchanged

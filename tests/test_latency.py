@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import statistics
+import time
 
 import pytest
 import torch
 import torch.nn as nn
 
-from sweep.measure.latency import LatencySettings, paired_speedup, time_models
+from sweep.measure.latency import (
+    HARNESS_VERSION,
+    LatencySettings,
+    paired_speedup,
+    time_models,
+    time_steps,
+)
 
 
 class Sleepy(nn.Module):
@@ -44,10 +51,11 @@ def test_interval_is_wide_when_timings_are_noisy():
     assert s.ci_low < 1.0 < s.ci_high
 
 
-def test_warmup_absorbs_slow_first_call_and_interleaves():
+@pytest.mark.parametrize("interleave", ["block", "call"])
+def test_warmup_absorbs_slow_first_call(interleave):
     a, b = Sleepy(2.0, first_ms=60.0), Sleepy(1.0, first_ms=60.0)
     settings = LatencySettings(
-        warmup_min=3, warmup_max=20, iters=12, time_budget_s=5.0, bootstrap=0
+        warmup_min=3, warmup_max=20, iters=12, time_budget_s=5.0, bootstrap=0, interleave=interleave
     )
     timing = time_models([a, b], torch.zeros(1, 3, 4, 4), settings, torch.device("cpu"))
     sa, sb = timing.stats
@@ -59,8 +67,86 @@ def test_warmup_absorbs_slow_first_call_and_interleaves():
     )
     assert sa.p90_ms >= sa.median_ms and sa.std_ms >= 0
     assert sa.throughput == pytest.approx(1000 / sa.median_ms)
-    # both models ran the same number of times: warm-up + timed + one peak-memory pass
-    assert a.calls == b.calls == sa.warmup_iters + 12 + 1
+    assert timing.harness == f"{interleave}/{HARNESS_VERSION}" and timing.scheme == interleave
+    # each ran its warm-up, its rounds' untimed and timed calls, and one peak-memory pass
+    for model, st in ((a, sa), (b, sb)):
+        per_round = st.untimed_calls + st.block_calls
+        assert model.calls == st.warmup_iters + 12 * per_round + 1
+
+
+class Logged:
+    """A step that notes its name in a shared log each call."""
+
+    def __init__(self, name: str, log: list[str], ms: float = 0.3):
+        self.name, self.log, self.ms = name, log, ms
+
+    def __call__(self):
+        self.log.append(self.name)
+        end = time.perf_counter() + self.ms / 1000
+        while time.perf_counter() < end:
+            pass
+
+
+def _timed_tail(log: list[str], timing) -> list[str]:
+    per_round = sum(st.untimed_calls + st.block_calls for st in timing.stats)
+    return log[-timing.iters * per_round :]
+
+
+def test_block_scheme_runs_blocks_back_to_back_and_alternates_the_order():
+    log: list[str] = []
+    steps = [Logged("a", log), Logged("b", log)]
+    settings = LatencySettings(iters=6, warmup_max=6, block_ms=3.0, bootstrap=0)
+    timing = time_steps(steps, 1, settings, torch.device("cpu"))
+    sa, sb = timing.stats
+    assert sa.block_calls > 1 and 1 <= sa.untimed_calls <= 3  # 0.3 ms calls: ~10 a 3 ms block
+    n = sa.untimed_calls + sa.block_calls
+    want = []
+    for r in range(6):
+        order = ("a", "b") if r % 2 == 0 else ("b", "a")
+        want += [order[0]] * n + [order[1]] * n
+    assert _timed_tail(log, timing) == want
+
+
+def test_call_scheme_times_one_call_of_each_in_turn():
+    log: list[str] = []
+    steps = [Logged("a", log), Logged("b", log)]
+    settings = LatencySettings(iters=6, warmup_max=6, bootstrap=0, interleave="call")
+    timing = time_steps(steps, 1, settings, torch.device("cpu"))
+    assert all(st.block_calls == 1 and st.untimed_calls == 0 for st in timing.stats)
+    assert _timed_tail(log, timing) == ["a", "b"] * 6
+
+
+class ColdAfterOthers:
+    """A step that is slow right after another step ran (cold caches), fast back to back."""
+
+    last: list[str] = [""]
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self):
+        ms = 0.4 if self.last[0] == self.name else 1.2
+        self.last[0] = self.name
+        end = time.perf_counter() + ms / 1000
+        while time.perf_counter() < end:
+            pass
+
+
+def test_blocks_read_the_warm_latency_one_call_in_turn_the_cold_one():
+    steps = [ColdAfterOthers("a"), ColdAfterOthers("b")]
+    cpu = torch.device("cpu")
+    common = dict(iters=10, warmup_max=6, bootstrap=0, block_ms=8.0)
+    block = time_steps(steps, 1, LatencySettings(**common), cpu).stats[0].median_ms
+    call = (
+        time_steps(steps, 1, LatencySettings(**common, interleave="call"), cpu).stats[0].median_ms
+    )
+    assert block < 0.7 < 1.0 < call
+
+
+def test_bad_scheme_is_refused():
+    settings = LatencySettings(interleave="bursts", warmup_max=1, iters=1)
+    with pytest.raises(ValueError, match="interleave='bursts': choose block, call"):
+        time_steps([lambda: None], 1, settings, torch.device("cpu"))
 
 
 def test_auto_iters_respects_bounds():
@@ -121,3 +207,20 @@ def test_cuda_event_timing(precision, channels_last):
     assert d.median_ms > 0 and s.median_ms > 0 and d.peak_mem_mb > 0
     assert torch.backends.cudnn.benchmark == bench_before
     assert timing.iters == 20 and len(d.samples_ms) == 20
+
+
+def test_drift_within_a_run_widens_the_interval():
+    """Rounds are resampled in runs of consecutive rounds: a speedup that drifts over the timing gets
+    a wider interval than the same rounds in random order (no drift, only spread)."""
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    base = [10.0] * n
+    noise = (1 + 0.01 * torch.randn(n, generator=g)).tolist()
+    new = [10 / (2.0 - 0.2 * i / n) * noise[i] for i in range(n)]  # 2.0x drifting to 1.8x
+    order = torch.randperm(n, generator=g).tolist()
+    drifting = paired_speedup(base, new, n_boot=2000)
+    shuffled = paired_speedup(base, [new[i] for i in order], n_boot=2000)
+    assert drifting.value == pytest.approx(shuffled.value)
+    width = drifting.ci_high - drifting.ci_low
+    assert width > 1.5 * (shuffled.ci_high - shuffled.ci_low)
+    assert drifting.ci_low <= drifting.value <= drifting.ci_high

@@ -30,10 +30,21 @@ def speedup_interval(
     return v, row.metrics.get(low, v), row.metrics.get(high, v)
 
 
+CONTENDED = "contended"
+
+
+def contended(row: Row, runtime: str = T.EAGER, key_of=T.runtime_key) -> bool:
+    """The run's timing in that runtime was contended: another process's work is in its figures."""
+    return CONTENDED in row.tags.get(key_of(runtime, T.TAG_LATENCY_FLAG), "").split(",")
+
+
 def faster(
     a: Row, b: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
 ) -> bool:
-    """a's speedup is above b's beyond both their intervals (None where either has none)."""
+    """a's speedup is above b's beyond both their intervals (False where either has none, or either
+    timing was contended: a ranking is not read from another process's load)."""
+    if contended(a, runtime, key_of) or contended(b, runtime, key_of):
+        return False
     ia, ib = speedup_interval(a, runtime, name, key_of), speedup_interval(b, runtime, name, key_of)
     return ia is not None and ib is not None and ia[1] > ib[2]
 
@@ -123,6 +134,8 @@ def flags(row: Row) -> list[str]:
         out.append("masks: no dense speedup possible")
     elif row.metrics.get("sparse_kernel_layers"):
         out.append(f"2:4 sparse kernels ({int(row.metrics['sparse_kernel_layers'])} layers)")
+    if row.harness_note:
+        out.append(row.harness_note)
     untrusted = row.tags.get(T.TAG_LATENCY_FLAG, "none")
     if untrusted not in ("none", ""):
         out.append(f"latency not trusted: {untrusted}")

@@ -6,6 +6,7 @@ and `std` their standard deviations. The report, its comparison sections and its
 
 from __future__ import annotations
 
+import collections
 import math
 import statistics
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,14 @@ class Row:
     # the protocol when not the default (one-shot, inherited weights), as run names end: steps5,
     # scratch, steps5/scratch
     protocol: str = ""
+    # set where the sweep's runs were timed by more than one latency harness and this one's differs
+    # from most: their speedups do not compare
+    harness_note: str = ""
+
+    @property
+    def harness(self) -> str:
+        """The latency harness that timed the run (`measure.harness_used`)."""
+        return self.params.get(T.PARAM_HARNESS_USED, T.HARNESS_BEFORE_PARAM)
 
     @property
     def method(self) -> str:
@@ -155,6 +164,7 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         row = _row(r)
         latest[row.key] = row
     each = sorted(latest.values(), key=_run_key)
+    _note_harnesses(each)
     groups: dict[tuple, list[Row]] = {}
     for x in each:
         groups.setdefault(x.point, []).append(x)
@@ -171,6 +181,23 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         sorted({x.seed for x in each}),
         each,
     )
+
+
+def harnesses(rows: list[Row]) -> dict[str, int]:
+    """Finished runs per latency harness, the most common first."""
+    found = collections.Counter(r.harness for r in rows if r.status == "FINISHED")
+    return dict(found.most_common())
+
+
+def _note_harnesses(rows: list[Row]) -> None:
+    """Mark the runs timed by another harness than most of the sweep's (never silently mixed)."""
+    found = harnesses(rows)
+    if len(found) < 2:
+        return
+    most = next(iter(found))
+    for r in rows:
+        if r.status == "FINISHED" and r.harness != most:
+            r.harness_note = f"timed by latency harness {r.harness}, most of the sweep by {most}"
 
 
 def _chosen_runs(uri: str, experiment: str, sweep_id: str | None) -> list:
@@ -219,6 +246,7 @@ def combine(rows: list[Row]) -> Row:
         tags=tags,
         n=len(done),
         failed_runs=len(rows) - len(done),
+        harness_note=next((r.harness_note for r in done if r.harness_note), ""),
     )
 
 

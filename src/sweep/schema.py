@@ -128,6 +128,10 @@ class MeasureConfig:
     time_budget_s: float = checked(4.0, POSITIVE)
     threads: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
     bootstrap: int = checked(1000, NON_NEGATIVE)
+    # block: per round each model runs untimed, then back-to-back timed calls; call: one each in turn
+    interleave: str = checked("block", Check(choices=("block", "call")))
+    block_ms: float = checked(10.0, POSITIVE)  # the span of a timed block, ms
+    contention_max: float = checked(0.1, Check(lo=0, hi=1))  # above it: the timing is `contended`
     # the runtimes dense and pruned are timed in, each the same way (eager is always timed: its figures
     # are the job's main ones); e.g. [eager,onnxruntime,openvino]
     runtimes: list[str] = field(default_factory=lambda: ["eager"])

@@ -192,7 +192,43 @@ def header(sweep: R.Sweep) -> list[str]:
         "",
         *_training_note(sweep),
         *_runtimes_note(sweep),
+        *_timing_note(sweep),
     ]
+
+
+_SCHEME_SAID = {"block": "back-to-back blocks of calls", "call": "one call of each model in turn"}
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''}"
+
+
+def _timing_note(sweep: R.Sweep) -> list[str]:
+    """Which latency harness timed the sweep (and whether it mixes two), and how many runs were timed
+    while other processes took the cores (their speedups are flagged and left out of rankings)."""
+    found = R.harnesses(sweep.runs)
+    if not found:
+        return []
+    said = ", ".join(
+        f"`{h}` ({_SCHEME_SAID.get(h.partition('/')[0], '?')}, {_runs(n)})"
+        for h, n in found.items()
+    )
+    lines = [f"Latency harness: {said}."]
+    if len(found) > 1:
+        lines[0] += (
+            " This sweep mixes harnesses whose figures do not compare (`call` times one call of "
+            "each model in turn, `block` back-to-back blocks): each run timed by another than most "
+            "is flagged."
+        )
+    done = [r for r in sweep.runs if r.status == "FINISHED"]
+    hit = [r for r in done if any(F.contended(r, rt) for rt in F.row_runtimes(r))]
+    if hit:
+        lines[0] += (
+            f" {len(hit)} of {_runs(len(done))} were timed while other processes took the cores in "
+            "some runtime (`contended`): their speedups there are shown, flagged, and left out of "
+            "rankings, flips and the slower-than-dense flag."
+        )
+    return [*lines, ""]
 
 
 def _runtimes_note(sweep: R.Sweep) -> list[str]:

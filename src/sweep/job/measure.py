@@ -72,6 +72,7 @@ class Timed(Result):
         return {
             tracking.PARAM_THREADS_USED: self.timing.threads,
             tracking.PARAM_ITERS_USED: self.timing.iters,
+            tracking.PARAM_HARNESS_USED: self.timing.harness,
             tracking.PARAM_WARMUP_USED: max(d.warmup_iters, p.warmup_iters),
             tracking.PARAM_WARMUP_STABLE: d.warmup_stable and p.warmup_stable,
         }
@@ -84,13 +85,14 @@ class Timed(Result):
             **d.metrics(tracking.DENSE_PREFIX),
             **p.metrics(),
             **self.speedup.metrics(),
+            **self.timing.metrics(),
             **sparse,
         }
 
     def tags(self) -> dict:
         return {
             tracking.TAG_LATENCY_FLAG: self.timing.flag,
-            tracking.TAG_SLOWER_THAN_DENSE: self.speedup.slower_than_dense,
+            tracking.TAG_SLOWER_THAN_DENSE: self.timing.slower_than_dense(self.speedup),
         }
 
 
@@ -115,7 +117,7 @@ class InRuntime(Result):
             return {}
         return {
             key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
-            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.speedup.slower_than_dense,
+            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.slower_than_dense,
         }
 
 

@@ -57,7 +57,7 @@ class Quantized(Result):
             return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
         return {
             key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
-            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.on_int8.slower_than_dense,
+            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.slower_than_dense,
         }
 
 

@@ -18,6 +18,7 @@ from sweep.config import check_job_config
 from sweep.errors import NotApplicable, SweepConfigError, one_line
 from sweep.job import accuracy, measure, prune, quantize, record, regularize, setup
 from sweep.job.context import Job, Progress, job_key, run_name_of, schedule, sweep_id_of
+from sweep.measure import latency
 
 __all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
 
@@ -170,6 +171,8 @@ def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
     if cfg.force:
         return False
     done = tracking.finished_run_with_key(uri, cfg.tracking.experiment, key)
+    if done is not None and _timed_by_another_harness(cfg, done):
+        return False
     if done is not None:
         log.info(
             "%s: skipped, already FINISHED in this sweep as run %s (force=true re-runs it)",
@@ -177,6 +180,22 @@ def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
             done.info.run_id,
         )
     return done is not None
+
+
+def _timed_by_another_harness(cfg: DictConfig, done) -> bool:
+    """A finished run whose latencies another harness scheme or version read is re-timed, not kept
+    beside this release's figures: the two do not compare (a resumed sweep never mixes them)."""
+    was = done.data.params.get(tracking.PARAM_HARNESS_USED, latency.OLD_HARNESS)
+    now = latency.harness_id(cfg.measure.interleave)
+    if was != now:
+        log.info(
+            "%s: re-run: its finished run %s was timed by harness %s, this release times with %s",
+            run_name_of(cfg),
+            done.info.run_id,
+            was,
+            now,
+        )
+    return was != now
 
 
 def _watchdog(cfg, start_mb: float) -> limits.Watchdog:

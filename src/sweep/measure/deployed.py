@@ -48,6 +48,7 @@ class RuntimeResult:
             **self.dense.metrics(dense),
             **self.pruned.metrics(key("")),
             **{key(k): v for k, v in self.speedup.metrics().items()},
+            **self.timing.metrics(key("")),
             dense + N.EXPORT_SECONDS: self.export_s[0],
             key(N.EXPORT_SECONDS): self.export_s[1],
             dense + N.BUILD_SECONDS: self.build_s[0],
@@ -58,10 +59,14 @@ class RuntimeResult:
 
     @property
     def flag(self) -> str:
-        reasons = {f for st in self.timing.stats for f in st.flags()}
+        reasons = set(self.timing.reasons)
         if not self.agree:
             reasons.add("output_mismatch")
         return ",".join(sorted(reasons)) or "none"
+
+    @property
+    def slower_than_dense(self) -> bool:
+        return self.timing.slower_than_dense(self.speedup)
 
 
 def time_in(

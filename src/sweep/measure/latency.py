@@ -1,14 +1,25 @@
-"""The one latency harness, used for the dense and the pruned model alike.
+"""The one latency harness, used for the dense and the pruned model alike, in every runtime.
 
-Models are timed interleaved (A B A B ...) on the same input, so that drift of a shared machine hits
-both equally and cancels in their ratio. On CUDA each iteration is bracketed by CUDA events after a
-synchronise; on CPU by a monotonic clock with a fixed thread count. Warm-up runs until the last two
-windows of timings agree (or a cap), then a number of timed iterations.
+Models are timed interleaved on the same input, so that drift of a shared machine hits both alike and
+cancels in their ratio. `measure.interleave=block` (the default) times as the standard tools do
+(timm's benchmark.py, `torch.utils.benchmark.Timer`, OpenVINO's benchmark_app, ONNX Runtime's perf
+test): in each round every model runs a few untimed calls, then a block of back-to-back timed calls,
+so its caches hold its own weights; the order of models alternates from round to round. A sample is
+a block's time per call; a model's figure is the median over its blocks; a speedup pairs the blocks
+of one round. `measure.interleave=call` times one call of each model in turn (A B A B ...), every
+call after another model's: the latency of models sharing one set of cores in a pipeline, colder than
+a model serving a stream of requests sees (on sub-millisecond models the difference is 15-25 %).
+
+On CUDA a block is bracketed by CUDA events after a synchronise; on CPU by a monotonic clock with a
+fixed thread count. Warm-up runs until the last two windows of timings agree (or a cap), then the
+timed rounds. While they run, the CPU other processes take from the timed cores is measured
+(`sweep.measure.contention`): a contended timing is flagged and never called slower than dense.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,10 +28,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sweep.measure.contention import Monitor
+from sweep.measure.memory import peak_mem_mb
 from sweep.schema import MeasureConfig
 from sweep.tracking import names as N
 
 WINDOW = 3  # iterations per warm-up window
+SCHEMES = ("block", "call")
+# Bumped whenever what a figure means changes: runs logged before `measure.harness_used` existed were
+# timed one call per model in turn, their bootstrap over single calls.
+HARNESS_VERSION = 2
+OLD_HARNESS = N.HARNESS_BEFORE_PARAM
+# Untimed calls before a block: enough to span this long (at least one, at most three), so the block's
+# first call does not pay for the other model's turn.
+UNTIMED_MS = 2.0
+UNTIMED_MAX = 3
+BLOCK_CALLS_MAX = 1000
 # A median whose 95 % interval is wider than this (relative) rests on too few iterations for the spread.
 TRUST_CI = 0.05
 
@@ -29,13 +52,21 @@ TRUST_CI = 0.05
 LatencySettings = MeasureConfig
 
 
+def harness_id(scheme: str) -> str:
+    """What timed a run: the scheme and the harness's version, e.g. `block/2` (param
+    `measure.harness_used`)."""
+    return f"{scheme}/{HARNESS_VERSION}"
+
+
 @dataclass
 class LatencyStats:
-    samples_ms: list[float]
+    samples_ms: list[float]  # per round: the block's time per call (call scheme: the one call's)
     warmup_iters: int
     warmup_stable: bool
     batch_size: int
     peak_mem_mb: float = float("nan")
+    block_calls: int = 1  # timed calls per block
+    untimed_calls: int = 0  # untimed calls before each block
 
     @property
     def median_ms(self) -> float:
@@ -87,12 +118,11 @@ class Speedup:
     ci_low: float
     ci_high: float
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            N.SPEEDUP: self.value,
-            N.SPEEDUP_CI_LOW: self.ci_low,
-            N.SPEEDUP_CI_HIGH: self.ci_high,
-        }
+    # the names of a speedup's interval, from its own name (`speedup` -> `speedup_ci_low`)
+    LOW, HIGH = "_ci_low", "_ci_high"
+
+    def metrics(self, name: str = N.SPEEDUP) -> dict[str, float]:
+        return {name: self.value, name + self.LOW: self.ci_low, name + self.HIGH: self.ci_high}
 
     @property
     def slower_than_dense(self) -> bool:
@@ -104,37 +134,70 @@ class Speedup:
 class Timing:
     stats: list[LatencyStats]
     threads: int
-    iters: int
+    iters: int  # timed rounds
     device: str
+    scheme: str = "block"
+    contention: float = float("nan")  # share of the timed cores other processes took, 0..1
+    contention_max: float = 1.0  # above it the timing is `contended`
+
+    @property
+    def harness(self) -> str:
+        return harness_id(self.scheme)
+
+    @property
+    def contended(self) -> bool:
+        return not math.isnan(self.contention) and self.contention > self.contention_max
+
+    @property
+    def reasons(self) -> set[str]:
+        """Why some figure of this timing is not to be trusted: each model's, and contention."""
+        found = {f for st in self.stats for f in st.flags()}
+        return found | {"contended"} if self.contended else found
 
     @property
     def flag(self) -> str:
         """The `latency_flag` tag: none, or the reasons any timed model's figure is not trusted."""
-        reasons = sorted({f for st in self.stats for f in st.flags()})
-        return ",".join(reasons) or "none"
+        return ",".join(sorted(self.reasons)) or "none"
+
+    def slower_than_dense(self, speedup: Speedup) -> bool:
+        """`slower_than_dense`, as far as this timing can say: never from a contended one (another
+        process's work, not the model's, may be what made the pruned model slow)."""
+        return speedup.slower_than_dense and not self.contended
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        return {} if math.isnan(self.contention) else {prefix + N.CPU_CONTENTION: self.contention}
 
 
 def paired_speedup(
     base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000, seed: int = 0
 ) -> Speedup:
-    """median(base) / median(new), with a 95 % bootstrap interval that resamples paired iterations."""
+    """median(base) / median(new), with a 95 % interval from a moving-block bootstrap over paired
+    rounds: runs of consecutive rounds are resampled together (circularly, about cube-root-of-n long),
+    so drift within the timing (a machine slowing, then recovering) widens the interval instead of
+    being averaged away as if every round were independent."""
     value = statistics.median(base_ms) / statistics.median(new_ms)
+    n = len(base_ms)
+    if n_boot <= 0 or n < 2:
+        return Speedup(value, value, value)
     base = torch.tensor(base_ms, dtype=torch.float64)
     new = torch.tensor(new_ms, dtype=torch.float64)
-    if n_boot <= 0 or len(base) < 2:
-        return Speedup(value, value, value)
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(base), (n_boot, len(base)), generator=g)
+    run = max(1, round(n ** (1 / 3)))
+    runs = -(-n // run)
+    starts = torch.randint(0, n, (n_boot, runs, 1), generator=g)
+    idx = ((starts + torch.arange(run)) % n).reshape(n_boot, runs * run)[:, :n]
     ratios = base[idx].quantile(0.5, dim=1) / new[idx].quantile(0.5, dim=1)
     lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return Speedup(value, lo, hi)
+    return Speedup(value, min(lo, value), max(hi, value))
 
 
 class _CpuClock:
-    def time(self, fn: Callable[[], object]) -> float:
+    def time(self, fn: Callable[[], object], calls: int = 1) -> float:
+        """ms per call over `calls` back-to-back calls."""
         t0 = time.perf_counter_ns()
-        fn()
-        return (time.perf_counter_ns() - t0) / 1e6
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter_ns() - t0) / 1e6 / calls
 
 
 class _CudaClock:
@@ -143,13 +206,14 @@ class _CudaClock:
         self.start = torch.cuda.Event(enable_timing=True)
         self.end = torch.cuda.Event(enable_timing=True)
 
-    def time(self, fn: Callable[[], object]) -> float:
+    def time(self, fn: Callable[[], object], calls: int = 1) -> float:
         torch.cuda.synchronize(self.device)
         self.start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         self.end.record()
         self.end.synchronize()
-        return float(self.start.elapsed_time(self.end))
+        return float(self.start.elapsed_time(self.end)) / calls
 
 
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -172,45 +236,6 @@ def _stable(samples: list[float], tol: float) -> bool:
     last = statistics.median(samples[-WINDOW:])
     prev = statistics.median(samples[-2 * WINDOW : -WINDOW])
     return abs(last - prev) <= tol * prev
-
-
-def _peak_mem_mb(model: nn.Module, step: Callable[[], object], device: torch.device) -> float:
-    """Weights plus the inference peak above what was resident before one forward pass."""
-    weights = sum(
-        t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())
-    )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        torch.cuda.synchronize(device)
-        extra = torch.cuda.max_memory_allocated(device) - before
-    else:
-        extra = _cpu_peak_above_resident(step)
-        if extra is None:
-            return float("nan")
-    return (weights + max(extra, 0)) / 2**20
-
-
-def _cpu_peak_above_resident(step: Callable[[], object]) -> int | None:
-    # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so the peak of one call is
-    # measurable; elsewhere the figure is left out rather than guessed.
-    def status(key: str) -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        raise KeyError(key)
-
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status("VmRSS:")
-        step()
-        return status("VmHWM:") - before
-    except (OSError, KeyError):
-        return None
 
 
 def resolve_threads(threads: int | str) -> int:
@@ -259,12 +284,44 @@ def _warm_up(steps, clock, settings: LatencySettings) -> tuple[list[list[float]]
     return warm, stable
 
 
-def _iterations(warm: list[list[float]], settings: LatencySettings) -> int:
+@dataclass(frozen=True)
+class _Plan:
+    """How each model is timed in a round: untimed calls, then a block of timed ones; how many rounds."""
+
+    untimed: list[int]
+    block: list[int]
+    rounds: int
+    alternate: bool  # reverse the order of models every other round
+
+
+def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
+    """Block lengths from the warm-up's call times (each block spans about `measure.block_ms`), and
+    enough rounds to fill `time_budget_s` (within `iters_min`..`iters_max`)."""
+    call_ms = [max(statistics.median(w[-WINDOW:]), 1e-6) for w in warm]
+    if settings.interleave == "call":
+        untimed, block = [0] * len(warm), [1] * len(warm)
+    else:
+        untimed = [min(UNTIMED_MAX, max(1, math.ceil(UNTIMED_MS / ms))) for ms in call_ms]
+        block = [min(BLOCK_CALLS_MAX, max(1, round(settings.block_ms / ms))) for ms in call_ms]
     if settings.iters != "auto":
-        return settings.iters
-    per_round_s = sum(statistics.median(w[-WINDOW:]) for w in warm) / 1000.0
-    iters = int(settings.time_budget_s / max(per_round_s, 1e-9))
-    return max(settings.iters_min, min(settings.iters_max, iters))
+        rounds = settings.iters
+    else:
+        per_round_s = sum((u + b) * ms for u, b, ms in zip(untimed, block, call_ms)) / 1000.0
+        rounds = int(settings.time_budget_s / max(per_round_s, 1e-9))
+        rounds = max(settings.iters_min, min(settings.iters_max, rounds))
+    return _Plan(untimed, block, rounds, alternate=settings.interleave == "block")
+
+
+def _rounds(steps, clock, plan: _Plan) -> list[list[float]]:
+    """The timed rounds: per model, one sample (ms per call of its block) a round."""
+    samples: list[list[float]] = [[] for _ in steps]
+    order = list(range(len(steps)))
+    for r in range(plan.rounds):
+        for i in reversed(order) if plan.alternate and r % 2 else order:
+            for _ in range(plan.untimed[i]):
+                steps[i]()
+            samples[i].append(clock.time(steps[i], plan.block[i]))
+    return samples
 
 
 def time_steps(
@@ -275,9 +332,11 @@ def time_steps(
     cuda_events: bool = True,
 ) -> Timing:
     """Time zero-argument calls (one forward pass each, of any runtime) interleaved: warm-up until
-    stable, then the timed rounds. `cuda_events`: on a CUDA device, bracket each call by CUDA events on
-    torch's stream; runtimes with their own streams (ONNX Runtime, TensorRT) return only once their
-    output is ready, so they are timed by the host clock."""
+    stable, then the timed rounds of `measure.interleave`'s scheme. `cuda_events`: on a CUDA device,
+    bracket each block by CUDA events on torch's stream; runtimes with their own streams (ONNX
+    Runtime, TensorRT) return only once their output is ready, so they are timed by the host clock."""
+    if settings.interleave not in SCHEMES:
+        raise ValueError(f"measure.interleave={settings.interleave!r}: choose {', '.join(SCHEMES)}")
     threads = resolve_threads(settings.threads)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -285,13 +344,22 @@ def time_steps(
         cuda = device.type == "cuda" and cuda_events
         clock = _CudaClock(device) if cuda else _CpuClock()
         warm, stable = _warm_up(steps, clock, settings)
-        iters = _iterations(warm, settings)
-        samples: list[list[float]] = [[] for _ in steps]
-        for _ in range(iters):
-            for s, out in zip(steps, samples):
-                out.append(clock.time(s))
-        stats = [LatencyStats(out, len(w), stable, batch_size) for out, w in zip(samples, warm)]
-        return Timing(stats, threads, iters, str(device))
+        plan = _plan(warm, settings)
+        with Monitor(threads) as monitor:
+            samples = _rounds(steps, clock, plan)
+        stats = [
+            LatencyStats(out, len(w), stable, batch_size, block_calls=b, untimed_calls=u)
+            for out, w, b, u in zip(samples, warm, plan.block, plan.untimed)
+        ]
+        return Timing(
+            stats,
+            threads,
+            plan.rounds,
+            str(device),
+            scheme=settings.interleave,
+            contention=monitor.share,
+            contention_max=settings.contention_max,
+        )
     finally:
         torch.set_num_threads(old_threads)
 
@@ -318,7 +386,7 @@ def time_models(
         torch.set_num_threads(timing.threads)
         try:
             for st, m, s in zip(timing.stats, runners, steps):
-                st.peak_mem_mb = _peak_mem_mb(m, s, device)
+                st.peak_mem_mb = peak_mem_mb(m, s, device)
         finally:
             torch.set_num_threads(old_threads)
         return timing

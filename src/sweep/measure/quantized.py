@@ -49,6 +49,11 @@ class Int8Result:
     def flag(self) -> str:
         return self.timing.flag
 
+    @property
+    def slower_than_dense(self) -> bool:
+        """The pruned INT8 model slower than the dense INT8 one (never from a contended timing)."""
+        return self.timing.slower_than_dense(self.on_int8)
+
     def metrics(self) -> dict[str, float]:
         """Its figures under `<runtime>/int8/<name>`."""
         key = functools.partial(N.int8_key, self.runtime)
@@ -58,14 +63,14 @@ class Int8Result:
             **st[PRUNED_INT8].metrics(key("")),
             key(N.DENSE_PREFIX + N.INT8_FP32_LATENCY): st[DENSE_FP32].median_ms,
             key(N.INT8_FP32_LATENCY): st[PRUNED_FP32].median_ms,
+            **self.timing.metrics(key("")),
             key(N.DENSE_PREFIX + N.ACCURACY): self.accuracy[0],
             key(N.ACCURACY): self.accuracy[1],
             key(N.DENSE_PREFIX + N.QUANTIZE_SECONDS): self.quantize_s[0],
             key(N.QUANTIZE_SECONDS): self.quantize_s[1],
         }
         for name, s in self.speedups.items():
-            out |= {key(name): s.value, key(f"{name}_ci_low"): s.ci_low}
-            out[key(f"{name}_ci_high")] = s.ci_high
+            out |= {key(k): v for k, v in s.metrics(name).items()}
         return out
 
 

@@ -59,6 +59,8 @@ PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = p
     ("measure.threads_used", "measure.iters_used", "measure.warmup_iters_used", "measure.warmup_stable"),
     "what the latency harness actually used",
 )  # fmt: skip
+HARNESS_BEFORE_PARAM = "call/1"  # what timed the runs logged before `measure.harness_used` existed
+PARAM_HARNESS_USED = param("measure.harness_used", "the latency harness's scheme and version that timed the run, e.g. `block/2` (`measure.interleave`; absent on runs timed before it was logged: `call/1`, one call per model in turn, bootstrap over single calls). Figures of different schemes are not comparable: the report says so where a sweep mixes them, and a resumed sweep re-times a finished job timed by another")  # fmt: skip
 PARAM_EVAL_SAMPLES = param("eval.samples_used", "eval samples behind `accuracy_top1`")
 PARAM_DATA_PREFIX = "data."
 param((), "the preprocessing the model was fed (timm's resolved data config)", "`data.input_size`, `data.interpolation`, `data.crop_pct`, `data.mean`, `data.std`, ...")  # fmt: skip
@@ -95,8 +97,9 @@ DENSE_ACCURACY = DENSE_PREFIX + ACCURACY
 METRICS_PER_MODEL = (*COUNT_METRICS, *LATENCY_METRICS, ACCURACY)
 SPEEDUP_METRICS = SPEEDUP, SPEEDUP_CI_LOW, SPEEDUP_CI_HIGH = metric(
     ("speedup", "speedup_ci_low", "speedup_ci_high"),
-    "`dense_latency_ms / latency_ms`, and its 95 % bootstrap interval",
+    "`dense_latency_ms / latency_ms`, and its 95 % interval: a moving-block bootstrap over the paired rounds (runs of consecutive rounds resampled together, so drift within the timing widens it)",
 )
+CPU_CONTENTION = metric("cpu_contention", "share 0..1 of the timed cores that other processes took while the models were timed (Linux: busy and steal time of those cores in /proc/stat minus the process's own CPU time, beyond cores the timing left free); above `measure.contention_max` the timing's flag is `contended`", "`cpu_contention`, `<runtime>/cpu_contention`, `<runtime>/int8/cpu_contention`")  # fmt: skip
 PARAMS_REDUCTION, MACS_REDUCTION = metric(("params_reduction", "macs_reduction"), "`1 - pruned / dense`, 0..1")  # fmt: skip
 ACCURACY_DELTA = metric("accuracy_delta", "`accuracy_top1 - dense_accuracy_top1`")
 ACCURACY_ONESHOT = metric("accuracy_top1_oneshot", "fraction 0..1: the pruned model right after pruning, before fine-tuning")  # fmt: skip
@@ -142,7 +145,7 @@ metric((), "dense / pruned median latency in that runtime, paired rounds, and it
 metric((), "as for eager, against that runtime's own measured peak", "`<runtime>/efficiency`, `<runtime>/dense_efficiency`, `<runtime>/peak_gemm_gmacs_per_s`, `<runtime>/peak_dwconv_gmacs_per_s`")  # fmt: skip
 EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
 MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
-RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
+RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
 # Post-training INT8 (quantize=int8): per runtime under `<runtime>/int8/` (eager's under `int8/`), the
 # four models (dense and pruned, FP32 and INT8) timed in one interleaved harness.
 INT8 = "int8"
@@ -154,7 +157,7 @@ SPEEDUP_QUANTIZATION = metric(("speedup_quantization", "speedup_quantization_ci_
 SPEEDUP_BOTH = metric(("speedup_both", "speedup_both_ci_low", "speedup_both_ci_high"), "pruning and quantization: dense FP32 / pruned INT8, and its interval", "`<runtime>/int8/speedup_both` (and `_ci_low`, `_ci_high`)")  # fmt: skip
 metric((), "top-1 of the INT8 model read from the runtime itself (not PyTorch), on the images behind `accuracy_top1` (`dense_`: the dense INT8 model's)", "`<runtime>/int8/accuracy_top1`, `<runtime>/int8/dense_accuracy_top1`")  # fmt: skip
 QUANTIZE_SECONDS = metric("quantize_seconds", "s: calibrating and quantizing with the runtime's own tool (ONNX Runtime's quantizer, NNCF, PyTorch's FX), never inside a latency", "`<runtime>/int8/quantize_seconds` (and `dense_`)")  # fmt: skip
-INT8_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, INT8_FP32_LATENCY, *SPEEDUP_PRUNING, *SPEEDUP_QUANTIZATION, *SPEEDUP_BOTH, ACCURACY, QUANTIZE_SECONDS)  # fmt: skip
+INT8_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, INT8_FP32_LATENCY, *SPEEDUP_PRUNING, *SPEEDUP_QUANTIZATION, *SPEEDUP_BOTH, ACCURACY, QUANTIZE_SECONDS)  # fmt: skip
 SYSTEM_PREFIX = "system/"
 metric((), "with `tracking.system_metrics_s`: MLflow's system metrics over the job, e.g. `system/cpu_utilization_percentage` (%), `system/system_memory_usage_megabytes` (MB), `system/gpu_0_utilization_percentage` and `system/gpu_0_memory_usage_megabytes` where a GPU is seen (pynvml)", "`system/*`")  # fmt: skip
 REQUIRED_METRICS = (PARAMS_TOTAL, PARAMS_NONZERO, MACS, LATENCY_MS, ACCURACY, DENSE_PREFIX + PARAMS_TOTAL, DENSE_PREFIX + MACS, DENSE_PREFIX + LATENCY_MS, DENSE_ACCURACY, SPEEDUP, PRUNE_SECONDS)  # fmt: skip
@@ -174,10 +177,10 @@ TAG_TARGET_LANDING = tag("target_landing", "`within` (the ratio search landed wi
 TAG_TARGET_STOPPED_BY, TAG_TARGET_NOTE = tag(("target_stopped_by", "target_note"), "`nearest` only: `granularity` or `noise`, and one line saying where the job landed and why")  # fmt: skip
 TAG_FINETUNE_INIT = tag("finetune_init", "`inherited` or `scratch` (`finetune.init`), set when the job fine-tunes")  # fmt: skip
 TAG_FINETUNE_INIT_METHOD = tag("finetune_init_method", "scratch only: how it was re-initialised, `timm_init_cut_to_shape` and `+init_weights` where the model's own init ran")  # fmt: skip
-TAG_LATENCY_FLAG = tag("latency_flag", "`none`, or why the latency figures are not to be trusted: `warmup_unstable`, `few_iterations`")  # fmt: skip
+TAG_LATENCY_FLAG = tag("latency_flag", "`none`, or why the latency figures are not to be trusted: `warmup_unstable`, `few_iterations`, `contended` (other processes took more than `measure.contention_max` of the timed cores: the speedup is kept out of rankings and never sets `slower_than_dense`)")  # fmt: skip
 TAG_NOT_APPLICABLE = tag("not_applicable", "`true` on a FAILED run whose method cannot apply to the model or reach the target (reason in `error`)")  # fmt: skip
 TAG_RUNTIME_FLAG = TAG_LATENCY_FLAG  # <runtime>/latency_flag
-tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_iterations`, `output_mismatch` (its output differs from eager's beyond tolerance)", "`<runtime>/latency_flag`")  # fmt: skip
+tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_iterations`, `contended`, `output_mismatch` (its output differs from eager's beyond tolerance)", "`<runtime>/latency_flag`")  # fmt: skip
 TAG_RUNTIME_NA = TAG_NOT_APPLICABLE  # <runtime>/not_applicable: the reason
 tag((), "per runtime: one line saying why it could not time this job (not installed, wrong device or precision, masks, an op it or the exporter lacks); the job still FINISHES", "`<runtime>/not_applicable`")  # fmt: skip
 TAG_SLOWER_THAN_DENSE = tag("slower_than_dense", "`true` when the pruned model is slower than the dense one beyond the interval (its speedup's upper bound below 1); `<runtime>/slower_than_dense` per runtime: the report flags it with the hint to try `prune.round_to`", "`slower_than_dense`, `<runtime>/slower_than_dense`")  # fmt: skip

@@ -1,0 +1,159 @@
+"""Dense/pruned pairs timed by the harness and by each runtime's standard tool, on the same model files.
+
+Peers, each back to back on one model at a time, as their users run them:
+- eager: `torch.utils.benchmark.Timer.blocked_autorange` (its median of block means);
+- ONNX Runtime: a plain loop of `InferenceSession.run` (the session options the harness uses: the
+  same threads, sequential execution, spinning off), the median of the calls after 10 untimed ones;
+- OpenVINO: `benchmark_app` (shipped with the openvino package) on the same file, latency hint, one
+  stream, one sync request, the same threads, f32 inference precision: its reported median.
+The harness times the pair as a job does (`time_steps`, both models interleaved in one timing, in the
+block scheme and, for reference, the call scheme). Rounds alternate which side goes first.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.utils.benchmark as tb
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sweep.measure import runtimes as RT
+from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+# name: (timm model, kwargs, input size); tiny_cnn is make sweep's conf/model/tiny_cnn.yaml
+POINTS = {
+    "tiny_cnn": ("test_resnet", {}, 32),
+    "resnet18@64": ("resnet18", {}, 64),
+    "resnet50": ("resnet50", {}, 224),
+    "vit_small": ("vit_small_patch16_224", {}, 224),
+}
+INT8_POINTS = (
+    "tiny_cnn",
+    "resnet18@64",
+)  # sub-millisecond once INT8: where the schemes differ most
+
+
+@dataclass
+class Pair:
+    """One point in one runtime and precision: the loaded dense and pruned forms and their files."""
+
+    label: str
+    runtime: str
+    runs: list  # zero-argument calls, dense then pruned
+    files: list[Path | None]
+    x: torch.Tensor
+    eager: list[torch.nn.Module] = field(default_factory=list)
+
+
+def build(name: str, ratio: float) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    model, kwargs, size = POINTS[name]
+    torch.manual_seed(0)
+    dense = timm.create_model(model, num_classes=10, **kwargs).eval()
+    x = torch.randn(1, 3, size, size)
+    pruner = instantiate(OmegaConf.load(ROOT / "conf" / "pruner" / "dg_group.yaml"))
+    pruner.check(dense, name, x)
+    pruned = pruner.prune(copy.deepcopy(dense), ratio, x).eval()
+    return dense, pruned, x
+
+
+def pairs(name: str, runtimes: list[str], ctx: RT.Context, ratio: float) -> list[Pair]:
+    dense, pruned, x = build(name, ratio)
+    out = []
+    for rt in runtimes:
+        runtime = RT.get(rt)
+        loaded = [runtime.load(m, x, ctx, w) for m, w in ((dense, "dense"), (pruned, "pruned"))]
+        out.append(Pair(f"{name} fp32", rt, [m.run for m in loaded], [m.file for m in loaded], x))
+        if rt == "eager":
+            out[-1].eager = [dense, pruned]
+        if name in INT8_POINTS and rt in ("onnxruntime", "openvino"):
+            out.append(_int8(name, rt, runtime, (dense, pruned), x, ctx))
+    return out
+
+
+def _int8(name, rt, runtime, models, x, ctx) -> Pair:
+    """The INT8 forms, calibrated on 8 random batches (speed does not depend on the calibration)."""
+    g = torch.Generator().manual_seed(1)
+    calibration = [torch.randn(x.shape, generator=g) for _ in range(8)]
+    if rt == "onnxruntime":
+        loaded = [
+            runtime.int8(m, x, calibration=calibration, ctx=ctx, what=w)
+            for m, w in zip(models, ("dense", "pruned"))
+        ]
+        return Pair(f"{name} int8", rt, [m.run for m in loaded], [m.file for m in loaded], x)
+    import openvino as ov
+
+    from sweep.measure.runtimes.openvino import _nncf_int8
+
+    runs, files = [], []
+    for m, w in zip(models, ("dense", "pruned")):
+        onnx = runtime.load(m, x, ctx, w).file
+        ir = ctx.workdir / f"{name.replace('@', '_')}-{w}-int8.xml"
+        ov.save_model(_nncf_int8(ov.Core().read_model(str(onnx)), calibration), str(ir))
+        runs.append(runtime._compiled(ov.Core().read_model(str(ir)), x, ctx, w, 0.0).run)
+        files.append(ir)
+    return Pair(f"{name} int8", rt, runs, files, x)
+
+
+def harness(pair: Pair, threads: int, budget: float, scheme: str) -> tuple[list[float], float]:
+    """The harness's medians (dense, pruned) and speedup, as a job times the pair."""
+    settings = LatencySettings(
+        time_budget_s=budget, threads=threads, bootstrap=0, interleave=scheme
+    )
+    timing = time_steps(pair.runs, 1, settings, torch.device("cpu"), cuda_events=False)
+    d, p = timing.stats
+    return [d.median_ms, p.median_ms], paired_speedup(d.samples_ms, p.samples_ms, 0).value
+
+
+def peer(pair: Pair, i: int, threads: int, seconds: float) -> float:
+    """The standard tool's median ms for model i of the pair."""
+    if pair.runtime == "eager":
+        timer = tb.Timer(
+            stmt="model(x)",
+            setup="torch.set_grad_enabled(False)",
+            globals={"model": pair.eager[i], "x": pair.x, "torch": torch},
+            num_threads=threads,
+        )
+        return timer.blocked_autorange(min_run_time=seconds).median * 1000
+    if pair.runtime == "onnxruntime":
+        return _ort_loop(pair.files[i], threads, seconds)
+    return _benchmark_app(pair.files[i], threads, seconds)
+
+
+def _ort_loop(path: Path, threads: int, seconds: float) -> float:
+    runtime = RT.get("onnxruntime")
+    ctx = RT.Context(torch.device("cpu"), "fp32", threads, path.parent)
+    sess = runtime.session(path, ctx)
+    inp = sess.get_inputs()[0]
+    feed = {inp.name: torch.randn(*inp.shape).numpy()}
+    for _ in range(10):
+        sess.run(None, feed)
+    calls = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(calls) < 10:
+        t0 = time.perf_counter_ns()
+        sess.run(None, feed)
+        calls.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(calls)
+
+
+def _benchmark_app(path: Path, threads: int, seconds: float) -> float:
+    app = Path(sys.executable).parent / "benchmark_app"
+    cmd = [str(app), "-m", str(path), "-d", "CPU", "-hint", "latency", "-nstreams", "1"]
+    cmd += ["-nireq", "1", "-api", "sync", "-nthreads", str(threads), "-infer_precision", "f32"]
+    cmd += ["-t", f"{seconds:g}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Median:\s+([0-9.]+) ms", out)
+    if found is None:
+        raise RuntimeError(f"benchmark_app printed no median:\n{out[-2000:]}")
+    return float(found.group(1))
