@@ -4,8 +4,9 @@ Peers, each back to back on one model at a time, as their users run them:
 - eager: `torch.utils.benchmark.Timer.blocked_autorange` (its median of block means);
 - ONNX Runtime: a plain loop of `InferenceSession.run` (the session options the harness uses: the
   same threads, sequential execution, spinning off), the median of the calls after 10 untimed ones;
-- OpenVINO: `benchmark_app` (shipped with the openvino package) on the same file, latency hint, one
-  stream, one sync request, the same threads, f32 inference precision: its reported median.
+- OpenVINO: `benchmark_app` (shipped with the openvino package) on the same file, one stream (what
+  the harness's latency hint sets), one sync request, the same threads, f32 inference precision: its
+  reported median.
 The harness times the pair as a job does (`time_steps`, both models interleaved in one timing, in the
 block scheme and, for reference, the call scheme). Rounds alternate which side goes first.
 """
@@ -62,8 +63,9 @@ def build(name: str, ratio: float) -> tuple[torch.nn.Module, torch.nn.Module, to
     dense = timm.create_model(model, num_classes=10, **kwargs).eval()
     x = torch.randn(1, 3, size, size)
     pruner = instantiate(OmegaConf.load(ROOT / "conf" / "pruner" / "dg_group.yaml"))
-    pruner.check(dense, name, x)
-    pruned = pruner.prune(copy.deepcopy(dense), ratio, x).eval()
+    with torch.enable_grad():  # DepGraph traces through autograd
+        pruner.check(dense, name, x)
+        pruned = pruner.prune(copy.deepcopy(dense), ratio, x).eval()
     return dense, pruned, x
 
 
@@ -105,10 +107,13 @@ def _int8(name, rt, runtime, models, x, ctx) -> Pair:
     return Pair(f"{name} int8", rt, runs, files, x)
 
 
-def harness(pair: Pair, threads: int, budget: float, scheme: str) -> tuple[list[float], float]:
-    """The harness's medians (dense, pruned) and speedup, as a job times the pair."""
+def harness(
+    pair: Pair, threads: int, budget: float, scheme: str, **settings
+) -> tuple[list[float], float]:
+    """The harness's medians (dense, pruned) and speedup, as a job times the pair (`settings`: other
+    `measure.*` keys)."""
     settings = LatencySettings(
-        time_budget_s=budget, threads=threads, bootstrap=0, interleave=scheme
+        time_budget_s=budget, threads=threads, bootstrap=0, interleave=scheme, **settings
     )
     timing = time_steps(pair.runs, 1, settings, torch.device("cpu"), cuda_events=False)
     d, p = timing.stats
@@ -124,19 +129,29 @@ def peer(pair: Pair, i: int, threads: int, seconds: float) -> float:
             globals={"model": pair.eager[i], "x": pair.x, "torch": torch},
             num_threads=threads,
         )
-        return timer.blocked_autorange(min_run_time=seconds).median * 1000
+        try:
+            return timer.blocked_autorange(min_run_time=seconds).median * 1000
+        finally:
+            torch.set_grad_enabled(True)  # Timer's setup runs in this thread
     if pair.runtime == "onnxruntime":
         return _ort_loop(pair.files[i], threads, seconds)
     return _benchmark_app(pair.files[i], threads, seconds)
 
 
+_SESSIONS: dict[Path, tuple] = {}
+
+
 def _ort_loop(path: Path, threads: int, seconds: float) -> float:
-    runtime = RT.get("onnxruntime")
-    ctx = RT.Context(torch.device("cpu"), "fp32", threads, path.parent)
-    sess = runtime.session(path, ctx)
-    inp = sess.get_inputs()[0]
-    feed = {inp.name: torch.randn(*inp.shape).numpy()}
-    for _ in range(10):
+    """A session made once per file (a new one runs slower for its first second: allocations), the
+    same input batch every call, a quarter of the time untimed, then each call timed."""
+    if path not in _SESSIONS:
+        ctx = RT.Context(torch.device("cpu"), "fp32", threads, path.parent)
+        sess = RT.get("onnxruntime").session(path, ctx)
+        inp = sess.get_inputs()[0]
+        _SESSIONS[path] = sess, {inp.name: torch.randn(*inp.shape).numpy()}
+    sess, feed = _SESSIONS[path]
+    end = time.perf_counter() + seconds / 4
+    while time.perf_counter() < end:
         sess.run(None, feed)
     calls = []
     end = time.perf_counter() + seconds
@@ -149,11 +164,12 @@ def _ort_loop(path: Path, threads: int, seconds: float) -> float:
 
 def _benchmark_app(path: Path, threads: int, seconds: float) -> float:
     app = Path(sys.executable).parent / "benchmark_app"
-    cmd = [str(app), "-m", str(path), "-d", "CPU", "-hint", "latency", "-nstreams", "1"]
+    # its UI takes streams and threads only without a hint: one stream is what the latency hint sets
+    cmd = [str(app), "-m", str(path), "-d", "CPU", "-hint", "none", "-nstreams", "1"]
     cmd += ["-nireq", "1", "-api", "sync", "-nthreads", str(threads), "-infer_precision", "f32"]
-    cmd += ["-t", f"{seconds:g}"]
+    cmd += ["-t", str(max(1, round(seconds)))]  # whole seconds only
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    found = re.search(r"Median:\s+([0-9.]+) ms", out)
+    found = re.search(r"Median:\s+([0-9.]+) (ms|us)", out)
     if found is None:
         raise RuntimeError(f"benchmark_app printed no median:\n{out[-2000:]}")
-    return float(found.group(1))
+    return float(found.group(1)) / (1000 if found.group(2) == "us" else 1)

@@ -150,6 +150,7 @@ def main() -> int:
     )
     ap.add_argument("--pair-budget", type=float, default=2.0, help="seconds a side per round")
     ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--block-ms", type=float, default=None, help="measure.block_ms (default: its)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -178,12 +179,12 @@ def main() -> int:
     return pairs_main(args) if args.part == "pairs" else timer_main(args)
 
 
-def _pair_round(pair, threads: int, seconds: float, peer_first: bool) -> dict:
+def _pair_round(pair, threads: int, seconds: float, peer_first: bool, settings: dict) -> dict:
     """One round: the harness (block and call schemes) and the peer on each model, in an order."""
     got = {}
 
     def ours():
-        got["ms"], got["speedup"] = _peers.harness(pair, threads, seconds, "block")
+        got["ms"], got["speedup"] = _peers.harness(pair, threads, seconds, "block", **settings)
         got["call_speedup"] = _peers.harness(pair, threads, seconds / 2, "call")[1]
 
     def theirs():
@@ -219,12 +220,14 @@ def pairs_main(args) -> int:
         f"{'dense h/p':>22}{'pruned h/p':>22}{'speedup h':>10}{'peer':>7}{'h/p':>22}{'call':>7}"
     )
     misses, total = 0, 0
+    settings = {} if args.block_ms is None else {"block_ms": args.block_ms}
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
-        ctx = RT.Context(torch.device("cpu"), "fp32", threads, Path(tmp))
         for name in args.points.split(","):
+            # a folder per point: the files of two points must never share a path
+            ctx = RT.Context(torch.device("cpu"), "fp32", threads, Path(tmp) / name)
             for pair in _peers.pairs(name, args.runtimes.split(","), ctx, args.ratio):
                 rounds = [
-                    _pair_round(pair, threads, args.pair_budget, peer_first=r % 2 == 1)
+                    _pair_round(pair, threads, args.pair_budget, r % 2 == 1, settings)
                     for r in range(args.pair_rounds)
                 ]
                 col = {k: [r[k] for r in rounds] for k in rounds[0]}

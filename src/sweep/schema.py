@@ -122,7 +122,7 @@ class MeasureConfig:
     warmup_min: int = checked(3, Check(lo=1))
     warmup_max: int = checked(50, Check(lo=1))
     warmup_tol: float = checked(0.05, POSITIVE)
-    iters: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
+    iters: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))  # timed rounds
     iters_min: int = checked(10, Check(lo=1))
     iters_max: int = checked(1000, Check(lo=1))
     time_budget_s: float = checked(4.0, POSITIVE)

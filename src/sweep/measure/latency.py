@@ -60,7 +60,7 @@ def harness_id(scheme: str) -> str:
 
 @dataclass
 class LatencyStats:
-    samples_ms: list[float]  # per round: the block's time per call (call scheme: the one call's)
+    samples_ms: list[float]  # per round: its block's median call (CUDA: mean; call scheme: the call)
     warmup_iters: int
     warmup_stable: bool
     batch_size: int
@@ -193,11 +193,14 @@ def paired_speedup(
 
 class _CpuClock:
     def time(self, fn: Callable[[], object], calls: int = 1) -> float:
-        """ms per call over `calls` back-to-back calls."""
-        t0 = time.perf_counter_ns()
+        """The median ms of `calls` back-to-back calls, each timed: a block an interrupt hit once
+        still reads the model's time (its mean would carry the interrupt)."""
+        times = []
         for _ in range(calls):
+            t0 = time.perf_counter_ns()
             fn()
-        return (time.perf_counter_ns() - t0) / 1e6 / calls
+            times.append(time.perf_counter_ns() - t0)
+        return statistics.median(times) / 1e6
 
 
 class _CudaClock:
@@ -207,6 +210,8 @@ class _CudaClock:
         self.end = torch.cuda.Event(enable_timing=True)
 
     def time(self, fn: Callable[[], object], calls: int = 1) -> float:
+        """ms per call over `calls` back-to-back calls between two events (a sync per call would
+        time the launches, not the kernels)."""
         torch.cuda.synchronize(self.device)
         self.start.record()
         for _ in range(calls):
