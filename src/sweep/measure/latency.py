@@ -60,7 +60,9 @@ def harness_id(scheme: str) -> str:
 
 @dataclass
 class LatencyStats:
-    samples_ms: list[float]  # per round: its block's median call (CUDA: mean; call scheme: the call)
+    samples_ms: list[
+        float
+    ]  # per round: its block's median call (CUDA: mean; call scheme: the call)
     warmup_iters: int
     warmup_stable: bool
     batch_size: int
