@@ -243,6 +243,14 @@ def pairs_main(args) -> int:
                     f"{_said(col['speedup']):>22}{statistics.median(col['call']):>6.3f}x",
                     flush=True,
                 )
+                if pair.runtime == "openvino":
+                    wall = [statistics.median(_peers.WALL_MS.pop(f)) for f in pair.files]
+                    print(
+                        f"{'':<31}benchmark_app wall time per iteration: {wall[0]:.3f} / "
+                        f"{wall[1]:.3f} ms, harness / that: "
+                        f"{statistics.median(r['ms'][0] for r in rounds) / wall[0]:.3f} / "
+                        f"{statistics.median(r['ms'][1] for r in rounds) / wall[1]:.3f}"
+                    )
     print(f"harness/peer medians and speedups within 0.95-1.05: {total - misses}/{total}")
     return 0
 

@@ -151,6 +151,7 @@ def test_bad_scheme_is_refused():
 
 def test_auto_iters_respects_bounds():
     bounds = dict(warmup_min=3, warmup_max=6, iters="auto", iters_min=4, iters_max=9, bootstrap=0)
+    bounds["interleave"] = "call"  # one call a round: rounds and calls are the same
     x, cpu = torch.zeros(1, 3, 4, 4), torch.device("cpu")
     assert (
         time_models([Sleepy(0.5)], x, LatencySettings(**bounds, time_budget_s=10.0), cpu).iters == 9
@@ -159,6 +160,18 @@ def test_auto_iters_respects_bounds():
         time_models([Sleepy(0.5)], x, LatencySettings(**bounds, time_budget_s=0.001), cpu).iters
         == 4
     )
+
+
+def test_auto_rounds_keep_each_model_within_iters_max_calls():
+    """Blocks of 0.3 ms calls spanning 3 ms: about 10 timed calls a round, so 1,000 calls at most
+    is about 100 rounds however long the budget; the slow model's blocks are one call."""
+    log: list[str] = []
+    steps = [Logged("fast", log, ms=0.3), Logged("slow", log, ms=4.0)]
+    settings = LatencySettings(warmup_max=6, block_ms=3.0, iters_max=200, time_budget_s=60.0)
+    timing = time_steps(steps, 1, settings, torch.device("cpu"))
+    fast, slow = timing.stats
+    assert slow.block_calls == 1 and fast.block_calls >= 5
+    assert timing.iters == 200 // fast.block_calls and timing.iters * fast.block_calls <= 200
 
 
 def test_threads_are_fixed_while_timing_and_restored():

@@ -123,14 +123,14 @@ class MeasureConfig:
     warmup_max: int = checked(50, Check(lo=1))
     warmup_tol: float = checked(0.05, POSITIVE)
     iters: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))  # timed rounds
-    iters_min: int = checked(10, Check(lo=1))
-    iters_max: int = checked(1000, Check(lo=1))
+    iters_min: int = checked(10, Check(lo=1))  # fewest timed rounds
+    iters_max: int = checked(1000, Check(lo=1))  # most timed calls per model
     time_budget_s: float = checked(4.0, POSITIVE)
     threads: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
     bootstrap: int = checked(1000, NON_NEGATIVE)
     # block: per round each model runs untimed, then back-to-back timed calls; call: one each in turn
     interleave: str = checked("block", Check(choices=("block", "call")))
-    block_ms: float = checked(10.0, POSITIVE)  # the span of a timed block, ms
+    block_ms: float = checked(5.0, POSITIVE)  # the span of a timed block, ms
     contention_max: float = checked(0.1, Check(lo=0, hi=1))  # above it: the timing is `contended`
     # the runtimes dense and pruned are timed in, each the same way (eager is always timed: its figures
     # are the job's main ones); e.g. [eager,onnxruntime,openvino]

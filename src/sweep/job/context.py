@@ -65,7 +65,7 @@ LATER_KEYS = {
     "quantize.runtimes": None,
     # a finished run timed by another harness is re-timed on resume (its `measure.harness_used`)
     "measure.interleave": "block",
-    "measure.block_ms": 10.0,
+    "measure.block_ms": 5.0,
     "measure.contention_max": 0.1,
 }
 

@@ -303,7 +303,9 @@ class _Plan:
 
 def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
     """Block lengths from the warm-up's call times (each block spans about `measure.block_ms`), and
-    enough rounds to fill `time_budget_s` (within `iters_min`..`iters_max`)."""
+    enough rounds to fill `time_budget_s`: at least `iters_min`, and no more than keeps each model's
+    timed calls within `iters_max` (a tenth of a millisecond model has its precision long before the
+    budget is spent)."""
     call_ms = [max(statistics.median(w[-WINDOW:]), 1e-6) for w in warm]
     if settings.interleave == "call":
         untimed, block = [0] * len(warm), [1] * len(warm)
@@ -315,7 +317,8 @@ def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
     else:
         per_round_s = sum((u + b) * ms for u, b, ms in zip(untimed, block, call_ms)) / 1000.0
         rounds = int(settings.time_budget_s / max(per_round_s, 1e-9))
-        rounds = max(settings.iters_min, min(settings.iters_max, rounds))
+        most = settings.iters_max // max(block)
+        rounds = max(settings.iters_min, min(most, rounds))
     return _Plan(untimed, block, rounds, alternate=settings.interleave == "block")
 
 
