@@ -2,8 +2,9 @@
 
 Peers, each back to back on one model at a time, as their users run them:
 - eager: `torch.utils.benchmark.Timer.blocked_autorange` (its median of block means);
-- ONNX Runtime: a plain loop of `InferenceSession.run` (the session options the harness uses: the
-  same threads, sequential execution, spinning off), the median of the calls after 10 untimed ones;
+- ONNX Runtime: a plain loop of `InferenceSession.run` on the harness's own session (its options:
+  the same threads, sequential execution, spinning off), the median of its calls after a quarter of
+  the time untimed;
 - OpenVINO: `benchmark_app` (shipped with the openvino package) on the same file, one stream (what
   the harness's latency hint sets), one sync request, the same threads, f32 inference precision: its
   reported median.
@@ -134,30 +135,22 @@ def peer(pair: Pair, i: int, threads: int, seconds: float) -> float:
         finally:
             torch.set_grad_enabled(True)  # Timer's setup runs in this thread
     if pair.runtime == "onnxruntime":
-        return _ort_loop(pair.files[i], threads, seconds)
+        return _ort_loop(pair.runs[i], seconds)
     return _benchmark_app(pair.files[i], threads, seconds)
 
 
-_SESSIONS: dict[Path, tuple] = {}
-
-
-def _ort_loop(path: Path, threads: int, seconds: float) -> float:
-    """A session made once per file (a new one runs slower for its first second: allocations), the
-    same input batch every call, a quarter of the time untimed, then each call timed."""
-    if path not in _SESSIONS:
-        ctx = RT.Context(torch.device("cpu"), "fp32", threads, path.parent)
-        sess = RT.get("onnxruntime").session(path, ctx)
-        inp = sess.get_inputs()[0]
-        _SESSIONS[path] = sess, {inp.name: torch.randn(*inp.shape).numpy()}
-    sess, feed = _SESSIONS[path]
+def _ort_loop(run, seconds: float) -> float:
+    """A plain loop of `InferenceSession.run` on the harness's own session and input (two sessions of
+    one file differ by up to 10 % on a model of a tenth of a millisecond: where their memory landed),
+    a quarter of the time untimed, then each call timed."""
     end = time.perf_counter() + seconds / 4
     while time.perf_counter() < end:
-        sess.run(None, feed)
+        run()
     calls = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(calls) < 10:
         t0 = time.perf_counter_ns()
-        sess.run(None, feed)
+        run()
         calls.append((time.perf_counter_ns() - t0) / 1e6)
     return statistics.median(calls)
 

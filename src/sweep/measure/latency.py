@@ -39,10 +39,11 @@ SCHEMES = ("block", "call")
 # timed one call per model in turn, their bootstrap over single calls.
 HARNESS_VERSION = 2
 OLD_HARNESS = N.HARNESS_BEFORE_PARAM
-# Untimed calls before a block: enough to span this long (at least one, at most three), so the block's
-# first call does not pay for the other model's turn.
-UNTIMED_MS = 2.0
-UNTIMED_MAX = 3
+# Untimed calls before a block: enough to span this long (two to five), so that the block's calls do not
+# pay for the other model's turn: one was too few where a model's weights fill the last-level cache
+# (resnet18 at 64 px in ONNX Runtime, 2.3 ms a call, read 15 % above a plain loop on the same session).
+UNTIMED_MS = 10.0
+UNTIMED_MIN, UNTIMED_MAX = 2, 5
 BLOCK_CALLS_MAX = 1000
 # A median whose 95 % interval is wider than this (relative) rests on too few iterations for the spread.
 TRUST_CI = 0.05
@@ -310,7 +311,7 @@ def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
     if settings.interleave == "call":
         untimed, block = [0] * len(warm), [1] * len(warm)
     else:
-        untimed = [min(UNTIMED_MAX, max(1, math.ceil(UNTIMED_MS / ms))) for ms in call_ms]
+        untimed = [min(UNTIMED_MAX, max(UNTIMED_MIN, math.ceil(UNTIMED_MS / ms))) for ms in call_ms]
         block = [min(BLOCK_CALLS_MAX, max(1, round(settings.block_ms / ms))) for ms in call_ms]
     if settings.iters != "auto":
         rounds = settings.iters
