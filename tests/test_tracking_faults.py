@@ -192,3 +192,30 @@ def test_system_metrics_sampled_only_when_asked(store):
     assert len(history) >= 2
     assert "system/system_memory_usage_megabytes" in client.get_run(ids[0.2]).data.metrics
     assert not any(k.startswith("system/") for k in client.get_run(ids[None]).data.metrics)
+
+
+def test_a_sigterm_while_the_run_is_being_created_ends_it_killed(store, monkeypatch):
+    """A scheduler's SIGTERM that lands inside MLflow's create_run (after the run is stored, before
+    its id is handed back) is held until the run can be ended KILLED: never a run left RUNNING."""
+    import os
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    real = MlflowClient.create_run
+
+    def create_run(self, *args, **kwargs):
+        run = real(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # bytecode boundaries for the handler to run at, were it not held
+        return run
+
+    monkeypatch.setattr(MlflowClient, "create_run", create_run)
+    with (
+        pytest.raises(tracking.JobKilled),
+        tracking.sigterm_raises(),
+        tracking.job_run(store, EXPERIMENT, "created-then-killed", {}),
+    ):
+        pytest.fail("the job body ran although SIGTERM had arrived")
+    (run,) = tracking.search_runs(store, EXPERIMENT)
+    assert run.info.status == "KILLED"

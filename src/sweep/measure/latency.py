@@ -5,7 +5,7 @@ cancels in their ratio. `measure.interleave=block` (the default) times as the st
 (timm's benchmark.py, `torch.utils.benchmark.Timer`, OpenVINO's benchmark_app, ONNX Runtime's perf
 test): in each round every model runs a few untimed calls, then a block of back-to-back timed calls,
 so its caches hold its own weights; the order of models alternates from round to round. A sample is
-a block's time per call; a model's figure is the median over its blocks; a speedup pairs the blocks
+a block's median call (CUDA: its mean); a model's figure is the median over its blocks; a speedup pairs the blocks
 of one round. `measure.interleave=call` times one call of each model in turn (A B A B ...), every
 call after another model's: the latency of models sharing one set of cores in a pipeline, colder than
 a model serving a stream of requests sees (on sub-millisecond models the difference is 15-25 %).
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sweep.measure.clocks import CpuClock, CudaClock
 from sweep.measure.contention import Monitor
 from sweep.measure.memory import peak_mem_mb
 from sweep.schema import MeasureConfig
@@ -194,36 +195,6 @@ def paired_speedup(
     return Speedup(value, min(lo, value), max(hi, value))
 
 
-class _CpuClock:
-    def time(self, fn: Callable[[], object], calls: int = 1) -> float:
-        """The median ms of `calls` back-to-back calls, each timed: a block an interrupt hit once
-        still reads the model's time (its mean would carry the interrupt)."""
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter_ns()
-            fn()
-            times.append(time.perf_counter_ns() - t0)
-        return statistics.median(times) / 1e6
-
-
-class _CudaClock:
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.start = torch.cuda.Event(enable_timing=True)
-        self.end = torch.cuda.Event(enable_timing=True)
-
-    def time(self, fn: Callable[[], object], calls: int = 1) -> float:
-        """ms per call over `calls` back-to-back calls between two events (a sync per call would
-        time the launches, not the kernels)."""
-        torch.cuda.synchronize(self.device)
-        self.start.record()
-        for _ in range(calls):
-            fn()
-        self.end.record()
-        self.end.synchronize()
-        return float(self.start.elapsed_time(self.end)) / calls
-
-
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -353,7 +324,7 @@ def time_steps(
     torch.set_num_threads(threads)
     try:
         cuda = device.type == "cuda" and cuda_events
-        clock = _CudaClock(device) if cuda else _CpuClock()
+        clock = CudaClock(device) if cuda else CpuClock()
         warm, stable = _warm_up(steps, clock, settings)
         plan = _plan(warm, settings)
         with Monitor(threads) as monitor:

@@ -8,7 +8,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sweep.tracking.names import TAG_ERROR, TAG_HEARTBEAT, TAG_PARENT, TAG_STALE
 from sweep.tracking.queries import all_runs
@@ -22,6 +22,7 @@ __all__ = [
     "JobKilled",
     "fail_orphans",
     "fail_stale",
+    "hold_sigterm",
     "last_sign_of_life",
     "running_runs",
     "sigterm_raises",
@@ -46,6 +47,9 @@ def sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum, frame):
+        if _HELD["depth"]:
+            _HELD["signum"] = signum
+            return
         raise JobKilled(f"received signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -53,6 +57,25 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# a SIGTERM that arrived while held back (hold_sigterm), raised once it is let through
+_HELD: dict[str, int | None] = {"depth": 0, "signum": None}
+
+
+def hold_sigterm() -> Callable[[], None]:
+    """Hold back what SIGTERM raises until the returned call lets it through (which then raises it):
+    a run created while it is held exists before the signal can end it, so it ends KILLED rather than
+    left RUNNING (a SIGTERM inside MLflow's create_run was raised before the run's id was known)."""
+    _HELD["depth"] += 1
+
+    def release() -> None:
+        _HELD["depth"] -= 1
+        signum, _HELD["signum"] = _HELD["signum"], None
+        if signum is not None and not _HELD["depth"]:
+            raise JobKilled(f"received signal {signum}")
+
+    return release
 
 
 class Heartbeat:

@@ -18,6 +18,7 @@ from sweep.tracking.liveness import (
     DEFAULT_HEARTBEAT_S,
     Heartbeat,
     JobKilled,
+    hold_sigterm,
     sigterm_raises,
     system_metrics,
 )
@@ -133,12 +134,19 @@ def job_run(
     `system_metrics_s` MLflow's system metrics are sampled that often."""
     experiment_id = init_store(uri, experiment)
     client = _client(uri)
-    run = client.create_run(
-        experiment_id, run_name=run_name, tags={k: _tag_value(v) for k, v in tags.items()}
-    )
+    release = hold_sigterm()  # a SIGTERM from here on is raised inside the try below
+    try:
+        run = client.create_run(
+            experiment_id, run_name=run_name, tags={k: _tag_value(v) for k, v in tags.items()}
+        )
+    except BaseException:
+        with contextlib.suppress(JobKilled):  # no run to end: the error that stopped it is the news
+            release()
+        raise
     job = JobRun(uri, experiment_id, run.info.run_id)
     status = "FINISHED"
     try:
+        release()
         with (
             sigterm_raises(),
             Heartbeat(uri, job.run_id, heartbeat_s),
