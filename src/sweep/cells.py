@@ -30,12 +30,9 @@ def speedup_interval(
     return v, row.metrics.get(low, v), row.metrics.get(high, v)
 
 
-CONTENDED = "contended"
-
-
 def contended(row: Row, runtime: str = T.EAGER, key_of=T.runtime_key) -> bool:
     """The run's timing in that runtime was contended: another process's work is in its figures."""
-    return CONTENDED in row.tags.get(key_of(runtime, T.TAG_LATENCY_FLAG), "").split(",")
+    return T.CONTENDED in row.tags.get(key_of(runtime, T.TAG_LATENCY_FLAG), "").split(",")
 
 
 def faster(

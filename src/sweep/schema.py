@@ -109,6 +109,7 @@ class ModelConfig:
 # Where dense and pruned models are timed (sweep.measure.runtimes); eager is always measured.
 RUNTIMES = ("eager", "compile", "onnxruntime", "openvino", "tensorrt")
 ONNX_EXPORTERS = ("auto", "torchscript", "dynamo")
+INTERLEAVES = ("block", "call")  # the latency harness's schemes (measure.interleave)
 
 
 @dataclass
@@ -129,11 +130,10 @@ class MeasureConfig:
     threads: Union[int, str] = checked("auto", Check(lo=1, auto=("auto",)))
     bootstrap: int = checked(1000, NON_NEGATIVE)
     # block: per round each model runs untimed, then back-to-back timed calls; call: one each in turn
-    interleave: str = checked("block", Check(choices=("block", "call")))
+    interleave: str = checked("block", Check(choices=INTERLEAVES))
     block_ms: float = checked(5.0, POSITIVE)  # the span of a timed block, ms
     contention_max: float = checked(0.1, Check(lo=0, hi=1))  # above it: the timing is `contended`
-    # the runtimes dense and pruned are timed in, each the same way (eager is always timed: its figures
-    # are the job's main ones); e.g. [eager,onnxruntime,openvino]
+    # the runtimes dense and pruned are timed in, eager always; e.g. [eager,onnxruntime,openvino]
     runtimes: list[str] = field(default_factory=lambda: ["eager"])
     # ONNX exporter for onnxruntime / openvino / tensorrt. auto: TorchScript's, dynamo's where it fails
     onnx_exporter: str = checked("auto", Check(choices=ONNX_EXPORTERS))

@@ -185,7 +185,7 @@ def _already_finished(cfg: DictConfig, uri: str, key: str) -> bool:
 def _timed_by_another_harness(cfg: DictConfig, done) -> bool:
     """A finished run whose latencies another harness scheme or version read is re-timed, not kept
     beside this release's figures: the two do not compare (a resumed sweep never mixes them)."""
-    was = done.data.params.get(tracking.PARAM_HARNESS_USED, latency.OLD_HARNESS)
+    was = done.data.params.get(tracking.PARAM_HARNESS_USED, tracking.HARNESS_BEFORE_PARAM)
     now = latency.harness_id(cfg.measure.interleave)
     if was != now:
         log.info(

@@ -14,7 +14,6 @@ coarsely. Elsewhere than Linux the share is unknown (NaN) and nothing is flagged
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -100,7 +99,3 @@ class Monitor:
         self.share = share(
             others_s=self.others_s, wall_s=wall, cpus=len(self._cpus), threads=self.threads
         )
-
-    @property
-    def known(self) -> bool:
-        return not math.isnan(self.share)

@@ -31,15 +31,13 @@ import torch.nn as nn
 from sweep.measure.clocks import CpuClock, CudaClock
 from sweep.measure.contention import Monitor
 from sweep.measure.memory import peak_mem_mb
-from sweep.schema import MeasureConfig
+from sweep.schema import INTERLEAVES, MeasureConfig
 from sweep.tracking import names as N
 
 WINDOW = 3  # iterations per warm-up window
-SCHEMES = ("block", "call")
-# Bumped whenever what a figure means changes: runs logged before `measure.harness_used` existed were
-# timed one call per model in turn, their bootstrap over single calls.
+# Bumped whenever what a figure means changes (runs logged before `measure.harness_used` existed were
+# timed one call per model in turn, their bootstrap over single calls: N.HARNESS_BEFORE_PARAM).
 HARNESS_VERSION = 2
-OLD_HARNESS = N.HARNESS_BEFORE_PARAM
 # Untimed calls before a block: enough to span this long (two to five), so that the block's calls do not
 # pay for the other model's turn: one was too few where a model's weights fill the last-level cache
 # (resnet18 at 64 px in ONNX Runtime, 2.3 ms a call, read 15 % above a plain loop on the same session).
@@ -62,9 +60,8 @@ def harness_id(scheme: str) -> str:
 
 @dataclass
 class LatencyStats:
-    samples_ms: list[
-        float
-    ]  # per round: its block's median call (CUDA: mean; call scheme: the call)
+    # per round: its block's median call (CUDA: the block's mean; call scheme: the one call)
+    samples_ms: list[float]
     warmup_iters: int
     warmup_stable: bool
     batch_size: int
@@ -156,7 +153,7 @@ class Timing:
     def reasons(self) -> set[str]:
         """Why some figure of this timing is not to be trusted: each model's, and contention."""
         found = {f for st in self.stats for f in st.flags()}
-        return found | {"contended"} if self.contended else found
+        return found | {N.CONTENDED} if self.contended else found
 
     @property
     def flag(self) -> str:
@@ -317,8 +314,10 @@ def time_steps(
     stable, then the timed rounds of `measure.interleave`'s scheme. `cuda_events`: on a CUDA device,
     bracket each block by CUDA events on torch's stream; runtimes with their own streams (ONNX
     Runtime, TensorRT) return only once their output is ready, so they are timed by the host clock."""
-    if settings.interleave not in SCHEMES:
-        raise ValueError(f"measure.interleave={settings.interleave!r}: choose {', '.join(SCHEMES)}")
+    if settings.interleave not in INTERLEAVES:
+        raise ValueError(
+            f"measure.interleave={settings.interleave!r}: choose {', '.join(INTERLEAVES)}"
+        )
     threads = resolve_threads(settings.threads)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
