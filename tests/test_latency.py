@@ -12,6 +12,7 @@ import torch.nn as nn
 from sweep.measure.latency import (
     HARNESS_VERSION,
     LatencySettings,
+    instance_of,
     paired_speedup,
     time_models,
     time_steps,
@@ -68,10 +69,12 @@ def test_warmup_absorbs_slow_first_call(interleave):
     assert sa.p90_ms >= sa.median_ms and sa.std_ms >= 0
     assert sa.throughput == pytest.approx(1000 / sa.median_ms)
     assert timing.harness == f"{interleave}/{HARNESS_VERSION}" and timing.scheme == interleave
-    # each ran its warm-up, its rounds' untimed and timed calls, and one peak-memory pass
+    # each ran its warm-up, its rounds' untimed and timed calls (its copy the other half of the
+    # rounds), and one peak-memory pass
+    assert timing.instances == 2
     for model, st in ((a, sa), (b, sb)):
         per_round = st.untimed_calls + st.block_calls
-        assert model.calls == st.warmup_iters + 12 * per_round + 1
+        assert model.calls == st.warmup_iters + 6 * per_round + 1
 
 
 class Logged:
@@ -105,6 +108,41 @@ def test_block_scheme_runs_blocks_back_to_back_and_alternates_the_order():
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
         want += [order[0]] * n + [order[1]] * n
     assert _timed_tail(log, timing) == want
+
+
+def test_instances_take_turns_in_pairs_of_rounds():
+    """Each model given as two instances: a round times one instance of each, pairs of rounds take
+    turns (so each instance runs in both orders), every instance is warmed up."""
+    log: list[str] = []
+    steps = [
+        [Logged("a0", log), Logged("a1", log)],
+        [Logged("b0", log), Logged("b1", log), Logged("b2", log)],
+    ]
+    settings = LatencySettings(iters=8, warmup_max=6, block_ms=1.0, bootstrap=0)
+    timing = time_steps(steps, 1, settings, torch.device("cpu"))
+    assert timing.instances == 2 and len(timing.stats) == 2  # as many as the model with fewest
+    assert "b2" not in log and {"a0", "a1", "b0", "b1"} <= set(log[: 4 * 3])
+    firsts = []
+    for name in _timed_tail(log, timing):
+        if not firsts or firsts[-1] != name:
+            firsts.append(name)
+    # runs of one name: round 0 a0 b0, round 1 b0 a0, round 2 a1 b1, round 3 b1 a1, ...
+    assert firsts == ["a0", "b0", "a0", "a1", "b1", "a1"] * 2
+
+
+def test_interval_carries_a_difference_between_instances():
+    """Two instances of the dense model differ by 20 %: the interval over instances holds both
+    instances' ratios; the same rounds read as one instance give a narrow interval that holds neither."""
+    g = torch.Generator().manual_seed(0)
+    n = 80
+    noise = (1 + 0.005 * torch.randn(n, generator=g)).tolist()
+    base = [(10.0 if instance_of(r, 2) == 0 else 12.0) * noise[r] for r in range(n)]
+    new = [5.0] * n
+    two = paired_speedup(base, new, n_boot=2000, instances=2)
+    one = paired_speedup(base, new, n_boot=2000, instances=1)
+    assert two.ci_low < 2.05 and two.ci_high > 2.35
+    assert one.ci_high - one.ci_low < 0.5 * (two.ci_high - two.ci_low)
+    assert two.value == one.value
 
 
 def test_call_scheme_times_one_call_of_each_in_turn():

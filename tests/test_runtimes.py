@@ -57,6 +57,21 @@ def test_runtime_agrees_with_eager_and_is_timed_in_pairs(name, models, tmp_path)
     assert r.file is not None and r.file.name == "pruned.onnx" and r.file.is_file()
 
 
+@pytest.mark.parametrize("name", ["eager", *ONNX_RUNTIMES])
+def test_instances_are_separate_sessions_of_one_export(name, models, tmp_path):
+    """Each model is timed as `measure.instances` instances: another session (compiled model, copy of
+    the weights) of the same export, giving the same output."""
+    dense, _, x = models
+    ctx = _ctx(tmp_path)
+    one = RT.get(name).load(dense, x, ctx, "dense")
+    two = one.instances(2)
+    assert len(two) == 2 and two[0] is one and two[1].run is not one.run
+    assert torch.equal(two[1].output(), one.output())
+    assert len(ctx.exports) == (0 if name == "eager" else 1)
+    r = deployed.time_in(RT.get(name), dense, dense, x, ctx, QUICK)
+    assert r.timing.instances == QUICK.instances == 2
+
+
 def test_dense_and_pruned_are_exported_once_for_every_onnx_runtime(models, tmp_path):
     dense, small, x = models
     ctx = _ctx(tmp_path)

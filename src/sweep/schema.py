@@ -133,12 +133,12 @@ class MeasureConfig:
     interleave: str = checked("block", Check(choices=INTERLEAVES))
     block_ms: float = checked(5.0, POSITIVE)  # the span of a timed block, ms
     contention_max: float = checked(0.1, Check(lo=0, hi=1))  # above it: the timing is `contended`
+    instances: int = checked(2, Check(lo=1))  # of each model (sessions, copies), timed in turn
     # the runtimes dense and pruned are timed in, eager always; e.g. [eager,onnxruntime,openvino]
     runtimes: list[str] = field(default_factory=lambda: ["eager"])
     # ONNX exporter for onnxruntime / openvino / tensorrt. auto: TorchScript's, dynamo's where it fails
     onnx_exporter: str = checked("auto", Check(choices=ONNX_EXPORTERS))
-    # each runtime's peak (a GEMM and a depthwise-conv microbenchmark, cached per machine), so that a
-    # model's achieved MAC/s is given as a fraction of it (`efficiency`)
+    # each runtime's peak (GEMM, depthwise-conv microbenchmarks, cached): `efficiency` is a fraction of it
     peak: bool = True
 
 

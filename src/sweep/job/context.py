@@ -67,6 +67,7 @@ LATER_KEYS = {
     "measure.interleave": "block",
     "measure.block_ms": 5.0,
     "measure.contention_max": 0.1,
+    "measure.instances": 2,
 }
 
 

@@ -27,7 +27,6 @@ from sweep.measure.latency import (
     LatencyStats,
     Speedup,
     Timing,
-    paired_speedup,
     time_models,
 )
 
@@ -168,8 +167,7 @@ def _time_eager(job: Job, dense: nn.Module, pruned: nn.Module, x, settings) -> T
     timing = time_models(models, x, settings, job.device)
     if timing.flag != "none":
         log.warning("%s: latency not to be trusted (%s)", job.run_name, timing.flag)
-    d, p = timing.stats
-    speedup = paired_speedup(d.samples_ms, p.samples_ms, settings.bootstrap, job.cfg.seed)
+    speedup = timing.speedup(0, 1, settings.bootstrap, job.cfg.seed)
     return Timed(timing, speedup, layers)
 
 

@@ -20,7 +20,7 @@ from sweep.job.record import Result
 from sweep.measure import deployed
 from sweep.measure import runtimes as RT
 from sweep.measure.counting import count
-from sweep.measure.latency import LatencySettings, Speedup, paired_speedup, time_models
+from sweep.measure.latency import LatencySettings, Speedup, time_models
 from sweep.pruners.base import PruneKind
 
 __all__ = ["Pruned", "TargetMissed", "prune_step", "step_target"]
@@ -209,9 +209,8 @@ def _speedup_search(job: Job, bench: Bench, base: nn.Module, target, start: floa
 
 def _eager_reader(job: Job, bench: Bench, x, settings):
     def read(model: nn.Module) -> targets.Reading:
-        lat = time_models([bench.dense, model], x, settings, job.device).stats
-        s = paired_speedup(lat[0].samples_ms, lat[1].samples_ms, settings.bootstrap, job.cfg.seed)
-        return _reading(s)
+        timing = time_models([bench.dense, model], x, settings, job.device)
+        return _reading(timing.speedup(0, 1, settings.bootstrap, job.cfg.seed))
 
     return read
 

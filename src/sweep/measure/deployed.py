@@ -21,7 +21,6 @@ from sweep.measure.latency import (
     LatencyStats,
     Speedup,
     Timing,
-    paired_speedup,
     time_steps,
 )
 from sweep.tracking import names as N
@@ -94,7 +93,7 @@ def time_in(
         agree = agree and RT.outputs_agree(diffs[-1], want, ctx.precision)
         loaded.append(one)
     timing = time_steps(
-        [m.run for m in loaded],
+        [[one.run for one in m.instances(settings.instances)] for m in loaded],
         int(x.shape[0]),
         settings,
         ctx.device,
@@ -105,7 +104,7 @@ def time_in(
         runtime.name,
         d,
         p,
-        paired_speedup(d.samples_ms, p.samples_ms, settings.bootstrap, seed),
+        timing.speedup(0, 1, settings.bootstrap, seed),
         timing,
         (loaded[0].export_s, loaded[1].export_s),
         (loaded[0].build_s, loaded[1].build_s),

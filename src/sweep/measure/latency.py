@@ -19,6 +19,7 @@ timed rounds. While they run, the CPU other processes take from the timed cores 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import statistics
 import time
@@ -30,14 +31,16 @@ import torch.nn as nn
 
 from sweep.measure.clocks import CpuClock, CudaClock
 from sweep.measure.contention import Monitor
+from sweep.measure.intervals import Speedup, instance_of, paired_speedup
 from sweep.measure.memory import peak_mem_mb
 from sweep.schema import INTERLEAVES, MeasureConfig
 from sweep.tracking import names as N
 
 WINDOW = 3  # iterations per warm-up window
 # Bumped whenever what a figure means changes (runs logged before `measure.harness_used` existed were
-# timed one call per model in turn, their bootstrap over single calls: N.HARNESS_BEFORE_PARAM).
-HARNESS_VERSION = 2
+# timed one call per model in turn, their bootstrap over single calls: N.HARNESS_BEFORE_PARAM; 2: blocks,
+# one instance of each model; 3: `measure.instances` instances, the interval over them too).
+HARNESS_VERSION = 3
 # Untimed calls before a block: enough to span this long (two to five), so that the block's calls do not
 # pay for the other model's turn: one was too few where a model's weights fill the last-level cache
 # (resnet18 at 64 px in ONNX Runtime, 2.3 ms a call, read 15 % above a plain loop on the same session).
@@ -114,24 +117,6 @@ class LatencyStats:
 
 
 @dataclass
-class Speedup:
-    value: float
-    ci_low: float
-    ci_high: float
-
-    # the names of a speedup's interval, from its own name (`speedup` -> `speedup_ci_low`)
-    LOW, HIGH = "_ci_low", "_ci_high"
-
-    def metrics(self, name: str = N.SPEEDUP) -> dict[str, float]:
-        return {name: self.value, name + self.LOW: self.ci_low, name + self.HIGH: self.ci_high}
-
-    @property
-    def slower_than_dense(self) -> bool:
-        """The pruned model is slower beyond the interval: its upper bound below 1."""
-        return self.ci_high < 1
-
-
-@dataclass
 class Timing:
     stats: list[LatencyStats]
     threads: int
@@ -140,6 +125,7 @@ class Timing:
     scheme: str = "block"
     contention: float = float("nan")  # share of the timed cores other processes took, 0..1
     contention_max: float = 1.0  # above it the timing is `contended`
+    instances: int = 1  # instances of each model, one timed per round (intervals.instance_of)
 
     @property
     def harness(self) -> str:
@@ -168,28 +154,11 @@ class Timing:
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {} if math.isnan(self.contention) else {prefix + N.CPU_CONTENTION: self.contention}
 
-
-def paired_speedup(
-    base_ms: Sequence[float], new_ms: Sequence[float], n_boot: int = 1000, seed: int = 0
-) -> Speedup:
-    """median(base) / median(new), with a 95 % interval from a moving-block bootstrap over paired
-    rounds: runs of consecutive rounds are resampled together (circularly, about cube-root-of-n long),
-    so drift within the timing (a machine slowing, then recovering) widens the interval instead of
-    being averaged away as if every round were independent."""
-    value = statistics.median(base_ms) / statistics.median(new_ms)
-    n = len(base_ms)
-    if n_boot <= 0 or n < 2:
-        return Speedup(value, value, value)
-    base = torch.tensor(base_ms, dtype=torch.float64)
-    new = torch.tensor(new_ms, dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    run = max(1, round(n ** (1 / 3)))
-    runs = -(-n // run)
-    starts = torch.randint(0, n, (n_boot, runs, 1), generator=g)
-    idx = ((starts + torch.arange(run)) % n).reshape(n_boot, runs * run)[:, :n]
-    ratios = base[idx].quantile(0.5, dim=1) / new[idx].quantile(0.5, dim=1)
-    lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return Speedup(value, min(lo, value), max(hi, value))
+    def speedup(self, base: int, new: int, n_boot: int = 1000, seed: int = 0) -> Speedup:
+        """Model `base`'s median latency over model `new`'s, with its interval over rounds and
+        instances (`intervals.paired_speedup`)."""
+        a, b = self.stats[base].samples_ms, self.stats[new].samples_ms
+        return paired_speedup(a, b, n_boot, seed, instances=self.instances)
 
 
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -218,6 +187,9 @@ def resolve_threads(threads: int | str) -> int:
     return torch.get_num_threads() if threads in ("auto", None) else int(threads)
 
 
+Step = Callable[[], object]  # one forward pass of one model, in any runtime
+
+
 def eager_step(
     model: nn.Module, x: torch.Tensor, device: torch.device, precision: str
 ) -> Callable[[], object]:
@@ -232,17 +204,20 @@ def eager_step(
 
 def _steps(
     models: Sequence[nn.Module], x: torch.Tensor, settings: LatencySettings, device: torch.device
-) -> tuple[list[nn.Module], list[Callable[[], object]]]:
-    """The models as timed (channels_last, compiled) and one forward call of each on `x`."""
-    runners = []
+) -> tuple[list[nn.Module], list[list[Step]]]:
+    """The models as timed (channels_last, compiled), and per model `measure.instances` forward calls
+    on `x`: the model's and its copies' (each copy's weights elsewhere in memory)."""
+    runners, steps = [], []
     for m in models:
         m.eval()
         if settings.channels_last:
             m = m.to(memory_format=torch.channels_last)
+        copies = [m] + [copy.deepcopy(m) for _ in range(settings.instances - 1)]
         if settings.compile:
-            m = torch.compile(m)
-        runners.append(m)
-    return runners, [eager_step(m, x, device, settings.precision) for m in runners]
+            copies = [torch.compile(c) for c in copies]
+        runners.append(copies[0])
+        steps.append([eager_step(c, x, device, settings.precision) for c in copies])
+    return runners, steps
 
 
 def _warm_up(steps, clock, settings: LatencySettings) -> tuple[list[list[float]], bool]:
@@ -270,14 +245,13 @@ class _Plan:
     alternate: bool  # reverse the order of models every other round
 
 
-def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
+def _plan(call_ms: list[float], settings: LatencySettings) -> _Plan:
     """Block lengths from the warm-up's call times (each block spans about `measure.block_ms`), and
     enough rounds to fill `time_budget_s`: at least `iters_min`, and no more than keeps each model's
     timed calls within `iters_max` (a tenth of a millisecond model has its precision long before the
     budget is spent)."""
-    call_ms = [max(statistics.median(w[-WINDOW:]), 1e-6) for w in warm]
     if settings.interleave == "call":
-        untimed, block = [0] * len(warm), [1] * len(warm)
+        untimed, block = [0] * len(call_ms), [1] * len(call_ms)
     else:
         untimed = [min(UNTIMED_MAX, max(UNTIMED_MIN, math.ceil(UNTIMED_MS / ms))) for ms in call_ms]
         block = [min(BLOCK_CALLS_MAX, max(1, round(settings.block_ms / ms))) for ms in call_ms]
@@ -291,46 +265,60 @@ def _plan(warm: list[list[float]], settings: LatencySettings) -> _Plan:
     return _Plan(untimed, block, rounds, alternate=settings.interleave == "block")
 
 
-def _rounds(steps, clock, plan: _Plan) -> list[list[float]]:
-    """The timed rounds: per model, one sample (ms per call of its block) a round."""
+def _rounds(steps: list[list[Step]], clock, plan: _Plan) -> list[list[float]]:
+    """The timed rounds: per model, one sample (ms per call of its block) a round, from the instance
+    whose turn the round is."""
     samples: list[list[float]] = [[] for _ in steps]
     order = list(range(len(steps)))
     for r in range(plan.rounds):
         for i in reversed(order) if plan.alternate and r % 2 else order:
+            step = steps[i][instance_of(r, len(steps[i]))]
             for _ in range(plan.untimed[i]):
-                steps[i]()
-            samples[i].append(clock.time(steps[i], plan.block[i]))
+                step()
+            samples[i].append(clock.time(step, plan.block[i]))
     return samples
 
 
 def time_steps(
-    steps: Sequence[Callable[[], object]],
+    steps: Sequence[Step | Sequence[Step]],
     batch_size: int,
     settings: LatencySettings,
     device: torch.device,
     cuda_events: bool = True,
 ) -> Timing:
     """Time zero-argument calls (one forward pass each, of any runtime) interleaved: warm-up until
-    stable, then the timed rounds of `measure.interleave`'s scheme. `cuda_events`: on a CUDA device,
+    stable, then the timed rounds of `measure.interleave`'s scheme. A model given as several calls is
+    several instances of it (sessions, compiled models, copies), one timed per round in turn; every
+    model is timed with as many instances as the one with fewest. `cuda_events`: on a CUDA device,
     bracket each block by CUDA events on torch's stream; runtimes with their own streams (ONNX
     Runtime, TensorRT) return only once their output is ready, so they are timed by the host clock."""
     if settings.interleave not in INTERLEAVES:
         raise ValueError(
             f"measure.interleave={settings.interleave!r}: choose {', '.join(INTERLEAVES)}"
         )
+    given = [list(s) if isinstance(s, (list, tuple)) else [s] for s in steps]
+    k = min(len(s) for s in given)
+    models = [s[:k] for s in given]
     threads = resolve_threads(settings.threads)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         cuda = device.type == "cuda" and cuda_events
         clock = CudaClock(device) if cuda else CpuClock()
-        warm, stable = _warm_up(steps, clock, settings)
-        plan = _plan(warm, settings)
+        warm, stable = _warm_up([s for m in models for s in m], clock, settings)
+        call_ms = [
+            max(
+                statistics.median(statistics.median(w[-WINDOW:]) for w in warm[i * k : i * k + k]),
+                1e-6,
+            )
+            for i in range(len(models))
+        ]
+        plan = _plan(call_ms, settings)
         with Monitor(threads) as monitor:
-            samples = _rounds(steps, clock, plan)
+            samples = _rounds(models, clock, plan)
         stats = [
-            LatencyStats(out, len(w), stable, batch_size, block_calls=b, untimed_calls=u)
-            for out, w, b, u in zip(samples, warm, plan.block, plan.untimed)
+            LatencyStats(out, len(warm[i * k]), stable, batch_size, block_calls=b, untimed_calls=u)
+            for i, (out, b, u) in enumerate(zip(samples, plan.block, plan.untimed))
         ]
         return Timing(
             stats,
@@ -340,6 +328,7 @@ def time_steps(
             scheme=settings.interleave,
             contention=monitor.share,
             contention_max=settings.contention_max,
+            instances=k,
         )
     finally:
         torch.set_num_threads(old_threads)
@@ -367,7 +356,7 @@ def time_models(
         torch.set_num_threads(timing.threads)
         try:
             for st, m, s in zip(timing.stats, runners, steps):
-                st.peak_mem_mb = peak_mem_mb(m, s, device)
+                st.peak_mem_mb = peak_mem_mb(m, s[0], device)
         finally:
             torch.set_num_threads(old_threads)
         return timing

@@ -21,7 +21,6 @@ from sweep.measure.latency import (
     LatencySettings,
     Speedup,
     Timing,
-    paired_speedup,
     time_steps,
 )
 from sweep.tracking import names as N
@@ -108,16 +107,14 @@ def quantize_in(
     accuracy = tuple(top1(q.predict) for q in int8)
     loaded = [*fp32, *int8]
     timing = time_steps(
-        [m.run for m in loaded],
+        [[one.run for one in m.instances(settings.instances)] for m in loaded],
         int(x.shape[0]),
         settings,
         ctx.device,
         cuda_events=not any(m.host_clock for m in loaded),
     )
-    samples = [st.samples_ms for st in timing.stats]
     speedups = {
-        name: paired_speedup(samples[a], samples[b], settings.bootstrap, seed)
-        for name, (a, b) in PAIRS.items()
+        name: timing.speedup(a, b, settings.bootstrap, seed) for name, (a, b) in PAIRS.items()
     }
     return Int8Result(
         runtime.name,

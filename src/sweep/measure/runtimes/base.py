@@ -68,6 +68,14 @@ class Loaded:
     # a forward pass on any batch of images, its logits as a float32 CPU tensor (evaluating top-1 in
     # the runtime itself); None where the runtime does not offer it
     predict: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # another instance of the same model in this runtime (a new session, compiled model or copy of the
+    # weights), for timing what differs between instances; None where the runtime has none to offer
+    again: Callable[[], Loaded] | None = None
+
+    def instances(self, n: int) -> list[Loaded]:
+        """This one and up to n - 1 more (fewer where the runtime offers no other)."""
+        more = [self.again() for _ in range(n - 1)] if self.again else []
+        return [self, *more]
 
 
 class Runtime(abc.ABC):

@@ -31,7 +31,13 @@ class Eager(Runtime):
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         step = eager_step(model, x, ctx.device, ctx.precision)
-        return Loaded(step, lambda: to_cpu(step()), 0.0, 0.0)
+        return Loaded(
+            step,
+            lambda: to_cpu(step()),
+            0.0,
+            0.0,
+            again=lambda: self.load(copy.deepcopy(model), x, ctx, what),  # weights elsewhere
+        )
 
     def int8(self, model, x, calibration, ctx, what):
         """PyTorch's own post-training static INT8 (FX graph mode, per-channel weights): its INT8
@@ -51,13 +57,20 @@ class Eager(Runtime):
                 f"eager: PyTorch's FX quantization cannot take the {what} model "
                 f"({plain(first_line(e))})"
             ) from None
-        step = eager_step(quantized, x, ctx.device, "fp32")
+        return _int8_loaded(quantized, x, ctx, time.perf_counter() - t0)
 
-        @torch.no_grad()
-        def predict(images):
-            return to_cpu(quantized(images))
 
-        return Loaded(step, lambda: to_cpu(step()), time.perf_counter() - t0, 0.0, predict=predict)
+def _int8_loaded(quantized, x, ctx, export_s: float) -> Loaded:
+    step = eager_step(quantized, x, ctx.device, "fp32")
+
+    @torch.no_grad()
+    def predict(images):
+        return to_cpu(quantized(images))
+
+    def again():
+        return _int8_loaded(copy.deepcopy(quantized), x, ctx, export_s)
+
+    return Loaded(step, lambda: to_cpu(step()), export_s, 0.0, predict=predict, again=again)
 
 
 def _fx_int8(model, x, calibration, engine: str):

@@ -183,7 +183,14 @@ class OnnxRuntime(Runtime):
         name = sess.get_inputs()[0].name
         predict = fixed_batch(lambda a: sess.run(None, {name: a})[0], int(x.shape[0]))
         return Loaded(
-            run, lambda: to_cpu(self._fetch(run())), export_s, build_s, path, True, predict
+            run,
+            lambda: to_cpu(self._fetch(run())),
+            export_s,
+            build_s,
+            path,
+            True,
+            predict,
+            again=lambda: self._loaded(path, x, ctx, what, export_s),  # a session of its own
         )
 
     @staticmethod

@@ -104,7 +104,16 @@ class OpenVINO(Runtime):
 
         predict = fixed_batch(forward, int(x.shape[0]))
         build_s = time.perf_counter() - t0
-        return Loaded(run, output, export_s, build_s, path, True, predict)
+        return Loaded(
+            run,
+            output,
+            export_s,
+            build_s,
+            path,
+            True,
+            predict,
+            again=lambda: self._compiled(ov_model, x, ctx, what, export_s, path=path),
+        )
 
 
 def _nncf_int8(ov_model, calibration):

@@ -1,0 +1,89 @@
+"""A speedup and its 95 % interval, from paired timed rounds.
+
+What moves a speedup from one job to the next is more than the spread of one timing's rounds: two
+sessions of one ONNX file, two compiled OpenVINO models or two copies of one eager model differ by a
+few per cent (OpenVINO INT8 by up to a third), as where each lands in memory and which kernels its
+runtime picks differ. The harness therefore times each model as `measure.instances` instances, one per
+round in turn, and the bootstrap resamples instances as well as runs of consecutive rounds: an
+interval that holds from one job to the next has to carry both.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sweep.tracking import names as N
+
+
+@dataclass
+class Speedup:
+    value: float
+    ci_low: float
+    ci_high: float
+
+    # the names of a speedup's interval, from its own name (`speedup` -> `speedup_ci_low`)
+    LOW, HIGH = "_ci_low", "_ci_high"
+
+    def metrics(self, name: str = N.SPEEDUP) -> dict[str, float]:
+        return {name: self.value, name + self.LOW: self.ci_low, name + self.HIGH: self.ci_high}
+
+    @property
+    def slower_than_dense(self) -> bool:
+        """The pruned model is slower beyond the interval: its upper bound below 1."""
+        return self.ci_high < 1
+
+
+def instance_of(round_: int, instances: int) -> int:
+    """Which instance of each model a round times: pairs of rounds take turns, so that every instance
+    runs in both orders of the models (the order alternates every round)."""
+    return (round_ // 2) % instances
+
+
+def _by_instance(samples: Sequence[float], instances: int) -> torch.Tensor:
+    """(instances, rounds of each) in time order, cut to the fewest any instance has."""
+    groups: list[list[float]] = [[] for _ in range(instances)]
+    for r, s in enumerate(samples):
+        groups[instance_of(r, instances)].append(s)
+    m = min(len(g) for g in groups)
+    return torch.tensor([g[:m] for g in groups], dtype=torch.float64)
+
+
+def paired_speedup(
+    base_ms: Sequence[float],
+    new_ms: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    instances: int = 1,
+) -> Speedup:
+    """median(base) / median(new), with a 95 % interval from a two-level bootstrap: each resample
+    draws, with replacement, which instance of each model fills each instance's place (independently
+    for base and new), and within it runs of consecutive rounds (a moving-block bootstrap, circular,
+    runs about cube-root-of-n long). Drift within the timing widens the interval instead of being
+    averaged away, and so does a difference between instances of one model."""
+    value = statistics.median(base_ms) / statistics.median(new_ms)
+    k = max(1, min(instances, len(base_ms) // 2))
+    base, new = _by_instance(base_ms, k), _by_instance(new_ms, k)
+    m = base.shape[1]
+    if n_boot <= 0 or m < 2:
+        return Speedup(value, value, value)
+    g = torch.Generator().manual_seed(seed)
+    run = max(1, round(m ** (1 / 3)))
+    runs = -(-m // run)
+    starts = torch.randint(0, m, (n_boot, k, runs, 1), generator=g)
+    t = ((starts + torch.arange(run)) % m).reshape(n_boot, k, runs * run)[:, :, :m]
+    if k == 1:
+        a = b = torch.zeros(n_boot, 1, 1, dtype=torch.long)
+    else:
+        a = torch.randint(0, k, (n_boot, k, 1), generator=g)
+        b = torch.randint(0, k, (n_boot, k, 1), generator=g)
+    # rounds at the same time index of two instances are at most 2 x instances rounds apart: the
+    # pairing against drift holds
+    drawn_base = base[a, t].reshape(n_boot, k * m)
+    drawn_new = new[b, t].reshape(n_boot, k * m)
+    ratios = drawn_base.quantile(0.5, dim=1) / drawn_new.quantile(0.5, dim=1)
+    lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return Speedup(value, min(lo, value), max(hi, value))
