@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from helpers.runs import EXPERIMENT, log_fake_run
 from sweep import cells, compare, sections, tracking
 from sweep import rows as R
+from sweep.measure import latency
 
 
 def _row(pruner: str, eager, onnx, flag: str = "none") -> R.Row:
@@ -65,9 +66,9 @@ def test_a_resumed_sweep_re_times_a_job_another_harness_timed(compose):
     cfg = compose(["sweep_id=x"])
     done = functools.partial(SimpleNamespace, info=SimpleNamespace(run_id="r1"))
     assert run._timed_by_another_harness(cfg, done(data=SimpleNamespace(params={})))
-    old = {tracking.PARAM_HARNESS_USED: "call/2"}
+    old = {tracking.PARAM_HARNESS_USED: "block/2"}  # one instance of each model
     assert run._timed_by_another_harness(cfg, done(data=SimpleNamespace(params=old)))
-    same = {tracking.PARAM_HARNESS_USED: "block/2"}
+    same = {tracking.PARAM_HARNESS_USED: latency.harness_id("block")}
     assert not run._timed_by_another_harness(cfg, done(data=SimpleNamespace(params=same)))
     call = compose(["sweep_id=x", "measure.interleave=call"])
     assert run._timed_by_another_harness(call, done(data=SimpleNamespace(params=same)))

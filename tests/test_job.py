@@ -288,6 +288,7 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "measure.interleave",
         "measure.block_ms",
         "measure.contention_max",
+        "measure.instances",
     }
     for later in (
         "prune.round_to=16",

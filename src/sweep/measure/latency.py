@@ -245,6 +245,16 @@ class _Plan:
     alternate: bool  # reverse the order of models every other round
 
 
+def _call_ms(warm: list[list[float]], instances: int) -> list[float]:
+    """Per model, its call time at the end of warm-up (the median over its instances)."""
+    return [
+        max(
+            statistics.median(statistics.median(w[-WINDOW:]) for w in warm[i : i + instances]), 1e-6
+        )
+        for i in range(0, len(warm), instances)
+    ]
+
+
 def _plan(call_ms: list[float], settings: LatencySettings) -> _Plan:
     """Block lengths from the warm-up's call times (each block spans about `measure.block_ms`), and
     enough rounds to fill `time_budget_s`: at least `iters_min`, and no more than keeps each model's
@@ -306,14 +316,7 @@ def time_steps(
         cuda = device.type == "cuda" and cuda_events
         clock = CudaClock(device) if cuda else CpuClock()
         warm, stable = _warm_up([s for m in models for s in m], clock, settings)
-        call_ms = [
-            max(
-                statistics.median(statistics.median(w[-WINDOW:]) for w in warm[i * k : i * k + k]),
-                1e-6,
-            )
-            for i in range(len(models))
-        ]
-        plan = _plan(call_ms, settings)
+        plan = _plan(_call_ms(warm, k), settings)
         with Monitor(threads) as monitor:
             samples = _rounds(models, clock, plan)
         stats = [

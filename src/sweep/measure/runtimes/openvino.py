@@ -68,18 +68,7 @@ class OpenVINO(Runtime):
 
         t0 = time.perf_counter() if t0 is None else t0
         try:
-            compiled = ov.Core().compile_model(
-                ov_model,
-                "CPU",
-                {
-                    "INFERENCE_NUM_THREADS": ctx.threads,
-                    "PERFORMANCE_HINT": "LATENCY",
-                    "NUM_STREAMS": 1,
-                    # its default on CPUs with bf16 units is bf16: the figure would not be fp32's
-                    # (an INT8 model's quantized ops stay INT8)
-                    "INFERENCE_PRECISION_HINT": "f32",
-                },
-            )
+            compiled = ov.Core().compile_model(ov_model, "CPU", _properties(ctx))
             # the timed batch is set once, as the standard tools do (a numpy input handed to every
             # call is converted on every call: 20 us of a 100 us model); other batches go through
             # a request of their own, so they never replace it
@@ -114,6 +103,17 @@ class OpenVINO(Runtime):
             predict,
             again=lambda: self._compiled(ov_model, x, ctx, what, export_s, path=path),
         )
+
+
+def _properties(ctx) -> dict:
+    return {
+        "INFERENCE_NUM_THREADS": ctx.threads,
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        # its default on CPUs with bf16 units is bf16: the figure would not be fp32's (an INT8
+        # model's quantized ops stay INT8)
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
 
 
 def _nncf_int8(ov_model, calibration):
