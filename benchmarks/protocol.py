@@ -19,7 +19,7 @@ import statistics
 import sys
 
 from _common import fresh_sweep
-from sweep import rows
+from sweep.report import rows
 
 # the latency harness at its lightest (this benchmark is about accuracy), and every job scored on the
 # same 1,000 held-out images (on the CPU the eval sample count otherwise follows a time budget)

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from _common import run_sweep
-from sweep import rows
 from sweep import tracking as T
+from sweep.report import rows
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
 COMMON = ["target.macs=0.5", "quantize=int8", f"measure.runtimes=[{','.join(RUNTIMES)}]"]

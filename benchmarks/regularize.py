@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from _common import run_sweep
-from sweep import rows
 from sweep import tracking as T
+from sweep.report import rows
 
 REGULARIZED = "dg_slim,dg_group_reg,dg_growing_reg"
 ONE_SHOT = "dg_group,dg_taylor"

@@ -14,8 +14,8 @@ import argparse
 import sys
 
 from _common import fresh_sweep
-from sweep import cells, rows
 from sweep import tracking as T
+from sweep.report import cells, rows
 
 RUNTIME = "onnxruntime"
 

@@ -14,8 +14,8 @@ import argparse
 import statistics
 import sys
 
-from sweep import cells, rows
 from sweep import tracking as T
+from sweep.report import cells, rows
 
 
 def main() -> int:

@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep import server, tracking
+from sweep import tracking
+from sweep.cli import server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "load"

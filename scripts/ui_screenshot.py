@@ -13,7 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sweep import server, tracking
+from sweep import tracking
+from sweep.cli import server
 
 
 def main() -> int:

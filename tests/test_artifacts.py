@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from helpers.models import TINY, tiny_input, tiny_model
-from sweep import artifacts
 from sweep.config import config_dir
 from sweep.errors import SweepConfigError
+from sweep.models import artifacts
 
 
 def _pruned(alias: str, pruner: str, ratio: float = 0.5):

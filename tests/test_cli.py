@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from helpers.cli import fail_in_one_line
+from sweep.cli.plan import plan_sweep
 from sweep.config import group_options
-from sweep.plan import plan_sweep
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,16 @@ import ast
 import re
 
 from helpers.cli import ROOT
-from helpers.code_health import MAX_FILE_LINES, MAX_FUNCTION_LINES, long_files, long_functions
+from helpers.code_health import (
+    MAX_FILE_LINES,
+    MAX_FUNCTION_LINES,
+    MAX_POSITIONAL,
+    layers_drawn,
+    long_files,
+    long_functions,
+    many_positional_calls,
+    short_module_aliases,
+)
 
 
 def test_no_long_functions_in_src():
@@ -53,3 +62,36 @@ def test_private_hydra_api_only_where_explained():
             assert any("no public API" in line for line in before), (
                 f"{path.name}: hydra._internal without a why"
             )
+
+
+def test_the_root_of_the_package_holds_only_what_everything_uses():
+    root = {p.stem for p in (ROOT / "src" / "sweep").glob("*.py")}
+    assert root == {"__init__", "__main__", "errors", "limits", "provenance"}
+
+
+def test_the_layers_drawn_in_the_docs_are_the_checked_contracts():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["name"].startswith("sweep: ")]
+    drawn = layers_drawn((ROOT / "docs" / "development.md").read_text())
+    assert drawn == layers
+
+
+def test_no_call_passes_more_than_four_positional_arguments():
+    assert many_positional_calls(ROOT / "src") == [], f"over {MAX_POSITIONAL}: pass by keyword"
+
+
+def test_positional_call_check_can_fail(tmp_path):
+    (tmp_path / "m.py").write_text("f(1, 2, 3, 4)\ng(1, 2, 3, 4, 5)\nh(*xs, 1, 2, 3, 4)\n")
+    assert many_positional_calls(tmp_path) == ["m.py:2"]
+
+
+def test_no_short_module_aliases():
+    found = [f for d in ("src", "tests", "benchmarks") for f in short_module_aliases(ROOT / d)]
+    assert found == [], "one name per module: import it under its own name"
+
+
+def test_short_alias_check_can_fail(tmp_path):
+    (tmp_path / "m.py").write_text("import numpy as np\nfrom sweep import rows as R\n")
+    assert short_module_aliases(tmp_path) == ["m.py:2 rows as R"]

@@ -70,7 +70,7 @@ def test_numbers_arrive_typed(compose):
     ],
 )
 def test_limits_take_whole_numbers_decimals_and_auto(compose, override, value):
-    from sweep.schema import check_ranges
+    from sweep.config.schema import check_ranges
 
     cfg = compose([override])
     key, _ = override.split("=")

@@ -11,7 +11,7 @@ from torch.nn.utils import prune
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweep.measure.counting import count, count_macs
-from sweep.models import prunable_layers
+from sweep.pruners.layers import prunable_layers
 
 TINY = {
     "test_resnet": {},

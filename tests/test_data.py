@@ -16,10 +16,11 @@ from PIL import Image
 
 from helpers.cli import FAST, fail_in_one_line, run_cli
 from helpers.models import tiny_model
-from sweep import data, imagescan
+from sweep import data
 from sweep.config import group_options
+from sweep.data import imagescan
 from sweep.errors import SweepConfigError
-from sweep.evaluate import top1
+from sweep.training.evaluate import top1
 
 OFFLINE = ["digits", "mnist", "synthetic"]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from helpers.cli import ROOT
-from sweep import reference, tracking
+from sweep import tracking
+from sweep.cli import reference
 
 
 def test_reference_pages_match_the_code(capsys):

@@ -11,7 +11,7 @@ import torch
 from helpers.cli import FAST
 from helpers.runs import EXPERIMENT
 from sweep import data, job, tracking
-from sweep.evaluate import top1
+from sweep.training.evaluate import top1
 
 
 def _run(store):
@@ -101,7 +101,7 @@ def test_saved_model_reloads_with_the_same_top1(compose, store, weights_cache, t
     # the one-liner the docs give (data.md, saved models)
     import mlflow
 
-    from sweep.artifacts import load
+    from sweep.models.artifacts import load
 
     path = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="model", tracking_uri=store, dst_path=str(tmp_path)
@@ -189,7 +189,7 @@ def test_pretrained_file_with_fitted_head(compose, store, checkpoint, synset_tre
             "pruner=l1_unstructured",
         )
     )
-    from sweep import weights
+    from sweep.models import weights
 
     model, source, _ = weights.build_start(cfg.model, 3, 0)
     assert source == "pretrained" and model.get_classifier().out_features == 3
@@ -208,6 +208,7 @@ def test_pretrained_file_with_fitted_head(compose, store, checkpoint, synset_tre
 def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, store, weights_cache):
     """A loss that goes NaN ends fine-tuning at once, flags the run, and the report lists it apart."""
     from sweep import report
+    from sweep.report import rows
 
     common = ["finetune.epochs=1", "sweep_id=diverged", f"tracking.uri={store}", *FAST]
     job.run_job(compose(["pruner=dg_group", "ratio=0.5", *common]))
@@ -231,7 +232,7 @@ def test_diverged_fine_tuning_is_flagged_and_kept_out_of_the_ranking(compose, st
     assert good.data.tags["finetune_diverged"] == "false"
     assert good.data.metrics["finetune_loss_end"] < good.data.metrics["finetune_loss_start"]
     assert good.data.tags["pruned_at_chance"] == "false"
-    doc = report.render(report.R.load_sweep(store, EXPERIMENT, "diverged"), {})
+    doc = report.render(rows.load_sweep(store, EXPERIMENT, "diverged"), {})
     assert "fine-tuning diverged" in doc.split("## Matched cost")[1]
     summary = doc.split("## Summary")[1].split("## Original")[0]
     assert "tiny_cnn/poisons/0.5/ft1" in summary and "poisons:" not in summary

@@ -6,9 +6,10 @@ import functools
 from types import SimpleNamespace
 
 from helpers.runs import EXPERIMENT, log_fake_run
-from sweep import cells, compare, sections, tracking
-from sweep import rows as R
+from sweep import tracking
 from sweep.measure import latency
+from sweep.report import cells, compare, sections
+from sweep.report import rows as R
 
 
 def _row(pruner: str, eager, onnx, flag: str = "none") -> R.Row:

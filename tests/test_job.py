@@ -125,7 +125,8 @@ def test_offline_pretrained_falls_back_to_random_without_a_download(compose, mon
     import time
 
     from helpers.servers import free_port
-    from sweep import models, weights
+    from sweep import models
+    from sweep.models import weights
 
     monkeypatch.setattr(weights, "_HUB_REACHABLE", None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -151,7 +152,7 @@ def test_offline_pretrained_with_fit_head_is_not_dressed_up(
 ):
     """No pretrained weights: the run says so, the head is not probed on random features, and its
     accuracy is flagged as chance."""
-    from sweep import weights
+    from sweep.models import weights
 
     monkeypatch.setattr(weights, "_HUB_REACHABLE", False)
     monkeypatch.setattr(weights, "_cached_hub_file", lambda name: None)
@@ -264,7 +265,7 @@ def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache
     kept = run.data.tags[tracking.TAG_KEPT_DENSE]
     assert kept and "*" in kept
     assert run.data.metrics["macs"] < run.data.metrics["dense_macs"]
-    from sweep import cells, rows
+    from sweep.report import cells, rows
 
     (row,) = rows.load_sweep(store, EXPERIMENT, None).runs
     assert f"kept whole: {kept}" in cells.flags(row)
@@ -274,7 +275,7 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
     """A sweep resumed across an upgrade finds the jobs it finished: a config key added later is out
     of the job's identity at its default, and in it otherwise."""
     from sweep.job import job_key
-    from sweep.job.context import LATER_KEYS
+    from sweep.job.identity import LATER_KEYS
 
     base = compose(["sweep_id=x"])
     assert base.prune.round_to is None and base.target.runtime == "eager"

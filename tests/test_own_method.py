@@ -14,7 +14,7 @@ import pytest
 from helpers.cli import FAST, ROOT, fail_in_one_line, run_cli
 from helpers.runs import EXPERIMENT
 from sweep import tracking
-from sweep.plan import plan_sweep
+from sweep.cli.plan import plan_sweep
 
 EXAMPLE = ROOT / "examples" / "my_method"
 

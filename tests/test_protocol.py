@@ -13,9 +13,11 @@ from hydra.utils import instantiate
 from helpers.cli import FAST
 from helpers.models import tiny_input, tiny_model
 from helpers.runs import EXPERIMENT, log_fake_run
-from sweep import job, report, rows, tracking, weights
+from sweep import job, report, tracking
+from sweep.config.schema import check_ranges
 from sweep.errors import SweepConfigError
-from sweep.schema import check_ranges
+from sweep.models import weights
+from sweep.report import rows
 
 
 def _run(store):

@@ -17,9 +17,9 @@ from helpers.pruners import NOT_APPLICABLE, assert_classifier_untouched, calibra
 from sweep.config import group_options
 from sweep.job import is_noop
 from sweep.measure.counting import count
-from sweep.models import classifiers_of, prunable_layers
 from sweep.pruners import semi_structured
 from sweep.pruners.base import NotApplicable, PruneKind
+from sweep.pruners.layers import classifiers_of, prunable_layers
 
 PRUNERS = group_options("pruner")
 

@@ -13,12 +13,13 @@ import torch
 
 from helpers.cli import FAST
 from helpers.runs import EXPERIMENT
-from sweep import int8_report, tracking
-from sweep import rows as R
+from sweep import tracking
 from sweep.measure import quantized
 from sweep.measure import runtimes as RT
 from sweep.measure.latency import LatencySettings
 from sweep.measure.runtimes.base import fixed_batch
+from sweep.report import int8_section as int8_report
+from sweep.report import rows as R
 
 CPU = torch.device("cpu")
 QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)

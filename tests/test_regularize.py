@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 from helpers.cli import FAST
 from helpers.models import tiny_input, tiny_model
 from helpers.runs import EXPERIMENT
-from sweep import cells, job, report, tracking
-from sweep import rows as R
+from sweep import job, report, tracking
 from sweep.config import config_dir
+from sweep.report import cells
+from sweep.report import rows as R
 
 # a short phase on either side, so that a job takes seconds
 SHORT = ["finetune.epochs=1", "finetune.max_steps=8", *FAST]

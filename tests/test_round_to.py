@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from helpers.cli import FAST
 from helpers.runs import EXPERIMENT
-from sweep import cells, job, tracking
-from sweep import rows as R
+from sweep import job, tracking
+from sweep.report import cells
+from sweep.report import rows as R
 
 
 def _channels(model) -> list[int]:

@@ -16,11 +16,11 @@ from helpers.cli import FAST
 from helpers.pruners import PrunesToUnexportable
 from helpers.runs import EXPERIMENT
 from sweep import tracking
+from sweep.config.schema import RUNTIMES, check_ranges
 from sweep.errors import SweepConfigError
 from sweep.measure import deployed, peak
 from sweep.measure import runtimes as RT
 from sweep.measure.latency import LatencySettings
-from sweep.schema import RUNTIMES, check_ranges
 
 CPU = torch.device("cpu")
 QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
@@ -264,7 +264,7 @@ def test_cuda_runtime_agrees_with_eager_and_is_timed(name, precision, tmp_path):
 
 
 def _row(pruner: str, eager: tuple, onnx: tuple):
-    from sweep import rows as R
+    from sweep.report import rows as R
 
     m = {"accuracy_top1": 0.9, "macs": 1.0, "dense_macs": 2.0}
     for rt, (v, lo, hi) in (("eager", eager), ("onnxruntime", onnx)):
@@ -275,9 +275,9 @@ def _row(pruner: str, eager: tuple, onnx: tuple):
 
 
 def test_report_names_only_ranking_flips_clear_of_the_intervals():
-    from sweep import cells as F
-    from sweep import compare
-    from sweep import rows as R
+    from sweep.report import cells as F
+    from sweep.report import compare
+    from sweep.report import rows as R
 
     rows = [
         _row("a", (1.5, 1.4, 1.6), (1.1, 1.05, 1.15)),

@@ -105,12 +105,12 @@ def test_report_refuses_a_quoted_sweep_name(tmp_path, store):
 
 
 def test_fail_stale_command(tmp_path, store, capsys):
-    """`python -m sweep.runs` lists the running runs; --fail-stale ends the silent ones. The command
+    """`python -m sweep.cli.runs` lists the running runs; --fail-stale ends the silent ones. The command
     runs once as a process (its entry point), then in-process (each process spends seconds importing)."""
-    from sweep import runs
+    from sweep.cli import runs
 
     dead = _run(store, heartbeat=time.time() - 1000)
-    cmd = [sys.executable, "-m", "sweep.runs", "--tracking-uri", store]
+    cmd = [sys.executable, "-m", "sweep.cli.runs", "--tracking-uri", store]
     listed = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert f"RUNNING {dead}" in listed and "1 running run(s)" in listed
     runs.main(["--tracking-uri", store, "--fail-stale", "--older-than", "100"])

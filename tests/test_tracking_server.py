@@ -180,7 +180,7 @@ def test_unreachable_postgres_is_one_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "sweep.server",
+            "sweep.cli.server",
             "--backend-store-uri",
             f"postgresql://u:secret@127.0.0.1:{port}/x",
         ],
@@ -189,7 +189,9 @@ def test_unreachable_postgres_is_one_line(tmp_path):
         timeout=120,
     )
     assert r.returncode == 2
-    assert r.stderr.startswith(f"sweep.server: error: database 127.0.0.1:{port}/x cannot be used")
+    assert r.stderr.startswith(
+        f"sweep.cli.server: error: database 127.0.0.1:{port}/x cannot be used"
+    )
     assert "secret" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -220,13 +222,13 @@ def test_basic_auth_refuses_without_credentials_and_logs_with_them(
 
 
 def _sweep_server(args: list[str], folder, env: dict) -> tuple[subprocess.Popen, str]:
-    """`python -m sweep.server ARGS` on a free port, answering when this returns."""
-    from sweep import server
+    """`python -m sweep.cli.server ARGS` on a free port, answering when this returns."""
+    from sweep.cli import server
 
     port = free_port()
     with open(folder / "server.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sweep.server", *args, f"--port={port}"],
+            [sys.executable, "-m", "sweep.cli.server", *args, f"--port={port}"],
             cwd=folder,
             env={**os.environ, **env},
             stdout=log,

@@ -58,7 +58,7 @@ def fail_in_one_line(argv, capsys, tmp_path, monkeypatch) -> str:
     and nothing written (no store, no Hydra output)."""
     import pytest
 
-    from sweep import cli
+    from sweep.cli import main as cli
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from sweep.server import free_port
+from sweep.cli.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def serving(store: str, folder: Path):
 
 def start_server(store: str, folder: Path, port: int, **kw) -> subprocess.Popen:
     """`mlflow server` over `store` on `port`, answering on /health when this returns."""
-    from sweep import server
+    from sweep.cli import server
 
     return server.spawn(
         store, port, folder / f"server-{port}.log", artifacts=str(folder / "artifacts"), **kw

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from sweep.models import classifiers_of
+from sweep.pruners import classifiers_of
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
 
 MINE = Family("my_lab", "My lab's methods (examples/my_method)", 50)

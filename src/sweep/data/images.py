@@ -11,7 +11,8 @@ from pathlib import Path
 import torch.utils.data as tud
 from PIL import Image
 
-from sweep import imagescan, tracking
+from sweep import tracking
+from sweep.data import imagescan
 from sweep.data.datasets import Dataset
 from sweep.errors import SweepConfigError, one_line
 

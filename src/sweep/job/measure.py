@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from sweep import provenance, targets, tracking
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
-from sweep.job.record import Artifact, Result
+from sweep.job.results import Artifact, Result
 from sweep.measure import deployed, peak
 from sweep.measure import runtimes as RT
 from sweep.measure.counting import Counts, count

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from sweep import targets, tracking
 from sweep.job.context import Bench, Job, Progress, Step
-from sweep.job.record import Result
+from sweep.job.results import Result
 from sweep.measure import deployed
 from sweep.measure import runtimes as RT
 from sweep.measure.counting import count

@@ -20,12 +20,12 @@ from omegaconf import OmegaConf
 from sweep import tracking
 from sweep.data.batches import Batches
 from sweep.errors import first_line
-from sweep.evaluate import top1
 from sweep.job.context import Bench, Job
 from sweep.job.measure import runtimes_of
-from sweep.job.record import Result
+from sweep.job.results import Result
 from sweep.measure import quantized
 from sweep.measure import runtimes as RT
+from sweep.training.evaluate import top1
 
 __all__ = ["Calibrated", "Quantized", "calibration_batches", "quantize"]
 

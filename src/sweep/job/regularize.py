@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from sweep import tracking, training
 from sweep.job.context import Bench, Job
-from sweep.job.record import Result
+from sweep.job.results import Result
 
 __all__ = ["Regularized", "regularize"]
 

@@ -16,8 +16,19 @@ from omegaconf import DictConfig
 from sweep import limits, provenance, tracking
 from sweep.config import check_job_config
 from sweep.errors import NotApplicable, SweepConfigError, one_line
-from sweep.job import accuracy, measure, prune, quantize, record, regularize, setup
-from sweep.job.context import Job, Progress, job_key, run_name_of, schedule, sweep_id_of
+from sweep.job import (
+    build,
+    evaluate,
+    finetune,
+    measure,
+    prune,
+    quantize,
+    regularize,
+    results,
+    summary,
+)
+from sweep.job.context import Job, Progress, schedule
+from sweep.job.identity import job_key, run_name_of, sweep_id_of
 from sweep.measure import latency
 
 __all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
@@ -35,23 +46,23 @@ CHECKPOINT_STAGES = ("measure", "quantize")
 def _stages(job: Job, stage: Stages) -> dict:
     """The recipe: every stage computes, `stage` times it and records what it returns."""
     torch.manual_seed(job.cfg.seed)
-    built = stage("build", setup.build, job)
+    built = stage("build", build.build, job)
     job = stage.job = job.with_model_params(built.model_params)
-    dense = stage("weights", setup.load_weights, job, built).model
-    bench = stage.record(setup.bench_of(job, built, dense))
+    dense = stage("weights", build.load_weights, job, built).model
+    bench = stage.record(build.bench_of(job, built, dense))
     progress, pruned = Progress(), dense
     if job.pruner.regularize is not None:  # a method that trains for sparsity first
         pruned = stage("regularize", regularize.regularize, job, bench).model
     for step in schedule(job.cfg):
         pruned = stage("prune", prune.prune_step, job, bench, pruned, step, progress).model
         if not step.last:
-            stage("finetune", accuracy.finetune_step, job, bench, pruned, step, progress)
+            stage("finetune", finetune.finetune_step, job, bench, pruned, step, progress)
     measured = stage("measure", measure.measure, job, bench, pruned)
-    acc = stage("evaluate", accuracy.evaluate, job, bench, pruned, measured)
-    recovered = stage("finetune", accuracy.finetune, job, bench, pruned, acc, progress)
+    acc = stage("evaluate", evaluate.evaluate, job, bench, pruned, measured)
+    recovered = stage("finetune", finetune.finetune, job, bench, pruned, acc, progress)
     if job.cfg.quantize.precision != "none":  # the shipped forms: INT8 in each runtime
         stage("quantize", quantize.quantize, job, bench, pruned, acc)
-    return stage("log", record.summarize, job, bench, pruned, measured, acc, recovered).figures()
+    return stage("log", summary.summarize, job, bench, pruned, measured, acc, recovered).figures()
 
 
 @dataclass
@@ -61,7 +72,7 @@ class Stages:
     checkpoint stage), and returns its generator's value."""
 
     job: Job
-    recorder: record.Recorder
+    recorder: results.Recorder
     seconds: dict[str, float] = field(default_factory=dict)
 
     def record(self, result):
@@ -79,7 +90,7 @@ class Stages:
             else:
                 self.recorder.record(out)
         except Exception as e:  # what a stage found before it failed (a target out of reach)
-            if isinstance(getattr(e, "result", None), record.Result):
+            if isinstance(getattr(e, "result", None), results.Result):
                 self.recorder.record(e.result)
             raise
         dt = time.perf_counter() - t0
@@ -130,9 +141,9 @@ def run_job(cfg: DictConfig) -> dict:
         _watchdog(cfg.job, rss_mb) as watchdog,
     ):
         try:
-            recorder = record.Recorder(run)
+            recorder = results.Recorder(run)
             recorder.metrics({tracking.PROCESS_RSS_MB: rss_mb})
-            job = recorder.record(setup.job_of(cfg, dataset, watchdog, run.run_id))
+            job = recorder.record(build.job_of(cfg, dataset, watchdog, run.run_id))
             return _stages(job, Stages(job, recorder))
         except limits.LimitExceeded as e:
             run.set_tags({tracking.TAG_LIMIT: f"{e.stage}:{e.limit}"})

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from sweep.models import prunable_layers
+from sweep.pruners.layers import prunable_layers
 from sweep.tracking import names as N
 
 _CONV = {F.conv1d, F.conv2d, F.conv3d}

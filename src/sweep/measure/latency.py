@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sweep.config.schema import INTERLEAVES, MeasureConfig
 from sweep.measure.clocks import CpuClock, CudaClock
 from sweep.measure.contention import Monitor
 from sweep.measure.intervals import Speedup, instance_of, paired_speedup
 from sweep.measure.memory import peak_mem_mb
-from sweep.schema import INTERLEAVES, MeasureConfig
 from sweep.tracking import names as N
 
 WINDOW = 3  # iterations per warm-up window

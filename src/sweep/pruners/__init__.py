@@ -9,17 +9,21 @@ from sweep.pruners import (
     torch_prune,
 )
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner, families
+from sweep.pruners.layers import PRUNABLE, classifiers_of, prunable_layers
 
 __all__ = [
     "Calibration",
     "Family",
     "NotApplicable",
+    "PRUNABLE",
     "PruneKind",
     "Pruner",
     "depgraph",
+    "classifiers_of",
     "families",
     "heads",
     "importance",
+    "prunable_layers",
     "regularized",
     "semi_structured",
     "torch_prune",

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn as nn
 
-from sweep.models import classifiers_of
 from sweep.pruners import timm_blocks, timm_checks
 from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner
+from sweep.pruners.layers import classifiers_of
 
 DEPGRAPH = Family("depgraph", "DepGraph: towards any structural pruning (Torch-Pruning)", 1)
 

@@ -11,8 +11,8 @@ import logging
 import torch
 import torch.nn as nn
 
-from sweep.models import prunable_layers
 from sweep.pruners.base import Calibration, Family, PruneKind, Pruner
+from sweep.pruners.layers import prunable_layers
 
 log = logging.getLogger("sweep")
 

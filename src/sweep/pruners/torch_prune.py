@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from sweep.models import prunable_layers
 from sweep.pruners.base import Family, PruneKind, Pruner
+from sweep.pruners.layers import prunable_layers
 
 TORCH_PRUNE = Family("torch.nn.utils.prune", "Ln-norm based pruning (torch.nn.utils.prune)", 0)
 

@@ -1,7 +1,7 @@
 """Every MLflow param, metric and tag name a run carries, defined once here with its meaning.
 
 Jobs, the report and the tests use these constants; the docs' schema page is rendered from `SCHEMA`
-(`python -m sweep.reference`). Adding a metric is one line here (`X = metric("x", "unit and meaning")`)
+(`python -m sweep.cli.reference`). Adding a metric is one line here (`X = metric("x", "unit and meaning")`)
 and the code that computes it; a test fails when a job logs a name this module does not describe.
 """
 
@@ -240,7 +240,7 @@ EXPERIMENT = (
 ARTIFACTS = (
     f"**Artifacts**: `{HYDRA_ARTIFACT_DIR}/` (the job's `config.yaml`, `hydra.yaml`, `overrides.yaml`); "
     f"`{TRACEBACK_ARTIFACT}` for a failed run; with `save_model=true`, `{MODEL_ARTIFACT_DIR}/model.safetensors` "
-    f"and `{MODEL_ARTIFACT_DIR}/structure.json` (the pruned model; `sweep.artifacts.load` reloads it), and "
+    f"and `{MODEL_ARTIFACT_DIR}/structure.json` (the pruned model; `sweep.models.artifacts.load` reloads it), and "
     f"`{MODEL_ARTIFACT_DIR}/pruned.onnx` (the file ONNX Runtime, OpenVINO or TensorRT timed) when the job "
     "timed one of them."
 )

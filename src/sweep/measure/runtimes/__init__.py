@@ -14,6 +14,7 @@ job), so they run exactly the graph that `save_model` keeps.
 
 from __future__ import annotations
 
+from sweep.config.schema import RUNTIMES
 from sweep.measure.runtimes.base import (
     ATOL,
     DEPLOY_EXTRA,
@@ -29,7 +30,6 @@ from sweep.measure.runtimes.base import (
 from sweep.measure.runtimes.eager import Compiled, Eager
 from sweep.measure.runtimes.onnx import OnnxRuntime, TensorRT, exporter_used, onnx_file
 from sweep.measure.runtimes.openvino import OpenVINO
-from sweep.schema import RUNTIMES
 
 __all__ = [
     "ATOL",

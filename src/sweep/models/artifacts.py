@@ -10,7 +10,7 @@ gives every tensor its saved shape and loads the weights strictly: the same outp
 was saved. A pickled module (`torch.save(model)`) is refused with one line: unpickling runs whatever
 code the file carries, and an artifact on a shared tracking server can come from anyone.
 
-    from sweep.artifacts import load
+    from sweep.models.artifacts import load
     model = load("path/to/artifacts/model")          # a run's `model/` artifact folder
 """
 
@@ -87,7 +87,7 @@ def _refuse_pickles(path: Path) -> None:
         raise SweepConfigError(
             f"refused to load {pickles[0]}: a pickled model runs whatever code it carries when it "
             f"is loaded; load a folder with {WEIGHTS_FILE} and {STRUCTURE_FILE} (save_model=true "
-            f"writes them) with sweep.artifacts.load"
+            f"writes them) with sweep.models.artifacts.load"
         )
 
 

@@ -10,9 +10,9 @@ by their non-zero MACs (as targets count them); they cannot run faster on dense 
 
 from __future__ import annotations
 
-from sweep import cells as F
-from sweep import rows as R
 from sweep import tracking as T
+from sweep.report import cells as F
+from sweep.report import rows as R
 
 RANDOM_IMPORTANCE = "RandomImportance"
 MAGNITUDE_IMPORTANCE = "MagnitudeImportance"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sweep import config as C
 from sweep import tracking
+from sweep.cli.plan import Plan, hydra_args, plan_sweep, user_search
 from sweep.errors import SweepConfigError, first_line
-from sweep.plan import Plan, hydra_args, plan_sweep, user_search
 
 NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
 
@@ -63,7 +63,7 @@ def _run_hydra(plan: Plan) -> tuple[str, int]:
     # hydra.main reads its overrides from sys.argv and offers no public way to add some; launcher
     # workers (joblib, SLURM) get their job's overrides from it, so sweep_id and the parent run id go here.
     sys.argv = [sys.argv[0]] + plan.argv
-    from sweep.app import hydra_main
+    from sweep.cli.app import hydra_main
 
     try:
         with tracking.sigterm_raises():
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     if not plan.runs_job:  # --help, --cfg, ...
         sys.argv = [sys.argv[0]] + plan.argv
-        from sweep.app import hydra_main
+        from sweep.cli.app import hydra_main
 
         try:
             hydra_main()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sweep import config as C
 from sweep import tracking
+from sweep.config.schema import TARGETS
 from sweep.errors import SweepConfigError, first_line, one_line
-from sweep.schema import TARGETS
 
 
 @dataclass
@@ -140,7 +140,7 @@ def _compose_checked(job: list[str]):
     from hydra import compose
     from hydra.errors import HydraException
 
-    from sweep.schema import describe_type_error
+    from sweep.config.schema import describe_type_error
 
     try:
         cfg = compose("sweep", overrides=job)

@@ -189,7 +189,7 @@ class PruneConfig:
     steps: int = checked(1, Check(lo=1, hi=100))
     # structural methods: channel counts rounded to a multiple of this (Torch-Pruning's round_to), for
     # kernels that run fastest on whole vector or tensor-core widths; auto: 8 on CUDA, 16 on a CPU
-    # (sweep.job.setup.ROUND_TO_AUTO); null: the method's own setting (none for the shipped ones)
+    # (sweep.job.build.ROUND_TO_AUTO); null: the method's own setting (none for the shipped ones)
     round_to: Optional[Union[int, str]] = checked(None, Check(lo=1, auto=("auto",)))
 
 

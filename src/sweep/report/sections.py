@@ -1,6 +1,6 @@
 """The report's own sections: its header (what was run, on what, with which budgets), the original seed
 benchmark beside this one, and each method's section (its table, and its figures in each runtime).
-The comparison sections are `sweep.compare`'s."""
+The comparison sections are `sweep.report.compare`'s."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import functools
 import math
 import statistics
 
-from sweep import cells as F
-from sweep import rows as R
 from sweep import tracking as T
 from sweep.pruners import families
+from sweep.report import cells as F
+from sweep.report import rows as R
 
 # ---- formatting ---------------------------------------------------------------------------------------
 

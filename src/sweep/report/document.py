@@ -11,12 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweep import cells as F
-from sweep import compare, figures, int8_report
-from sweep import rows as R
-from sweep import sections as S
 from sweep import tracking as T
 from sweep.errors import SweepConfigError
+from sweep.report import cells as F
+from sweep.report import compare, figures
+from sweep.report import int8_section as int8_report
+from sweep.report import rows as R
+from sweep.report import sections as S
 
 
 def render(

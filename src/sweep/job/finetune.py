@@ -1,5 +1,5 @@
-"""Accuracy: the evaluate stage (dense and one-shot top-1), the fine-tuning budgets, and the finetune
-stages (after each intermediate step of a schedule, and the recovery fine-tuning at the end)."""
+"""The finetune stages (after each intermediate step of a schedule, and the recovery fine-tuning at the
+end) and their budgets."""
 
 from __future__ import annotations
 
@@ -12,84 +12,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from sweep import tracking, training, weights
+from sweep import tracking, training
 from sweep.data import Batches
-from sweep.evaluate import at_chance, top1
 from sweep.job.context import Bench, Job, Progress, Step
-from sweep.job.record import Result
+from sweep.job.evaluate import Accuracy, eval_samples, top1_of
+from sweep.job.results import Result
+from sweep.models import weights
 from sweep.pruners.base import PruneKind
 
-__all__ = [
-    "Accuracy",
-    "Recovered",
-    "StepTuned",
-    "eval_samples",
-    "evaluate",
-    "finetune",
-    "finetune_step",
-]
+__all__ = ["Recovered", "StepTuned", "finetune", "finetune_step"]
 
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
-class Accuracy(Result):
-    dense: float
-    oneshot: float  # the pruned model before fine-tuning
-    samples: int
-    at_chance: bool
-    eval: Batches  # the samples evaluated
-
-    def params(self) -> dict:
-        return {tracking.PARAM_EVAL_SAMPLES: self.samples}
-
-    def metrics(self) -> dict:
-        return {tracking.DENSE_ACCURACY: self.dense, tracking.ACCURACY_ONESHOT: self.oneshot}
-
-
-def eval_samples(cfg, device: torch.device, n_split: int, per_image_s: float) -> int:
-    """How many eval samples: eval.max_samples, or (auto) what fits eval.time_budget_s on a CPU."""
-    if cfg.max_samples is None:
-        return n_split
-    if cfg.max_samples != "auto":
-        return min(n_split, cfg.max_samples)
-    if device.type == "cuda":
-        return n_split
-    fit = int(cfg.time_budget_s / max(per_image_s, 1e-9))
-    return min(n_split, max(cfg.min_samples, fit))
-
-
-def _top1(job: Job, model: nn.Module, batches: Batches, what: str) -> float:
-    label = f"{job.run_name} {what}"
-    return top1(
-        model,
-        batches,
-        batch_size=job.cfg.eval.batch_size,
-        device=job.device,
-        class_map=job.class_map,
-        label=label,
-    )
-
-
-def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured) -> Accuracy:
-    per_image_s = sum(s.median_ms for s in measured.latency) / 1000.0 / measured.batch_size
-    n = eval_samples(job.cfg.eval, job.device, len(bench.eval), per_image_s)
-    split = bench.eval.head(n)
-    acc_dense = _top1(job, bench.dense, split, "dense")
-    acc_oneshot = _top1(job, pruned, split, "pruned")
-    chance = at_chance(acc_dense, n, job.dataset.num_classes)
-    if chance:
-        log.warning(
-            "%s: dense accuracy %.1f%% on %d samples is at chance: accuracy figures of this run "
-            "mean nothing",
-            job.run_name,
-            100 * acc_dense,
-            n,
-        )
-    return Accuracy(dense=acc_dense, oneshot=acc_oneshot, samples=n, at_chance=chance, eval=split)
-
-
-# ---- fine-tuning ------------------------------------------------------------------------------------------
 def _lr(job: Job) -> float:
     f = job.cfg.finetune
     return f.lr if f.lr is not None else job.cfg.model.finetune_lr
@@ -195,7 +130,7 @@ def finetune_step(
         progress.trained.append(result)
         loss_end = result.loss_end
     split = _step_split(job, pruned, bench, progress, step.n)
-    accuracy = _top1(job, pruned, split, f"after step {step.index}")
+    accuracy = top1_of(job, pruned, split, f"after step {step.index}")
     lr = _lr(job) if job.cfg.finetune.epochs else None
     return StepTuned(step, lr, loss_end, accuracy)
 
@@ -268,7 +203,7 @@ def finetune(
         progress.trained.append(result)
     if not progress.trained:
         return Recovered(acc.oneshot, None, init=f.init, init_method=how, lr=lr)
-    recovered = _top1(job, pruned, acc.eval, "fine-tuned")
+    recovered = top1_of(job, pruned, acc.eval, "fine-tuned")
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     done = Recovered(
         recovered,

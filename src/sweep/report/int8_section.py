@@ -7,12 +7,12 @@ from __future__ import annotations
 import functools
 import itertools
 
-from sweep import cells as F
-from sweep import compare
-from sweep import rows as R
 from sweep import tracking as T
+from sweep.config.schema import RUNTIMES
 from sweep.errors import first_line
-from sweep.schema import RUNTIMES
+from sweep.report import cells as F
+from sweep.report import compare
+from sweep.report import rows as R
 
 # the speedups of the section's table, in its column order: (metric name, column title)
 COLUMNS = (

@@ -1,81 +1,29 @@
-"""Recording, in one place: every stage returns results that know their own params, metrics and tags
-(`Result`), or artifacts to upload (`Artifact`); the `Recorder` writes them to the job's run. The job's
-last stage (`summarize`) computes the headline figures, logs the summary line and yields the artifacts.
+"""The log stage: the job's headline figures (`Summary`: top-1 after fine-tuning against the dense
+model's, and what pruning removed), its summary line, the Hydra config and, with `save_model`, the
+model. The top of the stages: it reads what the others computed.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch.nn as nn
 
 from sweep import tracking
-from sweep.evaluate import at_chance
+from sweep.job.context import Bench, Job
+from sweep.job.evaluate import Accuracy
+from sweep.job.finetune import Recovered
+from sweep.job.measure import Measured
+from sweep.job.results import Artifact, Result
+from sweep.training.evaluate import at_chance
 
-if TYPE_CHECKING:
-    from sweep.job.accuracy import Accuracy, Recovered
-    from sweep.job.context import Bench, Job
-    from sweep.job.measure import Measured
-
-__all__ = ["Artifact", "Recorder", "Result", "Summary", "summarize"]
+__all__ = ["Summary", "summarize"]
 
 log = logging.getLogger("sweep")
-
-
-class Result:
-    """What a stage computed, saying what of it is recorded and under which names (`sweep.tracking`)."""
-
-    def params(self) -> Mapping:
-        return {}
-
-    def metrics(self) -> Mapping:
-        return {}
-
-    def tags(self) -> Mapping:
-        return {}
-
-    def step_metrics(self) -> Mapping[int, Mapping]:
-        """Metrics at MLflow steps (a pruning schedule's step k)."""
-        return {}
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A folder to upload under `path` while it exists (a stage yields it from inside the folder's
-    context)."""
-
-    folder: Path | str
-    path: str
-
-
-@dataclass
-class Recorder:
-    """Writes results to the job's run (buffered: sent at `flush`, and when the run ends however it
-    ends, so a failure loses nothing recorded)."""
-
-    run: tracking.JobRun
-
-    def record(self, item: Result | Artifact):
-        if isinstance(item, Artifact):
-            self.run.log_artifacts(item.folder, item.path)
-            return item
-        self.run.log_params(item.params())
-        self.run.log_metrics(item.metrics())
-        self.run.set_tags(item.tags())
-        for step, metrics in item.step_metrics().items():
-            self.run.log_metrics(metrics, step=step)
-        return item
-
-    def metrics(self, metrics: Mapping) -> None:
-        self.run.log_metrics(metrics)
-
-    def flush(self) -> None:
-        self.run.flush()
 
 
 @dataclass(frozen=True)
@@ -134,7 +82,12 @@ class Summary(Result):
 
 
 def summarize(
-    job: Job, bench: Bench, pruned: nn.Module, measured, accuracy, recovered
+    job: Job,
+    bench: Bench,
+    pruned: nn.Module,
+    measured: Measured,
+    accuracy: Accuracy,
+    recovered: Recovered,
 ) -> Iterator[Result | Artifact]:
     """The log stage: the summary (returned), the Hydra config and, with `save_model`, the model."""
     summary = Summary(
@@ -156,8 +109,8 @@ def summarize(
 
 def _saved_model(job: Job, model: nn.Module, preprocess: dict) -> Iterator[Artifact]:
     """The pruned (and fine-tuned) model as an artifact that loads without running code: weights in
-    safetensors, the pruned shapes in JSON (sweep.artifacts; reload with sweep.artifacts.load)."""
-    from sweep import artifacts
+    safetensors, the pruned shapes in JSON (sweep.models.artifacts; reload with sweep.models.artifacts.load)."""
+    from sweep.models import artifacts
 
     create = {
         "num_classes": getattr(model, "num_classes", None),

@@ -1,4 +1,4 @@
-"""`python -m sweep.server`: MLflow's own tracking server over the sweep store, bound to loopback by default.
+"""`python -m sweep.cli.server`: MLflow's own tracking server over the sweep store, bound to loopback by default.
 
 The store is initialised first (tables, migrations and experiment, once, before the server's workers
 start), so workers on other nodes can log to it at once. `--backend postgresql` puts it on PostgreSQL (many
@@ -155,7 +155,9 @@ def spawn(backend_uri: str, port: int, log: Path, timeout: float = 150.0, **kw) 
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m sweep.server", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m sweep.cli.server", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--backend-store-uri", default=None, help=tracking.DEFAULT_URI_HELP)
     ap.add_argument(
         "--backend",
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         auth_db = tracking.resolve_uri(args.auth_db) if args.auth else None
         env = environment(auth_db)
     except SweepConfigError as e:
-        print(f"sweep.server: error: {e}", file=sys.stderr)
+        print(f"sweep.cli.server: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     cmd = command(uri, args.host, args.port, args.artifacts_destination, args.workers, args.auth)
     print(

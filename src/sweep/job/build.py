@@ -11,12 +11,13 @@ import torch.nn as nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from sweep import limits, provenance, tracking, weights
+from sweep import limits, provenance, tracking
 from sweep.data import Batches, Dataset, preprocessing
 from sweep.errors import NotApplicable
 from sweep.job.context import Bench, Job
-from sweep.job.record import Result
+from sweep.job.results import Result
 from sweep.measure.counting import count
+from sweep.models import weights
 from sweep.pruners.base import Calibration
 
 __all__ = ["Built", "Weights", "bench_of", "build", "calibration_of", "job_of", "load_weights"]

@@ -1,6 +1,6 @@
 """Where the Hydra configs live, and the checks that run before any model is built.
 
-Importing this module registers the typed schema (sweep.schema) and the config nodes for timm model
+Importing this module registers the typed schema (sweep.config.schema) and the config nodes for timm model
 names in Hydra's ConfigStore: everything that composes a sweep config imports it first.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sweep import schema, tracking
+from sweep import tracking
+from sweep.config import schema
 from sweep.errors import SweepConfigError, first_line
 
 GROUPS = ("model", "pruner", "dataset", "quantize")
@@ -22,7 +23,7 @@ def config_dir() -> Path:
     of this checkout (src layout, editable install), or ./conf. A user's own config folders come on
     top of it through Hydra's searchpath (see search_path)."""
     env = os.environ.get("SWEEP_CONFIG_DIR")
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package: sweep/
     candidates = [Path(env)] if env else []
     candidates += [here / "conf", here.parents[1] / "conf", Path.cwd() / "conf"]
     for c in candidates:
@@ -102,12 +103,9 @@ def check_choice(group: str, value: str, extra: tuple[Path, ...] | list[Path] = 
     --config-dir); a model may also be any timm model name (registered by `imports`, too)."""
     if value in group_options(group, extra):
         return
-    if group == "model":
-        from sweep.models import is_known_model
-
-        if is_known_model(value):
-            register_timm_model(value)
-            return
+    if group == "model" and _is_timm_model(value):
+        register_timm_model(value)
+        return
     raise SweepConfigError(f"unknown {group} {value!r}: choose from {_choices(group, extra)}")
 
 
@@ -134,6 +132,12 @@ def register_timm_model(name: str) -> None:
 
     node = schema.ModelConfig(alias=name, name=name)
     ConfigStore.instance().store(group="model", name=name, node=node)
+
+
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
 
 
 def check_device(value: str) -> None:
@@ -185,15 +189,13 @@ def check_data(cfg):
 def check_job_config(cfg):
     """Every check that needs only the composed config; cheap, run by the CLI and again by each job.
     Returns the checked dataset (a job uses it rather than building another)."""
-    from sweep.models import is_known_model
-
     import_modules(list(cfg.get("imports") or []))
     schema.check_ranges(cfg)
     if cfg.sweep_id is not None:
         tracking.check_name("sweep_id", cfg.sweep_id)
     if cfg.tracking.parent_run_id is not None:
         tracking.check_name("tracking.parent_run_id", cfg.tracking.parent_run_id)
-    if not is_known_model(cfg.model.name):
+    if not _is_timm_model(cfg.model.name):
         raise SweepConfigError(
             f"model {cfg.model.alias!r} names unknown timm model {cfg.model.name!r}: see timm.list_models()"
         )

@@ -10,8 +10,8 @@ import math
 import statistics
 from pathlib import Path
 
-from sweep import cells as F
 from sweep import tracking as T
+from sweep.report import cells as F
 
 # no matplotlib version in the file: the same store gives the same bytes
 _PNG_META = {"Software": None}

@@ -1,4 +1,4 @@
-"""`python -m sweep.runs --fail-stale`: end FAILED the runs whose process or node died.
+"""`python -m sweep.cli.runs --fail-stale`: end FAILED the runs whose process or node died.
 
 A job refreshes its run's heartbeat tag every `tracking.heartbeat_s` seconds while it runs. A run still
 RUNNING whose last heartbeat is older than `--older-than` seconds lost its process (SIGKILL, out of
@@ -18,7 +18,9 @@ from sweep.errors import SweepConfigError
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sweep.runs", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m sweep.cli.runs", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--tracking-uri", default=None, help=T.DEFAULT_URI_HELP)
     ap.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT)
     ap.add_argument(
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         uri = T.resolve_uri(args.tracking_uri)
         T.check_reachable(uri)
     except SweepConfigError as e:
-        print(f"sweep.runs: error: {e}", file=sys.stderr)
+        print(f"sweep.cli.runs: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     if not args.fail_stale:
         _list_running(uri, args.experiment)

@@ -8,9 +8,9 @@ import math
 import statistics
 
 from sweep import tracking as T
+from sweep.config.schema import RUNTIMES
 from sweep.errors import first_line
-from sweep.rows import Row, Sweep
-from sweep.schema import RUNTIMES
+from sweep.report.rows import Row, Sweep
 
 
 def speedup_interval(

@@ -1,4 +1,4 @@
-"""The runs of one sweep, read back from MLflow as rows (`sweep.cells` writes their figures).
+"""The runs of one sweep, read back from MLflow as rows (`sweep.report.cells` writes their figures).
 
 One row per run; the repeats (seeds) of a grid point combine into one row whose metrics are their means
 and `std` their standard deviations. The report, its comparison sections and its figures all read these.

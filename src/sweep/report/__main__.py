@@ -1,0 +1,3 @@
+from sweep.report.document import main
+
+main()
