@@ -25,11 +25,11 @@ from pathlib import Path
 
 import timm
 import torch
-import torch.utils.benchmark as tb
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch.utils import benchmark
 
-from sweep.measure import runtimes as RT
+from sweep.measure import runtimes
 from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +70,11 @@ def build(name: str, ratio: float) -> tuple[torch.nn.Module, torch.nn.Module, to
     return dense, pruned, x
 
 
-def pairs(name: str, runtimes: list[str], ctx: RT.Context, ratio: float) -> list[Pair]:
+def pairs(name: str, runtime_names: list[str], ctx: runtimes.Context, ratio: float) -> list[Pair]:
     dense, pruned, x = build(name, ratio)
     out = []
-    for rt in runtimes:
-        runtime = RT.get(rt)
+    for rt in runtime_names:
+        runtime = runtimes.get(rt)
         loaded = [runtime.load(m, x, ctx, w) for m, w in ((dense, "dense"), (pruned, "pruned"))]
         out.append(Pair(f"{name} fp32", rt, [m.run for m in loaded], [m.file for m in loaded], x))
         if rt == "eager":
@@ -124,7 +124,7 @@ def harness(
 def peer(pair: Pair, i: int, threads: int, seconds: float) -> float:
     """The standard tool's median ms for model i of the pair."""
     if pair.runtime == "eager":
-        timer = tb.Timer(
+        timer = benchmark.Timer(
             stmt="model(x)",
             setup="torch.set_grad_enabled(False)",
             globals={"model": pair.eager[i], "x": pair.x, "torch": torch},

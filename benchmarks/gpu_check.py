@@ -108,21 +108,20 @@ def sparse_24(dev):
 def _runtime_check(name: str):
     @check(f"runtime {name} on CUDA: agrees with eager, dense and pruned timed, peak, efficiency")
     def run(dev):
-        from sweep.measure import deployed, peak
-        from sweep.measure import runtimes as RT
+        from sweep.measure import deployed, peak, runtimes
         from sweep.measure.latency import LatencySettings
 
         dense, small = _models(dev)
         with tempfile.TemporaryDirectory() as tmp:
-            ctx = RT.Context(dev, "fp32", 1, Path(tmp))
-            runtime = RT.get(name)
+            ctx = runtimes.Context(dev, "fp32", 1, Path(tmp))
+            runtime = runtimes.get(name)
             reason = runtime.unavailable(ctx)
             if reason:
                 raise NA(reason)
             s = LatencySettings(iters=30, bootstrap=200)
             try:
                 r = deployed.time_in(runtime, dense, small, torch.randn(16, 3, 224, 224), ctx, s)
-            except RT.RuntimeNotApplicable as e:
+            except runtimes.RuntimeNotApplicable as e:
                 raise NA(str(e)) from None
             assert r.agree, f"outputs differ from eager: {r.max_abs_diff}"
             top = peak.measure(runtime, ctx, s)

@@ -46,11 +46,11 @@ from pathlib import Path
 
 import timm
 import torch
-import torch.utils.benchmark as tb
+from torch.utils import benchmark
 from torch.utils.benchmark.utils import common
 
 import _peers
-from sweep.measure import runtimes as RT
+from sweep.measure import runtimes
 from sweep.measure.latency import LatencySettings, time_models
 
 # (timm name, input size, kwargs)
@@ -91,7 +91,7 @@ def _harness(model, x, device, args, threads: int) -> Round:
 
 def _timer(model, x, device, threads: int, warmup: int, iters: int) -> Round:
     sync = "; torch.cuda.synchronize()" if device.type == "cuda" else ""
-    timer = tb.Timer(
+    timer = benchmark.Timer(
         stmt=f"model(x){sync}",
         setup="torch.set_grad_enabled(False)",
         globals={"model": model, "x": x, "torch": torch},
@@ -224,7 +224,7 @@ def pairs_main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
         for name in args.points.split(","):
             # a folder per point: the files of two points must never share a path
-            ctx = RT.Context(torch.device("cpu"), "fp32", threads, Path(tmp) / name)
+            ctx = runtimes.Context(torch.device("cpu"), "fp32", threads, Path(tmp) / name)
             for pair in _peers.pairs(name, args.runtimes.split(","), ctx, args.ratio):
                 rounds = [
                     _pair_round(pair, threads, args.pair_budget, r % 2 == 1, settings)

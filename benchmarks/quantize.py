@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from _common import run_sweep
-from sweep import tracking as T
+from sweep import tracking
 from sweep.report import rows
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
@@ -36,10 +36,10 @@ LATENCY = ["model.train.epochs=0", "finetune.epochs=0", "eval.max_samples=32", "
 LATENCY += ["quantize.calibration_samples=32"]
 ACCURACY = ["finetune.epochs=1", "eval.max_samples=null", "dataset=imagefolder"]
 SPEEDUPS = (
-    (T.SPEEDUP_PRUNING[0], "pruning"),
-    (T.SPEEDUP_QUANTIZATION[0], "INT8"),
-    (T.SPEEDUP_BOTH[0], "both"),
-    (T.SPEEDUP, "pruning on INT8"),
+    (tracking.SPEEDUP_PRUNING[0], "pruning"),
+    (tracking.SPEEDUP_QUANTIZATION[0], "INT8"),
+    (tracking.SPEEDUP_BOTH[0], "both"),
+    (tracking.SPEEDUP, "pruning on INT8"),
 )
 
 
@@ -62,7 +62,7 @@ def write_tree(root: Path, n_train: int = 4000, n_val: int = 1000) -> None:
 def _sweep(work: Path, store: str, sweep_id: str, grid: list[str]) -> rows.Sweep:
     t0 = time.perf_counter()
     run_sweep([*grid, f"tracking.uri={store}", f"sweep_id={sweep_id}"], work)
-    sweep = rows.load_sweep(store, T.DEFAULT_EXPERIMENT, sweep_id)
+    sweep = rows.load_sweep(store, tracking.DEFAULT_EXPERIMENT, sweep_id)
     done = sum(r.status == "FINISHED" for r in sweep.runs)
     print(
         f"\n{sweep_id}: {len(sweep.runs)} runs ({done} finished) in {time.perf_counter() - t0:.0f} s"
@@ -86,9 +86,9 @@ def latency_table(sweep: rows.Sweep) -> None:
     print("|---|---|---|---|---|" + "---|" * len(SPEEDUPS))
     for r in sweep.runs:
         for rt in RUNTIMES:
-            key, m = functools.partial(T.int8_key, rt), r.metrics
-            if key(T.SPEEDUP) not in m:
-                na = r.tags.get(key(T.TAG_RUNTIME_NA), r.tags.get("error", "?"))
+            key, m = functools.partial(tracking.int8_key, rt), r.metrics
+            if key(tracking.SPEEDUP) not in m:
+                na = r.tags.get(key(tracking.TAG_RUNTIME_NA), r.tags.get("error", "?"))
                 print(f"| {r.model} | {r.pruner} | {rt} | n/a: {na} |")
                 continue
             fp32 = f"{m[key('dense_fp32_latency_ms')]:.2f} → {m[key('fp32_latency_ms')]:.2f}"
@@ -102,15 +102,15 @@ def accuracy_table(sweep: rows.Sweep) -> None:
     print("|---|---|---|" + "---|" * len(RUNTIMES))
     for r in sweep.runs:
         m = r.metrics
-        if T.ACCURACY not in m:
+        if tracking.ACCURACY not in m:
             print(f"| {r.model} | {r.pruner} | {r.status}: {r.tags.get('error', '')} |")
             continue
         cells = []
         for rt in RUNTIMES:
-            key = functools.partial(T.int8_key, rt)
-            got = (m.get(key(T.DENSE_ACCURACY)), m.get(key(T.ACCURACY)))
+            key = functools.partial(tracking.int8_key, rt)
+            got = (m.get(key(tracking.DENSE_ACCURACY)), m.get(key(tracking.ACCURACY)))
             cells.append("n/a" if None in got else f"{100 * got[0]:.1f} / {100 * got[1]:.1f}")
-        fp32 = f"{100 * m[T.DENSE_ACCURACY]:.1f} / {100 * m[T.ACCURACY]:.1f}"
+        fp32 = f"{100 * m[tracking.DENSE_ACCURACY]:.1f} / {100 * m[tracking.ACCURACY]:.1f}"
         print(f"| {r.model} | {r.pruner} | {fp32} | {' | '.join(cells)} |")
 
 
@@ -123,7 +123,7 @@ def spread(sweeps: list[rows.Sweep]) -> None:
     for s in sweeps:
         for r in s.runs:
             for rt in RUNTIMES:
-                v = r.metrics.get(T.int8_key(rt, T.SPEEDUP))
+                v = r.metrics.get(tracking.int8_key(rt, tracking.SPEEDUP))
                 if v is not None:
                     points.setdefault((r.model, r.pruner, rt), []).append(v)
     for (model, method, rt), vs in points.items():

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from _common import run_sweep
-from sweep import tracking as T
+from sweep import tracking
 from sweep.report import rows
 
 REGULARIZED = "dg_slim,dg_group_reg,dg_growing_reg"
@@ -44,12 +44,12 @@ def _cells(row: rows.Row | None) -> list[str]:
     if row is None:
         return ["-"] * 4
     if row.status != "FINISHED":
-        return ["n/a" if row.flag(T.TAG_NOT_APPLICABLE) else row.status] + ["-"] * 3
+        return ["n/a" if row.flag(tracking.TAG_NOT_APPLICABLE) else row.status] + ["-"] * 3
     m = row.metrics
-    reg, ft = m.get(T.REGULARIZE_STEPS, 0.0), m.get(T.FINETUNE_STEPS, 0.0)
-    secs = m.get(T.REGULARIZE_SECONDS, 0.0) + m.get(T.FINETUNE_SECONDS, 0.0)
+    reg, ft = m.get(tracking.REGULARIZE_STEPS, 0.0), m.get(tracking.FINETUNE_STEPS, 0.0)
+    secs = m.get(tracking.REGULARIZE_SECONDS, 0.0) + m.get(tracking.FINETUNE_SECONDS, 0.0)
     flag = " (diverged)" if row.diverged else ""
-    return [_pct(row, T.ACCURACY) + flag, _pct(row, T.ACCURACY_ONESHOT), f"{reg:.0f} + {ft:.0f}", f"{secs:.0f}"]  # fmt: skip
+    return [_pct(row, tracking.ACCURACY) + flag, _pct(row, tracking.ACCURACY_ONESHOT), f"{reg:.0f} + {ft:.0f}", f"{secs:.0f}"]  # fmt: skip
 
 
 def main() -> int:
@@ -80,7 +80,7 @@ def main() -> int:
 
 
 def _print(args, store: str, seconds: float) -> int:
-    sweep = rows.load_sweep(store, T.DEFAULT_EXPERIMENT, "reg")
+    sweep = rows.load_sweep(store, tracking.DEFAULT_EXPERIMENT, "reg")
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
     print(
         f"{len(sweep.runs)} runs ({n_ok} finished) in {seconds:.0f} s; dataset mnist, "
@@ -91,8 +91,8 @@ def _print(args, store: str, seconds: float) -> int:
     by = {(r.model, r.pruner, r.level): r for r in sweep.rows}
     gains: dict[str, list[float]] = {m: [] for m in REGULARIZED.split(",")}
     for model in sweep.models:
-        done = [r for r in sweep.rows if r.model == model and T.DENSE_ACCURACY in r.metrics]
-        dense = statistics.fmean(r.metrics[T.DENSE_ACCURACY] for r in done) if done else 0
+        done = [r for r in sweep.rows if r.model == model and tracking.DENSE_ACCURACY in r.metrics]
+        dense = statistics.fmean(r.metrics[tracking.DENSE_ACCURACY] for r in done) if done else 0
         print(f"\n{model} (dense top-1 {100 * dense:.1f} %)")
         print(
             "| target | method | top-1 fine-tuned | top-1 one-shot | steps: sparse + fine-tune | s |"
@@ -103,9 +103,16 @@ def _print(args, store: str, seconds: float) -> int:
                 row = by.get((model, method, level))
                 print(f"| {level} | {method} | {' | '.join(_cells(row))} |")
                 base = by.get((model, "dg_group", level))
-                both = row and base and T.ACCURACY in row.metrics and T.ACCURACY in base.metrics
+                both = (
+                    row
+                    and base
+                    and tracking.ACCURACY in row.metrics
+                    and tracking.ACCURACY in base.metrics
+                )
                 if method in gains and both and not row.diverged:
-                    gains[method].append(row.metrics[T.ACCURACY] - base.metrics[T.ACCURACY])
+                    gains[method].append(
+                        row.metrics[tracking.ACCURACY] - base.metrics[tracking.ACCURACY]
+                    )
     print()
     for method, d in gains.items():
         if d:

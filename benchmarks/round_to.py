@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from _common import fresh_sweep
-from sweep import tracking as T
+from sweep import tracking
 from sweep.report import cells, rows
 
 RUNTIME = "onnxruntime"
@@ -32,7 +32,7 @@ def main() -> int:
     grid += [f"prune.round_to={args.rounds}", "finetune.epochs=0", "measure.peak=false"]
     grid += [f"measure.runtimes=[eager,{RUNTIME}]", *args.extra]
     store, seconds = fresh_sweep("sweep-round-to-", "round", grid)
-    sweep = rows.load_sweep(store, T.DEFAULT_EXPERIMENT, "round")
+    sweep = rows.load_sweep(store, tracking.DEFAULT_EXPERIMENT, "round")
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
     print(f"{len(sweep.runs)} runs ({n_ok} finished) in {seconds:.0f} s; speedup [95 % interval]")
     rounds = ["" if v == "null" else f"round{v}" for v in args.rounds.split(",")]
@@ -50,9 +50,11 @@ def main() -> int:
                 if not any(found):
                     continue
                 row = [_cell(r, RUNTIME) for r in found]
-                print(f"| {model} | {level} | {method} | {' | '.join(row)} | {_cell(found[0], T.EAGER)} |")  # fmt: skip
+                print(f"| {model} | {level} | {method} | {' | '.join(row)} | {_cell(found[0], tracking.EAGER)} |")  # fmt: skip
                 for p, r in zip(rounds, found):
-                    slower[p] += bool(r and r.flag(T.runtime_key(RUNTIME, T.TAG_SLOWER_THAN_DENSE)))
+                    slower[p] += bool(
+                        r and r.flag(tracking.runtime_key(RUNTIME, tracking.TAG_SLOWER_THAN_DENSE))
+                    )
     print()
     for p, n in zip(names, slower.values()):
         print(f"prune.round_to={p}: {n} runs slower than dense in {RUNTIME} beyond the interval")
@@ -62,7 +64,9 @@ def main() -> int:
 def _cell(row: rows.Row | None, runtime: str) -> str:
     if row is None or row.status != "FINISHED":
         return "-" if row is None else "n/a"
-    kept = row.metrics.get(T.MACS, 0) / max(1.0, row.metrics.get(T.DENSE_PREFIX + T.MACS, 1.0))
+    kept = row.metrics.get(tracking.MACS, 0) / max(
+        1.0, row.metrics.get(tracking.DENSE_PREFIX + tracking.MACS, 1.0)
+    )
     return f"{cells.speed(row, runtime)} (MACs {kept:.2f})"
 
 

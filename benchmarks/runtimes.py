@@ -29,8 +29,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sweep.measure import peak
-from sweep.measure import runtimes as RT
+from sweep.measure import peak, runtimes
 from sweep.measure.counting import count
 from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
 
@@ -68,7 +67,7 @@ def point(name: str, batch: int, args, tmp: Path) -> None:
     pruned = _pruned(dense, x[:1], args.ratio)
     c_dense, c_pruned = count(dense, x[:1]), count(pruned, x[:1])
     settings = _settings(batch, args.threads)
-    ctx = RT.Context(torch.device("cpu"), "fp32", args.threads, tmp / f"{name}-{batch}")
+    ctx = runtimes.Context(torch.device("cpu"), "fp32", args.threads, tmp / f"{name}-{batch}")
     loaded, peaks = {}, {}
     print(
         f"\n{name} batch {batch}: MACs kept {c_pruned.macs / c_dense.macs:.3f} "
@@ -77,7 +76,7 @@ def point(name: str, batch: int, args, tmp: Path) -> None:
         flush=True,
     )
     for rt in args.runtimes:
-        runtime = RT.get(rt)
+        runtime = runtimes.get(rt)
         reason = runtime.unavailable(ctx)
         if reason:
             print(f"  {rt}: not applicable: {reason}")
@@ -85,14 +84,14 @@ def point(name: str, batch: int, args, tmp: Path) -> None:
         t0 = time.perf_counter()
         try:
             pair = [runtime.load(m, x, ctx, w) for m, w in ((dense, "dense"), (pruned, "pruned"))]
-        except RT.RuntimeNotApplicable as e:
+        except runtimes.RuntimeNotApplicable as e:
             print(f"  {rt}: not applicable: {e}")
             continue
-        eager = RT.get("eager")
+        eager = runtimes.get("eager")
         for m, one, w in zip((dense, pruned), pair, ("dense", "pruned")):
             want = eager.load(m, x, ctx, w).output()
-            diff = RT.max_abs_diff(one.output(), want)
-            if not RT.outputs_agree(diff, want, "fp32"):
+            diff = runtimes.max_abs_diff(one.output(), want)
+            if not runtimes.outputs_agree(diff, want, "fp32"):
                 print(f"  {rt}: {w} output differs from eager by {diff:.2e}: figures untrusted")
         loaded[rt] = pair
         peaks[rt] = peak.cached(runtime, ctx, settings, tmp / "peaks", "cpu: benchmark")

@@ -14,7 +14,7 @@ import argparse
 import statistics
 import sys
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.report import cells, rows
 
 
@@ -23,9 +23,11 @@ def main() -> int:
     ap.add_argument("--store", default="sqlite:///mlflow.db")
     ap.add_argument("--sweep", default=None, help="sweep id (default: the newest)")
     args = ap.parse_args()
-    sweep = rows.load_sweep(args.store, T.DEFAULT_EXPERIMENT, args.sweep)
+    sweep = rows.load_sweep(args.store, tracking.DEFAULT_EXPERIMENT, args.sweep)
     done = [
-        r for r in sweep.runs if r.status == "FINISHED" and not r.masks and not r.flag(T.TAG_NOOP)
+        r
+        for r in sweep.runs
+        if r.status == "FINISHED" and not r.masks and not r.flag(tracking.TAG_NOOP)
     ]
     print(
         f"sweep {sweep.sweep_id}: {len(done)} finished structural runs; harness {rows.harnesses(done)}"
@@ -34,11 +36,13 @@ def main() -> int:
         f"{'runtime':<13}{'timed':>6}{'slower':>8}{'below 1':>9}{'contended':>10}{'median speedup':>16}"
     )
     for rt in cells.sweep_runtimes(sweep):
-        key = T.runtime_key(rt, T.SPEEDUP)
+        key = tracking.runtime_key(rt, tracking.SPEEDUP)
         timed = [r for r in done if key in r.metrics]
         if not timed:
             continue
-        slower = sum(r.flag(T.runtime_key(rt, T.TAG_SLOWER_THAN_DENSE)) for r in timed)
+        slower = sum(
+            r.flag(tracking.runtime_key(rt, tracking.TAG_SLOWER_THAN_DENSE)) for r in timed
+        )
         below = sum(r.metrics[key] < 1 for r in timed)
         contended = sum(cells.contended(r, rt) for r in timed)
         med = statistics.median(r.metrics[key] for r in timed)

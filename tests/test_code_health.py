@@ -83,7 +83,10 @@ def test_no_call_passes_more_than_four_positional_arguments():
 
 
 def test_positional_call_check_can_fail(tmp_path):
-    (tmp_path / "m.py").write_text("f(1, 2, 3, 4)\ng(1, 2, 3, 4, 5)\nh(*xs, 1, 2, 3, 4)\n")
+    calls = (
+        "f(1, 2, 3, 4)\ng(1, 2, 3, 4, 5)\nh(*xs, 1, 2, 3, 4)\nlog.info('%s %s %s %s', 1, 2, 3, 4)\n"
+    )
+    (tmp_path / "m.py").write_text(calls)
     assert many_positional_calls(tmp_path) == ["m.py:2"]
 
 

@@ -71,12 +71,14 @@ def test_unreadable_kernel_files_leave_the_share_unknown(monkeypatch):
 
 
 def _timing(share: float) -> Timing:
-    st = LatencyStats([1.0] * 10, 5, True, 1)
-    return Timing([st, st], 2, 10, "cpu", contention=share, contention_max=0.1)
+    st = LatencyStats(samples_ms=[1.0] * 10, warmup_iters=5, warmup_stable=True, batch_size=1)
+    return Timing(
+        stats=[st, st], threads=2, iters=10, device="cpu", contention=share, contention_max=0.1
+    )
 
 
 def test_a_contended_timing_is_flagged_and_never_slower_than_dense():
-    slower = Speedup(0.8, 0.75, 0.85)
+    slower = Speedup(value=0.8, ci_low=0.75, ci_high=0.85)
     quiet, busy = _timing(0.02), _timing(0.4)
     assert quiet.flag == "none" and quiet.slower_than_dense(slower)
     assert busy.flag == "contended" and not busy.slower_than_dense(slower)

@@ -8,24 +8,23 @@ from types import SimpleNamespace
 from helpers.runs import EXPERIMENT, log_fake_run
 from sweep import tracking
 from sweep.measure import latency
-from sweep.report import cells, compare, sections
-from sweep.report import rows as R
+from sweep.report import cells, compare, rows, sections
 
 
-def _row(pruner: str, eager, onnx, flag: str = "none") -> R.Row:
+def _row(pruner: str, eager, onnx, flag: str = "none") -> rows.Row:
     m = {"accuracy_top1": 0.9}
     for rt, (v, lo, hi) in (("eager", eager), ("onnxruntime", onnx)):
         key = functools.partial(tracking.runtime_key, rt)
         m.update({key("speedup"): v, key("speedup_ci_low"): lo, key("speedup_ci_high"): hi})
     tags = {tracking.TAG_KIND: "structural", tracking.TAG_SPEEDUP_POSSIBLE: "true"}
     tags["onnxruntime/latency_flag"] = flag
-    return R.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
+    return rows.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
 
 
 def test_a_contended_timing_decides_no_order_and_no_flip():
     a = _row("a", (1.5, 1.4, 1.6), (1.1, 1.05, 1.15))
     b = _row("b", (1.2, 1.1, 1.3), (1.4, 1.3, 1.5))
-    sweep = R.Sweep("s", [a, b], ["tiny"], ["macs=0.5"], [0], [0], [a, b])
+    sweep = rows.Sweep("s", [a, b], ["tiny"], ["macs=0.5"], [0], [0], [a, b])
     assert len(compare.ranking_changes(sweep)) == 1 and cells.faster(b, a, "onnxruntime")
     b.tags["onnxruntime/latency_flag"] = "contended"
     assert not cells.faster(b, a, "onnxruntime") and not cells.faster(a, b, "onnxruntime")
@@ -40,7 +39,7 @@ def test_a_sweep_timed_by_two_harnesses_says_so_and_marks_the_odd_runs(store):
     for pruner, harness in (("dg_group", "block/2"), ("dg_taylor", "block/2"), ("dg_random", None)):
         extra = {tracking.PARAM_HARNESS_USED: harness} if harness else {}
         log_fake_run(store, "mix", "tiny", pruner, 0.5, extra_params=extra)
-    sweep = R.load_sweep(store, EXPERIMENT, "mix")
+    sweep = rows.load_sweep(store, EXPERIMENT, "mix")
     (note,) = [line for line in sections.header(sweep) if line.startswith("Latency harness")]
     assert note.startswith(
         "Latency harness: `block/2` (back-to-back blocks of calls, 2 runs), `call/1` (one call of "
@@ -56,7 +55,7 @@ def test_one_harness_is_named_without_a_warning(store):
     log_fake_run(
         store, "one", "tiny", "dg_group", 0.5, extra_params={"measure.harness_used": "block/2"}
     )
-    sweep = R.load_sweep(store, EXPERIMENT, "one")
+    sweep = rows.load_sweep(store, EXPERIMENT, "one")
     (note,) = [line for line in sections.header(sweep) if line.startswith("Latency harness")]
     assert note == "Latency harness: `block/2` (back-to-back blocks of calls, 1 run)."
 

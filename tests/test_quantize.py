@@ -14,12 +14,10 @@ import torch
 from helpers.cli import FAST
 from helpers.runs import EXPERIMENT
 from sweep import tracking
-from sweep.measure import quantized
-from sweep.measure import runtimes as RT
+from sweep.measure import quantized, runtimes
 from sweep.measure.latency import LatencySettings
 from sweep.measure.runtimes.base import fixed_batch
-from sweep.report import int8_section as int8_report
-from sweep.report import rows as R
+from sweep.report import int8_section, rows
 
 CPU = torch.device("cpu")
 QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
@@ -68,9 +66,9 @@ def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, 
         answers[len(answers)] = (got, want)
         return float((got.argmax(1) == want.argmax(1)).float().mean())
 
-    ctx = RT.Context(CPU, "fp32", 2, tmp_path)
+    ctx = runtimes.Context(CPU, "fp32", 2, tmp_path)
     r = quantized.quantize_in(
-        RT.get(name),
+        runtimes.get(name),
         models=(dense, small),
         x=x,
         calibration=calibration,
@@ -97,9 +95,9 @@ def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, 
 @pytest.mark.parametrize("name", ["compile", "tensorrt"])
 def test_runtimes_without_an_int8_path_say_why_in_one_line(name, models, tmp_path):
     dense, _, x, calibration = models
-    with pytest.raises(RT.RuntimeNotApplicable) as e:
-        ctx = RT.Context(CPU, "fp32", 2, tmp_path)
-        RT.get(name).int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
+    with pytest.raises(runtimes.RuntimeNotApplicable) as e:
+        ctx = runtimes.Context(CPU, "fp32", 2, tmp_path)
+        runtimes.get(name).int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
     said = str(e.value)
     assert said.startswith(f"{name}: ") and "\n" not in said and "INT8" in said
 
@@ -117,9 +115,9 @@ def _failing_quantizer(monkeypatch):
 def test_a_quantizer_that_fails_is_not_applicable_in_one_line(models, tmp_path, monkeypatch):
     dense, _, x, calibration = models
     _failing_quantizer(monkeypatch)
-    ctx = RT.Context(CPU, "fp32", 2, tmp_path)
-    with pytest.raises(RT.RuntimeNotApplicable) as e:
-        RT.get("onnxruntime").int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
+    ctx = runtimes.Context(CPU, "fp32", 2, tmp_path)
+    with pytest.raises(runtimes.RuntimeNotApplicable) as e:
+        runtimes.get("onnxruntime").int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
     assert str(e.value) == (
         "onnxruntime: its quantizer cannot take the dense model (Unsupported operator FancyOp)"
     )
@@ -135,8 +133,8 @@ def test_int8_job_finishes_when_one_runtime_cannot_quantize(
     from sweep import job, report
 
     _failing_quantizer(monkeypatch)
-    runtimes = "measure.runtimes=[eager,onnxruntime,openvino]"
-    common = ["model=tiny_cnn", "target.macs=0.5", "quantize=int8", runtimes, "measure.peak=false"]
+    timed_in = "measure.runtimes=[eager,onnxruntime,openvino]"
+    common = ["model=tiny_cnn", "target.macs=0.5", "quantize=int8", timed_in, "measure.peak=false"]
     common += ["quantize.calibration_samples=16", "sweep_id=int8", f"tracking.uri={store}", *FAST]
     job.run_job(compose(["pruner=dg_group", *common]))
     job.run_job(compose(["pruner=l1_unstructured", "quantize.runtimes=[eager]", *common]))
@@ -156,7 +154,7 @@ def test_int8_job_finishes_when_one_runtime_cannot_quantize(
     assert "masks keep dense shapes" in masks.data.tags["int8/not_applicable"]
     assert not [k for k in masks.data.tags if "/int8/" in k]  # quantize.runtimes=[eager] only
     # the report answers the question, with the reason where a runtime had no INT8 figures
-    sweep = R.load_sweep(store, EXPERIMENT, "int8")
+    sweep = rows.load_sweep(store, EXPERIMENT, "int8")
     doc = report.render(sweep, {})
     section = doc[doc.index("## Does pruning still pay after INT8?") :]
     assert "| tiny_cnn | macs=0.5 | dg_group | openvino |" in section
@@ -164,7 +162,7 @@ def test_int8_job_finishes_when_one_runtime_cannot_quantize(
     assert "### Under INT8" in doc
 
 
-def _row(pruner: str, fp32: float, int8: float, pruning: float, on_int8: float) -> R.Row:
+def _row(pruner: str, fp32: float, int8: float, pruning: float, on_int8: float) -> rows.Row:
     rt = "onnxruntime"
     m = {"accuracy_top1": fp32, "dense_accuracy_top1": 0.95}
     for name, v in (("accuracy_top1", int8), ("speedup_pruning", pruning), ("speedup", on_int8)):
@@ -173,23 +171,23 @@ def _row(pruner: str, fp32: float, int8: float, pruning: float, on_int8: float) 
         m[tracking.int8_key(rt, f"{name}_ci_low")] = v * 0.98
         m[tracking.int8_key(rt, f"{name}_ci_high")] = v * 1.02
     params = {"eval.samples_used": "1000"}
-    return R.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, {}, params, target="macs=0.5")
+    return rows.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, {}, params, target="macs=0.5")
 
 
 def test_summary_names_the_methods_that_change_places_under_int8():
     a = _row("dg_group", fp32=0.90, int8=0.85, pruning=1.30, on_int8=1.05)
     b = _row("dg_taylor", fp32=0.89, int8=0.88, pruning=1.10, on_int8=1.25)
-    sweep = R.Sweep("s", [a, b], ["tiny"], ["macs=0.5"], [0], [0], [a, b])
-    said = "\n".join(int8_report.summary(sweep))
+    sweep = rows.Sweep("s", [a, b], ["tiny"], ["macs=0.5"], [0], [0], [a, b])
+    said = "\n".join(int8_section.summary(sweep))
     assert "by top-1, dg_group is ahead of dg_taylor in FP32 (90.0% vs 89.0%)" in said
     assert "behind in INT8 (85.0% vs 88.0%)" in said
     assert "by speedup, dg_group is faster than dg_taylor in FP32" in said
-    assert int8_report.verdict(a, "onnxruntime") == "pays"
+    assert int8_section.verdict(a, "onnxruntime") == "pays"
     # within each other's intervals, or in the same order: no change named
     c = _row("dg_taylor", fp32=0.89, int8=0.84, pruning=1.29, on_int8=1.04)
-    sweep = R.Sweep("s", [a, c], ["tiny"], ["macs=0.5"], [0], [0], [a, c])
-    assert "No two methods swap places" in "\n".join(int8_report.summary(sweep))
+    sweep = rows.Sweep("s", [a, c], ["tiny"], ["macs=0.5"], [0], [0], [a, c])
+    assert "No two methods swap places" in "\n".join(int8_section.summary(sweep))
     # an order decided by two images of 1,000 is not a change
     d = _row("dg_taylor", fp32=0.898, int8=0.86, pruning=1.29, on_int8=1.04)
-    sweep = R.Sweep("s", [a, d], ["tiny"], ["macs=0.5"], [0], [0], [a, d])
-    assert "by top-1," not in "\n".join(int8_report.summary(sweep))
+    sweep = rows.Sweep("s", [a, d], ["tiny"], ["macs=0.5"], [0], [0], [a, d])
+    assert "by top-1," not in "\n".join(int8_section.summary(sweep))

@@ -17,8 +17,7 @@ from helpers.models import tiny_input, tiny_model
 from helpers.runs import EXPERIMENT
 from sweep import job, report, tracking
 from sweep.config import config_dir
-from sweep.report import cells
-from sweep.report import rows as R
+from sweep.report import cells, rows
 
 # a short phase on either side, so that a job takes seconds
 SHORT = ["finetune.epochs=1", "finetune.max_steps=8", *FAST]
@@ -85,7 +84,7 @@ def test_a_method_that_trains_for_sparsity_runs_its_phase_as_a_stage(compose, st
     assert not [k for k in plain.data.metrics if "regularize" in k]
     logged = {**plain.data.tags, **plain.data.params}  # the config's stage limit aside
     assert not [k for k in logged if "regularize" in k and not k.startswith("job.stage_timeout_s")]
-    sweep = R.load_sweep(store, EXPERIMENT, "reg")
+    sweep = rows.load_sweep(store, EXPERIMENT, "reg")
     used = {p: (r, f) for p, r, f in cells.training_used(sweep)}
     assert used["dg_growing_reg"][0] == 8 and used["dg_group"][0] == 0
     assert used["dg_group"][1] == 8  # one-shot: the whole fine-tuning budget
@@ -100,5 +99,5 @@ def test_a_sparse_training_that_blew_up_is_flagged_and_left_out(compose, store, 
     (run,) = tracking.search_runs(store, EXPERIMENT)
     assert run.info.status == "FINISHED"
     assert run.data.tags["regularize_diverged"] == "true"
-    (row,) = R.load_sweep(store, EXPERIMENT, "blown").rows
+    (row,) = rows.load_sweep(store, EXPERIMENT, "blown").rows
     assert row.diverged and "sparse training diverged" in cells.flags(row)

@@ -7,8 +7,7 @@ from __future__ import annotations
 from helpers.cli import FAST
 from helpers.runs import EXPERIMENT
 from sweep import job, tracking
-from sweep.report import cells
-from sweep.report import rows as R
+from sweep.report import cells, rows
 
 
 def _channels(model) -> list[int]:
@@ -44,7 +43,7 @@ def test_a_rounded_job_is_its_own_protocol_and_flags_a_slowdown(compose, store, 
     mask = runs["tiny_cnn/l1_unstructured/0.5/round8"]
     assert mask.data.tags["not_applicable"] == "true"
     assert "no channel counts to round" in mask.data.tags["error"]
-    (row,) = [r for r in R.load_sweep(store, EXPERIMENT, "round").rows if r.pruner == "dg_group"]
+    (row,) = [r for r in rows.load_sweep(store, EXPERIMENT, "round").rows if r.pruner == "dg_group"]
     assert row.method == "dg_group/roundauto"
 
 
@@ -52,7 +51,7 @@ def test_the_slowdown_flag_names_the_runtime_and_the_hint():
     m = {"speedup": 1.1, "onnxruntime/speedup": 0.64, "onnxruntime/speedup_ci_low": 0.6}
     m["onnxruntime/speedup_ci_high"] = 0.7
     tags = {"onnxruntime/slower_than_dense": "true", "slower_than_dense": "false"}
-    row = R.Row("tiny", "tiny", "dg_group", 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
+    row = rows.Row("tiny", "tiny", "dg_group", 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
     assert cells.slower_than_dense(row) == [
         "slower than dense in onnxruntime 0.64x [0.60, 0.70]: try prune.round_to=16 (or auto)"
     ]

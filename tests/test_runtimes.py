@@ -18,8 +18,7 @@ from helpers.runs import EXPERIMENT
 from sweep import tracking
 from sweep.config.schema import RUNTIMES, check_ranges
 from sweep.errors import SweepConfigError
-from sweep.measure import deployed, peak
-from sweep.measure import runtimes as RT
+from sweep.measure import deployed, peak, runtimes
 from sweep.measure.latency import LatencySettings
 
 CPU = torch.device("cpu")
@@ -27,8 +26,8 @@ QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
 ONNX_RUNTIMES = ["onnxruntime", "openvino"]
 
 
-def _ctx(tmp_path, **kw) -> RT.Context:
-    return RT.Context(CPU, kw.pop("precision", "fp32"), 2, tmp_path, **kw)
+def _ctx(tmp_path, **kw) -> runtimes.Context:
+    return runtimes.Context(CPU, kw.pop("precision", "fp32"), 2, tmp_path, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ def models():
 @pytest.mark.parametrize("name", ONNX_RUNTIMES)
 def test_runtime_agrees_with_eager_and_is_timed_in_pairs(name, models, tmp_path):
     dense, small, x = models
-    r = deployed.time_in(RT.get(name), dense, small, x, _ctx(tmp_path), QUICK)
+    r = deployed.time_in(runtimes.get(name), dense, small, x, _ctx(tmp_path), QUICK)
     # (short timing here: the flag may say so, but never that the outputs disagree)
     assert r.runtime == name and r.agree and "output_mismatch" not in r.flag
     assert all(d < 1e-3 for d in r.max_abs_diff)
@@ -63,12 +62,12 @@ def test_instances_are_separate_sessions_of_one_export(name, models, tmp_path):
     the weights) of the same export, giving the same output."""
     dense, _, x = models
     ctx = _ctx(tmp_path)
-    one = RT.get(name).load(dense, x, ctx, "dense")
+    one = runtimes.get(name).load(dense, x, ctx, "dense")
     two = one.instances(2)
     assert len(two) == 2 and two[0] is one and two[1].run is not one.run
     assert torch.equal(two[1].output(), one.output())
     assert len(ctx.exports) == (0 if name == "eager" else 1)
-    r = deployed.time_in(RT.get(name), dense, dense, x, ctx, QUICK)
+    r = deployed.time_in(runtimes.get(name), dense, dense, x, ctx, QUICK)
     assert r.timing.instances == QUICK.instances == 2
 
 
@@ -76,16 +75,19 @@ def test_dense_and_pruned_are_exported_once_for_every_onnx_runtime(models, tmp_p
     dense, small, x = models
     ctx = _ctx(tmp_path)
     for name in ONNX_RUNTIMES:
-        deployed.time_in(RT.get(name), dense, small, x, ctx, QUICK)
-    assert len(ctx.exports) == 2 and RT.exporter_used(ctx) == "torchscript"
+        deployed.time_in(runtimes.get(name), dense, small, x, ctx, QUICK)
+    assert len(ctx.exports) == 2 and runtimes.exporter_used(ctx) == "torchscript"
 
 
 def test_dynamo_exporter_when_asked(models, tmp_path):
     dense, _, x = models
     ctx = _ctx(tmp_path, onnx_exporter="dynamo")
-    loaded = RT.get("onnxruntime").load(dense, x, ctx, "dense")
-    want = RT.get("eager").load(dense, x, ctx, "dense").output()
-    assert RT.max_abs_diff(loaded.output(), want) < 1e-3 and RT.exporter_used(ctx) == "dynamo"
+    loaded = runtimes.get("onnxruntime").load(dense, x, ctx, "dense")
+    want = runtimes.get("eager").load(dense, x, ctx, "dense").output()
+    assert (
+        runtimes.max_abs_diff(loaded.output(), want) < 1e-3
+        and runtimes.exporter_used(ctx) == "dynamo"
+    )
 
 
 def test_a_model_no_exporter_takes_is_not_applicable_with_its_reason(models, tmp_path):
@@ -95,14 +97,16 @@ def test_a_model_no_exporter_takes_is_not_applicable_with_its_reason(models, tmp
     odd = PrunesToUnexportable().prune(copy.deepcopy(dense), 0.5, x)
     odd(x)  # eager runs it
     ctx = _ctx(tmp_path)
-    with pytest.raises(RT.RuntimeNotApplicable, match=r"^onnxruntime: cannot export the pruned"):
-        deployed.time_in(RT.get("onnxruntime"), dense, odd, x, ctx, QUICK)
+    with pytest.raises(
+        runtimes.RuntimeNotApplicable, match=r"^onnxruntime: cannot export the pruned"
+    ):
+        deployed.time_in(runtimes.get("onnxruntime"), dense, odd, x, ctx, QUICK)
     # the next runtime that needs ONNX is told the same without exporting again
-    with pytest.raises(RT.RuntimeNotApplicable, match=r"^openvino: cannot export the pruned"):
-        RT.get("openvino").load(odd, x, ctx, "pruned")
+    with pytest.raises(runtimes.RuntimeNotApplicable, match=r"^openvino: cannot export the pruned"):
+        runtimes.get("openvino").load(odd, x, ctx, "pruned")
 
 
-class _OffByOne(RT.Eager):
+class _OffByOne(runtimes.Eager):
     """A runtime whose output is wrong: its figures must be flagged, not reported as they are."""
 
     name = "off_by_one"
@@ -129,8 +133,8 @@ def test_output_that_disagrees_with_eager_is_flagged(models, tmp_path):
 )
 def test_runtime_that_cannot_run_here_says_why(name, ctx_kw, said, models, tmp_path):
     dense, small, x = models
-    with pytest.raises(RT.RuntimeNotApplicable) as e:
-        deployed.time_in(RT.get(name), dense, small, x, _ctx(tmp_path, **ctx_kw), QUICK)
+    with pytest.raises(runtimes.RuntimeNotApplicable) as e:
+        deployed.time_in(runtimes.get(name), dense, small, x, _ctx(tmp_path, **ctx_kw), QUICK)
     assert said in str(e.value) and "\n" not in str(e.value)
 
 
@@ -139,14 +143,14 @@ def test_missing_package_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a)
     )
-    said = RT.get("openvino").unavailable(_ctx(tmp_path))
+    said = runtimes.get("openvino").unavailable(_ctx(tmp_path))
     assert said == "openvino is not installed (pip install 'sweep[deploy]')"
 
 
 def test_every_runtime_of_the_schema_is_a_class():
-    assert tuple(RT.REGISTRY) == RUNTIMES
+    assert tuple(runtimes.REGISTRY) == RUNTIMES
     for name in RUNTIMES:
-        rt = RT.get(name)
+        rt = runtimes.get(name)
         assert rt.name == name and rt.summary
 
 
@@ -160,7 +164,7 @@ def test_unknown_runtime_is_refused_in_one_line(compose):
 
 
 def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
-    ctx, eager = _ctx(tmp_path), RT.get("eager")
+    ctx, eager = _ctx(tmp_path), runtimes.get("eager")
     first = peak.cached(eager, ctx, QUICK, tmp_path / "cache", "cpu: test")
     assert first.gemm > first.dwconv > 0  # a GEMM reaches more MAC/s than a depthwise conv
     saved = json.loads((tmp_path / "cache" / peak.CACHE_FILE).read_text())
@@ -180,13 +184,13 @@ COMPILED = """
 import sys, tempfile
 from pathlib import Path
 import torch, torch.nn as nn
-from sweep.measure import deployed, runtimes as RT
+from sweep.measure import deployed, runtimes
 from sweep.measure.latency import LatencySettings
 model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
 small = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
-ctx = RT.Context(torch.device("cpu"), "fp32", 2, Path(tempfile.mkdtemp()))
+ctx = runtimes.Context(torch.device("cpu"), "fp32", 2, Path(tempfile.mkdtemp()))
 s = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
-r = deployed.time_in(RT.get("compile"), model, small, torch.randn(4, 16), ctx, s)
+r = deployed.time_in(runtimes.get("compile"), model, small, torch.randn(4, 16), ctx, s)
 print(r.agree, r.export_s[0] > 0, r.file is None)
 """
 
@@ -251,8 +255,8 @@ def test_cuda_runtime_agrees_with_eager_and_is_timed(name, precision, tmp_path):
     dev = torch.device("cuda")
     dense = timm.create_model("resnet18", num_classes=10).eval().to(dev)
     small = timm.create_model("resnet10t", num_classes=10).eval().to(dev)
-    ctx = RT.Context(dev, precision, 2, tmp_path)
-    runtime = RT.get(name)
+    ctx = runtimes.Context(dev, precision, 2, tmp_path)
+    runtime = runtimes.get(name)
     reason = runtime.unavailable(ctx)
     if reason:
         pytest.skip(f"{name} not applicable here: {reason}")
@@ -264,28 +268,26 @@ def test_cuda_runtime_agrees_with_eager_and_is_timed(name, precision, tmp_path):
 
 
 def _row(pruner: str, eager: tuple, onnx: tuple):
-    from sweep.report import rows as R
+    from sweep.report import rows
 
     m = {"accuracy_top1": 0.9, "macs": 1.0, "dense_macs": 2.0}
     for rt, (v, lo, hi) in (("eager", eager), ("onnxruntime", onnx)):
         key = functools.partial(tracking.runtime_key, rt)
         m.update({key("speedup"): v, key("speedup_ci_low"): lo, key("speedup_ci_high"): hi})
     tags = {tracking.TAG_KIND: "structural", tracking.TAG_SPEEDUP_POSSIBLE: "true"}
-    return R.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
+    return rows.Row("tiny", "tiny", pruner, 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
 
 
 def test_report_names_only_ranking_flips_clear_of_the_intervals():
-    from sweep.report import cells as F
-    from sweep.report import compare
-    from sweep.report import rows as R
+    from sweep.report import cells, compare, rows
 
-    rows = [
+    found = [
         _row("a", (1.5, 1.4, 1.6), (1.1, 1.05, 1.15)),
         _row("b", (1.2, 1.1, 1.3), (1.4, 1.3, 1.5)),  # swaps places with a, clear of both
         _row("c", (1.25, 1.0, 1.55), (1.2, 1.0, 1.45)),  # overlaps everyone: no claim
     ]
-    sweep = R.Sweep("s", rows, ["tiny"], ["macs=0.5"], [0], [0], rows)
-    assert F.sweep_runtimes(sweep) == ["eager", "onnxruntime"]
+    sweep = rows.Sweep("s", found, ["tiny"], ["macs=0.5"], [0], [0], found)
+    assert cells.sweep_runtimes(sweep) == ["eager", "onnxruntime"]
     assert compare.ranking_changes(sweep) == [
         "- tiny, macs=0.5: a is faster than b in eager (1.50x vs 1.20x), slower in onnxruntime "
         "(1.10x vs 1.40x)"

@@ -138,11 +138,13 @@ def test_a_measured_speedup_is_read_again_and_accepted_when_the_target_is_in_its
 
     def trial(ratio):  # 2x at ratio 0.5; each reading +-4 %
         v = 1 + 2 * ratio
-        return torch.nn.Identity(), targets.Reading(v, 0.96 * v, 1.04 * v)
+        return torch.nn.Identity(), targets.Reading(value=v, low=0.96 * v, high=1.04 * v)
 
     def confirm(model):
         reads.append(model)
-        return targets.Reading(1.93, 1.85, 2.01)  # the second reading is lower; 2x still inside
+        return targets.Reading(
+            value=1.93, low=1.85, high=2.01
+        )  # the second reading is lower; 2x still inside
 
     found = targets.search(trial, _target("speedup", 2.0), confirm=confirm)
     assert found.within and len(reads) == 1
@@ -152,11 +154,11 @@ def test_a_measured_speedup_is_read_again_and_accepted_when_the_target_is_in_its
 def test_a_speedup_that_meets_the_target_once_but_not_when_read_again_is_noise():
     def trial(ratio):  # below 0.4 clearly short; above, read at 2.03x, 2x inside its interval
         if ratio < 0.4:
-            return torch.nn.Identity(), targets.Reading(1.8, 1.78, 1.82)
-        return torch.nn.Identity(), targets.Reading(2.03, 2.0, 2.06)
+            return torch.nn.Identity(), targets.Reading(value=1.8, low=1.78, high=1.82)
+        return torch.nn.Identity(), targets.Reading(value=2.03, low=2.0, high=2.06)
 
     def confirm(model):  # ... but read again, 2.31x: the machine drifted between the readings
-        return targets.Reading(2.31, 2.29, 2.33)
+        return targets.Reading(value=2.31, low=2.29, high=2.33)
 
     found = targets.search(trial, _target("speedup", 2.0, tolerance=0.01), confirm=confirm)
     assert found.landing == "nearest" and found.stopped_by == "noise"
@@ -170,7 +172,7 @@ def test_readings_too_wide_to_steer_by_are_not_believed_and_the_search_says_nois
     def trial(ratio):  # the machine swings each reading by 0.3x, and each interval spans +-40 %
         calls.append(ratio)
         v = 1 + 2 * ratio + (0.3 if len(calls) % 2 else -0.3)
-        return torch.nn.Identity(), targets.Reading(v, 0.6 * v, 1.4 * v)
+        return torch.nn.Identity(), targets.Reading(value=v, low=0.6 * v, high=1.4 * v)
 
     found = targets.search(trial, _target("speedup", 2.0), confirm=lambda m: trial(0.5)[1])
     assert found.landing == "nearest" and found.stopped_by == "noise"
@@ -181,10 +183,12 @@ def test_readings_too_wide_to_steer_by_are_not_believed_and_the_search_says_nois
 def test_a_speedup_the_steps_jump_over_is_granularity():
     def trial(ratio):  # two architectures, each read tightly: 1.8x and 2.3x
         v = 1.8 if ratio < 0.4 else 2.3
-        return torch.nn.Identity(), targets.Reading(v, v - 0.02, v + 0.02)
+        return torch.nn.Identity(), targets.Reading(value=v, low=v - 0.02, high=v + 0.02)
 
     found = targets.search(
-        trial, _target("speedup", 2.0), confirm=lambda m: targets.Reading(2.3, 2.28, 2.32)
+        trial,
+        _target("speedup", 2.0),
+        confirm=lambda m: targets.Reading(value=2.3, low=2.28, high=2.32),
     )
     assert found.landing == "nearest" and found.stopped_by == "granularity"
     assert found.reached == 2.3 and "goes from 1.8 to 2.3" in found.note

@@ -19,17 +19,21 @@ from sweep.pruners.base import Calibration, NotApplicable
 
 def _mixer_kinds():
     from timm.layers import GatedMlp
-    from timm.models import mlp_mixer as mm
+    from timm.models import mlp_mixer
 
     return {
         "mixer": {},
         "resmlp": {
-            "block_layer": mm.ResBlock,
-            "norm_layer": mm.Affine,
+            "block_layer": mlp_mixer.ResBlock,
+            "norm_layer": mlp_mixer.Affine,
             "mlp_ratio": 4,
             "stem_norm": False,
         },
-        "gmlp": {"block_layer": mm.SpatialGatingBlock, "mlp_layer": GatedMlp, "mlp_ratio": 6},
+        "gmlp": {
+            "block_layer": mlp_mixer.SpatialGatingBlock,
+            "mlp_layer": GatedMlp,
+            "mlp_ratio": 6,
+        },
     }
 
 
@@ -52,23 +56,28 @@ FIXED = {
 
 def _metaformer(kind: str):
     """poolformer_s12's and caformer_s18's blocks, one per stage, narrower."""
-    from timm.models import metaformer as mf
+    from timm.models import metaformer
 
     small = {"num_classes": 10, "depths": (1, 1, 1, 1), "dims": (32, 64, 128, 160)}
     if kind == "poolformer":
-        return mf.MetaFormer(
+        return metaformer.MetaFormer(
             downsample_norm=None,
             mlp_act=torch.nn.GELU,
             mlp_bias=True,
-            norm_layers=mf.GroupNorm1,
+            norm_layers=metaformer.GroupNorm1,
             layer_scale_init_values=1e-5,
             res_scale_init_values=None,
             use_mlp_head=False,
             **small,
         )
-    return mf.MetaFormer(
-        token_mixers=[mf.SepConv, mf.SepConv, mf.Attention, mf.Attention],
-        norm_layers=[mf.LayerNorm2dNoBias] * 2 + [mf.LayerNormNoBias] * 2,
+    return metaformer.MetaFormer(
+        token_mixers=[
+            metaformer.SepConv,
+            metaformer.SepConv,
+            metaformer.Attention,
+            metaformer.Attention,
+        ],
+        norm_layers=[metaformer.LayerNorm2dNoBias] * 2 + [metaformer.LayerNormNoBias] * 2,
         head_dim=32,
         **small,
     )

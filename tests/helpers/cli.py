@@ -58,11 +58,11 @@ def fail_in_one_line(argv, capsys, tmp_path, monkeypatch) -> str:
     and nothing written (no store, no Hydra output)."""
     import pytest
 
-    from sweep.cli import main as cli
+    from sweep.cli import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        cli.main(argv)
+        main.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err

@@ -13,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from sweep import config as C
-from sweep import tracking
+from sweep import config, tracking
 from sweep.cli.plan import Plan, hydra_args, plan_sweep, user_search
 from sweep.errors import SweepConfigError, first_line
 
@@ -108,7 +107,7 @@ def _help_user_options(argv: list[str]) -> None:
     except SweepConfigError as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return
-    for group, names in C.user_options(extra).items():
+    for group, names in config.user_options(extra).items():
         print(f"{group} (from your config folders): {', '.join(names)}")
 
 
@@ -161,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         with tracking.Heartbeat(*parent, plan.heartbeat_s) if parent else contextlib.nullcontext():
             status, code = _run_hydra(plan)
     finally:
-        code = _wrap_up(plan, parent, status, code, since_ms)
+        code = _wrap_up(plan, parent, status=status, code=code, since_ms=since_ms)
     raise SystemExit(code)
 
 

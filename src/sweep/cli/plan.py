@@ -10,8 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep import config as C
-from sweep import tracking
+from sweep import config, tracking
 from sweep.config.schema import TARGETS
 from sweep.errors import SweepConfigError, first_line, one_line
 
@@ -68,23 +67,23 @@ def _values(parsed: list, extra: list) -> tuple[dict[str, list[str]], dict[str, 
         if not o.is_sweep_override():
             out[o.input_line] = [o.input_line]
             continue
-        if o.key_or_group in C.GROUPS and isinstance(o.value(), Glob):
-            vals = o.value().filter(C.group_options(o.key_or_group, extra))
+        if o.key_or_group in config.GROUPS and isinstance(o.value(), Glob):
+            vals = o.value().filter(config.group_options(o.key_or_group, extra))
             if not vals:
                 raise SweepConfigError(
                     f"{o.input_line} matches no {o.key_or_group}: choose from "
-                    f"{', '.join(C.group_options(o.key_or_group, extra))}"
+                    f"{', '.join(config.group_options(o.key_or_group, extra))}"
                 )
             globs[o.input_line] = f"{o.get_key_element()}={','.join(vals)}"
         else:
             vals = list(o.sweep_string_iterator())
         out[o.input_line] = [f"{o.get_key_element()}={v}" for v in vals]
-        if o.key_or_group in C.GROUPS:
+        if o.key_or_group in config.GROUPS:
             for v in vals:
-                C.check_choice(o.key_or_group, v, extra)
+                config.check_choice(o.key_or_group, v, extra)
     for o in parsed:
-        if not o.is_sweep_override() and o.key_or_group in C.GROUPS and o.value() is not None:
-            C.check_choice(o.key_or_group, o.get_value_element_as_str(), extra)
+        if not o.is_sweep_override() and o.key_or_group in config.GROUPS and o.value() is not None:
+            config.check_choice(o.key_or_group, o.get_value_element_as_str(), extra)
     return out, globs
 
 
@@ -100,10 +99,10 @@ def _listed(parsed: list, key: str) -> list[str]:
 def user_search(args) -> tuple[list[str], list]:
     """The user's config folders: hydra.searchpath on the command line, and --config-dir (which
     Hydra puts first); (searchpath entries as Hydra takes them, the folders, checked)."""
-    entries = _listed(_parse_plain(args.overrides), C.SEARCHPATH_KEY)
+    entries = _listed(_parse_plain(args.overrides), config.SEARCHPATH_KEY)
     if args.config_dir:
         entries = [f"file://{Path(args.config_dir).expanduser().resolve()}", *entries]
-    return entries, C.search_dirs(entries)
+    return entries, config.search_dirs(entries)
 
 
 def _parse_plain(overrides: list[str]) -> list:
@@ -123,7 +122,7 @@ def _to_check(values: dict[str, list[str]], parsed: list) -> list[list[str]]:
     """The jobs whose configs together hold every value of the grid: every combination of group choices
     (they change the config's shape), then each other swept value once. Composing all N jobs of a large
     grid would cost seconds for nothing."""
-    groups = [o.input_line for o in parsed if o.key_or_group in C.GROUPS]
+    groups = [o.input_line for o in parsed if o.key_or_group in config.GROUPS]
     base = [v[0] for v in values.values()]
     jobs = []
     for combo in itertools.product(*(values[k] for k in groups)):
@@ -149,7 +148,7 @@ def _compose_checked(job: list[str]):
         raise SweepConfigError(
             typed or f"cannot compose {' '.join(job)}: {first_line(e)}"
         ) from None
-    C.check_job_config(cfg)
+    config.check_job_config(cfg)
     return cfg
 
 
@@ -196,7 +195,7 @@ def _check_importance_named(cfg, extra: list) -> None:
     or the report files its results under the method it came from."""
     from omegaconf import OmegaConf
 
-    path = C.option_file("pruner", str(cfg.pruner.get("name")), extra)
+    path = config.option_file("pruner", str(cfg.pruner.get("name")), extra)
     if path is None or "importance" not in cfg.pruner:
         return
     shipped = OmegaConf.load(path).get("importance")
@@ -230,7 +229,9 @@ def _check_before_the_sweep(parsed: list) -> None:
     from hydra.errors import HydraException
 
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-    swept = {o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group in C.GROUPS}
+    swept = {
+        o.key_or_group for o in parsed if o.is_sweep_override() and o.key_or_group in config.GROUPS
+    }
     try:
         compose("sweep", overrides=plain)
     except HydraException as e:
@@ -254,13 +255,13 @@ def plan_sweep(argv: list[str]) -> Plan:
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
         return Plan(list(argv), 0, runs_job=False)
     entries, extra = user_search(args)
-    C.import_modules(_listed(_parse_plain(args.overrides), "imports"))
-    overrides = [o for o in args.overrides if not o.startswith(f"{C.SEARCHPATH_KEY}=")]
+    config.import_modules(_listed(_parse_plain(args.overrides), "imports"))
+    overrides = [o for o in args.overrides if not o.startswith(f"{config.SEARCHPATH_KEY}=")]
     if entries:  # compose sees the user's folders as Hydra's app will
-        overrides.append(f"{C.SEARCHPATH_KEY}=[{','.join(entries)}]")
+        overrides.append(f"{config.SEARCHPATH_KEY}=[{','.join(entries)}]")
     GlobalHydra.instance().clear()
     with initialize_config_dir(
-        config_dir=str(C.config_dir()), version_base="1.3", job_name="sweep"
+        config_dir=str(config.config_dir()), version_base="1.3", job_name="sweep"
     ):
         parsed = _parse(overrides, bool(args.multirun))
         values, globs = _values(parsed, extra)

@@ -106,8 +106,8 @@ def _type_name(tp) -> str:
     args = typing.get_args(tp)
     origin = typing.get_origin(tp)
     if origin is typing.Union:
-        names = [_type_name(a) for a in args if a is not type(None)]
-        return " \\| ".join(names) + (" \\| null" if type(None) in args else "")
+        parts = [_type_name(a) for a in args if a is not type(None)]
+        return " \\| ".join(parts) + (" \\| null" if type(None) in args else "")
     if origin is not None:
         return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
     return getattr(tp, "__name__", str(tp))
@@ -202,10 +202,10 @@ def config_page() -> str:
 
 # ---- the MLflow schema -----------------------------------------------------------------------------------
 def schema_page() -> str:
-    from sweep.tracking import names as S
+    from sweep.tracking import names
 
     def table(head: str, kind: str) -> list[str]:
-        rows = [(e.title, e.meaning) for e in S.SCHEMA if e.kind == kind]
+        rows = [(e.title, e.meaning) for e in names.SCHEMA if e.kind == kind]
         return [f"| name | {head} |", "|---|---|", *(f"| {n} | {m} |" for n, m in rows), ""]
 
     return "\n".join(
@@ -214,7 +214,7 @@ def schema_page() -> str:
             "",
             GENERATED,
             "",
-            S.INTRO,
+            names.INTRO,
             "",
             "## Params",
             "",
@@ -230,11 +230,11 @@ def schema_page() -> str:
             *table("values", "tag"),
             "## The sweep's run, the experiment, artifacts",
             "",
-            S.PARENT_RUN,
+            names.PARENT_RUN,
             "",
-            S.EXPERIMENT,
+            names.EXPERIMENT,
             "",
-            S.ARTIFACTS,
+            names.ARTIFACTS,
             "",
         ]
     )

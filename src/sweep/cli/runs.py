@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.errors import SweepConfigError
 
 
@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m sweep.cli.runs", description=__doc__.splitlines()[0]
     )
-    ap.add_argument("--tracking-uri", default=None, help=T.DEFAULT_URI_HELP)
-    ap.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT)
+    ap.add_argument("--tracking-uri", default=None, help=tracking.DEFAULT_URI_HELP)
+    ap.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT)
     ap.add_argument(
         "--fail-stale",
         action="store_true",
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--older-than",
         type=float,
-        default=T.DEFAULT_STALE_AFTER_S,
+        default=tracking.DEFAULT_STALE_AFTER_S,
         help="seconds without a heartbeat after which a RUNNING run is dead (default: %(default)g)",
     )
     args = ap.parse_args(argv)
@@ -40,26 +40,28 @@ def main(argv: list[str] | None = None) -> None:
             raise SweepConfigError(
                 f"--older-than={args.older_than:g} is not valid: use seconds > 0"
             )
-        uri = T.resolve_uri(args.tracking_uri)
-        T.check_reachable(uri)
+        uri = tracking.resolve_uri(args.tracking_uri)
+        tracking.check_reachable(uri)
     except SweepConfigError as e:
         print(f"sweep.cli.runs: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     if not args.fail_stale:
         _list_running(uri, args.experiment)
         return
-    stale = T.fail_stale(uri, args.experiment, args.older_than)
+    stale = tracking.fail_stale(uri, args.experiment, args.older_than)
     for r in stale:
-        print(f"FAILED {r.info.run_id} {r.info.run_name} (sweep {r.data.tags.get(T.TAG_SWEEP_ID)})")
+        print(
+            f"FAILED {r.info.run_id} {r.info.run_name} (sweep {r.data.tags.get(tracking.TAG_SWEEP_ID)})"
+        )
     print(f"{len(stale)} stale run(s) ended FAILED in {uri} (experiment {args.experiment})")
 
 
 def _list_running(uri: str, experiment: str) -> None:
     """The RUNNING runs with the age of their last sign of life."""
     now = time.time()
-    runs = T.running_runs(uri, experiment)
+    runs = tracking.running_runs(uri, experiment)
     for r in runs:
-        age = now - T.last_sign_of_life(r)
+        age = now - tracking.last_sign_of_life(r)
         print(f"RUNNING {r.info.run_id} {r.info.run_name}: last heartbeat {age:.0f} s ago")
     print(f"{len(runs)} running run(s); --fail-stale ends those silent for over the threshold")
 

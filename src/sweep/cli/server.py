@@ -194,7 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     except SweepConfigError as e:
         print(f"sweep.cli.server: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    cmd = command(uri, args.host, args.port, args.artifacts_destination, args.workers, args.auth)
+    cmd = command(
+        uri,
+        args.host,
+        port=args.port,
+        artifacts=args.artifacts_destination,
+        workers=args.workers,
+        auth=args.auth,
+    )
     print(
         f"tracking server on http://{args.host}:{args.port} over {uri.split('@')[-1]}"
         f"{' with basic auth' if args.auth else ''}; jobs log to it with "

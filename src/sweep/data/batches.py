@@ -76,7 +76,7 @@ class Batches:
 
     def head(self, n: int | None) -> Batches:
         limit = n if self.limit is None else min(n, self.limit)
-        return Batches(self.dataset, self.split, self.transform, limit, self._items)
+        return Batches(self.dataset, self.split, self.transform, limit=limit, items=self._items)
 
     def first(self, n: int) -> torch.Tensor:
         """The first n images (repeated if the split is smaller), for counting and timing."""

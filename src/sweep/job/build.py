@@ -59,7 +59,7 @@ def _round_to(value, device: torch.device, pruner) -> int | None:
     return pruner.round_to
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Built(Result):
     model: nn.Module
     train: Batches  # the dataset's splits through the model's own preprocessing
@@ -137,7 +137,7 @@ def check_method(job: Job, model: nn.Module, example: torch.Tensor) -> tuple[str
     return kept
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Weights(Result):
     model: nn.Module
     info: weights.WeightsInfo
@@ -164,7 +164,7 @@ def load_weights(job: Job, built: Built) -> Weights:
         cache_dir=cfg.weights.cache_dir,
         seed=cfg.seed,
     )
-    return Weights(dense, info)
+    return Weights(model=dense, info=info)
 
 
 def calibration_of(job: Job, train: Batches) -> Calibration | None:

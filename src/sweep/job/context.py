@@ -5,6 +5,7 @@ one named object)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,7 +23,7 @@ __all__ = ["Bench", "Job", "Progress", "Step", "schedule"]
 
 
 # ---- the job ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job(Result):
     """A job's config and the objects its config names. `model_params` is the dense model's size once
     it is built (the limits scale with it): `with_model_params` returns the job that knows it."""
@@ -48,6 +49,12 @@ class Job(Result):
         """With a kept pretrained head: the head's class for each of the dataset's labels (None: the
         labels are the head's classes)."""
         return self.dataset.class_map if self.cfg.model.head == "keep" else None
+
+    @property
+    def chance_loss(self) -> float:
+        """A uniform guess's loss over the dataset's classes (ln C): training that ends above it and
+        above where it started diverged (`training.TrainResult.diverged`)."""
+        return math.log(self.dataset.num_classes)
 
     def stage_timeout_s(self, name: str) -> float | None:
         value = self.cfg.job.stage_timeout_s[name]
@@ -95,7 +102,7 @@ class Job(Result):
         return tags
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Bench(Result):
     """What every stage after the weights reads, made once: the dense model, the dataset's splits
     through the model's preprocessing, one example input, the pruner's calibration batches and the

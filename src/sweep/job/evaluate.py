@@ -20,7 +20,7 @@ __all__ = ["Accuracy", "eval_samples", "evaluate", "top1_of"]
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Accuracy(Result):
     dense: float
     oneshot: float  # the pruned model before fine-tuning

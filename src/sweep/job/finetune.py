@@ -67,7 +67,7 @@ def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> trai
     # each step's share sees its own shuffle of the train split (one-shot: the seed's own)
     seed = job.cfg.seed if step.n == 1 else job.cfg.seed * 1009 + step.index
     torch.manual_seed(seed)
-    result = training.train(
+    return training.train(
         model,
         bench.train,
         budget,
@@ -77,12 +77,11 @@ def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> trai
         distill=distill,
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
         class_map=job.class_map,
+        chance_loss=job.chance_loss,
     )
-    result.chance_loss = math.log(job.dataset.num_classes)
-    return result
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepTuned(Result):
     """After an intermediate step: its fine-tuning's end loss and top-1 (at MLflow step k)."""
 
@@ -126,16 +125,16 @@ def finetune_step(
     budget = _budget(job, bench.train, step)
     loss_end = None
     if budget is not None:
-        result = _train(job, bench, pruned, budget, step)
+        result = _train(job, bench, model=pruned, budget=budget, step=step)
         progress.trained.append(result)
         loss_end = result.loss_end
-    split = _step_split(job, pruned, bench, progress, step.n)
+    split = _step_split(job, pruned, bench=bench, progress=progress, steps=step.n)
     accuracy = top1_of(job, pruned, split, f"after step {step.index}")
     lr = _lr(job) if job.cfg.finetune.epochs else None
-    return StepTuned(step, lr, loss_end, accuracy)
+    return StepTuned(step=step, lr=lr, loss_end=loss_end, accuracy=accuracy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recovered(Result):
     """The pruned model after recovery fine-tuning (= one-shot without it), and how the training went
     over every step of the schedule."""
@@ -199,15 +198,15 @@ def finetune(
     lr = _lr(job) if f.epochs else None
     result = None
     if budget is not None:
-        result = _train(job, bench, pruned, budget, last)
+        result = _train(job, bench, model=pruned, budget=budget, step=last)
         progress.trained.append(result)
     if not progress.trained:
-        return Recovered(acc.oneshot, None, init=f.init, init_method=how, lr=lr)
+        return Recovered(accuracy=acc.oneshot, result=None, init=f.init, init_method=how, lr=lr)
     recovered = top1_of(job, pruned, acc.eval, "fine-tuned")
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     done = Recovered(
-        recovered,
-        result or progress.trained[-1],
+        accuracy=recovered,
+        result=result or progress.trained[-1],
         init=f.init,
         init_method=how,
         lr=lr,

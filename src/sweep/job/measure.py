@@ -19,8 +19,7 @@ from sweep import provenance, targets, tracking
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
 from sweep.job.results import Artifact, Result
-from sweep.measure import deployed, peak
-from sweep.measure import runtimes as RT
+from sweep.measure import deployed, peak, runtimes
 from sweep.measure.counting import Counts, count
 from sweep.measure.latency import (
     LatencySettings,
@@ -42,7 +41,7 @@ def is_noop(dense: Counts, pruned: Counts) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Counted(Result):
     dense: Counts
     pruned: Counts
@@ -58,7 +57,7 @@ class Counted(Result):
         return {tracking.TAG_NOOP: self.noop}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Timed(Result):
     """Dense and pruned in eager PyTorch, timed interleaved, and the paired speedup."""
 
@@ -95,7 +94,7 @@ class Timed(Result):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InRuntime(Result):
     """One deployment runtime's figures under its names (`<runtime>/...`), or why it could not run."""
 
@@ -120,7 +119,7 @@ class InRuntime(Result):
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Exporter(Result):
     name: str
 
@@ -139,7 +138,7 @@ class Measured:
 
 
 def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Artifact]:
-    counted = Counted(bench.dense_counts, count(pruned, bench.example))
+    counted = Counted(dense=bench.dense_counts, pruned=count(pruned, bench.example))
     yield counted
     if counted.noop:
         log.warning(
@@ -148,7 +147,7 @@ def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Arti
         )
     settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
     x = bench.eval.first(settings.batch_size)
-    timed = _time_eager(job, bench.dense, pruned, x, settings)
+    timed = _time_eager(job, bench.dense, pruned=pruned, x=x, settings=settings)
     yield timed
     measured = Measured(
         dense=counted.dense,
@@ -158,7 +157,7 @@ def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Arti
         speedup=timed.speedup,
         batch_size=settings.batch_size,
     )
-    yield from _deployed(job, (bench.dense, pruned), x, settings, measured)
+    yield from _deployed(job, (bench.dense, pruned), x=x, settings=settings, m=measured)
     return measured
 
 
@@ -168,7 +167,7 @@ def _time_eager(job: Job, dense: nn.Module, pruned: nn.Module, x, settings) -> T
     if timing.flag != "none":
         log.warning("%s: latency not to be trusted (%s)", job.run_name, timing.flag)
     speedup = timing.speedup(0, 1, settings.bootstrap, job.cfg.seed)
-    return Timed(timing, speedup, layers)
+    return Timed(timing=timing, speedup=speedup, sparse_kernel_layers=layers)
 
 
 def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
@@ -187,25 +186,32 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
     """Dense and pruned (`models`) timed in every runtime of measure.runtimes besides eager; a runtime
     that cannot take a model is not applicable for this job, with its reason, and the job goes on."""
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
-        ctx = RT.Context.of(job.device, settings, Path(tmp))
-        eager = RT.get(tracking.EAGER)
-        yield InRuntime(tracking.EAGER, peak=_peak(job, eager, ctx, settings, m, m.latency))
+        ctx = runtimes.Context.of(job.device, settings, Path(tmp))
+        eager = runtimes.get(tracking.EAGER)
+        yield InRuntime(
+            runtime=tracking.EAGER,
+            peak=_peak(job, eager, ctx=ctx, settings=settings, m=m, latency=m.latency),
+        )
         saved = False
         for name in runtimes_of(job, settings)[1:]:
-            runtime = RT.get(name)
+            runtime = runtimes.get(name)
             try:
-                r = _time_in(job, runtime, models, x, ctx, settings)
-            except RT.RuntimeNotApplicable as e:
+                r = _time_in(job, runtime, models=models, x=x, ctx=ctx, settings=settings)
+            except runtimes.RuntimeNotApplicable as e:
                 log.warning("%s: %s not applicable: %s", job.run_name, name, first_line(e))
-                yield InRuntime(name, not_applicable=first_line(e))
+                yield InRuntime(runtime=name, not_applicable=first_line(e))
                 continue
             latency = (r.dense, r.pruned)
-            yield InRuntime(name, r, peak=_peak(job, runtime, ctx, settings, m, latency))
+            yield InRuntime(
+                runtime=name,
+                result=r,
+                peak=_peak(job, runtime, ctx=ctx, settings=settings, m=m, latency=latency),
+            )
             if job.cfg.save_model and r.file is not None and not saved:
                 yield Artifact(r.file.parent, tracking.MODEL_ARTIFACT_DIR)  # what was timed
                 saved = True
         if ctx.exports:
-            yield Exporter(RT.exporter_used(ctx))
+            yield Exporter(name=runtimes.exporter_used(ctx))
 
 
 def runtimes_of(job: Job, settings) -> list[str]:
@@ -219,14 +225,16 @@ def _target_runtime(job: Job) -> list[str]:
     return [target.runtime] if target is not None and target.kind == "speedup" else []
 
 
-def _time_in(job: Job, runtime: RT.Runtime, models, x, ctx, settings):
+def _time_in(job: Job, runtime: runtimes.Runtime, models, x, ctx, settings):
     if not job.pruner.kind.dense_speedup_possible and not runtime.sparse_kernels:
-        raise RT.RuntimeNotApplicable(
+        raise runtimes.RuntimeNotApplicable(
             f"{runtime.name}: masks keep dense shapes and {runtime.name} has no sparse kernel for "
             f"them: no speedup to measure"
         )
     dense, pruned = models
-    r = deployed.time_in(runtime, dense, pruned, x, ctx, settings, seed=job.cfg.seed)
+    r = deployed.time_in(
+        runtime, dense, pruned=pruned, x=x, ctx=ctx, settings=settings, seed=job.cfg.seed
+    )
     if r.flag != "none":
         log.warning("%s: %s latency not to be trusted (%s)", job.run_name, r.runtime, r.flag)
     log.info(
@@ -242,7 +250,9 @@ def _time_in(job: Job, runtime: RT.Runtime, models, x, ctx, settings):
     return r
 
 
-def _peak(job: Job, runtime: RT.Runtime, ctx: RT.Context, settings, m: Measured, latency) -> dict:
+def _peak(
+    job: Job, runtime: runtimes.Runtime, ctx: runtimes.Context, settings, m: Measured, latency
+) -> dict:
     """The runtime's peak on this machine (cached) and each model's efficiency against it, at the
     dense and pruned `latency` it timed."""
     if not settings.peak:

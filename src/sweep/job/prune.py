@@ -17,8 +17,7 @@ from omegaconf import OmegaConf
 from sweep import targets, tracking
 from sweep.job.context import Bench, Job, Progress, Step
 from sweep.job.results import Result
-from sweep.measure import deployed
-from sweep.measure import runtimes as RT
+from sweep.measure import deployed, runtimes
 from sweep.measure.counting import count
 from sweep.measure.latency import LatencySettings, Speedup, time_models
 from sweep.pruners.base import PruneKind
@@ -28,7 +27,7 @@ __all__ = ["Pruned", "TargetMissed", "prune_step", "step_target"]
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Pruned(Result):
     """One step's pruned model, the ratio the method ran at (the target's search result, or `ratio`),
     and how a searched target landed."""
@@ -72,7 +71,7 @@ class Pruned(Result):
         return {self.step.index: self.kept} if self.kept else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TargetMissed(Result):
     """A target no ratio of the method reaches (the job ends not applicable)."""
 
@@ -92,16 +91,18 @@ def prune_step(job: Job, bench: Bench, base: nn.Module, step: Step, progress: Pr
         model = _prune_at(job, bench, base, ratio)
     else:
         try:
-            found = _search(job, bench, base, step_target(target, step), progress.step_start)
+            found = _search(
+                job, bench, base=base, target=step_target(target, step), start=progress.step_start
+            )
         except targets.TargetNotReached as e:
-            e.result = TargetMissed(target.value)
+            e.result = TargetMissed(asked=target.value)
             raise
         model, ratio, progress.step_start = found.model, found.ratio, found.reached
         if step.last and not found.within:
             log.warning("%s: %s", job.run_name, found.note)
     progress.prune_seconds += time.perf_counter() - t0
     _check_output(model, bench)
-    kept = _kept(job, bench, model, step, ratio)
+    kept = _kept(job, bench, model=model, step=step, ratio=ratio)
     return Pruned(
         model=model,
         ratio=ratio,
@@ -186,12 +187,19 @@ def _search(job: Job, bench: Bench, base: nn.Module, target, start: float) -> ta
     x = bench.eval.first(settings.batch_size)
     if target.runtime == tracking.EAGER:
         return _speedup_search(
-            job, bench, base, target, start, _eager_reader(job, bench, x, settings)
+            job,
+            bench,
+            base=base,
+            target=target,
+            start=start,
+            read=_eager_reader(job, bench, x, settings),
         )
     with tempfile.TemporaryDirectory(prefix="sweep-target-") as tmp:
-        runtime = RT.get(target.runtime)
-        read = _runtime_reader(job, bench, x, settings, runtime, Path(tmp))
-        return _speedup_search(job, bench, base, target, start, read)
+        runtime = runtimes.get(target.runtime)
+        read = _runtime_reader(
+            job, bench, x=x, settings=settings, runtime=runtime, workdir=Path(tmp)
+        )
+        return _speedup_search(job, bench, base=base, target=target, start=start, read=read)
 
 
 def _speedup_search(job: Job, bench: Bench, base: nn.Module, target, start: float, read):
@@ -204,7 +212,7 @@ def _speedup_search(job: Job, bench: Bench, base: nn.Module, target, start: floa
             return _speedup_trial(job, bench, model, read, fine=True)
 
     trial = _speedup_trial(job, bench, base, read)
-    return targets.search(trial, target, start, refine, read)
+    return targets.search(trial, target, start=start, refine=refine, confirm=read)
 
 
 def _eager_reader(job: Job, bench: Bench, x, settings):
@@ -215,14 +223,22 @@ def _eager_reader(job: Job, bench: Bench, x, settings):
     return read
 
 
-def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: RT.Runtime, workdir: Path):
+def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: runtimes.Runtime, workdir: Path):
     """Readings in a deployment runtime, dense and pruned timed as the measure stage times them there
     (the dense model exported once); a runtime that cannot take a model ends the job not applicable."""
-    ctx = RT.Context.of(job.device, settings, workdir)
+    ctx = runtimes.Context.of(job.device, settings, workdir)
 
     def read(model: nn.Module) -> targets.Reading:
         try:
-            r = deployed.time_in(runtime, bench.dense, model, x, ctx, settings, seed=job.cfg.seed)
+            r = deployed.time_in(
+                runtime,
+                bench.dense,
+                pruned=model,
+                x=x,
+                ctx=ctx,
+                settings=settings,
+                seed=job.cfg.seed,
+            )
         finally:  # a trial model's id may be a later one's: nothing of it stays cached
             for cache in (ctx.exports, ctx.references, ctx.export_errors):
                 cache.pop(id(model), None)
@@ -232,14 +248,14 @@ def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: RT.Runtime, wo
 
 
 def _reading(s: Speedup) -> targets.Reading:
-    return targets.Reading(s.value, s.ci_low, s.ci_high)
+    return targets.Reading(value=s.value, low=s.ci_low, high=s.ci_high)
 
 
 def _speedup_trial(job: Job, bench: Bench, base: nn.Module, read, fine=False):
     """prune a fresh copy of `base` at a ratio -> (model, its speedup over the dense model, read)."""
 
     def trial(ratio: float):
-        model = _prune_at(job, bench, base, ratio, fine)
+        model = _prune_at(job, bench, base=base, ratio=ratio, fine=fine)
         return model, read(model)
 
     return trial

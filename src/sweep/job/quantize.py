@@ -21,10 +21,10 @@ from sweep import tracking
 from sweep.data.batches import Batches
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
+from sweep.job.evaluate import Accuracy
 from sweep.job.measure import runtimes_of
 from sweep.job.results import Result
-from sweep.measure import quantized
-from sweep.measure import runtimes as RT
+from sweep.measure import quantized, runtimes
 from sweep.training.evaluate import top1
 
 __all__ = ["Calibrated", "Quantized", "calibration_batches", "quantize"]
@@ -32,7 +32,7 @@ __all__ = ["Calibrated", "Quantized", "calibration_batches", "quantize"]
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Calibrated(Result):
     samples: int  # train images the INT8 models were calibrated on
 
@@ -40,7 +40,7 @@ class Calibrated(Result):
         return {tracking.PARAM_QUANTIZE_CALIBRATION: self.samples}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Quantized(Result):
     """One runtime's INT8 figures under `<runtime>/int8/...`, or why it has none."""
 
@@ -61,12 +61,12 @@ class Quantized(Result):
         }
 
 
-def quantize(job: Job, bench: Bench, pruned: nn.Module, acc) -> Iterator[Result]:
+def quantize(job: Job, bench: Bench, pruned: nn.Module, acc: Accuracy) -> Iterator[Result]:
     """INT8 in each runtime of the job, after fine-tuning (the model that would ship)."""
     settings = OmegaConf.to_object(job.cfg.measure)
     x = bench.eval.first(settings.batch_size)
     calibration = calibration_batches(job, bench.train, len(x))
-    yield Calibrated(len(calibration) * len(x))
+    yield Calibrated(samples=len(calibration) * len(x))
     with tempfile.TemporaryDirectory(prefix="sweep-int8-") as tmp:
         one = functools.partial(
             quantized.quantize_in,
@@ -74,29 +74,31 @@ def quantize(job: Job, bench: Bench, pruned: nn.Module, acc) -> Iterator[Result]
             x=x,
             calibration=calibration,
             top1=functools.partial(_top1_in_runtime, job, acc.eval),
-            ctx=RT.Context.of(job.device, settings, Path(tmp)),
+            ctx=runtimes.Context.of(job.device, settings, Path(tmp)),
             settings=settings,
             seed=job.cfg.seed,
         )
         chosen = job.cfg.quantize.runtimes
         for name in runtimes_of(job, settings):
             if chosen is None or name in chosen:
-                yield _in(job, RT.get(name), one)
+                yield _in(job, runtimes.get(name), one)
 
 
-def _in(job: Job, runtime: RT.Runtime, quantize_in) -> Quantized:
+def _in(job: Job, runtime: runtimes.Runtime, quantize_in) -> Quantized:
     """One runtime's INT8 figures (`quantize_in`: quantized.quantize_in with the job's models). A
     quantizer or runtime that fails on a model raises RuntimeNotApplicable (the runtimes wrap their
     own errors): that runtime's INT8 only. Any other error is a fault: the job fails, with what it
     recorded kept."""
     name = runtime.name
     if not job.pruner.kind.dense_speedup_possible:
-        return Quantized(name, not_applicable=f"{name}: masks keep dense shapes: no INT8 speedup")
+        return Quantized(
+            runtime=name, not_applicable=f"{name}: masks keep dense shapes: no INT8 speedup"
+        )
     try:
         r = quantize_in(runtime)
-    except RT.RuntimeNotApplicable as e:
+    except runtimes.RuntimeNotApplicable as e:
         log.warning("%s: INT8 in %s not applicable: %s", job.run_name, name, first_line(e))
-        return Quantized(name, not_applicable=first_line(e))
+        return Quantized(runtime=name, not_applicable=first_line(e))
     s, (d, p) = r.on_int8, r.accuracy
     log.info(
         "%s: %s INT8 top-1 %.1f%% -> %.1f%%, pruning on top of INT8 %.2fx [%.2f, %.2f]",
@@ -108,7 +110,7 @@ def _in(job: Job, runtime: RT.Runtime, quantize_in) -> Quantized:
         s.ci_low,
         s.ci_high,
     )
-    return Quantized(name, r)
+    return Quantized(runtime=name, result=r)
 
 
 def calibration_batches(job: Job, train: Batches, size: int) -> list[torch.Tensor]:

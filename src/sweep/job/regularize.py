@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +20,7 @@ __all__ = ["Regularized", "regularize"]
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Regularized(Result):
     model: nn.Module  # the dense architecture, trained for sparsity
     result: training.TrainResult
@@ -73,8 +72,8 @@ def regularize(job: Job, bench: Bench) -> Regularized:
             label=f"{job.run_name} regularize",
             class_map=job.class_map,
             after_backward=after_backward,
+            chance_loss=job.chance_loss,
         )
-    result.chance_loss = math.log(job.dataset.num_classes)
     if result.diverged:
         log.warning(
             "%s: sparse training diverged (loss %.4g -> %.4g, stopped by %s): flagged, and kept out "
@@ -84,4 +83,4 @@ def regularize(job: Job, bench: Bench) -> Regularized:
             result.loss_end,
             result.stopped_by,
         )
-    return Regularized(model.eval(), result, lr)
+    return Regularized(model=model.eval(), result=result, lr=lr)

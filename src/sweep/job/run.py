@@ -27,7 +27,7 @@ from sweep.job import (
     results,
     summary,
 )
-from sweep.job.context import Job, Progress, schedule
+from sweep.job.context import Bench, Job, Progress, schedule
 from sweep.job.identity import job_key, run_name_of, sweep_id_of
 from sweep.measure import latency
 
@@ -44,25 +44,34 @@ CHECKPOINT_STAGES = ("measure", "quantize")
 
 
 def _stages(job: Job, stage: Stages) -> dict:
-    """The recipe: every stage computes, `stage` times it and records what it returns."""
+    """The recipe: every stage computes, `stage` times it and records what it returns (and gives it
+    the job and the bench, where it takes them)."""
     torch.manual_seed(job.cfg.seed)
-    built = stage("build", build.build, job)
+    built = stage("build", build.build)
     job = stage.job = job.with_model_params(built.model_params)
-    dense = stage("weights", build.load_weights, job, built).model
-    bench = stage.record(build.bench_of(job, built, dense))
+    dense = stage("weights", build.load_weights, built=built).model
+    stage.bench = stage.record(build.bench_of(job=job, built=built, dense=dense))
     progress, pruned = Progress(), dense
     if job.pruner.regularize is not None:  # a method that trains for sparsity first
-        pruned = stage("regularize", regularize.regularize, job, bench).model
+        pruned = stage("regularize", regularize.regularize).model
     for step in schedule(job.cfg):
-        pruned = stage("prune", prune.prune_step, job, bench, pruned, step, progress).model
+        pruned = stage("prune", prune.prune_step, base=pruned, step=step, progress=progress).model
         if not step.last:
-            stage("finetune", finetune.finetune_step, job, bench, pruned, step, progress)
-    measured = stage("measure", measure.measure, job, bench, pruned)
-    acc = stage("evaluate", evaluate.evaluate, job, bench, pruned, measured)
-    recovered = stage("finetune", finetune.finetune, job, bench, pruned, acc, progress)
+            stage("finetune", finetune.finetune_step, pruned=pruned, step=step, progress=progress)
+    measured = stage("measure", measure.measure, pruned=pruned)
+    acc = stage("evaluate", evaluate.evaluate, pruned=pruned, measured=measured)
+    recovered = stage("finetune", finetune.finetune, pruned=pruned, acc=acc, progress=progress)
     if job.cfg.quantize.precision != "none":  # the shipped forms: INT8 in each runtime
-        stage("quantize", quantize.quantize, job, bench, pruned, acc)
-    return stage("log", summary.summarize, job, bench, pruned, measured, acc, recovered).figures()
+        stage("quantize", quantize.quantize, pruned=pruned, acc=acc)
+    done = stage(
+        "log",
+        summary.summarize,
+        pruned=pruned,
+        measured=measured,
+        accuracy=acc,
+        recovered=recovered,
+    )
+    return done.figures()
 
 
 @dataclass
@@ -73,18 +82,25 @@ class Stages:
 
     job: Job
     recorder: results.Recorder
+    bench: Bench | None = None  # once built
     seconds: dict[str, float] = field(default_factory=dict)
 
     def record(self, result):
         return self.recorder.record(result)
 
-    def __call__(self, name: str, fn, *args):
+    def inputs(self, fn, given: dict) -> dict:
+        """A stage's keyword inputs: what the recipe names, and `job` and `bench` where it takes them."""
+        wants = inspect.signature(fn).parameters
+        shared = {"job": self.job, "bench": self.bench}
+        return {k: v for k, v in shared.items() if k in wants and v is not None} | given
+
+    def __call__(self, name: str, fn, **given):
         assert name in STAGES, name
         timeout = self.job.stage_timeout_s(name)
         self.job.watchdog.stage(name, timeout, f"job.stage_timeout_s.{name}")
         t0 = time.perf_counter()
         try:
-            out = fn(*args)
+            out = fn(**self.inputs(fn, given))
             if inspect.isgenerator(out):
                 out = self._drain(out, flush=name in CHECKPOINT_STAGES)
             else:
@@ -144,7 +160,7 @@ def run_job(cfg: DictConfig) -> dict:
             recorder = results.Recorder(run)
             recorder.metrics({tracking.PROCESS_RSS_MB: rss_mb})
             job = recorder.record(build.job_of(cfg, dataset, watchdog, run.run_id))
-            return _stages(job, Stages(job, recorder))
+            return _stages(job, Stages(job=job, recorder=recorder))
         except limits.LimitExceeded as e:
             run.set_tags({tracking.TAG_LIMIT: f"{e.stage}:{e.limit}"})
             raise

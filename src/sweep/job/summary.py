@@ -26,7 +26,7 @@ __all__ = ["Summary", "summarize"]
 log = logging.getLogger("sweep")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Summary(Result):
     """The job's headline figures: top-1 after fine-tuning against the dense model's, and what pruning
     removed."""
@@ -118,7 +118,7 @@ def _saved_model(job: Job, model: nn.Module, preprocess: dict) -> Iterator[Artif
     }
     extra = {"preprocess": preprocess, "pruner": job.pruner.name, "run_id": job.run_id}
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts.save(model, tmp, job.cfg.model.name, create, extra)
+        artifacts.save(model, tmp, timm_name=job.cfg.model.name, create=create, extra=extra)
         yield Artifact(tmp, tracking.MODEL_ARTIFACT_DIR)
     model.to(job.device)
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from torch.nn import functional
 from torch.overrides import TorchFunctionMode
 
 from sweep.pruners.layers import prunable_layers
-from sweep.tracking import names as N
+from sweep.tracking import names
 
-_CONV = {F.conv1d, F.conv2d, F.conv3d}
+_CONV = {functional.conv1d, functional.conv2d, functional.conv3d}
 _MATMUL = {
     torch.matmul,
     torch.Tensor.matmul,
@@ -46,7 +46,7 @@ class MacCounter(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func in _CONV or func is F.linear:
+        if func in _CONV or func is functional.linear:
             weight = _arg(args, kwargs, 1, "weight")
             out_ch = weight.shape[0]
             per_out_channel = out.numel() // out_ch  # output positions (x batch) per output channel
@@ -57,7 +57,7 @@ class MacCounter(TorchFunctionMode):
             n = out.numel() * a.shape[-1]
             self.macs += n
             self.macs_nonzero += n
-        elif func is F.scaled_dot_product_attention:
+        elif func is functional.scaled_dot_product_attention:
             q, k, v = args[0], args[1], args[2]
             # q @ k^T: (.., L, E) x (.., E, S); attn @ v: (.., L, S) x (.., S, Ev)
             n = q.numel() // q.shape[-1] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
@@ -78,7 +78,7 @@ def count_macs(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int
     return counter.macs, counter.macs_nonzero
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Counts:
     params_total: int
     params_nonzero: int
@@ -94,7 +94,7 @@ class Counts:
             self.macs_nonzero,
             self.sparsity,
         )
-        return {prefix + name: v for name, v in zip(N.COUNT_METRICS, values)}
+        return {prefix + name: v for name, v in zip(names.COUNT_METRICS, values)}
 
 
 def count(model: nn.Module, example_inputs: torch.Tensor) -> Counts:
@@ -105,4 +105,10 @@ def count(model: nn.Module, example_inputs: torch.Tensor) -> Counts:
     w_total = sum(w.numel() for w in weights)
     w_zero = sum(w.numel() - int(torch.count_nonzero(w)) for w in weights)
     macs, macs_nz = count_macs(model, example_inputs[:1])
-    return Counts(total, nonzero, macs, macs_nz, (w_zero / w_total) if w_total else 0.0)
+    return Counts(
+        params_total=total,
+        params_nonzero=nonzero,
+        macs=macs,
+        macs_nonzero=macs_nz,
+        sparsity=(w_zero / w_total) if w_total else 0.0,
+    )

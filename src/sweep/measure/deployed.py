@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from sweep.measure import runtimes as RT
+from sweep.measure import runtimes
 from sweep.measure.latency import (
     LatencySettings,
     LatencyStats,
@@ -23,10 +23,10 @@ from sweep.measure.latency import (
     Timing,
     time_steps,
 )
-from sweep.tracking import names as N
+from sweep.tracking import names
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RuntimeResult:
     runtime: str
     dense: LatencyStats
@@ -41,19 +41,19 @@ class RuntimeResult:
 
     def metrics(self) -> dict[str, float]:
         """Its figures under the runtime's names (`<runtime>/latency_ms`, ...)."""
-        key = functools.partial(N.runtime_key, self.runtime)
-        dense = key(N.DENSE_PREFIX)
+        key = functools.partial(names.runtime_key, self.runtime)
+        dense = key(names.DENSE_PREFIX)
         return {
             **self.dense.metrics(dense),
             **self.pruned.metrics(key("")),
             **{key(k): v for k, v in self.speedup.metrics().items()},
             **self.timing.metrics(key("")),
-            dense + N.EXPORT_SECONDS: self.export_s[0],
-            key(N.EXPORT_SECONDS): self.export_s[1],
-            dense + N.BUILD_SECONDS: self.build_s[0],
-            key(N.BUILD_SECONDS): self.build_s[1],
-            dense + N.MAX_ABS_DIFF: self.max_abs_diff[0],
-            key(N.MAX_ABS_DIFF): self.max_abs_diff[1],
+            dense + names.EXPORT_SECONDS: self.export_s[0],
+            key(names.EXPORT_SECONDS): self.export_s[1],
+            dense + names.BUILD_SECONDS: self.build_s[0],
+            key(names.BUILD_SECONDS): self.build_s[1],
+            dense + names.MAX_ABS_DIFF: self.max_abs_diff[0],
+            key(names.MAX_ABS_DIFF): self.max_abs_diff[1],
         }
 
     @property
@@ -69,11 +69,11 @@ class RuntimeResult:
 
 
 def time_in(
-    runtime: RT.Runtime,
+    runtime: runtimes.Runtime,
     dense: nn.Module,
     pruned: nn.Module,
     x: torch.Tensor,
-    ctx: RT.Context,
+    ctx: runtimes.Context,
     settings: LatencySettings,
     seed: int = 0,
 ) -> RuntimeResult:
@@ -85,12 +85,12 @@ def time_in(
         model.eval()
         if id(model) not in ctx.references:  # once per model and job, for every runtime
             with torch.no_grad():
-                ctx.references[id(model)] = RT.get("eager").load(model, x, ctx, what).output()
+                ctx.references[id(model)] = runtimes.get("eager").load(model, x, ctx, what).output()
         want = ctx.references[id(model)]
         one = runtime.load(model, x, ctx, what)
         got = one.output()
-        diffs.append(RT.max_abs_diff(got, want))
-        agree = agree and RT.outputs_agree(diffs[-1], want, ctx.precision)
+        diffs.append(runtimes.max_abs_diff(got, want))
+        agree = agree and runtimes.outputs_agree(diffs[-1], want, ctx.precision)
         loaded.append(one)
     timing = time_steps(
         [[one.run for one in m.instances(settings.instances)] for m in loaded],
@@ -101,14 +101,14 @@ def time_in(
     )
     d, p = timing.stats
     return RuntimeResult(
-        runtime.name,
-        d,
-        p,
-        timing.speedup(0, 1, settings.bootstrap, seed),
-        timing,
-        (loaded[0].export_s, loaded[1].export_s),
-        (loaded[0].build_s, loaded[1].build_s),
-        (diffs[0], diffs[1]),
-        agree,
-        loaded[1].file,
+        runtime=runtime.name,
+        dense=d,
+        pruned=p,
+        speedup=timing.speedup(0, 1, settings.bootstrap, seed),
+        timing=timing,
+        export_s=(loaded[0].export_s, loaded[1].export_s),
+        build_s=(loaded[0].build_s, loaded[1].build_s),
+        max_abs_diff=(diffs[0], diffs[1]),
+        agree=agree,
+        file=loaded[1].file,
     )

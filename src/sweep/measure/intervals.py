@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sweep.tracking import names as N
+from sweep.tracking import names
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Speedup:
     value: float
     ci_low: float
@@ -28,7 +28,7 @@ class Speedup:
     # the names of a speedup's interval, from its own name (`speedup` -> `speedup_ci_low`)
     LOW, HIGH = "_ci_low", "_ci_high"
 
-    def metrics(self, name: str = N.SPEEDUP) -> dict[str, float]:
+    def metrics(self, name: str = names.SPEEDUP) -> dict[str, float]:
         return {name: self.value, name + self.LOW: self.ci_low, name + self.HIGH: self.ci_high}
 
     @property
@@ -69,7 +69,7 @@ def paired_speedup(
     base, new = _by_instance(base_ms, k), _by_instance(new_ms, k)
     m = base.shape[1]
     if n_boot <= 0 or m < 2:
-        return Speedup(value, value, value)
+        return Speedup(value=value, ci_low=value, ci_high=value)
     g = torch.Generator().manual_seed(seed)
     run = max(1, round(m ** (1 / 3)))
     runs = -(-m // run)
@@ -86,4 +86,4 @@ def paired_speedup(
     drawn_new = new[b, t].reshape(n_boot, k * m)
     ratios = drawn_base.quantile(0.5, dim=1) / drawn_new.quantile(0.5, dim=1)
     lo, hi = torch.quantile(ratios, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    return Speedup(value, min(lo, value), max(hi, value))
+    return Speedup(value=value, ci_low=min(lo, value), ci_high=max(hi, value))

@@ -34,7 +34,7 @@ from sweep.measure.clocks import CpuClock, CudaClock
 from sweep.measure.contention import Monitor
 from sweep.measure.intervals import Speedup, instance_of, paired_speedup
 from sweep.measure.memory import peak_mem_mb
-from sweep.tracking import names as N
+from sweep.tracking import names
 
 WINDOW = 3  # iterations per warm-up window
 # Bumped whenever what a figure means changes (runs logged before `measure.harness_used` existed were
@@ -61,7 +61,7 @@ def harness_id(scheme: str) -> str:
     return f"{scheme}/{HARNESS_VERSION}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LatencyStats:
     # per round: its block's median call (CUDA: the block's mean; call scheme: the one call)
     samples_ms: list[float]
@@ -108,15 +108,15 @@ class LatencyStats:
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {
-            prefix + N.LATENCY_MS: self.median_ms,
-            prefix + N.LATENCY_P90_MS: self.p90_ms,
-            prefix + N.LATENCY_STD_MS: self.std_ms,
-            prefix + N.THROUGHPUT: self.throughput,
-            prefix + N.PEAK_MEM_MB: self.peak_mem_mb,
+            prefix + names.LATENCY_MS: self.median_ms,
+            prefix + names.LATENCY_P90_MS: self.p90_ms,
+            prefix + names.LATENCY_STD_MS: self.std_ms,
+            prefix + names.THROUGHPUT: self.throughput,
+            prefix + names.PEAK_MEM_MB: self.peak_mem_mb,
         }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Timing:
     stats: list[LatencyStats]
     threads: int
@@ -139,7 +139,7 @@ class Timing:
     def reasons(self) -> set[str]:
         """Why some figure of this timing is not to be trusted: each model's, and contention."""
         found = {f for st in self.stats for f in st.flags()}
-        return found | {N.CONTENDED} if self.contended else found
+        return found | {names.CONTENDED} if self.contended else found
 
     @property
     def flag(self) -> str:
@@ -152,7 +152,9 @@ class Timing:
         return speedup.slower_than_dense and not self.contended
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
-        return {} if math.isnan(self.contention) else {prefix + N.CPU_CONTENTION: self.contention}
+        return (
+            {} if math.isnan(self.contention) else {prefix + names.CPU_CONTENTION: self.contention}
+        )
 
     def speedup(self, base: int, new: int, n_boot: int = 1000, seed: int = 0) -> Speedup:
         """Model `base`'s median latency over model `new`'s, with its interval over rounds and
@@ -310,31 +312,44 @@ def time_steps(
     k = min(len(s) for s in given)
     models = [s[:k] for s in given]
     threads = resolve_threads(settings.threads)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        cuda = device.type == "cuda" and cuda_events
-        clock = CudaClock(device) if cuda else CpuClock()
+    with torch_threads(threads):
+        clock = CudaClock(device) if device.type == "cuda" and cuda_events else CpuClock()
         warm, stable = _warm_up([s for m in models for s in m], clock, settings)
         plan = _plan(_call_ms(warm, k), settings)
         with Monitor(threads) as monitor:
             samples = _rounds(models, clock, plan)
-        stats = [
-            LatencyStats(out, len(warm[i * k]), stable, batch_size, block_calls=b, untimed_calls=u)
-            for i, (out, b, u) in enumerate(zip(samples, plan.block, plan.untimed))
-        ]
-        return Timing(
-            stats,
-            threads,
-            plan.rounds,
-            str(device),
-            scheme=settings.interleave,
-            contention=monitor.share,
-            contention_max=settings.contention_max,
-            instances=k,
+    stats = [
+        LatencyStats(
+            samples_ms=out,
+            warmup_iters=len(warm[i * k]),
+            warmup_stable=stable,
+            batch_size=batch_size,
+            block_calls=b,
+            untimed_calls=u,
         )
+        for i, (out, b, u) in enumerate(zip(samples, plan.block, plan.untimed))
+    ]
+    return Timing(
+        stats=stats,
+        threads=threads,
+        iters=plan.rounds,
+        device=str(device),
+        scheme=settings.interleave,
+        contention=monitor.share,
+        contention_max=settings.contention_max,
+        instances=k,
+    )
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to `n` inside, restored after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
     finally:
-        torch.set_num_threads(old_threads)
+        torch.set_num_threads(old)
 
 
 @torch.no_grad()
@@ -355,13 +370,9 @@ def time_models(
             x = x.contiguous(memory_format=torch.channels_last)
         runners, steps = _steps(models, x, settings, device)
         timing = time_steps(steps, int(x.shape[0]), settings, device)
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(timing.threads)
-        try:
+        with torch_threads(timing.threads):
             for st, m, s in zip(timing.stats, runners, steps):
                 st.peak_mem_mb = peak_mem_mb(m, s[0], device)
-        finally:
-            torch.set_num_threads(old_threads)
         return timing
     finally:
         torch.backends.cudnn.benchmark = old_bench

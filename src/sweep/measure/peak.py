@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from sweep.measure.latency import LatencySettings, time_steps
 from sweep.measure.runtimes import Context, Runtime
-from sweep.tracking import names as N
+from sweep.tracking import names
 
 log = logging.getLogger("sweep")
 
@@ -43,8 +43,8 @@ class Peak:
 
     def metrics(self, prefix: str = "") -> dict[str, float]:
         return {
-            prefix + N.PEAK_GEMM: self.gemm / 1e9,
-            prefix + N.PEAK_DWCONV: self.dwconv / 1e9,
+            prefix + names.PEAK_GEMM: self.gemm / 1e9,
+            prefix + names.PEAK_DWCONV: self.dwconv / 1e9,
         }
 
 
@@ -70,7 +70,13 @@ def measure(runtime: Runtime, ctx: Context, settings: LatencySettings) -> Peak:
             module = module.eval().to(ctx.device)
             x = x.to(ctx.device)
             loaded = runtime.load(module, x, probe_ctx, f"peak{i}")
-            timing = time_steps([loaded.run], 1, quick, ctx.device, not loaded.host_clock)
+            timing = time_steps(
+                [loaded.run],
+                1,
+                settings=quick,
+                device=ctx.device,
+                cuda_events=not loaded.host_clock,
+            )
             # a peak is the best the device did: the fastest call (a median would carry a shared
             # machine's load into every efficiency computed against it, for as long as it is cached)
             rates.append(macs / (min(timing.stats[0].samples_ms) / 1e3))

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from sweep.measure import runtimes as RT
+from sweep.measure import runtimes
 from sweep.measure.latency import (
     LatencySettings,
     Speedup,
     Timing,
     time_steps,
 )
-from sweep.tracking import names as N
+from sweep.tracking import names
 
 # the four models, in the order they are timed
 DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8 = range(4)
@@ -31,7 +31,7 @@ DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8 = range(4)
 TopOne = Callable[[Callable[[torch.Tensor], torch.Tensor]], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Int8Result:
     runtime: str
     timing: Timing  # stats in the order DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8
@@ -42,7 +42,7 @@ class Int8Result:
     @property
     def on_int8(self) -> Speedup:
         """What pruning adds on top of INT8: dense INT8 / pruned INT8."""
-        return self.speedups[N.SPEEDUP]
+        return self.speedups[names.SPEEDUP]
 
     @property
     def flag(self) -> str:
@@ -55,18 +55,18 @@ class Int8Result:
 
     def metrics(self) -> dict[str, float]:
         """Its figures under `<runtime>/int8/<name>`."""
-        key = functools.partial(N.int8_key, self.runtime)
+        key = functools.partial(names.int8_key, self.runtime)
         st = self.timing.stats
         out = {
-            **st[DENSE_INT8].metrics(key(N.DENSE_PREFIX)),
+            **st[DENSE_INT8].metrics(key(names.DENSE_PREFIX)),
             **st[PRUNED_INT8].metrics(key("")),
-            key(N.DENSE_PREFIX + N.INT8_FP32_LATENCY): st[DENSE_FP32].median_ms,
-            key(N.INT8_FP32_LATENCY): st[PRUNED_FP32].median_ms,
+            key(names.DENSE_PREFIX + names.INT8_FP32_LATENCY): st[DENSE_FP32].median_ms,
+            key(names.INT8_FP32_LATENCY): st[PRUNED_FP32].median_ms,
             **self.timing.metrics(key("")),
-            key(N.DENSE_PREFIX + N.ACCURACY): self.accuracy[0],
-            key(N.ACCURACY): self.accuracy[1],
-            key(N.DENSE_PREFIX + N.QUANTIZE_SECONDS): self.quantize_s[0],
-            key(N.QUANTIZE_SECONDS): self.quantize_s[1],
+            key(names.DENSE_PREFIX + names.ACCURACY): self.accuracy[0],
+            key(names.ACCURACY): self.accuracy[1],
+            key(names.DENSE_PREFIX + names.QUANTIZE_SECONDS): self.quantize_s[0],
+            key(names.QUANTIZE_SECONDS): self.quantize_s[1],
         }
         for name, s in self.speedups.items():
             out |= {key(k): v for k, v in s.metrics(name).items()}
@@ -75,21 +75,21 @@ class Int8Result:
 
 # which two of the four models each speedup compares (base, new): base / new median latency
 PAIRS = {
-    N.SPEEDUP: (DENSE_INT8, PRUNED_INT8),
-    N.SPEEDUP_PRUNING[0]: (DENSE_FP32, PRUNED_FP32),
-    N.SPEEDUP_QUANTIZATION[0]: (DENSE_FP32, DENSE_INT8),
-    N.SPEEDUP_BOTH[0]: (DENSE_FP32, PRUNED_INT8),
+    names.SPEEDUP: (DENSE_INT8, PRUNED_INT8),
+    names.SPEEDUP_PRUNING[0]: (DENSE_FP32, PRUNED_FP32),
+    names.SPEEDUP_QUANTIZATION[0]: (DENSE_FP32, DENSE_INT8),
+    names.SPEEDUP_BOTH[0]: (DENSE_FP32, PRUNED_INT8),
 }
 
 
 def quantize_in(
-    runtime: RT.Runtime,
+    runtime: runtimes.Runtime,
     *,
     models: tuple[nn.Module, nn.Module],
     x: torch.Tensor,
     calibration: list[torch.Tensor],
     top1: TopOne,
-    ctx: RT.Context,
+    ctx: runtimes.Context,
     settings: LatencySettings,
     seed: int = 0,
 ) -> Int8Result:
@@ -117,9 +117,9 @@ def quantize_in(
         name: timing.speedup(a, b, settings.bootstrap, seed) for name, (a, b) in PAIRS.items()
     }
     return Int8Result(
-        runtime.name,
-        timing,
-        speedups,
-        accuracy,
-        (int8[0].export_s, int8[1].export_s),
+        runtime=runtime.name,
+        timing=timing,
+        speedups=speedups,
+        accuracy=accuracy,
+        quantize_s=(int8[0].export_s, int8[1].export_s),
     )

@@ -179,30 +179,24 @@ def fit(
         # minutes on a CPU and look like a result; the head stays untrained and the run says why
         return model.to(device).eval(), WeightsInfo(source, 0, None, note + "; head not fitted")
     dataset = train_split.dataset
-    path = (
-        Path(cache_dir).expanduser().resolve()
-        / f"{cache_key(model_cfg, dataset, source, preprocess, seed)}.pt"
-    )
+    key = cache_key(model_cfg, dataset, start_source=source, preprocess=preprocess, seed=seed)
+    path = Path(cache_dir).expanduser().resolve() / f"{key}.pt"
     budget = _training_budget(t)
     label = model_cfg.alias
     if model_cfg.head == "fit":  # only the new head is trained, and cached
         cached(
             path,
             model.get_classifier(),
-            lambda: training.linear_probe(model, train_split, budget, device, seed, label),
+            lambda: training.linear_probe(
+                model, train_split, budget=budget, device=device, seed=seed, label=label
+            ),
             label,
         )
         return model.to(device).eval(), WeightsInfo(source, t.epochs, str(path), note)
 
     def produce():
-        log.info(
-            "training %s (%s) on %s for %d epochs; cached for later jobs at %s",
-            label,
-            model_cfg.name,
-            dataset.name,
-            t.epochs,
-            path,
-        )
+        said = f"{label} ({model_cfg.name}) on {dataset.name} for {t.epochs} epochs"
+        log.info("training %s; cached for later jobs at %s", said, path)
         torch.manual_seed(seed)
         training.train(model, train_split, budget, device=device, seed=seed, label=label)
 

@@ -84,7 +84,11 @@ class DepGraphPruner(Pruner):
                 # where some layers break the library, prune the rest and keep those dense: found by
                 # pruning a copy group by group; refused as before when that does not work either
                 kept = timm_checks.find_unprunable(
-                    lambda m, keep: self._pruner(m, 0.5, x, cal, keep), model, x
+                    lambda m, keep: self._pruner(
+                        m, 0.5, example_inputs=x, calibration=cal, kept_dense=keep
+                    ),
+                    model,
+                    x,
                 )
                 if not kept:
                     raise
@@ -159,7 +163,9 @@ class DepGraphPruner(Pruner):
         example_inputs: torch.Tensor,
         calibration: Calibration | None = None,
     ) -> nn.Module:
-        return self._step(model, ratio, example_inputs, calibration, None)
+        return self._step(
+            model, ratio, example_inputs, calibration=calibration, global_pruning=None
+        )
 
     def refine(
         self,
@@ -171,7 +177,9 @@ class DepGraphPruner(Pruner):
         """The same criterion ranked across every group with one threshold (Torch-Pruning's global
         ranking), so a small ratio removes the few lowest-ranked units wherever they are: single
         `round_to` or grouped-convolution steps, not one step in every group at once."""
-        return self._step(model, ratio, example_inputs, calibration, True)
+        return self._step(
+            model, ratio, example_inputs, calibration=calibration, global_pruning=True
+        )
 
     def _step(self, model, ratio, example_inputs, calibration, global_pruning) -> nn.Module:
         if global_pruning or (global_pruning is None and self.global_pruning):
@@ -179,7 +187,12 @@ class DepGraphPruner(Pruner):
             # the model would get larger again as the ratio grows
             ratio = min(ratio, self.max_pruning_ratio)
         with self._pruner(
-            model, ratio, example_inputs, calibration, self.kept_dense, global_pruning
+            model,
+            ratio,
+            example_inputs=example_inputs,
+            calibration=calibration,
+            kept_dense=self.kept_dense,
+            global_pruning=global_pruning,
         ) as s:
             with torch.no_grad():
                 s.pruner.step()

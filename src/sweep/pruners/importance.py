@@ -11,8 +11,8 @@ import re
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch_pruning as tp
+from torch.nn import functional
 
 from sweep.pruners.base import Calibration, NotApplicable
 
@@ -22,7 +22,7 @@ NORM = re.compile(
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y, reduction="none")
+    return functional.cross_entropy(model(x), y, reduction="none")
 
 
 class Taylor(tp.importance.TaylorImportance):

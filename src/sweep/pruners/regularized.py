@@ -92,7 +92,13 @@ class RegularizedPruner(DepGraphPruner):
         library = REGULARIZERS[self.regularizer]
         args = self._library_args()
         with self._pruner(
-            model, 0.5, example_inputs, None, self.kept_dense, library_pruner=library, **args
+            model,
+            0.5,
+            example_inputs=example_inputs,
+            calibration=None,
+            kept_dense=self.kept_dense,
+            library_pruner=library,
+            **args,
         ) as session:
             pruner, steps = session.pruner, [0]
 

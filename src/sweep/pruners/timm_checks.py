@@ -31,6 +31,14 @@ class Refusal:
     match: Callable[[nn.Module], bool]
 
 
+MAXXVIT_BLOCKS = (
+    "PartitionAttentionCl",
+    "PartitionAttention2d",
+    "ParallelPartitionAttention",
+    "TransformerBlock2d",
+)
+
+
 def _timm_class(module_name: str, *classes: str) -> Callable[[nn.Module], bool]:
     return lambda m: (
         type(m).__module__ == f"timm.models.{module_name}" and type(m).__name__ in classes
@@ -44,13 +52,7 @@ REFUSALS: list[Refusal] = [
         "MaxViT / CoAtNet attention",
         "tracing it, Torch-Pruning's dependency graph grows without bound (maxvit_nano_rw_256: past 8 GiB "
         "in 80-100 s; coatnet_nano_rw_224: killed for memory at 10.6 GB, inside one native call)",
-        _timm_class(
-            "maxxvit",
-            "PartitionAttentionCl",
-            "PartitionAttention2d",
-            "ParallelPartitionAttention",
-            "TransformerBlock2d",
-        ),
+        _timm_class("maxxvit", *MAXXVIT_BLOCKS),
     ),
     Refusal(
         "EfficientViT (MSRA) cascaded group attention",
@@ -258,7 +260,7 @@ def find_unprunable(
         with torch.no_grad():
             want = model(example).shape
         for _ in range(rounds):
-            done, path = _probe_round(session, model, tuple(kept), example, want)
+            done, path = _probe_round(session, model, kept=tuple(kept), example=example, want=want)
             trim_heap()  # that round's copy and graph (GBs on some models), before the next
             if done is not None:
                 return tuple(kept) if done else ()

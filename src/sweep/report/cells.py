@@ -7,14 +7,17 @@ import functools
 import math
 import statistics
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.config.schema import RUNTIMES
 from sweep.errors import first_line
 from sweep.report.rows import Row, Sweep
 
 
 def speedup_interval(
-    row: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+    row: Row,
+    runtime: str = tracking.EAGER,
+    name: str = tracking.SPEEDUP,
+    key_of=tracking.runtime_key,
 ) -> tuple[float, float, float] | None:
     """(speedup, low, high) in a runtime: its 95 % bootstrap interval, or with repeats the mean ± one
     standard deviation over seeds; None where the run has no speedup there. `name` and `key_of`
@@ -30,13 +33,19 @@ def speedup_interval(
     return v, row.metrics.get(low, v), row.metrics.get(high, v)
 
 
-def contended(row: Row, runtime: str = T.EAGER, key_of=T.runtime_key) -> bool:
+def contended(row: Row, runtime: str = tracking.EAGER, key_of=tracking.runtime_key) -> bool:
     """The run's timing in that runtime was contended: another process's work is in its figures."""
-    return T.CONTENDED in row.tags.get(key_of(runtime, T.TAG_LATENCY_FLAG), "").split(",")
+    return tracking.CONTENDED in row.tags.get(key_of(runtime, tracking.TAG_LATENCY_FLAG), "").split(
+        ","
+    )
 
 
 def faster(
-    a: Row, b: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+    a: Row,
+    b: Row,
+    runtime: str = tracking.EAGER,
+    name: str = tracking.SPEEDUP,
+    key_of=tracking.runtime_key,
 ) -> bool:
     """a's speedup is above b's beyond both their intervals (False where either has none, or either
     timing was contended: a ranking is not read from another process's load)."""
@@ -47,7 +56,10 @@ def faster(
 
 
 def interval_said(
-    row: Row, runtime: str = T.EAGER, name: str = T.SPEEDUP, key_of=T.runtime_key
+    row: Row,
+    runtime: str = tracking.EAGER,
+    name: str = tracking.SPEEDUP,
+    key_of=tracking.runtime_key,
 ) -> str | None:
     """`1.50x [1.45, 1.55]`, with repeats `1.50x ± 0.05`; None where the run has no such speedup."""
     found = speedup_interval(row, runtime, name, key_of)
@@ -82,11 +94,11 @@ def _figure(row: Row, key: str, scale: float, digits: int, unit: str) -> str:
 
 def pct_of(row: Row, key: str) -> str:
     """A fraction as a percentage: `90.0%`, with repeats `90.0 ± 1.0%`."""
-    return _figure(row, key, 100.0, 1, "%")
+    return _figure(row, key, scale=100.0, digits=1, unit="%")
 
 
 def ms_of(row: Row, key: str) -> str:
-    return _figure(row, key, 1.0, 2, "ms")
+    return _figure(row, key, scale=1.0, digits=2, unit="ms")
 
 
 def oneshot_of(row: Row) -> str:
@@ -102,7 +114,7 @@ def seeds_note(row: Row) -> str:
 def flags(row: Row) -> list[str]:
     out = []
     if row.status != "FINISHED":
-        if row.flag(T.TAG_NOT_APPLICABLE):
+        if row.flag(tracking.TAG_NOT_APPLICABLE):
             out.append(f"n/a: {row.error}")
         else:
             out.append(f"{row.status.lower()}: {row.error}" if row.error else row.status.lower())
@@ -110,22 +122,22 @@ def flags(row: Row) -> list[str]:
         out.append(f"{row.failed_runs} of {row.n + row.failed_runs} runs did not finish")
     if row.status != "FINISHED":
         return out  # what it would have measured is not there
-    if row.flag(T.TAG_NOOP):
+    if row.flag(tracking.TAG_NOOP):
         out.append("no-op")
-    if row.tags.get(T.TAG_TARGET_LANDING) == "nearest":
+    if row.tags.get(tracking.TAG_TARGET_LANDING) == "nearest":
         reached = row.metrics.get("target_value")
         at = "?" if reached is None else f"{reached:.3g}"
-        why = row.tags.get(T.TAG_TARGET_STOPPED_BY, "")
+        why = row.tags.get(tracking.TAG_TARGET_STOPPED_BY, "")
         out.append(f"target not within tolerance: nearest point {at} ({why})")
-    if row.tags.get(T.TAG_KEPT_DENSE):
-        out.append(f"kept whole: {row.tags[T.TAG_KEPT_DENSE]}")
-    if row.flag(T.TAG_AT_CHANCE):
+    if row.tags.get(tracking.TAG_KEPT_DENSE):
+        out.append(f"kept whole: {row.tags[tracking.TAG_KEPT_DENSE]}")
+    if row.flag(tracking.TAG_AT_CHANCE):
         out.append("accuracy at chance")
-    if row.flag(T.TAG_DIVERGED):
+    if row.flag(tracking.TAG_DIVERGED):
         out.append("fine-tuning diverged")
-    if row.flag(T.TAG_REGULARIZE_DIVERGED):
+    if row.flag(tracking.TAG_REGULARIZE_DIVERGED):
         out.append("sparse training diverged")
-    if row.flag(T.TAG_PRUNED_AT_CHANCE):
+    if row.flag(tracking.TAG_PRUNED_AT_CHANCE):
         out.append("at chance after fine-tuning")
     if row.masks:
         out.append("masks: no dense speedup possible")
@@ -133,11 +145,11 @@ def flags(row: Row) -> list[str]:
         out.append(f"2:4 sparse kernels ({int(row.metrics['sparse_kernel_layers'])} layers)")
     if row.harness_note:
         out.append(row.harness_note)
-    untrusted = row.tags.get(T.TAG_LATENCY_FLAG, "none")
+    untrusted = row.tags.get(tracking.TAG_LATENCY_FLAG, "none")
     if untrusted not in ("none", ""):
         out.append(f"latency not trusted: {untrusted}")
     for rt in row_runtimes(row)[1:]:
-        flag = row.tags.get(T.runtime_key(rt, T.TAG_RUNTIME_FLAG), "none")
+        flag = row.tags.get(tracking.runtime_key(rt, tracking.TAG_RUNTIME_FLAG), "none")
         if flag not in ("none", ""):
             out.append(f"{rt} latency not trusted: {flag}")
     return out + slower_than_dense(row)
@@ -146,16 +158,16 @@ def flags(row: Row) -> list[str]:
 def slower_than_dense(row: Row) -> list[str]:
     """A structural run slower than its dense model beyond the interval, per runtime, with the hint
     (odd channel counts can run slower than the dense model's round ones)."""
-    if row.masks or row.flag(T.TAG_NOOP):
+    if row.masks or row.flag(tracking.TAG_NOOP):
         return []
     said = [
         f"{rt} {speed(row, rt)}"
         for rt in row_runtimes(row)
-        if row.flag(T.runtime_key(rt, T.TAG_SLOWER_THAN_DENSE))
+        if row.flag(tracking.runtime_key(rt, tracking.TAG_SLOWER_THAN_DENSE))
     ] + [  # quantize=int8: the pruned INT8 model against the dense INT8 one
-        f"{rt} INT8 {interval_said(row, rt, key_of=T.int8_key)}"
+        f"{rt} INT8 {interval_said(row, rt, key_of=tracking.int8_key)}"
         for rt in RUNTIMES
-        if row.flag(T.int8_key(rt, T.TAG_SLOWER_THAN_DENSE))
+        if row.flag(tracking.int8_key(rt, tracking.TAG_SLOWER_THAN_DENSE))
     ]
     if not said:
         return []
@@ -165,16 +177,16 @@ def slower_than_dense(row: Row) -> list[str]:
 
 def runtime_na(row: Row, runtime: str) -> str:
     """Why a runtime did not time this run ("" when it did or was not asked)."""
-    if runtime == T.EAGER:
+    if runtime == tracking.EAGER:
         return ""
-    return first_line(row.tags.get(T.runtime_key(runtime, T.TAG_RUNTIME_NA), ""))
+    return first_line(row.tags.get(tracking.runtime_key(runtime, tracking.TAG_RUNTIME_NA), ""))
 
 
 def row_runtimes(row: Row) -> list[str]:
     """The runtimes this run was timed in or asked for (eager first, then schema order)."""
-    found = [T.EAGER]
+    found = [tracking.EAGER]
     for rt in RUNTIMES[1:]:
-        if T.runtime_key(rt, "speedup") in row.metrics or runtime_na(row, rt):
+        if tracking.runtime_key(rt, "speedup") in row.metrics or runtime_na(row, rt):
             found.append(rt)
     return found
 
@@ -185,9 +197,9 @@ def sweep_runtimes(sweep: Sweep) -> list[str]:
     return [rt for rt in RUNTIMES if rt in seen]
 
 
-def speed(r: Row, runtime: str = T.EAGER) -> str:
-    m, key = r.metrics, functools.partial(T.runtime_key, runtime)
-    if r.flag(T.TAG_NOOP):
+def speed(r: Row, runtime: str = tracking.EAGER) -> str:
+    m, key = r.metrics, functools.partial(tracking.runtime_key, runtime)
+    if r.flag(tracking.TAG_NOOP):
         return "n/a (no-op)"
     if r.masks:
         return "n/a (masks)"
@@ -224,12 +236,12 @@ def training_used(sweep: Sweep) -> list[tuple[str, float, float]]:
     """(method, sparse-training steps, fine-tuning steps), each the mean over the method's finished
     runs, for every method of a sweep in which some method trained for sparsity; [] otherwise."""
     done = [r for r in sweep.runs if r.status == "FINISHED"]
-    if not any(T.REGULARIZE_STEPS in r.metrics for r in done):
+    if not any(tracking.REGULARIZE_STEPS in r.metrics for r in done):
         return []
     out = []
     for pruner in sorted({r.pruner for r in done}):
         runs = [r for r in done if r.pruner == pruner]
-        reg = statistics.fmean(r.metrics.get(T.REGULARIZE_STEPS, 0.0) for r in runs)
-        ft = statistics.fmean(r.metrics.get(T.FINETUNE_STEPS, 0.0) for r in runs)
+        reg = statistics.fmean(r.metrics.get(tracking.REGULARIZE_STEPS, 0.0) for r in runs)
+        ft = statistics.fmean(r.metrics.get(tracking.FINETUNE_STEPS, 0.0) for r in runs)
         out.append((pruner, reg, ft))
     return out

@@ -10,9 +10,8 @@ by their non-zero MACs (as targets count them); they cannot run faster on dense 
 
 from __future__ import annotations
 
-from sweep import tracking as T
-from sweep.report import cells as F
-from sweep.report import rows as R
+from sweep import tracking
+from sweep.report import cells, rows
 
 RANDOM_IMPORTANCE = "RandomImportance"
 MAGNITUDE_IMPORTANCE = "MagnitudeImportance"
@@ -21,25 +20,25 @@ MAGNITUDE_MASKS = ("l1_unstructured", "global_unstructured", "ln_structured")
 MIN_CURVE_POINTS = 5  # points per trade-off curve for a curve, not an anecdote
 
 
-def cost_level(row: R.Row) -> str:
+def cost_level(row: rows.Row) -> str:
     """The row's cost level: its target, or its MACs kept to 10 % ("?" when nothing was measured)."""
     if row.target:
         return row.target
     kept = row.macs_kept
-    return "?" if kept is None else f"{R.MACS_BUCKET}{10 * round(10 * kept):.0f} %"
+    return "?" if kept is None else f"{rows.MACS_BUCKET}{10 * round(10 * kept):.0f} %"
 
 
-def _name(row: R.Row) -> str:
+def _name(row: rows.Row) -> str:
     return row.method if row.target else f"{row.method} (ratio {row.ratio:g})"
 
 
-def _ranked(rows: list[R.Row]) -> list[R.Row]:
+def _ranked(group: list[rows.Row]) -> list[rows.Row]:
     """Finished, real results, best top-1 first (ties: the faster)."""
     ok = [
         r
-        for r in rows
+        for r in group
         if r.status == "FINISHED"
-        and not r.flag(T.TAG_NOOP)
+        and not r.flag(tracking.TAG_NOOP)
         and not r.diverged  # its top-1 is the learning rate's, not the method's
         and "accuracy_top1" in r.metrics
     ]
@@ -48,45 +47,45 @@ def _ranked(rows: list[R.Row]) -> list[R.Row]:
     )
 
 
-def by_cost(sweep: R.Sweep, model: str) -> dict[str, list[R.Row]]:
+def by_cost(sweep: rows.Sweep, model: str) -> dict[str, list[rows.Row]]:
     """A model's grid points at the sweep's longest fine-tuning, grouped by cost level, in order."""
     epochs = max(sweep.epochs)
-    groups: dict[str, list[R.Row]] = {}
+    groups: dict[str, list[rows.Row]] = {}
     for r in sweep.rows:
         if r.model == model and r.epochs == epochs:
             groups.setdefault(cost_level(r), []).append(r)
     groups.pop("?", None)  # failed before measuring, at a ratio: no cost to place it at
-    return dict(sorted(groups.items(), key=lambda kv: R.level_key(kv[0])))
+    return dict(sorted(groups.items(), key=lambda kv: rows.level_key(kv[0])))
 
 
-def _short(row: R.Row, runtimes: list[str]) -> str:
+def _short(row: rows.Row, runtimes: list[str]) -> str:
     if row.masks:
         speed = "no dense speedup (masks)"
     elif len(runtimes) == 1:
         speed = f"{row.metrics['speedup']:.2f}x"
     else:
         speed = ", ".join(_speed_in(row, rt) for rt in runtimes)
-    return f"{_name(row)}: {F.pct_of(row, 'accuracy_top1')}, {speed}"
+    return f"{_name(row)}: {cells.pct_of(row, 'accuracy_top1')}, {speed}"
 
 
-def _speed_in(row: R.Row, runtime: str) -> str:
-    v = row.metrics.get(T.runtime_key(runtime, "speedup"))
+def _speed_in(row: rows.Row, runtime: str) -> str:
+    v = row.metrics.get(tracking.runtime_key(runtime, "speedup"))
     return f"{runtime} n/a" if v is None else f"{v:.2f}x {runtime}"
 
 
-def ranking_changes(sweep: R.Sweep) -> list[str]:
+def ranking_changes(sweep: rows.Sweep) -> list[str]:
     """Pairs of methods at one cost whose order by speedup flips between runtimes, each order clear
     of both intervals: a method chosen by its eager speedup may not be the faster where it is
     deployed. Orders within the noise are not counted as changes."""
-    runtimes = F.sweep_runtimes(sweep)
+    runtimes = cells.sweep_runtimes(sweep)
     out = []
     for model in sweep.models:
-        for level, rows in by_cost(sweep, model).items():
-            timed = sorted((r for r in _ranked(rows) if not r.masks), key=_name)
+        for level, group in by_cost(sweep, model).items():
+            timed = sorted((r for r in _ranked(group) if not r.masks), key=_name)
             for i, a in enumerate(timed):
                 for b in timed[i + 1 :]:
-                    ahead = [rt for rt in runtimes if F.faster(a, b, rt)]
-                    behind = [rt for rt in runtimes if F.faster(b, a, rt)]
+                    ahead = [rt for rt in runtimes if cells.faster(a, b, rt)]
+                    behind = [rt for rt in runtimes if cells.faster(b, a, rt)]
                     if ahead and behind:
                         out.append(
                             f"- {model}, {level}: {_name(a)} is faster than {_name(b)} in "
@@ -96,18 +95,18 @@ def ranking_changes(sweep: R.Sweep) -> list[str]:
     return out
 
 
-def _vs(a: R.Row, b: R.Row, runtime: str) -> str:
-    key = T.runtime_key(runtime, "speedup")
+def _vs(a: rows.Row, b: rows.Row, runtime: str) -> str:
+    key = tracking.runtime_key(runtime, "speedup")
     return f"{runtime} ({a.metrics[key]:.2f}x vs {b.metrics[key]:.2f}x)"
 
 
-def _what(sweep: R.Sweep) -> str:
+def _what(sweep: rows.Sweep) -> str:
     tuned = max(sweep.epochs)
     acc = f"after {tuned} epoch{'s' if tuned != 1 else ''} of fine-tuning" if tuned else "one-shot"
     return f"top-1 {acc}" + (" (mean over seeds)" if len(sweep.seeds) > 1 else "")
 
 
-def summary(sweep: R.Sweep) -> list[str]:
+def summary(sweep: rows.Sweep) -> list[str]:
     lines = [
         "## Summary: the best method at each cost",
         "",
@@ -119,22 +118,22 @@ def summary(sweep: R.Sweep) -> list[str]:
         "| model | cost | best | runner-up | methods with a result |",
         "|---|---|---|---|---|",
     ]
-    runtimes = F.sweep_runtimes(sweep)
+    runtimes = cells.sweep_runtimes(sweep)
     if len(runtimes) > 1:
         lines[2] += (
             f" Speedups are given in every runtime the sweep timed ({', '.join(runtimes)}); the "
             "ranking is by top-1, the same in every runtime, with ties broken by eager speedup."
         )
     for model in sweep.models:
-        for level, rows in by_cost(sweep, model).items():
-            ranked = _ranked(rows)
-            cells = [_short(r, runtimes) for r in ranked[:2]] + ["—", "—"]
-            if any(r.flag(T.TAG_AT_CHANCE) for r in ranked):
-                cells = ["— (dense accuracy at chance: not ranked)", "—"]
+        for level, group in by_cost(sweep, model).items():
+            ranked = _ranked(group)
+            shown = [_short(r, runtimes) for r in ranked[:2]] + ["—", "—"]
+            if any(r.flag(tracking.TAG_AT_CHANCE) for r in ranked):
+                shown = ["— (dense accuracy at chance: not ranked)", "—"]
             lines.append(
-                f"| {model} | {level} | {cells[0]} | {cells[1]} | {len(ranked)} of {len(rows)} |"
+                f"| {model} | {level} | {shown[0]} | {shown[1]} | {len(ranked)} of {len(group)} |"
             )
-    diverged = [R.point_name(r.point) for r in sweep.rows if r.diverged]
+    diverged = [rows.point_name(r.point) for r in sweep.rows if r.diverged]
     if diverged:
         lines += [
             "",
@@ -162,22 +161,22 @@ def _kept(v: float | None) -> str:
     return "?" if v is None else f"{100 * v:.1f}%"
 
 
-def _matched_row(level: str, r: R.Row, runtimes: list[str]) -> str:
+def _matched_row(level: str, r: rows.Row, runtimes: list[str]) -> str:
     if r.status != "FINISHED" or "accuracy_top1" not in r.metrics:
         blank = " |" * len(runtimes)
-        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(F.flags(r))} |"
-    speeds = " | ".join("n/a (masks)" if r.masks else F.speed(r, rt) for rt in runtimes)
+        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(cells.flags(r))} |"
+    speeds = " | ".join("n/a (masks)" if r.masks else cells.speed(r, rt) for rt in runtimes)
     return (
-        f"| {level} | {_name(r)}{F.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
-        f"{_kept(r.params_kept)} | {speeds} | {F.oneshot_of(r)} | {F.pct_of(r, 'accuracy_top1')} | "
-        f"{'; '.join(F.flags(r))} |"
+        f"| {level} | {_name(r)}{cells.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
+        f"{_kept(r.params_kept)} | {speeds} | {cells.oneshot_of(r)} | {cells.pct_of(r, 'accuracy_top1')} | "
+        f"{'; '.join(cells.flags(r))} |"
     )
 
 
-def matched_cost(sweep: R.Sweep) -> list[str]:
+def matched_cost(sweep: rows.Sweep) -> list[str]:
     """Per model: every method side by side at each cost level, best top-1 first."""
     lines = []
-    runtimes = F.sweep_runtimes(sweep)
+    runtimes = cells.sweep_runtimes(sweep)
     speed_cols = ["speedup"] if len(runtimes) == 1 else [f"speedup ({rt})" for rt in runtimes]
     for model in sweep.models:
         groups = by_cost(sweep, model)
@@ -193,20 +192,20 @@ def matched_cost(sweep: R.Sweep) -> list[str]:
             "top-1 one-shot | top-1 fine-tuned | flags |",
             "|---|---|---|---|---|" + "---|" * len(speed_cols) + "---|---|---|",
         ]
-        for level, rows in groups.items():
-            ranked = _ranked(rows)
-            rest = sorted((r for r in rows if r not in ranked), key=_name)
+        for level, group in groups.items():
+            ranked = _ranked(group)
+            rest = sorted((r for r in group if r not in ranked), key=_name)
             lines += [_matched_row(level, r, runtimes) for r in ranked + rest]
         lines.append("")
     return lines
 
 
 # ---- the checklist ------------------------------------------------------------------------------------
-def _importance(r: R.Row) -> str:
+def _importance(r: rows.Row) -> str:
     return r.params.get("pruner.importance._target_", "")
 
 
-def _baselines(sweep: R.Sweep) -> tuple[bool, str]:
+def _baselines(sweep: rows.Sweep) -> tuple[bool, str]:
     pruners = {r.pruner: r for r in sweep.rows}
     random = sorted(p for p, r in pruners.items() if RANDOM_IMPORTANCE in _importance(r))
     magnitude = sorted(
@@ -223,7 +222,7 @@ def _baselines(sweep: R.Sweep) -> tuple[bool, str]:
     return True, f"random: {', '.join(random)}; magnitude: {', '.join(magnitude)}"
 
 
-def _matched(sweep: R.Sweep) -> tuple[bool, str]:
+def _matched(sweep: rows.Sweep) -> tuple[bool, str]:
     targets = [lv for lv in sweep.levels if not lv.startswith("ratio=")]
     if targets and len(targets) == len(sweep.levels):
         return True, f"every job pruned to a target ({', '.join(targets)})"
@@ -233,26 +232,26 @@ def _matched(sweep: R.Sweep) -> tuple[bool, str]:
     )
 
 
-def _budget(sweep: R.Sweep) -> tuple[bool, str]:
+def _budget(sweep: rows.Sweep) -> tuple[bool, str]:
     """One budget for every method of a model (the learning rate may be each model's own)."""
-    budgets = F.budgets(sweep)
+    budgets = cells.budgets(sweep)
     if not budgets:
         return False, "one-shot only: no recovery fine-tuning (finetune.epochs=0)"
-    differ = [m for m in sweep.models if len(F.budgets(sweep, m)) > 1]
+    differ = [m for m in sweep.models if len(cells.budgets(sweep, m)) > 1]
     if differ:
-        said = F.budget_said(F.budgets(sweep, differ[0]))
+        said = cells.budget_said(cells.budgets(sweep, differ[0]))
         return False, f"methods of {differ[0]} had different budgets: {said}"
-    return True, F.budget_said(budgets)
+    return True, cells.budget_said(budgets)
 
 
-def _repeats(sweep: R.Sweep) -> tuple[bool, str]:
+def _repeats(sweep: rows.Sweep) -> tuple[bool, str]:
     n = len(sweep.seeds)
     if n < 2:
         return False, "one seed: no spread (e.g. seed=0,1,2)"
     return True, f"{n} seeds, mean ± std"
 
 
-def _curves(sweep: R.Sweep) -> tuple[bool, str]:
+def _curves(sweep: rows.Sweep) -> tuple[bool, str]:
     points: dict[tuple, set] = {}
     for r in sweep.rows:
         if r.status == "FINISHED":
@@ -263,7 +262,7 @@ def _curves(sweep: R.Sweep) -> tuple[bool, str]:
     return fewest >= MIN_CURVE_POINTS, f"fewest points on a model/method curve: {fewest}"
 
 
-def checklist(sweep: R.Sweep) -> list[str]:
+def checklist(sweep: rows.Sweep) -> list[str]:
     checks = [
         ("methods compared at matched cost", _matched(sweep)),
         ("the same fine-tuning budget for every method", _budget(sweep)),

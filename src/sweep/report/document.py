@@ -11,24 +11,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.errors import SweepConfigError
-from sweep.report import cells as F
-from sweep.report import compare, figures
-from sweep.report import int8_section as int8_report
-from sweep.report import rows as R
-from sweep.report import sections as S
+from sweep.report import cells, compare, figures, int8_section, rows, sections
 
 
 def render(
-    sweep: R.Sweep,
+    sweep: rows.Sweep,
     figure_files: dict[str, str],
-    baseline: R.Sweep | None = None,
+    baseline: rows.Sweep | None = None,
     latency_threshold: float = 0.05,
     accuracy_threshold: float = 0.01,
 ) -> str:
-    lines = S.header(sweep) + summary(sweep) + S.original(sweep)
-    lines += compare.matched_cost(sweep) + int8_report.section(sweep) + S.method_sections(sweep)
+    lines = sections.header(sweep) + summary(sweep) + sections.original(sweep)
+    lines += (
+        compare.matched_cost(sweep) + int8_section.section(sweep) + sections.method_sections(sweep)
+    )
     if figure_files:
         lines += ["## Figures", ""]
         for title, path in figure_files.items():
@@ -39,13 +37,13 @@ def render(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def summary(sweep: R.Sweep) -> list[str]:
+def summary(sweep: rows.Sweep) -> list[str]:
     """The best methods at each cost, and (with INT8 figures) what changes under INT8."""
-    return compare.summary(sweep) + int8_report.summary(sweep)
+    return compare.summary(sweep) + int8_section.summary(sweep)
 
 
 def regressions(
-    sweep: R.Sweep, baseline: R.Sweep, latency_threshold: float, accuracy_threshold: float
+    sweep: rows.Sweep, baseline: rows.Sweep, latency_threshold: float, accuracy_threshold: float
 ) -> list[str]:
     base = {r.point: r for r in baseline.rows if r.status == "FINISHED"}
     lines = [
@@ -71,15 +69,15 @@ def regressions(
             why.append(f"top-1 {100 * (acc1 - acc0):+.1f} pt")
         lines.append(
             f"| {r.label or r.model} | {r.method} | {r.level} | {lat0:.2f} → {lat1:.2f} ms | "
-            f"{F.fmt_pct(acc0)} → {F.fmt_pct(acc1)} | {'; '.join(why)} |"
+            f"{cells.fmt_pct(acc0)} → {cells.fmt_pct(acc1)} | {'; '.join(why)} |"
         )
         if why:
-            found.append(f"- {R.point_name(r.point)}: {'; '.join(why)}")
+            found.append(f"- {rows.point_name(r.point)}: {'; '.join(why)}")
     gone = sorted(
         set(base) - {r.point for r in sweep.rows if r.status == "FINISHED"},
-        key=lambda k: (R.model_key(k[0]), k[1], R.level_key(k[2]), k[3]),
+        key=lambda k: (rows.model_key(k[0]), k[1], rows.level_key(k[2]), k[3]),
     )
-    found += [f"- {R.point_name(k)}: finished in the baseline, not in this sweep" for k in gone]
+    found += [f"- {rows.point_name(k)}: finished in the baseline, not in this sweep" for k in gone]
     lines += ["", "### Regressions", ""] + (found or ["None."]) + [""]
     return lines
 
@@ -92,23 +90,33 @@ def write_report(
     baseline: str | None = None,
     latency_threshold: float = 0.05,
     accuracy_threshold: float = 0.01,
-    stale_after_s: float = T.DEFAULT_STALE_AFTER_S,
+    stale_after_s: float = tracking.DEFAULT_STALE_AFTER_S,
 ) -> Path:
     for key, name in (("--sweep", sweep_id), ("--baseline", baseline)):
         if name is not None:
-            T.check_name(key, name)
-    uri = T.resolve_uri(uri)
-    T.check_reachable(uri)
-    T.fail_stale(uri, experiment, stale_after_s)  # a dead job's run shows as failed, not running
-    sweep = R.load_sweep(uri, experiment, sweep_id)
-    base = R.load_sweep(uri, experiment, baseline) if baseline else None
+            tracking.check_name(key, name)
+    uri = tracking.resolve_uri(uri)
+    tracking.check_reachable(uri)
+    tracking.fail_stale(
+        uri, experiment, stale_after_s
+    )  # a dead job's run shows as failed, not running
+    sweep = rows.load_sweep(uri, experiment, sweep_id)
+    base = rows.load_sweep(uri, experiment, baseline) if baseline else None
     out = out_dir / sweep.sweep_id
     out.mkdir(parents=True, exist_ok=True)
-    doc = render(sweep, figures.render(sweep, out), base, latency_threshold, accuracy_threshold)
+    doc = render(
+        sweep,
+        figures.render(sweep, out),
+        baseline=base,
+        latency_threshold=latency_threshold,
+        accuracy_threshold=accuracy_threshold,
+    )
     path = out / "benchmark.md"
     path.write_text(doc)
     # next to the data it was made from: one click from the sweep's row in the MLflow UI
-    T.log_report(uri, experiment, sweep.sweep_id, out, "\n".join(summary(sweep)))
+    tracking.log_report(
+        uri, experiment, sweep_id=sweep.sweep_id, folder=out, summary="\n".join(summary(sweep))
+    )
     return path
 
 
@@ -116,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m sweep.report", description="Render the benchmark document from MLflow."
     )
-    ap.add_argument("--tracking-uri", default=None, help=T.DEFAULT_URI_HELP)
-    ap.add_argument("--experiment", default=T.DEFAULT_EXPERIMENT)
+    ap.add_argument("--tracking-uri", default=None, help=tracking.DEFAULT_URI_HELP)
+    ap.add_argument("--experiment", default=tracking.DEFAULT_EXPERIMENT)
     ap.add_argument(
         "--sweep", default=None, help="sweep_id (default: the newest sweep in the experiment)"
     )
@@ -142,18 +150,18 @@ def main(argv: list[str] | None = None) -> None:
         path = write_report(
             args.tracking_uri,
             args.experiment,
-            args.sweep,
-            args.out,
-            args.baseline,
-            args.latency_threshold,
-            args.accuracy_threshold,
+            sweep_id=args.sweep,
+            out_dir=args.out,
+            baseline=args.baseline,
+            latency_threshold=args.latency_threshold,
+            accuracy_threshold=args.accuracy_threshold,
         )
     except SweepConfigError as e:
         print(f"sweep.report: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(path)
-    uri = T.resolve_uri(args.tracking_uri)
-    parent = T.parent_run_of(uri, args.experiment, path.parent.name)
+    uri = tracking.resolve_uri(args.tracking_uri)
+    parent = tracking.parent_run_of(uri, args.experiment, path.parent.name)
     if parent is not None:
         print(f"logged as artifacts report/ of the sweep's run {parent}")
 

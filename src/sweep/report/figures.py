@@ -10,8 +10,8 @@ import math
 import statistics
 from pathlib import Path
 
-from sweep import tracking as T
-from sweep.report import cells as F
+from sweep import tracking
+from sweep.report import cells
 
 # no matplotlib version in the file: the same store gives the same bytes
 _PNG_META = {"Software": None}
@@ -74,7 +74,9 @@ def _accuracy_figure(plt, models, done, xkey: str, xlabel: str, out: Path) -> No
         points = [(a, b) for a, b in zip(*_xy(mine, xkey, scale)[:2])]
         front = pareto(points + [dense])
         ax.step(*zip(*front), where="post", color="grey", linestyle="--", linewidth=1)
-        chance = " (accuracy at chance)" if any(r.flag(T.TAG_AT_CHANCE) for r in mine) else ""
+        chance = (
+            " (accuracy at chance)" if any(r.flag(tracking.TAG_AT_CHANCE) for r in mine) else ""
+        )
         _label(ax, model + chance, xlabel)
     axes[0].legend(fontsize=6)
     _save(plt, fig, out)
@@ -83,10 +85,10 @@ def _accuracy_figure(plt, models, done, xkey: str, xlabel: str, out: Path) -> No
 def _speedup_panel(ax, model: str, structural, runtime: str, title: str) -> None:
     """Speedup in one runtime (bars: its 95 % interval, or the std over seeds) against the fraction
     of the dense MACs kept, a line per structural method."""
-    mine = [r for r in structural if r.model == model and F.speedup_interval(r, runtime)]
+    mine = [r for r in structural if r.model == model and cells.speedup_interval(r, runtime)]
     for pruner in sorted({r.method for r in mine}):
         rows = sorted((r for r in mine if r.method == pruner), key=lambda r: -r.macs_kept)
-        v, lo, hi = zip(*(F.speedup_interval(r, runtime) for r in rows))
+        v, lo, hi = zip(*(cells.speedup_interval(r, runtime) for r in rows))
         err = [[a - b for a, b in zip(v, lo)], [b - a for a, b in zip(v, hi)]]
         ax.errorbar(
             [r.macs_kept for r in rows], v, yerr=err, marker="o", ms=4, capsize=3, label=pruner
@@ -102,7 +104,7 @@ def _speedup_figure(plt, models, structural, out: Path) -> None:
     """Eager speedup against MACs kept, one panel per model."""
     fig, axes = _panels(plt, len(models))
     for ax, model in zip(axes, models):
-        _speedup_panel(ax, model, structural, T.EAGER, model)
+        _speedup_panel(ax, model, structural=structural, runtime=tracking.EAGER, title=model)
     _save(plt, fig, out)
 
 
@@ -113,7 +115,7 @@ def _runtime_figure(plt, models, structural, runtimes, out: Path) -> None:
     )
     for row, model in zip(axes, models):
         for ax, rt in zip(row, runtimes):
-            _speedup_panel(ax, model, structural, rt, f"{model}: {rt}")
+            _speedup_panel(ax, model, structural=structural, runtime=rt, title=f"{model}: {rt}")
     _save(plt, fig, out)
 
 
@@ -154,7 +156,7 @@ def render(sweep, out: Path) -> dict[str, str]:
         r
         for r in sweep.rows
         if r.status == "FINISHED"
-        and not r.flag(T.TAG_NOOP)
+        and not r.flag(tracking.TAG_NOOP)
         and not r.diverged  # listed apart in the summary
         and "latency_ms" in r.metrics
     ]
@@ -167,15 +169,21 @@ def render(sweep, out: Path) -> dict[str, str]:
         ("macs", "MACs per image (millions, dense kernels)", "accuracy_vs_macs.png", "MACs"),
         ("latency_ms", "median latency per batch (ms)", "accuracy_vs_latency.png", "latency"),
     ):
-        _accuracy_figure(plt, models, done, xkey, xlabel, out / fname)
+        _accuracy_figure(plt, models, done=done, xkey=xkey, xlabel=xlabel, out=out / fname)
         made[f"Accuracy vs {what} (per model, Pareto front dashed{bars})"] = fname
     structural = [r for r in done if not r.masks and r.macs_kept is not None]
     if structural:
         _speedup_figure(plt, models, structural, out / "speedup_vs_macs.png")
         made["Speedup vs MACs kept (structural methods only)"] = "speedup_vs_macs.png"
-    runtimes = F.sweep_runtimes(sweep)
+    runtimes = cells.sweep_runtimes(sweep)
     if structural and len(runtimes) > 1:
-        _runtime_figure(plt, models, structural, runtimes, out / "speedup_by_runtime.png")
+        _runtime_figure(
+            plt,
+            models,
+            structural=structural,
+            runtimes=runtimes,
+            out=out / "speedup_by_runtime.png",
+        )
         made["Speedup vs MACs kept in each runtime (structural methods only)"] = (
             "speedup_by_runtime.png"
         )

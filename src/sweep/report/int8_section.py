@@ -7,80 +7,80 @@ from __future__ import annotations
 import functools
 import itertools
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.config.schema import RUNTIMES
 from sweep.errors import first_line
-from sweep.report import cells as F
-from sweep.report import compare
-from sweep.report import rows as R
+from sweep.report import cells, compare, rows
 
 # the speedups of the section's table, in its column order: (metric name, column title)
 COLUMNS = (
-    (T.SPEEDUP_PRUNING[0], "pruning"),
-    (T.SPEEDUP_QUANTIZATION[0], "INT8"),
-    (T.SPEEDUP_BOTH[0], "both"),
-    (T.SPEEDUP, "pruning on top of INT8"),
+    (tracking.SPEEDUP_PRUNING[0], "pruning"),
+    (tracking.SPEEDUP_QUANTIZATION[0], "INT8"),
+    (tracking.SPEEDUP_BOTH[0], "both"),
+    (tracking.SPEEDUP, "pruning on top of INT8"),
 )
 
 
-def runtimes(sweep: R.Sweep) -> list[str]:
+def runtimes(sweep: rows.Sweep) -> list[str]:
     """The runtimes any run of the sweep has INT8 figures (or an INT8 reason) for, in schema order."""
     found = {rt for r in sweep.runs for rt in RUNTIMES if _has(r, rt) or _na(r, rt)}
     return [rt for rt in RUNTIMES if rt in found]
 
 
 def _key(runtime: str, name: str) -> str:
-    return T.int8_key(runtime, name)
+    return tracking.int8_key(runtime, name)
 
 
-def _has(row: R.Row, runtime: str) -> bool:
-    return _key(runtime, T.SPEEDUP) in row.metrics
+def _has(row: rows.Row, runtime: str) -> bool:
+    return _key(runtime, tracking.SPEEDUP) in row.metrics
 
 
-def _na(row: R.Row, runtime: str) -> str:
-    return first_line(row.tags.get(_key(runtime, T.TAG_RUNTIME_NA), ""))
+def _na(row: rows.Row, runtime: str) -> str:
+    return first_line(row.tags.get(_key(runtime, tracking.TAG_RUNTIME_NA), ""))
 
 
-def _interval(row: R.Row, runtime: str, name: str) -> tuple[float, float, float] | None:
-    return F.speedup_interval(row, runtime, name, key_of=T.int8_key)
+def _interval(row: rows.Row, runtime: str, name: str) -> tuple[float, float, float] | None:
+    return cells.speedup_interval(row, runtime, name, key_of=tracking.int8_key)
 
 
-def verdict(row: R.Row, runtime: str) -> str:
+def verdict(row: rows.Row, runtime: str) -> str:
     """pays / slower / within the noise: pruned INT8 against dense INT8, by its interval."""
-    v, lo, hi = _interval(row, runtime, T.SPEEDUP)
+    v, lo, hi = _interval(row, runtime, tracking.SPEEDUP)
     if lo > 1:
         return "pays"
     return "slower than dense INT8" if hi < 1 else "no clear difference"
 
 
-def _cell(row: R.Row, runtime: str, name: str) -> str:
-    said = F.interval_said(row, runtime, name, key_of=T.int8_key)
+def _cell(row: rows.Row, runtime: str, name: str) -> str:
+    said = cells.interval_said(row, runtime, name, key_of=tracking.int8_key)
     return said or "?"
 
 
-def _line(row: R.Row, runtime: str) -> str:
-    name, key = (row.label or row.model) + F.seeds_note(row), functools.partial(_key, runtime)
+def _line(row: rows.Row, runtime: str) -> str:
+    name, key = (row.label or row.model) + cells.seeds_note(row), functools.partial(_key, runtime)
     head = f"| {name} | {compare.cost_level(row)} | {row.method} | {runtime} |"
     if not _has(row, runtime):
         return f"{head} | | | | | | n/a: {_na(row, runtime)} |"
-    dense = f"{F.pct_of(row, T.DENSE_ACCURACY)} → {F.pct_of(row, key(T.DENSE_ACCURACY))}"
-    pruned = f"{F.pct_of(row, T.ACCURACY)} → {F.pct_of(row, key(T.ACCURACY))}"
+    dense = f"{cells.pct_of(row, tracking.DENSE_ACCURACY)} → {cells.pct_of(row, key(tracking.DENSE_ACCURACY))}"
+    pruned = f"{cells.pct_of(row, tracking.ACCURACY)} → {cells.pct_of(row, key(tracking.ACCURACY))}"
     speeds = " | ".join(_cell(row, runtime, n) for n, _ in COLUMNS)
     return f"{head} {dense} | {pruned} | {speeds} | {verdict(row, runtime)} |"
 
 
-def _shown(sweep: R.Sweep, runtime: str) -> list[R.Row]:
+def _shown(sweep: rows.Sweep, runtime: str) -> list[rows.Row]:
     done = [
         r for r in sweep.rows if r.status == "FINISHED" and (_has(r, runtime) or _na(r, runtime))
     ]
-    return sorted(done, key=lambda r: (R.model_key(r.model), R.level_key(r.level), r.method))
+    return sorted(done, key=lambda r: (rows.model_key(r.model), rows.level_key(r.level), r.method))
 
 
-def section(sweep: R.Sweep) -> list[str]:
+def section(sweep: rows.Sweep) -> list[str]:
     found = runtimes(sweep)
     if not found:
         return []
-    samples = sorted({r.params.get(T.PARAM_QUANTIZE_CALIBRATION, "?") for r in sweep.runs} - {"?"})
+    samples = sorted(
+        {r.params.get(tracking.PARAM_QUANTIZE_CALIBRATION, "?") for r in sweep.runs} - {"?"}
+    )
     lines = [
         "## Does pruning still pay after INT8?",
         "",
@@ -104,22 +104,22 @@ def section(sweep: R.Sweep) -> list[str]:
     return lines + ["", *[said for rt in found if (said := _tally(sweep, rt))], ""]
 
 
-def _tally(sweep: R.Sweep, runtime: str) -> str:
-    rows = [r for r in _shown(sweep, runtime) if _has(r, runtime)]
-    if not rows:
+def _tally(sweep: rows.Sweep, runtime: str) -> str:
+    group = [r for r in _shown(sweep, runtime) if _has(r, runtime)]
+    if not group:
         return ""
-    said = [verdict(r, runtime) for r in rows]
-    pays = [r.metrics[_key(runtime, T.SPEEDUP)] for r, v in zip(rows, said) if v == "pays"]
+    said = [verdict(r, runtime) for r in group]
+    pays = [r.metrics[_key(runtime, tracking.SPEEDUP)] for r, v in zip(group, said) if v == "pays"]
     span = f" ({min(pays):.2f}x to {max(pays):.2f}x)" if pays else ""
     return (
-        f"- {runtime}: pruning pays on top of INT8 in {len(pays)} of {len(rows)} runs{span}; no "
+        f"- {runtime}: pruning pays on top of INT8 in {len(pays)} of {len(group)} runs{span}; no "
         f"clear difference in {said.count('no clear difference')}; slower than the dense INT8 "
         f"model in {said.count('slower than dense INT8')}."
     )
 
 
 # ---- the summary: methods that change places under INT8 -------------------------------------------------
-def summary(sweep: R.Sweep) -> list[str]:
+def summary(sweep: rows.Sweep) -> list[str]:
     found = runtimes(sweep)
     if not found:
         return []
@@ -142,14 +142,14 @@ def summary(sweep: R.Sweep) -> list[str]:
     ]
 
 
-def _changes(sweep: R.Sweep, runtime: str) -> list[str]:
+def _changes(sweep: rows.Sweep, runtime: str) -> list[str]:
     out = []
-    groups: dict[tuple, list[R.Row]] = {}
+    groups: dict[tuple, list[rows.Row]] = {}
     for r in _shown(sweep, runtime):
-        if _has(r, runtime) and not r.diverged and not r.flag(T.TAG_NOOP):
+        if _has(r, runtime) and not r.diverged and not r.flag(tracking.TAG_NOOP):
             groups.setdefault((r.model, compare.cost_level(r)), []).append(r)
-    for (model, level), rows in groups.items():
-        for a, b in itertools.combinations(rows, 2):
+    for (model, level), group in groups.items():
+        for a, b in itertools.combinations(group, 2):
             where = f"- {model}, {level}, {runtime}:"
             out += [
                 f"{where} {c}" for c in (_by_top1(a, b, runtime), _by_speed(a, b, runtime)) if c
@@ -161,13 +161,13 @@ def _changes(sweep: R.Sweep, runtime: str) -> list[str]:
 TOP1_IMAGES = 2
 
 
-def _by_top1(a: R.Row, b: R.Row, runtime: str) -> str:
-    int8 = _key(runtime, T.ACCURACY)
-    fp32 = (a.metrics.get(T.ACCURACY), b.metrics.get(T.ACCURACY))
+def _by_top1(a: rows.Row, b: rows.Row, runtime: str) -> str:
+    int8 = _key(runtime, tracking.ACCURACY)
+    fp32 = (a.metrics.get(tracking.ACCURACY), b.metrics.get(tracking.ACCURACY))
     q = (a.metrics.get(int8), b.metrics.get(int8))
     if None in fp32 or None in q:
         return ""
-    seen = [R.to_float(r.params.get(T.PARAM_EVAL_SAMPLES), 0.0) for r in (a, b)]
+    seen = [rows.to_float(r.params.get(tracking.PARAM_EVAL_SAMPLES), 0.0) for r in (a, b)]
     gap = TOP1_IMAGES / min(seen) if min(seen) > 0 else 0.0
     ahead, behind = fp32[0] - fp32[1], q[0] - q[1]
     if ahead * behind >= 0 or min(abs(ahead), abs(behind)) <= gap + 1e-12:
@@ -175,14 +175,14 @@ def _by_top1(a: R.Row, b: R.Row, runtime: str) -> str:
     first, second = (a, b) if fp32[0] > fp32[1] else (b, a)
     return (
         f"by top-1, {first.method} is ahead of {second.method} in FP32 "
-        f"({F.pct_of(first, T.ACCURACY)} vs {F.pct_of(second, T.ACCURACY)}) and behind in INT8 "
-        f"({F.pct_of(first, int8)} vs {F.pct_of(second, int8)})"
+        f"({cells.pct_of(first, tracking.ACCURACY)} vs {cells.pct_of(second, tracking.ACCURACY)}) and behind in INT8 "
+        f"({cells.pct_of(first, int8)} vs {cells.pct_of(second, int8)})"
     )
 
 
-def _by_speed(a: R.Row, b: R.Row, runtime: str) -> str:
-    faster = functools.partial(F.faster, runtime=runtime, key_of=T.int8_key)
-    fp32, int8 = T.SPEEDUP_PRUNING[0], T.SPEEDUP
+def _by_speed(a: rows.Row, b: rows.Row, runtime: str) -> str:
+    faster = functools.partial(cells.faster, runtime=runtime, key_of=tracking.int8_key)
+    fp32, int8 = tracking.SPEEDUP_PRUNING[0], tracking.SPEEDUP
     for first, second in ((a, b), (b, a)):
         if faster(first, second, name=fp32) and faster(second, first, name=int8):
             return (

@@ -11,7 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass, field, replace
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.errors import SweepConfigError, first_line
 
 SEED_MODEL_ORDER = ["c", "e", "v", "m"]
@@ -50,7 +50,7 @@ class Row:
     @property
     def harness(self) -> str:
         """The latency harness that timed the run (`measure.harness_used`)."""
-        return self.params.get(T.PARAM_HARNESS_USED, T.HARNESS_BEFORE_PARAM)
+        return self.params.get(tracking.PARAM_HARNESS_USED, tracking.HARNESS_BEFORE_PARAM)
 
     @property
     def method(self) -> str:
@@ -79,11 +79,11 @@ class Row:
 
     @property
     def family(self) -> str:
-        return self.tags.get(T.TAG_FAMILY) or "other"
+        return self.tags.get(tracking.TAG_FAMILY) or "other"
 
     @property
     def kind(self) -> str:
-        return self.tags.get(T.TAG_KIND, "")
+        return self.tags.get(tracking.TAG_KIND, "")
 
     def flag(self, tag: str) -> bool:
         return self.tags.get(tag) == "true"
@@ -92,12 +92,12 @@ class Row:
     def diverged(self) -> bool:
         """Its fine-tuning, or a method's sparse training before pruning, diverged: its top-1 is the
         learning rate's, not the method's."""
-        return self.flag(T.TAG_DIVERGED) or self.flag(T.TAG_REGULARIZE_DIVERGED)
+        return self.flag(tracking.TAG_DIVERGED) or self.flag(tracking.TAG_REGULARIZE_DIVERGED)
 
     @property
     def masks(self) -> bool:
         """Dense shapes and no sparse kernels timed: no speedup to claim."""
-        return self.tags.get(T.TAG_SPEEDUP_POSSIBLE) == "false" and not self.metrics.get(
+        return self.tags.get(tracking.TAG_SPEEDUP_POSSIBLE) == "false" and not self.metrics.get(
             "sparse_kernel_layers"
         )
 
@@ -105,7 +105,7 @@ class Row:
         # masks keep every weight in place: their cost is what is left non-zero (as targets count it)
         num = what if self.kind == "structural" else f"{what}_nonzero"
         m = self.metrics
-        den = m.get(T.DENSE_PREFIX + num)
+        den = m.get(tracking.DENSE_PREFIX + num)
         return m[num] / den if den and m.get(num) is not None else None
 
     @property
@@ -118,7 +118,9 @@ class Row:
 
     @property
     def error(self) -> str:
-        return first_line(self.tags[T.TAG_ERROR]) if self.tags.get(T.TAG_ERROR) else ""
+        return (
+            first_line(self.tags[tracking.TAG_ERROR]) if self.tags.get(tracking.TAG_ERROR) else ""
+        )
 
 
 @dataclass
@@ -173,13 +175,13 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
     for x in rows + each:
         x.label = row_label(x.model, x.epochs, epochs)
     return Sweep(
-        runs[0].data.tags.get(T.TAG_SWEEP_ID),
+        runs[0].data.tags.get(tracking.TAG_SWEEP_ID),
         rows,
-        sorted({x.model for x in rows}, key=model_key),
-        sorted({x.level for x in rows}, key=level_key),
-        epochs,
-        sorted({x.seed for x in each}),
-        each,
+        models=sorted({x.model for x in rows}, key=model_key),
+        levels=sorted({x.level for x in rows}, key=level_key),
+        epochs=epochs,
+        seeds=sorted({x.seed for x in each}),
+        runs=each,
     )
 
 
@@ -202,15 +204,15 @@ def _note_harnesses(rows: list[Row]) -> None:
 
 def _chosen_runs(uri: str, experiment: str, sweep_id: str | None) -> list:
     """The runs of `sweep_id` (default: the newest sweep, whose latest run started last)."""
-    runs = T.search_runs(uri, experiment)
+    runs = tracking.search_runs(uri, experiment)
     if not runs:
         raise SweepConfigError(f"experiment {experiment!r} in {uri} has no runs")
     if sweep_id is None:
         latest = max(runs, key=lambda r: (r.info.start_time, r.info.run_id))
-        sweep_id = latest.data.tags.get(T.TAG_SWEEP_ID)
-    chosen = [r for r in runs if r.data.tags.get(T.TAG_SWEEP_ID) == sweep_id]
+        sweep_id = latest.data.tags.get(tracking.TAG_SWEEP_ID)
+    chosen = [r for r in runs if r.data.tags.get(tracking.TAG_SWEEP_ID) == sweep_id]
     if not chosen:
-        known = sorted({r.data.tags.get(T.TAG_SWEEP_ID, "") for r in runs})
+        known = sorted({r.data.tags.get(tracking.TAG_SWEEP_ID, "") for r in runs})
         raise SweepConfigError(
             f"sweep {sweep_id!r} has no runs in experiment {experiment!r}: "
             f"choose from {', '.join(known[-10:])}"
@@ -227,16 +229,26 @@ def combine(rows: list[Row]) -> Row:
     keys = set.intersection(*(set(r.metrics) for r in done))
     spread = len(done) > 1
     tags = dict(done[0].tags)
-    flagged = (T.TAG_DIVERGED, T.TAG_REGULARIZE_DIVERGED, T.TAG_PRUNED_AT_CHANCE)
-    flagged += tuple({k for r in done for k in r.tags if k.endswith(T.TAG_SLOWER_THAN_DENSE)})
-    for tag in (T.TAG_AT_CHANCE, T.TAG_NOOP, *flagged):
+    flagged = (
+        tracking.TAG_DIVERGED,
+        tracking.TAG_REGULARIZE_DIVERGED,
+        tracking.TAG_PRUNED_AT_CHANCE,
+    )
+    flagged += tuple(
+        {k for r in done for k in r.tags if k.endswith(tracking.TAG_SLOWER_THAN_DENSE)}
+    )
+    for tag in (tracking.TAG_AT_CHANCE, tracking.TAG_NOOP, *flagged):
         tags[tag] = "true" if any(r.flag(tag) for r in done) else "false"
-    nearest = [r for r in done if r.tags.get(T.TAG_TARGET_LANDING) == "nearest"]
+    nearest = [r for r in done if r.tags.get(tracking.TAG_TARGET_LANDING) == "nearest"]
     if nearest:  # any seed that missed the tolerance marks the point
-        for tag in (T.TAG_TARGET_LANDING, T.TAG_TARGET_STOPPED_BY, T.TAG_TARGET_NOTE):
+        for tag in (
+            tracking.TAG_TARGET_LANDING,
+            tracking.TAG_TARGET_STOPPED_BY,
+            tracking.TAG_TARGET_NOTE,
+        ):
             tags[tag] = nearest[0].tags.get(tag, "")
-    flag_tags = {k for r in done for k in r.tags if k.endswith(T.TAG_LATENCY_FLAG)}
-    for tag in flag_tags | {T.TAG_LATENCY_FLAG}:  # eager's, and each runtime's
+    flag_tags = {k for r in done for k in r.tags if k.endswith(tracking.TAG_LATENCY_FLAG)}
+    for tag in flag_tags | {tracking.TAG_LATENCY_FLAG}:  # eager's, and each runtime's
         untrusted = {f for r in done for f in r.tags.get(tag, "none").split(",")}
         tags[tag] = ",".join(sorted(untrusted - {"none", ""})) or "none"
     return replace(
@@ -265,22 +277,22 @@ def to_float(v, default: float = math.nan) -> float:
 def _row(r) -> Row:
     p, m, tags = r.data.params, dict(r.data.metrics), dict(r.data.tags)
     name_parts = (r.info.run_name or "").split("/")
-    model = p.get(T.PARAM_MODEL) or name_parts[0]
-    pruner = p.get(T.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
-    target = tags.get(T.TAG_TARGET, "")
-    ratio = to_float(p.get(T.PARAM_RATIO, m.get(T.METRIC_RATIO_USED)))
+    model = p.get(tracking.PARAM_MODEL) or name_parts[0]
+    pruner = p.get(tracking.PARAM_PRUNER) or (name_parts[1] if len(name_parts) > 1 else "?")
+    target = tags.get(tracking.TAG_TARGET, "")
+    ratio = to_float(p.get(tracking.PARAM_RATIO, m.get(tracking.METRIC_RATIO_USED)))
     if math.isnan(ratio) and not target and len(name_parts) > 2:
         ratio = to_float(name_parts[2])
     return Row(
         model,
-        p.get(T.PARAM_MODEL_NAME, model),
-        pruner,
-        ratio,
-        r.info.status,
-        m,
-        tags,
-        dict(p),
-        int(to_float(p.get("finetune.epochs"), 0)),
+        p.get(tracking.PARAM_MODEL_NAME, model),
+        pruner=pruner,
+        ratio=ratio,
+        status=r.info.status,
+        metrics=m,
+        tags=tags,
+        params=dict(p),
+        epochs=int(to_float(p.get("finetune.epochs"), 0)),
         seed=int(to_float(p.get("seed"), 0)),
         target=target,
         protocol=protocol_of(p),

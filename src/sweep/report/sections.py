@@ -8,92 +8,93 @@ import functools
 import math
 import statistics
 
-from sweep import tracking as T
+from sweep import tracking
 from sweep.pruners import families
-from sweep.report import cells as F
-from sweep.report import rows as R
+from sweep.report import cells, rows
 
 # ---- formatting ---------------------------------------------------------------------------------------
 
 
-def _accuracy_note(row: R.Row) -> str:
+def _accuracy_note(row: rows.Row) -> str:
     """The final top-1 and how it came about: `85.3% (one-shot 10.3%, fine-tuned 3 ep)`."""
     if row.epochs == 0:
-        return f"{F.pct_of(row, 'accuracy_top1')} (one-shot)"
-    return f"{F.pct_of(row, 'accuracy_top1')} (one-shot {F.oneshot_of(row)}, fine-tuned {row.epochs} ep)"
+        return f"{cells.pct_of(row, 'accuracy_top1')} (one-shot)"
+    return f"{cells.pct_of(row, 'accuracy_top1')} (one-shot {cells.oneshot_of(row)}, fine-tuned {row.epochs} ep)"
 
 
-def seed_line(row: R.Row, dense: bool = False) -> str:
+def seed_line(row: rows.Row, dense: bool = False) -> str:
     """The seed document's line: `c: 196,245,706 params, 17.05ms, 8.6%`, with honest notes."""
     name = row.label or row.model
-    if row.flag(T.TAG_NOT_APPLICABLE) and row.status != "FINISHED":
+    if row.flag(tracking.TAG_NOT_APPLICABLE) and row.status != "FINISHED":
         return f"{name}: n/a: {row.error}"
     if row.status != "FINISHED":
         return f"{name}: {row.status}: {row.error or 'no error recorded'}"
-    if row.flag(T.TAG_NOOP) and not dense:
+    if row.flag(tracking.TAG_NOOP) and not dense:
         return f"{name}: NO-OP: pruning changed nothing, not a result"
-    pre = T.DENSE_PREFIX if dense else ""
+    pre = tracking.DENSE_PREFIX if dense else ""
     m = row.metrics
-    line = f"{name}: {F.fmt_count(m.get(pre + 'params_total'))} params"
+    line = f"{name}: {cells.fmt_count(m.get(pre + 'params_total'))} params"
     if not dense and row.kind != "structural":
-        line += f" ({F.fmt_count(m.get('params_nonzero'))} non-zero)"
-    acc = F.fmt_pct(m.get("dense_accuracy_top1")) if dense else _accuracy_note(row)
-    line += f", {F.ms_of(row, pre + 'latency_ms')}, {acc}"
-    if row.flag(T.TAG_AT_CHANCE):
+        line += f" ({cells.fmt_count(m.get('params_nonzero'))} non-zero)"
+    acc = cells.fmt_pct(m.get("dense_accuracy_top1")) if dense else _accuracy_note(row)
+    line += f", {cells.ms_of(row, pre + 'latency_ms')}, {acc}"
+    if row.flag(tracking.TAG_AT_CHANCE):
         line += " (accuracy at chance)"
-    return line + ("" if dense else F.seeds_note(row))
+    return line + ("" if dense else cells.seeds_note(row))
 
 
-def dense_summary(rows: list[R.Row]) -> R.Row:
+def dense_summary(group: list[rows.Row]) -> rows.Row:
     """One row standing for the dense model: the median of each dense_ metric over the jobs that measured it."""
     metrics = {}
-    for key in {k for r in rows for k in r.metrics if k.startswith(T.DENSE_PREFIX)}:
-        metrics[key] = statistics.median(r.metrics[key] for r in rows if key in r.metrics)
-    first = rows[0]
-    tags = {k: v for k, v in first.tags.items() if k in (T.TAG_AT_CHANCE, T.TAG_WEIGHTS)}
-    return R.Row(
+    for key in {k for r in group for k in r.metrics if k.startswith(tracking.DENSE_PREFIX)}:
+        metrics[key] = statistics.median(r.metrics[key] for r in group if key in r.metrics)
+    first = group[0]
+    tags = {
+        k: v for k, v in first.tags.items() if k in (tracking.TAG_AT_CHANCE, tracking.TAG_WEIGHTS)
+    }
+    return rows.Row(
         first.model,
         first.model_name,
-        "dense",
-        0.0,
-        "FINISHED",
-        metrics,
-        tags,
-        {},
+        pruner="dense",
+        ratio=0.0,
+        status="FINISHED",
+        metrics=metrics,
+        tags=tags,
+        params={},
         label=first.model,
     )
 
 
-def _latency_cell(r: R.Row) -> str:
+def _latency_cell(r: rows.Row) -> str:
     """Median ± std over iterations; with repeats, mean of the medians ± std over the runs."""
     m = r.metrics
     spread = r.std.get("latency_ms", 0.0) if r.n > 1 else m.get("latency_std_ms", 0.0)
     return f"{m['latency_ms']:.2f} ± {spread:.2f} ms"
 
 
-def _tuned_cell(r: R.Row) -> str:
+def _tuned_cell(r: rows.Row) -> str:
     delta = f"({100 * r.metrics.get('accuracy_delta', 0.0):+.1f} pt)"
     if not r.epochs:
         return f"not fine-tuned {delta}"
-    return f"{F.pct_of(r, 'accuracy_top1')}, {r.epochs} ep {delta}"
+    return f"{cells.pct_of(r, 'accuracy_top1')}, {r.epochs} ep {delta}"
 
 
-def table(rows: list[R.Row]) -> list[str]:
+def table(group: list[rows.Row]) -> list[str]:
     out = [
         "| model | params (total / non-zero) | MACs (dense kernels / non-zero) | latency median ± std | "
         "speedup [95% CI] | top-1 one-shot | top-1 fine-tuned (vs dense) | flags |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in group:
         m = r.metrics
-        name = (r.label or r.model) + F.seeds_note(r)
+        name = (r.label or r.model) + cells.seeds_note(r)
         if r.status != "FINISHED" or not m.get("latency_ms"):
-            out.append(f"| {name} | | | | | | | {'; '.join(F.flags(r)) or 'incomplete'} |")
+            out.append(f"| {name} | | | | | | | {'; '.join(cells.flags(r)) or 'incomplete'} |")
             continue
         out.append(
-            f"| {name} | {F.fmt_count(m.get('params_total'))} / {F.fmt_count(m.get('params_nonzero'))} | "
-            f"{F.fmt_macs(m.get('macs'))} / {F.fmt_macs(m.get('macs_nonzero'))} | {_latency_cell(r)} | "
-            f"{F.speed(r)} | {F.oneshot_of(r)} | {_tuned_cell(r)} | {'; '.join(F.flags(r))} |"
+            f"| {name} | {cells.fmt_count(m.get('params_total'))} / {cells.fmt_count(m.get('params_nonzero'))} | "
+            f"{cells.fmt_macs(m.get('macs'))} / {cells.fmt_macs(m.get('macs_nonzero'))} | {_latency_cell(r)} | "
+            f"{cells.speed(r)} | {cells.oneshot_of(r)} | {_tuned_cell(r)} | {'; '.join(cells.flags(r))} |"
         )
     return out
 
@@ -103,7 +104,7 @@ def _eff(m: dict, key) -> str:
     return "?" if d is None or p is None else f"{100 * d:.1f}% → {100 * p:.1f}%"
 
 
-def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
+def runtime_table(group: list[rows.Row], runtimes: list[str]) -> list[str]:
     """Dense and pruned in every runtime timed: latency, speedup beside the MAC ratio it could reach
     at best, and efficiency (achieved MAC/s as a fraction of the runtime's measured GEMM peak), which
     says why a speedup falls short of the MAC ratio."""
@@ -112,45 +113,45 @@ def runtime_table(rows: list[R.Row], runtimes: list[str]) -> list[str]:
         "| efficiency dense → pruned | export + build s (pruned) | |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in group:
         if r.status != "FINISHED":
             continue
-        m, name = r.metrics, (r.label or r.model) + F.seeds_note(r)
+        m, name = r.metrics, (r.label or r.model) + cells.seeds_note(r)
         macs_said = f"{m.get('dense_macs', 0.0) / m['macs']:.2f}x" if m.get("macs") else "?"
         for rt in runtimes:
-            key = functools.partial(T.runtime_key, rt)
-            na = F.runtime_na(r, rt)
+            key = functools.partial(tracking.runtime_key, rt)
+            na = cells.runtime_na(r, rt)
             if key("latency_ms") not in m:
-                out.append(f"| {name} | {rt} | | {F.speed(r, rt)} | {macs_said} | | | {na} |")
+                out.append(f"| {name} | {rt} | | {cells.speed(r, rt)} | {macs_said} | | | {na} |")
                 continue
             prep = m.get(key("export_seconds"), 0.0) + m.get(key("build_seconds"), 0.0)
-            flag = r.tags.get(key(T.TAG_RUNTIME_FLAG), "none")
+            flag = r.tags.get(key(tracking.TAG_RUNTIME_FLAG), "none")
             out.append(
                 f"| {name} | {rt} | {m[key('dense_latency_ms')]:.3f} → {m[key('latency_ms')]:.3f} ms "
-                f"| {F.speed(r, rt)} | {macs_said} | {_eff(m, key)} | {prep:.2f} | "
+                f"| {cells.speed(r, rt)} | {macs_said} | {_eff(m, key)} | {prep:.2f} | "
                 f"{'' if flag in ('none', '') else 'not trusted: ' + flag} |"
             )
     return out
 
 
-def _missing(model: str, pruner: str, level: str, epochs: int = 0, label: str = "") -> R.Row:
-    ratio = R.to_float(level.partition("=")[2]) if level.startswith("ratio=") else math.nan
-    return R.Row(
+def _missing(model: str, pruner: str, level: str, epochs: int = 0, label: str = "") -> rows.Row:
+    ratio = rows.to_float(level.partition("=")[2]) if level.startswith("ratio=") else math.nan
+    return rows.Row(
         model,
         model,
-        pruner,
-        ratio,
-        "MISSING",
-        {},
-        {T.TAG_ERROR: "no run logged for this grid point"},
-        {},
-        epochs,
-        label or model,
+        pruner=pruner,
+        ratio=ratio,
+        status="MISSING",
+        metrics={},
+        tags={tracking.TAG_ERROR: "no run logged for this grid point"},
+        params={},
+        epochs=epochs,
+        label=label or model,
         target="" if level.startswith("ratio=") else level,
     )
 
 
-def _levels_said(sweep: R.Sweep) -> str:
+def _levels_said(sweep: rows.Sweep) -> str:
     ratios = [lv.partition("=")[2] for lv in sweep.levels if lv.startswith("ratio=")]
     goals = [lv for lv in sweep.levels if not lv.startswith("ratio=")]
     said = [f"ratios {', '.join(ratios)}"] if ratios else []
@@ -160,9 +161,9 @@ def _levels_said(sweep: R.Sweep) -> str:
     return ", ".join(said)
 
 
-def header(sweep: R.Sweep) -> list[str]:
-    devices = sorted({r.tags.get(T.TAG_DEVICE, "?") for r in sweep.runs})
-    commits = sorted({r.tags.get(T.TAG_GIT_COMMIT, "?")[:12] for r in sweep.runs})
+def header(sweep: rows.Sweep) -> list[str]:
+    devices = sorted({r.tags.get(tracking.TAG_DEVICE, "?") for r in sweep.runs})
+    commits = sorted({r.tags.get(tracking.TAG_GIT_COMMIT, "?")[:12] for r in sweep.runs})
     n_ok = sum(r.status == "FINISHED" for r in sweep.runs)
     repeats = (
         [
@@ -203,10 +204,10 @@ def _runs(n: int) -> str:
     return f"{n} run{'s' if n != 1 else ''}"
 
 
-def _timing_note(sweep: R.Sweep) -> list[str]:
+def _timing_note(sweep: rows.Sweep) -> list[str]:
     """Which latency harness timed the sweep (and whether it mixes two), and how many runs were timed
     while other processes took the cores (their speedups are flagged and left out of rankings)."""
-    found = R.harnesses(sweep.runs)
+    found = rows.harnesses(sweep.runs)
     if not found:
         return []
     said = ", ".join(
@@ -221,7 +222,7 @@ def _timing_note(sweep: R.Sweep) -> list[str]:
             "is flagged."
         )
     done = [r for r in sweep.runs if r.status == "FINISHED"]
-    hit = [r for r in done if any(F.contended(r, rt) for rt in F.row_runtimes(r))]
+    hit = [r for r in done if any(cells.contended(r, rt) for rt in cells.row_runtimes(r))]
     if hit:
         lines[0] += (
             f" {len(hit)} of {_runs(len(done))} were timed while other processes took the cores in "
@@ -231,8 +232,8 @@ def _timing_note(sweep: R.Sweep) -> list[str]:
     return [*lines, ""]
 
 
-def _runtimes_note(sweep: R.Sweep) -> list[str]:
-    runtimes = F.sweep_runtimes(sweep)
+def _runtimes_note(sweep: rows.Sweep) -> list[str]:
+    runtimes = cells.sweep_runtimes(sweep)
     if len(runtimes) == 1:
         return []
     return [
@@ -247,10 +248,10 @@ def _runtimes_note(sweep: R.Sweep) -> list[str]:
     ]
 
 
-def _finetune_note(sweep: R.Sweep) -> str:
+def _finetune_note(sweep: rows.Sweep) -> str:
     """What the accuracy figures are read after: one-shot alone misleads (published results are read
     after recovery fine-tuning)."""
-    budgets = F.budgets(sweep)
+    budgets = cells.budgets(sweep)
     if not budgets:
         return (
             "Top-1 is one-shot: the pruned models were not fine-tuned (finetune.epochs=0), so structural "
@@ -258,14 +259,14 @@ def _finetune_note(sweep: R.Sweep) -> str:
         )
     return (
         f"Top-1 is given one-shot (right after pruning) and after recovery fine-tuning on the train split "
-        f"({F.budget_said(budgets)}), the same budget for every method."
+        f"({cells.budget_said(budgets)}), the same budget for every method."
     )
 
 
-def _training_note(sweep: R.Sweep) -> list[str]:
+def _training_note(sweep: rows.Sweep) -> list[str]:
     """Where some methods trained the dense model for sparsity before pruning, what each method
     trained in all, so that a same fine-tuning budget is not read as the same training."""
-    used = F.training_used(sweep)
+    used = cells.training_used(sweep)
     if not used:
         return []
     said = "; ".join(f"{p} {reg:.0f} + {ft:.0f} = {reg + ft:.0f}" for p, reg, ft in used)
@@ -277,7 +278,7 @@ def _training_note(sweep: R.Sweep) -> list[str]:
     ]
 
 
-def original(sweep: R.Sweep) -> list[str]:
+def original(sweep: rows.Sweep) -> list[str]:
     lines = [
         "## Original (not pruned)",
         "",
@@ -300,27 +301,29 @@ def original(sweep: R.Sweep) -> list[str]:
         else:
             lines.append(f"{model}: no finished run measured the dense model")
     lines += ["```", ""]
-    chance = [r.model for r in dense_rows if r.flag(T.TAG_AT_CHANCE)]
+    chance = [r.model for r in dense_rows if r.flag(tracking.TAG_AT_CHANCE)]
     if chance:
         lines += [
             f"> Accuracy of {', '.join(chance)} is at chance (weights: "
-            f"{', '.join(sorted({r.tags.get(T.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
+            f"{', '.join(sorted({r.tags.get(tracking.TAG_WEIGHTS, '?') for r in dense_rows if r.model in chance}))}): "
             "their accuracy figures are not results.",
             "",
         ]
     return lines
 
 
-def _at(rows: dict, sweep: R.Sweep, point: tuple) -> R.Row:
-    if point in rows:
-        return rows[point]
+def _at(group: dict, sweep: rows.Sweep, point: tuple) -> rows.Row:
+    if point in group:
+        return group[point]
     model, pruner, level, epochs = point
-    return _missing(model, pruner, level, epochs, R.row_label(model, epochs, sweep.epochs))
+    return _missing(
+        model, pruner, level=level, epochs=epochs, label=rows.row_label(model, epochs, sweep.epochs)
+    )
 
 
-def method_sections(sweep: R.Sweep) -> list[str]:
+def method_sections(sweep: rows.Sweep) -> list[str]:
     """One section per family (in the families' own order), one sub-section per method and cost level."""
-    rows = {r.point: r for r in sweep.rows}
+    group = {r.point: r for r in sweep.rows}
     known = families()
     by_family: dict[str, list[str]] = {}
     for r in sweep.rows:
@@ -328,12 +331,12 @@ def method_sections(sweep: R.Sweep) -> list[str]:
             by_family[r.family].append(r.method)
     lines = []
     # a user's own family: the report process need not import its package; the run says its title
-    titles = {r.family: r.tags.get(T.TAG_FAMILY_TITLE) for r in sweep.rows}
+    titles = {r.family: r.tags.get(tracking.TAG_FAMILY_TITLE) for r in sweep.rows}
     for fam in sorted(by_family, key=lambda f: (known[f].rank if f in known else len(known), f)):
         lines += [f"## {known[fam].title if fam in known else titles.get(fam) or fam}", ""]
         for pruner in sorted(by_family[fam]):
             for level in sweep.levels:
-                lines += _method_section(sweep, rows, pruner, level)
+                lines += _method_section(sweep, group, pruner, level)
     return lines
 
 
@@ -343,13 +346,13 @@ def _target_said(level: str) -> str:
     if kind == "speedup":
         where = f" in {runtime}" if runtime else ""
         return f"Pruned until it ran {value}x as fast as the dense model{where} on the job's device"
-    return f"Pruned until {100 * R.to_float(value):g} % of the dense model's {'MACs' if kind == 'macs' else kind} remained"
+    return f"Pruned until {100 * rows.to_float(value):g} % of the dense model's {'MACs' if kind == 'macs' else kind} remained"
 
 
-def _method_section(sweep: R.Sweep, rows: dict, pruner: str, level: str) -> list[str]:
+def _method_section(sweep: rows.Sweep, group: dict, pruner: str, level: str) -> list[str]:
     sample = next(r for r in sweep.rows if r.method == pruner)
     means = sample.params.get("pruner.ratio_means", "")
-    section = [_at(rows, sweep, (m, pruner, level, e)) for m in sweep.models for e in sweep.epochs]
+    section = [_at(group, sweep, (m, pruner, level, e)) for m in sweep.models for e in sweep.epochs]
     lines = [f"### {pruner} ({sample.kind or 'unknown kind'}, {level})", ""]
     if not level.startswith("ratio="):
         lines += [
@@ -358,7 +361,7 @@ def _method_section(sweep: R.Sweep, rows: dict, pruner: str, level: str) -> list
         ]
     if means:
         lines += [f"ratio = {means}.", ""]
-    runtimes = F.sweep_runtimes(sweep)
+    runtimes = cells.sweep_runtimes(sweep)
     deployed = ["", *runtime_table(section, runtimes), ""] if len(runtimes) > 1 else [""]
     return (
         lines

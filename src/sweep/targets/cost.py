@@ -71,7 +71,7 @@ def method_search(
             torch.manual_seed(seed)  # random importance picks the same channels in every run
             return step(copy.deepcopy(model), ratio, example, calibration).eval()
 
-        return cost_trial(prune_at, dense, example, target, by_nonzero)
+        return cost_trial(prune_at, dense, example=example, target=target, by_nonzero=by_nonzero)
 
     refine = (lambda m: trial_on(m, True)) if pruner.refines else None
     return search(trial_on(base, False), target, start, refine)

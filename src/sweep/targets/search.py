@@ -24,11 +24,13 @@ class Trial:
     def reading(self) -> Reading:
         v = self.reached
         return Reading(
-            v, v if self.low is None else self.low, v if self.high is None else self.high
+            value=v,
+            low=v if self.low is None else self.low,
+            high=v if self.high is None else self.high,
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Found:
     model: nn.Module
     ratio: float
@@ -122,7 +124,7 @@ class _Search:
                 lo = tr
             else:
                 hi = tr
-            ratio = _next_ratio(lo, hi, goal, t, first)
+            ratio = _next_ratio(lo, hi, goal=goal, target=t, start=first)
             if hi is not None and hi.ratio - lo.ratio < 1e-4:
                 break  # no ratio lies between the brackets
         if hi is not None:
@@ -163,7 +165,7 @@ class _Search:
     def _found(self, model: nn.Module, tr: Trial, landing: str, **kw) -> Found:
         base, refine = (self.base_ratio, tr.ratio) if tr.stage == "refine" else (tr.ratio, 0.0)
         return Found(
-            model, base, tr.reached, self.trials, landing, low=tr.low, high=tr.high,
+            model=model, ratio=base, reached=tr.reached, trials=self.trials, landing=landing, low=tr.low, high=tr.high,
             refine_ratio=refine, **kw,
         )  # fmt: skip
 
@@ -271,7 +273,7 @@ def search(
     target (`confirm`) reads a model again before believing a reading near the target.
     """
     s = _Search(target)
-    found = s.bracket(trial, start, "ratio", confirm, target.max_trials)
+    found = s.bracket(trial, start, stage="ratio", confirm=confirm, trials=target.max_trials)
     if found is not None:
         return found
     if refine is not None:
@@ -280,7 +282,9 @@ def search(
             s.short = (Trial(0.0, Reading.of(got).value), model)
         base, model = s.short
         s.base_ratio = base.ratio
-        found = s.bracket(refine(model), base.reached, "refine", confirm, target.max_trials)
+        found = s.bracket(
+            refine(model), base.reached, stage="refine", confirm=confirm, trials=target.max_trials
+        )
         if found is not None:
             return found
     return s.nearest()

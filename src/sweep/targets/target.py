@@ -16,7 +16,7 @@ class TargetNotReached(NotApplicable):
 INTERVAL_TOLERANCES = 2.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reading:
     """What a trial reached: a count (exact), or a measured speedup with its 95 % interval."""
 
@@ -26,11 +26,12 @@ class Reading:
 
     @classmethod
     def of(cls, v: float | Reading) -> Reading:
-        return v if isinstance(v, Reading) else cls(float(v), float(v), float(v))
+        return v if isinstance(v, Reading) else cls(value=float(v), low=float(v), high=float(v))
 
     def averaged(self, other: Reading) -> Reading:
         """Two readings of one model: the mean of their medians and of their bounds."""
-        return Reading(*((a + b) / 2 for a, b in zip(self.astuple(), other.astuple())))
+        value, low, high = ((a + b) / 2 for a, b in zip(self.astuple(), other.astuple()))
+        return Reading(value=value, low=low, high=high)
 
     def astuple(self) -> tuple[float, float, float]:
         return (self.value, self.low, self.high)
@@ -93,5 +94,12 @@ def of_config(cfg) -> Target | None:
     for kind in ("macs", "params", "speedup"):
         if cfg[kind] is not None:
             runtime = cfg.get("runtime", "eager") if kind == "speedup" else "eager"
-            return Target(kind, cfg[kind], cfg.tolerance, cfg.max_trials, cfg.max_ratio, runtime)
+            return Target(
+                kind,
+                cfg[kind],
+                tolerance=cfg.tolerance,
+                max_trials=cfg.max_trials,
+                max_ratio=cfg.max_ratio,
+                runtime=runtime,
+            )
     return None

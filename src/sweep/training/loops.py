@@ -8,6 +8,7 @@ the same one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from torch.nn import functional
 
 from sweep.data import Batches
 
@@ -47,7 +48,7 @@ LOSS_WINDOW = 5
 FAR_ABOVE_CHANCE = 10.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     steps: int
     seconds: float
@@ -115,16 +116,16 @@ def _scheduler(opt, budget: Budget, total_steps: int):
 def _loss(
     logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, distill: Distill | None
 ) -> torch.Tensor:
-    ce = F.cross_entropy(logits, y)
+    ce = functional.cross_entropy(logits, y)
     if distill is None or distill.weight == 0:
         return ce
     with torch.no_grad():
         teacher = distill.teacher(x)
     t = distill.temperature
     kd = (
-        F.kl_div(
-            F.log_softmax(logits / t, dim=1),
-            F.log_softmax(teacher / t, dim=1),
+        functional.kl_div(
+            functional.log_softmax(logits / t, dim=1),
+            functional.log_softmax(teacher / t, dim=1),
             log_target=True,
             reduction="batchmean",
         )
@@ -167,41 +168,49 @@ def train(
     keep_zeros: bool = False,
     class_map: list[int] | None = None,
     after_backward: Callable[[nn.Module], None] | None = None,
+    chance_loss: float = 0.0,
 ) -> TrainResult:
     """Train every parameter of `model` on `batches`; `class_map` maps labels to the model's classes;
-    `after_backward(model)` runs after each backward pass, before the optimizer's step."""
+    `after_backward(model)` runs after each backward pass, before the optimizer's step; `chance_loss`
+    (a uniform guess's loss, ln C) is what the result's divergence rule compares against."""
     masks = zero_masks(model) if keep_zeros else []
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     total = budget.epochs * math.ceil(len(batches) / budget.batch_size)
     sched = _scheduler(opt, budget, min(total, budget.max_steps or total))
     class_of = torch.tensor(class_map) if class_map is not None else None
+    step_on = functools.partial(
+        _step, model, opt, sched=sched, distill=distill, masks=masks, after_backward=after_backward
+    )
     step, t0, stopped, losses = 0, time.perf_counter(), "", []
     for epoch in range(budget.epochs):
         loss_sum, seen = 0.0, 0
         for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
             y = class_of[y] if class_of is not None else y
-            loss = _step(
-                model, opt, sched, x.to(device), y.to(device), distill, masks, after_backward
-            )
+            loss = step_on(x=x.to(device), y=y.to(device))
             step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
             losses.append(loss)
             # a non-finite loss never comes back: the rest of the budget would be spent on NaNs
             stopped = "non_finite_loss" if not math.isfinite(loss) else _stop(budget, step, t0)
             if stopped:
                 break
-        log.info(
-            "training %s: epoch %d/%d, loss %.3f, %.0fs",
-            label,
-            epoch + 1,
-            budget.epochs,
-            loss_sum / max(1, seen),
-            time.perf_counter() - t0,
-        )
+        _log_epoch(label, f"{epoch + 1}/{budget.epochs}", loss_sum / max(1, seen), t0)
         if stopped:
             break
     model.eval()
-    return TrainResult(step, time.perf_counter() - t0, stopped or "epochs", losses)
+    return TrainResult(
+        steps=step,
+        seconds=time.perf_counter() - t0,
+        stopped_by=stopped or "epochs",
+        losses=losses,
+        chance_loss=chance_loss,
+    )
+
+
+def _log_epoch(label: str, epoch: str, loss: float, t0: float) -> None:
+    log.info(
+        "training %s: epoch %s, loss %.3f, %.0fs", label, epoch, loss, time.perf_counter() - t0
+    )
 
 
 @torch.no_grad()
@@ -240,7 +249,7 @@ def linear_probe(
         order = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), budget.batch_size):
             idx = order[i : i + budget.batch_size]
-            loss = F.cross_entropy(head(x[idx].to(device)), y[idx].to(device))
+            loss = functional.cross_entropy(head(x[idx].to(device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -140,8 +140,8 @@ class OnnxRuntime(Runtime):
         return ort.InferenceSession(str(path), so, providers=self.providers(ctx))
 
     def load(self, model, x, ctx, what):
-        path, export_s = onnx_file(model, x, ctx, what, self.name)
-        return self._loaded(path, x, ctx, what, export_s)
+        path, export_s = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
+        return self._loaded(path, x, ctx=ctx, what=what, export_s=export_s)
 
     def int8(self, model, x, calibration, ctx, what):
         """The model's ONNX file through ONNX Runtime's static quantizer: QDQ, per-channel INT8
@@ -151,7 +151,7 @@ class OnnxRuntime(Runtime):
                 f"{self.name}: INT8 (QDQ) is timed on its CPU execution provider here; the job's "
                 f"device is {ctx.device.type}"
             )
-        path, _ = onnx_file(model, x, ctx, what, self.name)
+        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         t0 = time.perf_counter()
         try:
             quantized = _ort_int8(path, calibration)
@@ -159,7 +159,9 @@ class OnnxRuntime(Runtime):
             raise RuntimeNotApplicable(
                 f"{self.name}: its quantizer cannot take the {what} model ({plain(first_line(e))})"
             ) from None
-        return self._loaded(quantized, x, ctx, f"{what} INT8", time.perf_counter() - t0)
+        return self._loaded(
+            quantized, x, ctx=ctx, what=f"{what} INT8", export_s=time.perf_counter() - t0
+        )
 
     def _loaded(self, path: Path, x, ctx: Context, what: str, export_s: float) -> Loaded:
         t0 = time.perf_counter()
@@ -185,12 +187,14 @@ class OnnxRuntime(Runtime):
         return Loaded(
             run,
             lambda: to_cpu(self._fetch(run())),
-            export_s,
-            build_s,
-            path,
-            True,
-            predict,
-            again=lambda: self._loaded(path, x, ctx, what, export_s),  # a session of its own
+            export_s=export_s,
+            build_s=build_s,
+            file=path,
+            host_clock=True,
+            predict=predict,
+            again=lambda: self._loaded(
+                path, x, ctx=ctx, what=what, export_s=export_s
+            ),  # a session of its own
         )
 
     @staticmethod

@@ -37,13 +37,13 @@ class OpenVINO(Runtime):
     def load(self, model, x, ctx, what):
         import openvino as ov
 
-        path, export_s = onnx_file(model, x, ctx, what, self.name)
+        path, export_s = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         t0 = time.perf_counter()
         try:
             ov_model = ov.Core().read_model(str(path))
         except Exception as e:
             raise self.not_applicable(what, e) from None
-        return self._compiled(ov_model, x, ctx, what, export_s, t0, path)
+        return self._compiled(ov_model, x, ctx=ctx, what=what, export_s=export_s, t0=t0, path=path)
 
     def int8(self, model, x, calibration, ctx, what):
         """NNCF's post-training quantization of the OpenVINO model read from the ONNX file (its
@@ -53,7 +53,7 @@ class OpenVINO(Runtime):
             raise RuntimeNotApplicable(f"{self.name}: {missing}")
         import openvino as ov
 
-        path, _ = onnx_file(model, x, ctx, what, self.name)
+        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         t0 = time.perf_counter()
         try:
             quantized = _nncf_int8(ov.Core().read_model(str(path)), calibration)
@@ -61,7 +61,9 @@ class OpenVINO(Runtime):
             raise RuntimeNotApplicable(
                 f"{self.name}: NNCF cannot quantize the {what} model ({plain(first_line(e))})"
             ) from None
-        return self._compiled(quantized, x, ctx, f"{what} INT8", time.perf_counter() - t0)
+        return self._compiled(
+            quantized, x, ctx=ctx, what=f"{what} INT8", export_s=time.perf_counter() - t0
+        )
 
     def _compiled(self, ov_model, x, ctx, what, export_s, t0=None, path=None) -> Loaded:
         import openvino as ov
@@ -96,12 +98,14 @@ class OpenVINO(Runtime):
         return Loaded(
             run,
             output,
-            export_s,
-            build_s,
-            path,
-            True,
-            predict,
-            again=lambda: self._compiled(ov_model, x, ctx, what, export_s, path=path),
+            export_s=export_s,
+            build_s=build_s,
+            file=path,
+            host_clock=True,
+            predict=predict,
+            again=lambda: self._compiled(
+                ov_model, x, ctx=ctx, what=what, export_s=export_s, path=path
+            ),
         )
 
 
