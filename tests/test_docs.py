@@ -10,6 +10,12 @@ from sweep import tracking
 from sweep.cli import reference
 
 
+def long_cells(markdown: str, limit: int = 300) -> list[str]:
+    """The first 40 characters of every table cell longer than `limit`."""
+    rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [c.strip()[:40] for row in rows for c in row.split("|") if len(c.strip()) > limit]
+
+
 def test_reference_pages_match_the_code(capsys):
     assert reference.main([str(ROOT / "docs" / "reference"), "--check"]) == 0, (
         capsys.readouterr().err
@@ -42,3 +48,13 @@ def test_readme_is_a_front_door_into_the_site():
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def test_benchmarks_page_is_one_short_row_per_benchmark():
+    """What, the headline with its date, the command: no cell over 300 characters (the full readings
+    are on the pages they belong to)."""
+    assert long_cells((ROOT / "docs" / "benchmarks.md").read_text()) == []
+
+
+def test_long_cell_check_can_fail():
+    assert long_cells(f"| a | {'x' * 301} | b |\n") == [("x" * 301)[:40]]

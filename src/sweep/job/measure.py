@@ -173,10 +173,9 @@ def _time_eager(job: Job, dense: nn.Module, pruned: nn.Module, x, settings) -> T
 def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
     """The models as timed: a 2:4 model runs on sparse kernels where the device has them, against a
     dense copy in the same dtype (so the speedup is the kernels', not the cast's)."""
-    accelerate = getattr(job.pruner, "accelerate", None)
-    if accelerate is None:
+    if not job.pruner.accelerates:
         return [dense, pruned], None
-    sparse, layers = accelerate(copy.deepcopy(pruned), job.device, settings.precision)
+    sparse, layers = job.pruner.accelerate(copy.deepcopy(pruned), job.device, settings.precision)
     if not layers:
         return [dense, pruned], layers
     return [copy.deepcopy(dense).to(next(sparse.parameters()).dtype), sparse], layers

@@ -8,7 +8,15 @@ from sweep.pruners import (
     semi_structured,
     torch_prune,
 )
-from sweep.pruners.base import Calibration, Family, NotApplicable, PruneKind, Pruner, families
+from sweep.pruners.base import (
+    Calibration,
+    Family,
+    NotApplicable,
+    PruneKind,
+    Pruner,
+    RegularizeSettings,
+    families,
+)
 from sweep.pruners.layers import PRUNABLE, classifiers_of, prunable_layers
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "PRUNABLE",
     "PruneKind",
     "Pruner",
+    "RegularizeSettings",
     "depgraph",
     "classifiers_of",
     "families",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +13,15 @@ import torch.nn as nn
 
 from sweep.errors import NotApplicable
 
-__all__ = ["Calibration", "Family", "NotApplicable", "PruneKind", "Pruner", "families"]
+__all__ = [
+    "Calibration",
+    "Family",
+    "NotApplicable",
+    "PruneKind",
+    "Pruner",
+    "RegularizeSettings",
+    "families",
+]
 
 
 class PruneKind(str, enum.Enum):
@@ -53,6 +63,27 @@ class Calibration:
     batches: list[tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass(frozen=True)
+class RegularizeSettings:
+    """A method's sparse-training phase (`Pruner.regularize`): its budget (as fine-tuning's: epochs, at
+    most max_steps optimizer steps and time_budget_s seconds) and its regularizer's strength."""
+
+    strength: float = 1e-4  # the regularizer's coefficient (Torch-Pruning's `reg`)
+    epochs: int = 1
+    max_steps: int | None = None
+    time_budget_s: float | None = None
+    lr: float | None = None  # null: the model's finetune_lr
+    delta: float = 1e-5  # growing_reg: how much the coefficient grows at each update (`delta_reg`)
+    update_every: int = 10  # growing_reg: optimizer steps between updates
+
+    def __post_init__(self):
+        if self.strength < 0 or self.epochs < 1 or self.update_every < 1:
+            raise ValueError(
+                f"regularize: strength={self.strength} must be >= 0, epochs={self.epochs} and "
+                f"update_every={self.update_every} >= 1"
+            )
+
+
 class Pruner(abc.ABC):
     """One pruning method. `prune` changes `model` in place at `ratio` and leaves its classifier alone."""
 
@@ -64,9 +95,9 @@ class Pruner(abc.ABC):
     # layers (path patterns) that `check` found the method cannot prune, left whole by `prune`; () for
     # most methods (the run's `pruning_kept_dense` tag)
     kept_dense: tuple[str, ...] = ()
-    # a method that trains the dense model for sparsity before pruning (sweep.pruners.regularized):
-    # its settings (epochs, strength, ...); None for one-shot criteria on trained weights
-    regularize: object | None = None
+    # a method that trains the dense model for sparsity before pruning (the job's regularize stage,
+    # with `regularizing`'s hook): its settings; None for one-shot criteria on trained weights
+    regularize: RegularizeSettings | None = None
 
     def __init__(self, name: str):
         self.name = name
@@ -116,6 +147,27 @@ class Pruner(abc.ABC):
     @property
     def refines(self) -> bool:
         return type(self).refine is not Pruner.refine
+
+    @contextlib.contextmanager
+    def regularizing(
+        self, model: nn.Module, example_inputs: torch.Tensor
+    ) -> Iterator[Callable[[nn.Module], None] | None]:
+        """The sparse-training phase (run when `regularize` is set): while inside, the yielded function
+        is called with the model after each backward pass, before the optimizer's step (to add a
+        regularizer's gradient). Default: None, the phase trains the dense model as fine-tuning does."""
+        yield None
+
+    def accelerate(
+        self, model: nn.Module, device: torch.device, precision: str
+    ) -> tuple[nn.Module, int]:
+        """The pruned model (a copy) as timed on kernels that run its sparsity faster, and how many of
+        its layers run on them. Default: the model as it is (only 2:4 has such kernels here)."""
+        return model, 0
+
+    @property
+    def accelerates(self) -> bool:
+        """Whether the measure stage times an `accelerate`d copy (the method overrides it)."""
+        return type(self).accelerate is not Pruner.accelerate
 
 
 def families() -> dict[str, Family]:

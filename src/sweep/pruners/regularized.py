@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from sweep.pruners.base import Family
+from sweep.pruners.base import Family, RegularizeSettings
 from sweep.pruners.depgraph import DepGraphPruner
 
 REGULARIZED = Family(
@@ -34,27 +33,6 @@ REGULARIZERS = {
     "group_norm": "GroupNormPruner",
     "growing_reg": "GrowingRegPruner",
 }
-
-
-@dataclass(frozen=True)
-class RegularizeSettings:
-    """The sparse-training phase: its budget (as fine-tuning's: epochs, at most max_steps optimizer
-    steps and time_budget_s seconds) and its regularizer's strength."""
-
-    strength: float = 1e-4  # the regularizer's coefficient (Torch-Pruning's `reg`)
-    epochs: int = 1
-    max_steps: int | None = None
-    time_budget_s: float | None = None
-    lr: float | None = None  # null: the model's finetune_lr
-    delta: float = 1e-5  # growing_reg: how much the coefficient grows at each update (`delta_reg`)
-    update_every: int = 10  # growing_reg: optimizer steps between updates
-
-    def __post_init__(self):
-        if self.strength < 0 or self.epochs < 1 or self.update_every < 1:
-            raise ValueError(
-                f"regularize: strength={self.strength} must be >= 0, epochs={self.epochs} and "
-                f"update_every={self.update_every} >= 1"
-            )
 
 
 class RegularizedPruner(DepGraphPruner):

@@ -68,8 +68,9 @@ class SemiStructured24(Pruner):
                 zeroed += m.weight.numel() // 2
         return model
 
-    @staticmethod
-    def accelerate(model: nn.Module, device: torch.device, precision: str) -> tuple[nn.Module, int]:
+    def accelerate(
+        self, model: nn.Module, device: torch.device, precision: str
+    ) -> tuple[nn.Module, int]:
         """Linear layers swapped to torch's semi-structured sparse tensors, where the device has the
         kernels (CUDA, compute capability >= 8.0, fp16/bf16); returns the model and how many layers."""
         if device.type != "cuda" or precision not in ("fp16", "bf16"):
