@@ -26,13 +26,18 @@ def run_sweep(args: list[str], cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
-def fresh_sweep(prefix: str, sweep_id: str, args: list[str]) -> tuple[str, float]:
-    """`python -m sweep ARGS` into a new SQLite store in a new temporary folder, as sweep `sweep_id`;
-    returns the store's URI and the wall time in seconds."""
+def temp_store(prefix: str) -> tuple[Path, str]:
+    """A new temporary folder and the URI of a SQLite store in it (every benchmark's own store)."""
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    return work, f"sqlite:///{work / 'mlflow.db'}"
+
+
+def fresh_sweep(prefix: str, sweep_id: str, args: list[str]) -> tuple[str, float]:
+    """`python -m sweep ARGS` into a new SQLite store in a new temporary folder, as sweep `sweep_id`;
+    returns the store's URI and the wall time in seconds."""
+    work, store = temp_store(prefix)
     seconds = run_sweep([*args, f"tracking.uri={store}", f"sweep_id={sweep_id}"], work)
     return store, seconds
 

@@ -15,10 +15,8 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 
 JOB = ["model=tiny_cnn", "pruner=dg_group", "target.macs=0.5", "finetune.epochs=0"]
@@ -52,8 +50,7 @@ def main() -> int:
     ap.add_argument("--burners", type=int, default=len(os.sched_getaffinity(0)) + 1)
     ap.add_argument("extra", nargs="*")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-contention-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-contention-")
     for r in range(args.rounds):
         for loaded in (False, True):
             burners = [

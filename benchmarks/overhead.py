@@ -11,10 +11,8 @@ last job its run's end. Target: overhead <= 5 % of job time.
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 
 # Work a job exists to do; everything else (Hydra's per-job composition, MLflow calls, the log stage)
@@ -26,8 +24,7 @@ DEFAULT = ["-m", "model=tiny_cnn,tiny_convnext", "pruner=glob(*)", "ratio=0.5"]
 
 def main() -> int:
     overrides = sys.argv[1:] or DEFAULT
-    work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-overhead-")
     # a first sweep trains and caches the tiny models, so the measured one is a steady-state grid
     run_sweep([*overrides, f"tracking.uri={store}", "sweep_id=warm"], work)
     wall = run_sweep([*overrides, f"tracking.uri={store}", "sweep_id=measured"], work)

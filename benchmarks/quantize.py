@@ -21,11 +21,10 @@ import argparse
 import functools
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 from sweep.report import rows
 
@@ -140,8 +139,7 @@ def main() -> int:
     ap.add_argument("--methods", default="dg_group,dg_taylor")
     ap.add_argument("extra", nargs="*", help="further overrides")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-quantize-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-quantize-")
     methods = [f"pruner={args.methods}", *COMMON, *args.extra]
     if args.part in ("latency", "both"):
         grid = ["-m", f"model={args.models}", *methods, *LATENCY]

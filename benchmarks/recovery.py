@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 
 
@@ -37,8 +35,7 @@ def main() -> int:
         "extra", nargs="*", help="further overrides, e.g. dataset=mnist finetune.lr=3e-3"
     )
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-recovery-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-recovery-")
     seeds = ",".join(str(s) for s in range(args.seeds))
     wall = run_sweep(
         [

@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 from sweep.report import rows
 
@@ -66,8 +64,7 @@ def main() -> int:
         raise SystemExit(f"--reg-epochs={args.reg_epochs}: choose 1 to {args.epochs - 1}")
     if args.from_store:
         return _print(args, args.from_store, float("nan"))
-    work = Path(tempfile.mkdtemp(prefix="sweep-regularize-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-regularize-")
     grid = ["-m", f"model={args.models}", f"target.macs={args.macs}", *FIXED, *args.extra]
     grid += [f"seed={','.join(str(s) for s in range(args.seeds))}", f"tracking.uri={store}"]
     t0 = time.perf_counter()

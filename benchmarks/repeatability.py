@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from _common import cv, run_sweep
+from _common import cv, run_sweep, temp_store
 from sweep import tracking
 
 # resnet18 at 64 px: a sub-millisecond model once INT8, where timing schemes differ most
@@ -61,8 +59,7 @@ def main() -> int:
     ap.add_argument("--no-defaults", action="store_true", help="leave out the default overrides")
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. measure.batch_size=8")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-repeat-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-repeat-")
     grid = [f"model={args.model}", f"pruner={args.pruner}", args.level]
     grid += ([] if args.no_defaults else DEFAULTS) + args.extra
     for i in range(args.repeats):

@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _common import run_sweep
+from _common import run_sweep, temp_store
 from sweep import tracking
 
 NO_TRAINING = ["model.train.epochs=0", "finetune.epochs=0", "eval.max_samples=32"]
@@ -63,8 +61,7 @@ def main() -> int:
     ap.add_argument("--runtime", default="eager", help="where the speedup is measured")
     ap.add_argument("extra", nargs="*", help="further overrides, e.g. measure.batch_size=8")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sweep-speedup-"))
-    store = f"sqlite:///{work / 'mlflow.db'}"
+    work, store = temp_store("sweep-speedup-")
     good = total = 0
     for i in range(1, args.runs + 1):
         sweep_id = f"speedup-{i}"

@@ -56,6 +56,27 @@ class Job(Result):
         above where it started diverged (`training.TrainResult.diverged`)."""
         return math.log(self.dataset.num_classes)
 
+    def lr(self, asked: float | None) -> float:
+        """A training phase's learning rate: the one its settings ask for, else the model's
+        `finetune_lr` (fine-tuning and sparse training alike)."""
+        return asked if asked is not None else self.cfg.model.finetune_lr
+
+    def budget(
+        self, *, epochs: int, lr: float | None, max_steps: int | None, time_budget_s: float | None
+    ) -> training.Budget:
+        """A training phase's budget: its own length and learning rate, fine-tuning's batch size,
+        weight decay and schedule (the one builder of fine-tuning's and sparse training's)."""
+        f = self.cfg.finetune
+        return training.Budget(
+            epochs=epochs,
+            lr=self.lr(lr),
+            batch_size=f.batch_size,
+            weight_decay=f.weight_decay,
+            schedule=f.schedule,
+            max_steps=max_steps,
+            time_budget_s=time_budget_s,
+        )
+
     def stage_timeout_s(self, name: str) -> float | None:
         value = self.cfg.job.stage_timeout_s[name]
         if value != "auto":

@@ -25,11 +25,6 @@ __all__ = ["Recovered", "StepTuned", "finetune", "finetune_step"]
 log = logging.getLogger("sweep")
 
 
-def _lr(job: Job) -> float:
-    f = job.cfg.finetune
-    return f.lr if f.lr is not None else job.cfg.model.finetune_lr
-
-
 def _budget(job: Job, train: Batches, step: Step, whole: bool = False) -> training.Budget | None:
     """Step `step`'s share of the fine-tuning budget (all of it for one-shot, or `whole`): the
     optimizer steps of `finetune.epochs` (at most `max_steps`) and `time_budget_s` split evenly over
@@ -37,14 +32,8 @@ def _budget(job: Job, train: Batches, step: Step, whole: bool = False) -> traini
     f = job.cfg.finetune
     if f.epochs == 0:
         return None
-    budget = training.Budget(
-        epochs=f.epochs,
-        lr=_lr(job),
-        batch_size=f.batch_size,
-        weight_decay=f.weight_decay,
-        schedule=f.schedule,
-        max_steps=f.max_steps,
-        time_budget_s=f.time_budget_s,
+    budget = job.budget(
+        epochs=f.epochs, lr=f.lr, max_steps=f.max_steps, time_budget_s=f.time_budget_s
     )
     if step.n == 1 or whole:
         return budget
@@ -130,7 +119,7 @@ def finetune_step(
         loss_end = result.loss_end
     split = _step_split(job, pruned, bench=bench, progress=progress, steps=step.n)
     accuracy = top1_of(job, pruned, split, f"after step {step.index}")
-    lr = _lr(job) if job.cfg.finetune.epochs else None
+    lr = job.lr(job.cfg.finetune.lr) if job.cfg.finetune.epochs else None
     return StepTuned(step=step, lr=lr, loss_end=loss_end, accuracy=accuracy)
 
 
@@ -195,7 +184,7 @@ def finetune(
     if f.init == "scratch":
         how = weights.reinitialise(pruned, job.cfg.model, job.dataset.num_classes, job.cfg.seed + 1)
     budget = _budget(job, bench.train, last, whole=f.init == "scratch")
-    lr = _lr(job) if f.epochs else None
+    lr = job.lr(job.cfg.finetune.lr) if f.epochs else None
     result = None
     if budget is not None:
         result = _train(job, bench, model=pruned, budget=budget, step=last)

@@ -19,7 +19,7 @@ from sweep import provenance, targets, tracking
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
 from sweep.job.results import Artifact, Result
-from sweep.measure import deployed, peak, runtimes
+from sweep.measure import deployed, peak, quantized, runtimes
 from sweep.measure.counting import Counts, count
 from sweep.measure.latency import (
     LatencySettings,
@@ -29,7 +29,16 @@ from sweep.measure.latency import (
     time_models,
 )
 
-__all__ = ["Counted", "Measured", "Timed", "is_noop", "measure", "runtimes_of"]
+__all__ = [
+    "Counted",
+    "InRuntime",
+    "Measured",
+    "Timed",
+    "is_noop",
+    "masks_without_kernels",
+    "measure",
+    "runtimes_of",
+]
 
 log = logging.getLogger("sweep")
 
@@ -96,19 +105,26 @@ class Timed(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class InRuntime(Result):
-    """One deployment runtime's figures under its names (`<runtime>/...`), or why it could not run."""
+    """One runtime's figures under its names (`<runtime>/...`; the INT8 stage's, `int8`:
+    `<runtime>/int8/...`), or why it could not run: the measure and quantize stages' one type."""
 
     runtime: str
-    result: deployed.RuntimeResult | None = None
+    result: deployed.RuntimeResult | quantized.Int8Result | None = None
     not_applicable: str = ""
     peak: dict = field(default_factory=dict)  # its peak on this machine, each model's efficiency
+    int8: bool = False
 
     def metrics(self) -> dict:
-        key, r = functools.partial(tracking.runtime_key, self.runtime), self.result
+        key, r = self._key(), self.result
         return {**(r.metrics() if r else {}), **{key(k): v for k, v in self.peak.items()}}
 
+    def _key(self):
+        return functools.partial(
+            tracking.int8_key if self.int8 else tracking.runtime_key, self.runtime
+        )
+
     def tags(self) -> dict:
-        key = functools.partial(tracking.runtime_key, self.runtime)
+        key = self._key()
         if self.not_applicable:
             return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
         if self.result is None:
@@ -224,12 +240,23 @@ def _target_runtime(job: Job) -> list[str]:
     return [target.runtime] if target is not None and target.kind == "speedup" else []
 
 
+def masks_without_kernels(job: Job, runtime: runtimes.Runtime, int8: bool = False) -> str:
+    """Why a mask method has no speedup to measure in `runtime` ("" where it may have one): masks
+    keep dense shapes, and only a runtime with sparse kernels for them could run them faster (none
+    has INT8 ones here). The one place that decides it, for the measure and quantize stages."""
+    if job.pruner.kind.dense_speedup_possible or (runtime.sparse_kernels and not int8):
+        return ""
+    if int8:
+        return f"{runtime.name}: masks keep dense shapes: no INT8 speedup"
+    return (
+        f"{runtime.name}: masks keep dense shapes and {runtime.name} has no sparse kernel for them: "
+        f"no speedup to measure"
+    )
+
+
 def _time_in(job: Job, runtime: runtimes.Runtime, models, x, ctx, settings):
-    if not job.pruner.kind.dense_speedup_possible and not runtime.sparse_kernels:
-        raise runtimes.RuntimeNotApplicable(
-            f"{runtime.name}: masks keep dense shapes and {runtime.name} has no sparse kernel for "
-            f"them: no speedup to measure"
-        )
+    if masks := masks_without_kernels(job, runtime):
+        raise runtimes.RuntimeNotApplicable(masks)
     dense, pruned = models
     r = deployed.time_in(
         runtime, dense, pruned=pruned, x=x, ctx=ctx, settings=settings, seed=job.cfg.seed

@@ -22,12 +22,12 @@ from sweep.data.batches import Batches
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
 from sweep.job.evaluate import Accuracy
-from sweep.job.measure import runtimes_of
+from sweep.job.measure import InRuntime, masks_without_kernels, runtimes_of
 from sweep.job.results import Result
 from sweep.measure import quantized, runtimes
 from sweep.training.evaluate import top1
 
-__all__ = ["Calibrated", "Quantized", "calibration_batches", "quantize"]
+__all__ = ["Calibrated", "calibration_batches", "quantize"]
 
 log = logging.getLogger("sweep")
 
@@ -38,27 +38,6 @@ class Calibrated(Result):
 
     def params(self) -> dict:
         return {tracking.PARAM_QUANTIZE_CALIBRATION: self.samples}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Quantized(Result):
-    """One runtime's INT8 figures under `<runtime>/int8/...`, or why it has none."""
-
-    runtime: str
-    result: quantized.Int8Result | None = None
-    not_applicable: str = ""
-
-    def metrics(self) -> dict:
-        return self.result.metrics() if self.result is not None else {}
-
-    def tags(self) -> dict:
-        key = functools.partial(tracking.int8_key, self.runtime)
-        if self.result is None:
-            return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
-        return {
-            key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
-            key(tracking.TAG_SLOWER_THAN_DENSE): self.result.slower_than_dense,
-        }
 
 
 def quantize(job: Job, bench: Bench, pruned: nn.Module, acc: Accuracy) -> Iterator[Result]:
@@ -84,21 +63,19 @@ def quantize(job: Job, bench: Bench, pruned: nn.Module, acc: Accuracy) -> Iterat
                 yield _in(job, runtimes.get(name), one)
 
 
-def _in(job: Job, runtime: runtimes.Runtime, quantize_in) -> Quantized:
+def _in(job: Job, runtime: runtimes.Runtime, quantize_in) -> InRuntime:
     """One runtime's INT8 figures (`quantize_in`: quantized.quantize_in with the job's models). A
     quantizer or runtime that fails on a model raises RuntimeNotApplicable (the runtimes wrap their
     own errors): that runtime's INT8 only. Any other error is a fault: the job fails, with what it
     recorded kept."""
     name = runtime.name
-    if not job.pruner.kind.dense_speedup_possible:
-        return Quantized(
-            runtime=name, not_applicable=f"{name}: masks keep dense shapes: no INT8 speedup"
-        )
+    if masks := masks_without_kernels(job, runtime, int8=True):
+        return InRuntime(runtime=name, not_applicable=masks, int8=True)
     try:
         r = quantize_in(runtime)
     except runtimes.RuntimeNotApplicable as e:
         log.warning("%s: INT8 in %s not applicable: %s", job.run_name, name, first_line(e))
-        return Quantized(runtime=name, not_applicable=first_line(e))
+        return InRuntime(runtime=name, not_applicable=first_line(e), int8=True)
     s, (d, p) = r.on_int8, r.accuracy
     log.info(
         "%s: %s INT8 top-1 %.1f%% -> %.1f%%, pruning on top of INT8 %.2fx [%.2f, %.2f]",
@@ -110,7 +87,7 @@ def _in(job: Job, runtime: runtimes.Runtime, quantize_in) -> Quantized:
         s.ci_low,
         s.ci_high,
     )
-    return Quantized(runtime=name, result=r)
+    return InRuntime(runtime=name, result=r, int8=True)
 
 
 def calibration_batches(job: Job, train: Batches, size: int) -> list[torch.Tensor]:

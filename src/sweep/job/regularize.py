@@ -49,16 +49,9 @@ class Regularized(Result):
 def regularize(job: Job, bench: Bench) -> Regularized:
     """The method's sparse training of a copy of the dense model, with its own budget (its
     `regularize` settings; batch size, weight decay and schedule as fine-tuning's)."""
-    s, f = job.pruner.regularize, job.cfg.finetune
-    lr = s.lr if s.lr is not None else job.cfg.model.finetune_lr
-    budget = training.Budget(
-        epochs=s.epochs,
-        lr=lr,
-        batch_size=f.batch_size,
-        weight_decay=f.weight_decay,
-        schedule=f.schedule,
-        max_steps=s.max_steps,
-        time_budget_s=s.time_budget_s,
+    s = job.pruner.regularize
+    budget = job.budget(
+        epochs=s.epochs, lr=s.lr, max_steps=s.max_steps, time_budget_s=s.time_budget_s
     )
     model = copy.deepcopy(bench.dense)
     with job.pruner.regularizing(model, bench.example) as after_backward:
@@ -83,4 +76,4 @@ def regularize(job: Job, bench: Bench) -> Regularized:
             result.loss_end,
             result.stopped_by,
         )
-    return Regularized(model=model.eval(), result=result, lr=lr)
+    return Regularized(model=model.eval(), result=result, lr=budget.lr)

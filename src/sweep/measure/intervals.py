@@ -26,7 +26,7 @@ class Speedup:
     ci_high: float
 
     # the names of a speedup's interval, from its own name (`speedup` -> `speedup_ci_low`)
-    LOW, HIGH = "_ci_low", "_ci_high"
+    LOW, HIGH = names.CI_LOW, names.CI_HIGH
 
     def metrics(self, name: str = names.SPEEDUP) -> dict[str, float]:
         return {name: self.value, name + self.LOW: self.ci_low, name + self.HIGH: self.ci_high}

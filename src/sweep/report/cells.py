@@ -29,7 +29,7 @@ def speedup_interval(
     if row.n > 1:
         sd = row.std.get(key(name), 0.0)
         return v, v - sd, v + sd
-    low, high = key(f"{name}_ci_low"), key(f"{name}_ci_high")
+    low, high = key(name + tracking.CI_LOW), key(name + tracking.CI_HIGH)
     return v, row.metrics.get(low, v), row.metrics.get(high, v)
 
 

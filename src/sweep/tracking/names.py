@@ -96,9 +96,11 @@ LATENCY_METRICS = LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, PEAK_M
 ACCURACY = metric("accuracy_top1", "fraction 0..1, after recovery fine-tuning (`= accuracy_top1_oneshot` when `finetune.epochs=0`); `dense_accuracy_top1` for the dense model")  # fmt: skip
 DENSE_ACCURACY = DENSE_PREFIX + ACCURACY
 METRICS_PER_MODEL = (*COUNT_METRICS, *LATENCY_METRICS, ACCURACY)
+# the names of a speedup's 95 % interval, after its own name (`speedup` -> `speedup_ci_low`)
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 SPEEDUP_METRICS = SPEEDUP, SPEEDUP_CI_LOW, SPEEDUP_CI_HIGH = metric(
-    ("speedup", "speedup_ci_low", "speedup_ci_high"),
-    "`dense_latency_ms / latency_ms`, and its 95 % interval: a moving-block bootstrap over the paired rounds (runs of consecutive rounds resampled together, so drift within the timing widens it)",
+    ("speedup", "speedup" + CI_LOW, "speedup" + CI_HIGH),
+    "`dense_latency_ms / latency_ms`, and its 95 % interval: a bootstrap over the instances of each model (`measure.instances`) and runs of consecutive paired rounds, so a difference between instances and drift within the timing widen it",
 )
 CPU_CONTENTION = metric("cpu_contention", "share 0..1 of the timed cores that other processes took while the models were timed (Linux: busy and steal time of those cores in /proc/stat minus the process's own CPU time, beyond cores the timing left free); above `measure.contention_max` the timing's flag is `contended`", "`cpu_contention`, `<runtime>/cpu_contention`, `<runtime>/int8/cpu_contention`")  # fmt: skip
 PARAMS_REDUCTION, MACS_REDUCTION = metric(("params_reduction", "macs_reduction"), "`1 - pruned / dense`, 0..1")  # fmt: skip
