@@ -65,33 +65,34 @@ browser:
 # That process runs beside the xdist workers, not after them, on one thread (SWEEP_TEST_THREADS): it fills
 # the cores the workers leave idle while their sweeps and servers start and at the end of the run; its
 # output follows theirs; it keeps no .pytest_cache, which the workers' pytest writes at the same time.
-# $(1): the marker expression.
-RUNTIME_TESTS := tests/test_runtimes.py tests/test_quantize.py
+# $(1): the marker expression; $(2): the runtime test files; $(3): more pytest arguments for the workers.
+RUNTIME_TESTS := tests/measure/test_runtimes.py tests/measure/test_quantize.py
+RUNTIME_JOBS := tests/e2e/test_runtimes_jobs.py tests/e2e/test_quantize_jobs.py
 define run_suite
 	@log=$$(mktemp); \
-	SWEEP_TEST_THREADS=1 $(PY) -m pytest -p no:cacheprovider $(if $(1),-m "$(1)") $(RUNTIME_TESTS) > $$log 2>&1 & side=$$!; \
-	$(PY) -m pytest $(XDIST) $(if $(1),-m "$(1)") $(addprefix --ignore=,$(RUNTIME_TESTS)); main=$$?; \
+	SWEEP_TEST_THREADS=1 $(PY) -m pytest -p no:cacheprovider $(if $(1),-m "$(1)") $(2) > $$log 2>&1 & side=$$!; \
+	$(PY) -m pytest $(XDIST) $(if $(1),-m "$(1)") $(3) $(addprefix --ignore=,$(2)); main=$$?; \
 	wait $$side; other=$$?; \
-	echo "--- $(RUNTIME_TESTS), in a process of their own beside the workers (exit status $$other) ---"; \
+	echo "--- $(2), in a process of their own beside the workers (exit status $$other) ---"; \
 	cat $$log; rm -f $$log; \
 	test $$main = 0 && test $$other = 0
 endef
 
 test: $(STAMP) browser
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(call run_suite,)
+	$(call run_suite,,$(RUNTIME_TESTS) $(RUNTIME_JOBS),)
 else
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 endif
 
-# The inner loop: everything but the slow tests (full multiruns, seed models, browser, SLURM, servers);
-# the runtime tests in a process of their own, as in `make test` (a test worker running them among
-# other files died of the same SIGSEGV).
+# The inner loop: the tests of each package, without tests/e2e/ (the CLI, whole jobs and sweeps, servers,
+# SLURM, the browser) and without slow tests; the runtime tests in a process of their own, as in
+# `make test` (a test worker running them among other files died of the same SIGSEGV).
 test-fast: $(STAMP)
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(call run_suite,not slow)
+	$(call run_suite,not slow,$(RUNTIME_TESTS),--ignore=tests/e2e)
 else
-	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" --ignore=tests/e2e $(PYTEST_ARGS)
 endif
 
 # The documentation site: the reference pages rendered from the code, then the site built into site/

@@ -157,3 +157,31 @@ def pytest_collection_modifyitems(config, items):
     order = sorted(tests, key=lambda p: (tests[p][1] < tests[p][0], -tests[p][1]))
     first = {path: rank for rank, path in enumerate(order)}
     items.sort(key=lambda item: first[item.path])
+
+
+# ---- image trees shared by the data tests and their end-to-end jobs
+
+
+@pytest.fixture(scope="module")
+def digits_tree(tmp_path_factory):
+    from helpers.images import write_tree
+    from sweep import data
+
+    digits = data.Digits()
+    root = tmp_path_factory.mktemp("digits-tree")
+    write_tree(root, digits.items("train"), "train")
+    write_tree(root, digits.items("eval"), "val")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corrupt_tree(digits_tree, tmp_path_factory):
+    """The digits tree (1,797 PNGs) with one truncated image in val and a text file beside it."""
+    from helpers.images import truncate
+
+    root = tmp_path_factory.mktemp("corrupt") / "tree"
+    shutil.copytree(digits_tree, root)
+    bad = sorted((root / "val" / "class_3").iterdir())[0]
+    truncate(bad)
+    (root / "val" / "class_3" / "labels.csv").write_text("file,label\n")
+    return root, bad

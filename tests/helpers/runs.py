@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sweep import tracking
 from sweep.errors import NotApplicable
 
@@ -151,3 +153,23 @@ def log_fake_run(
     except RuntimeError as e:
         if not fail or str(e) != fail:
             raise
+
+
+def runs_of(store: str, experiment: str = EXPERIMENT):
+    """Every run of `experiment` in `store`."""
+    return tracking.search_runs(store, experiment)
+
+
+def started_run(store: str, status: str = "RUNNING", heartbeat: float | None = None) -> str:
+    """A run that started half an hour ago, with its last heartbeat at `heartbeat` (unix s)."""
+    client = tracking.client(store)
+    exp = tracking.init_store(store, EXPERIMENT)
+    tags = {tracking.TAG_ROLE: "job", tracking.TAG_SWEEP_ID: "s1"}
+    if heartbeat is not None:
+        tags[tracking.TAG_HEARTBEAT] = f"{heartbeat:.0f}"
+    started = int((time.time() - 1800) * 1000)
+    run_id = client.create_run(exp, start_time=started, tags=tags).info.run_id
+    client.log_metric(run_id, "dense_params_total", 1234)
+    if status != "RUNNING":
+        client.set_terminated(run_id, status)
+    return run_id

@@ -4,15 +4,13 @@ the job finishes, and the report says whether pruning still pays after INT8."""
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 
 import pytest
 import timm
 import torch
 
-from helpers.cli import FAST
-from helpers.runs import EXPERIMENT
+from helpers.runtimes import failing_quantizer, needs_deploy
 from sweep import tracking
 from sweep.measure import quantized, runtimes
 from sweep.measure.latency import LatencySettings
@@ -20,12 +18,12 @@ from sweep.measure.runtimes.base import fixed_batch
 from sweep.report import int8_section, rows
 
 CPU = torch.device("cpu")
+
+
 QUICK = LatencySettings(warmup_max=6, iters=8, bootstrap=200, time_budget_s=0.3)
+
+
 QUANTIZING = ["eager", "onnxruntime", "openvino"]
-needs_deploy = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("onnxruntime", "openvino", "nncf")),
-    reason="the deploy extra is not installed",
-)
 
 
 def test_fixed_batch_runs_any_batch_in_chunks_of_the_exported_size():
@@ -102,64 +100,16 @@ def test_runtimes_without_an_int8_path_say_why_in_one_line(name, models, tmp_pat
     assert said.startswith(f"{name}: ") and "\n" not in said and "INT8" in said
 
 
-def _failing_quantizer(monkeypatch):
-    import onnxruntime.quantization as ortq
-
-    def refuses(*args, **kwargs):
-        raise RuntimeError("Unsupported operator FancyOp\nwith a long trace")
-
-    monkeypatch.setattr(ortq, "quantize_static", refuses)
-
-
 @needs_deploy
 def test_a_quantizer_that_fails_is_not_applicable_in_one_line(models, tmp_path, monkeypatch):
     dense, _, x, calibration = models
-    _failing_quantizer(monkeypatch)
+    failing_quantizer(monkeypatch)
     ctx = runtimes.Context(CPU, "fp32", 2, tmp_path)
     with pytest.raises(runtimes.RuntimeNotApplicable) as e:
         runtimes.get("onnxruntime").int8(dense, x, calibration=calibration, ctx=ctx, what="dense")
     assert str(e.value) == (
         "onnxruntime: its quantizer cannot take the dense model (Unsupported operator FancyOp)"
     )
-
-
-@needs_deploy
-@pytest.mark.slow
-def test_int8_job_finishes_when_one_runtime_cannot_quantize(
-    compose, store, weights_cache, monkeypatch, tmp_path
-):
-    from mlflow.tracking import MlflowClient
-
-    from sweep import job, report
-
-    _failing_quantizer(monkeypatch)
-    timed_in = "measure.runtimes=[eager,onnxruntime,openvino]"
-    common = ["model=tiny_cnn", "target.macs=0.5", "quantize=int8", timed_in, "measure.peak=false"]
-    common += ["quantize.calibration_samples=16", "sweep_id=int8", f"tracking.uri={store}", *FAST]
-    job.run_job(compose(["pruner=dg_group", *common]))
-    job.run_job(compose(["pruner=l1_unstructured", "quantize.runtimes=[eager]", *common]))
-    runs = {r.info.run_name: r for r in MlflowClient(store).search_runs(["1"])}
-    run = runs["tiny_cnn/dg_group/macs=0.5"]
-    m, tags = run.data.metrics, run.data.tags
-    assert run.info.status == "FINISHED"
-    assert "FancyOp" in tags["onnxruntime/int8/not_applicable"]
-    assert "onnxruntime/speedup" in m  # its FP32 figures stand
-    for rt in ("eager", "openvino"):
-        key = tracking.int8_key
-        assert 0 <= m[key(rt, "accuracy_top1")] <= 1 and m[key(rt, "speedup_both")] > 0
-        assert tags[key(rt, "slower_than_dense")] in ("true", "false")
-    assert run.data.params["quantize.calibration_samples_used"] == "16"
-    assert m["stage_quantize_seconds"] > 0
-    masks = runs["tiny_cnn/l1_unstructured/macs=0.5"]
-    assert "masks keep dense shapes" in masks.data.tags["int8/not_applicable"]
-    assert not [k for k in masks.data.tags if "/int8/" in k]  # quantize.runtimes=[eager] only
-    # the report answers the question, with the reason where a runtime had no INT8 figures
-    sweep = rows.load_sweep(store, EXPERIMENT, "int8")
-    doc = report.render(sweep, {})
-    section = doc[doc.index("## Does pruning still pay after INT8?") :]
-    assert "| tiny_cnn | macs=0.5 | dg_group | openvino |" in section
-    assert "n/a: onnxruntime: its quantizer cannot take" in section
-    assert "### Under INT8" in doc
 
 
 def _row(pruner: str, fp32: float, int8: float, pruning: float, on_int8: float) -> rows.Row:

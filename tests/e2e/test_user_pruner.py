@@ -9,7 +9,6 @@ from mlflow import MlflowClient
 from helpers.cli import FAST
 from helpers.user_pruners import MinimalRegularized
 from sweep import job
-from sweep.pruners import Pruner
 
 
 @pytest.mark.parametrize(
@@ -35,10 +34,3 @@ def test_a_users_pruner_runs_through_a_job(name, trains_first, compose, store, w
     assert ("stage_regularize_seconds" in run.data.metrics) == trains_first
     assert run.data.metrics["sparsity"] > 0.4
     assert bool(MinimalRegularized.calls) == (name == "MinimalRegularized")
-
-
-def test_every_hook_the_job_calls_is_declared_on_the_base_class():
-    for hook in ("check", "prune", "schedule", "refine", "regularizing", "accelerate"):
-        assert callable(getattr(Pruner, hook))
-    for attr in ("regularize", "kept_dense", "calibration_batches", "refines", "accelerates"):
-        assert hasattr(Pruner, attr)

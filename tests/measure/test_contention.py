@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
 import pytest
-import torch
-import torch.nn as nn
 
 from sweep.measure import contention
-from sweep.measure.latency import LatencySettings, LatencyStats, Speedup, Timing, time_models
+from sweep.measure.latency import LatencyStats, Speedup, Timing
 
 STAT = (
     "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 {a} 0 {b} 50 0 1 1 {steal} 0 0\ncpu1 5 0 5 50 0 0 0 0 0 0\n"
 )
+
+
 SELF = "4242 (a (weird) name) R 1 1 1 0 -1 4194304 1 0 0 0 {u} {s} 0 0 20 0 3 0\n"
 
 
@@ -84,23 +81,3 @@ def test_a_contended_timing_is_flagged_and_never_slower_than_dense():
     assert busy.flag == "contended" and not busy.slower_than_dense(slower)
     assert busy.metrics("onnxruntime/") == {"onnxruntime/cpu_contention": 0.4}
     assert _timing(float("nan")).metrics() == {} and _timing(float("nan")).flag == "none"
-
-
-BURN = "import time\nend = time.time() + {s}\nwhile time.time() < end:\n    pass\n"
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
-def test_a_cpu_bound_process_beside_the_timing_is_seen():
-    """Processes spinning on every core the timing may use (one more than there are), for as long as
-    it runs: flagged."""
-    cpus = len(os.sched_getaffinity(0))
-    burners = [subprocess.Popen([sys.executable, "-c", BURN.format(s=8)]) for _ in range(cpus + 1)]
-    try:
-        model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-        settings = LatencySettings(threads=1, time_budget_s=1.5, warmup_max=5, bootstrap=0)
-        timing = time_models([model, model], torch.zeros(1, 64), settings, torch.device("cpu"))
-    finally:
-        for p in burners:
-            p.kill()
-            p.wait()
-    assert timing.contention > 0.2 and "contended" in timing.flag.split(",")

@@ -3,7 +3,6 @@ not there fails with one line, and every model gets timm's own preprocessing."""
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from helpers.cli import FAST, fail_in_one_line, run_cli
+from helpers.images import truncate
 from helpers.models import tiny_model
 from sweep import data
 from sweep.config import group_options
@@ -68,24 +67,6 @@ def test_preprocessing_is_timms_for_the_model():
     assert x.shape == (3, 224, 224) and x.abs().max() < 0.02
 
 
-def write_tree(root, items, split_name, classes=None):
-    """An ImageFolder tree of PNG files from (PIL image, label) items."""
-    for i in range(len(items)):
-        img, label = items[i]
-        folder = root / split_name / (classes[label] if classes else f"class_{label}")
-        folder.mkdir(parents=True, exist_ok=True)
-        img.save(folder / f"{i:05d}.png")
-
-
-@pytest.fixture(scope="module")
-def digits_tree(tmp_path_factory):
-    digits = data.Digits()
-    root = tmp_path_factory.mktemp("digits-tree")
-    write_tree(root, digits.items("train"), "train")
-    write_tree(root, digits.items("eval"), "val")
-    return root
-
-
 def test_image_tree_gives_the_same_top1_as_in_memory(digits_tree):
     """The same images through a DataLoader with workers from PNG files, and from memory."""
     in_memory = data.Digits()
@@ -105,21 +86,6 @@ def test_image_tree_gives_the_same_top1_as_in_memory(digits_tree):
     xa, ya = next(iter(a.iterate(360)))
     xb, yb = next(iter(b.iterate(360)))
     assert sorted(ya.tolist()) == sorted(yb.tolist())
-
-
-@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
-def test_job_timed_in_openvino_then_evaluated_on_an_image_tree_finishes(digits_tree, tmp_path):
-    """Loader workers forked from a process where OpenVINO had run crashed it (SIGSEGV): the whole
-    sweep died without a FAILED run. The job runs in its own process here, as a user's would."""
-    tree = ["dataset=imagefolder", f"dataset.root={digits_tree}", "dataset.num_workers=2"]
-    r = run_cli(
-        ["model=tiny_cnn", "pruner=dg_group", "model.train.epochs=1", *tree, *FAST]
-        + ["measure.runtimes=[eager,openvino]", "measure.peak=false", "finetune.epochs=1"]
-        + [f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=tmp_path,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "1 finished" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize(
@@ -219,11 +185,6 @@ def test_cifar_reads_files_that_are_there(tmp_path, monkeypatch):
 
 
 # ---- unreadable files --------------------------------------------------------------------------------------
-def _truncate(path, keep=0.5):
-    raw = path.read_bytes()
-    path.write_bytes(raw[: int(len(raw) * keep)])
-
-
 def test_scan_names_every_kind_of_unreadable_file(tmp_path, monkeypatch):
     folder = tmp_path / "val" / "a"
     folder.mkdir(parents=True)
@@ -231,8 +192,8 @@ def test_scan_names_every_kind_of_unreadable_file(tmp_path, monkeypatch):
     for name in ("good.png", "cut.png", "good.jpg", "cut.jpg"):
         img.save(folder / name)
     img.convert("L").save(folder / "grey.png")
-    _truncate(folder / "cut.png")
-    _truncate(folder / "cut.jpg")
+    truncate(folder / "cut.png")
+    truncate(folder / "cut.jpg")
     (folder / "text.png").write_text("not an image")
     (folder / "notes.txt").write_text("a README among the images")
     monkeypatch.setattr(imagescan, "_converts", lambda mode: mode != "L")
@@ -254,7 +215,7 @@ def test_scan_decodes_only_the_files_it_suspects(tmp_path, monkeypatch):
     for i in range(3):
         Image.fromarray(noise[i]).save(folder / f"{i}.png")
         Image.fromarray(noise[i]).save(folder / f"{i}.jpg")
-    _truncate(folder / "2.png")
+    truncate(folder / "2.png")
     from PIL import ImageFile
 
     decoded = []
@@ -268,17 +229,6 @@ def test_scan_decodes_only_the_files_it_suspects(tmp_path, monkeypatch):
     scan = imagescan.scan(str(tmp_path / "val"), ("a",))
     assert len(scan.images) == 5 and len(scan.unreadable) == 1
     assert [d.rsplit("/", 1)[-1] for d in decoded] == ["2.png"]
-
-
-@pytest.fixture(scope="module")
-def corrupt_tree(digits_tree, tmp_path_factory):
-    """The digits tree (1,797 PNGs) with one truncated image in val and a text file beside it."""
-    root = tmp_path_factory.mktemp("corrupt") / "tree"
-    shutil.copytree(digits_tree, root)
-    bad = sorted((root / "val" / "class_3").iterdir())[0]
-    _truncate(bad)
-    (root / "val" / "class_3" / "labels.csv").write_text("file,label\n")
-    return root, bad
 
 
 def test_unreadable_image_is_skipped_named_and_counted(corrupt_tree):
@@ -308,7 +258,7 @@ def test_a_file_that_fails_only_when_decoded_is_dropped_from_its_batch(
     tree.check()
     victim = tree._scan("eval").images[5][0]
     (root / "victim.png").write_bytes(Path(victim).read_bytes())
-    _truncate(Path(victim), 0.3)  # broken after the scan
+    truncate(Path(victim), 0.3)  # broken after the scan
     try:
         transform, _ = data.preprocessing(tiny_model("tiny_cnn"), 32)
         seen = sum(len(y) for _, y in data.Batches(tree, "eval", transform).iterate(64))
@@ -321,29 +271,3 @@ def test_a_file_that_fails_only_when_decoded_is_dropped_from_its_batch(
             list(data.Batches(strict, "eval", transform).iterate(64))
     finally:
         shutil.move(root / "victim.png", victim)
-
-
-@pytest.mark.slow
-def test_job_on_a_tree_with_a_corrupt_image_finishes_and_says_so(
-    corrupt_tree, compose, store, weights_cache, capsys, tmp_path, monkeypatch
-):
-    from mlflow.tracking import MlflowClient
-
-    from sweep import job
-
-    root, bad = corrupt_tree
-    tree = ["dataset=imagefolder", f"dataset.root={root}", "dataset.num_workers=2"]
-    cfg = compose(["model=tiny_cnn", "pruner=dg_group", f"tracking.uri={store}", *tree, *FAST])
-    job.run_job(cfg)
-    (run,) = MlflowClient(store).search_runs(["1"])
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["data_unreadable_files"] == "1"
-    assert str(bad) in run.data.tags["data_unreadable_examples"]
-    assert run.data.metrics["dense_accuracy_top1"] > 0.5
-    capsys.readouterr()  # the job's own output
-    elsewhere = tmp_path / "cli"  # a folder without the job's store
-    elsewhere.mkdir()
-    err = fail_in_one_line(
-        ["model=tiny_cnn", *tree, "dataset.on_bad_file=error"], capsys, elsewhere, monkeypatch
-    )
-    assert f"unreadable image {bad}: truncated" in err

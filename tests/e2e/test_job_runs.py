@@ -6,12 +6,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from helpers.cli import FAST
-from helpers.runs import EXPERIMENT
+from helpers.runs import EXPERIMENT, runs_of
 from sweep import job, tracking
-
-
-def _runs(store, experiment=EXPERIMENT):
-    return tracking.search_runs(store, experiment)
 
 
 def test_job_logs_the_schema(compose, store, weights_cache):
@@ -26,7 +22,7 @@ def test_job_logs_the_schema(compose, store, weights_cache):
         ]
     )
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "tiny_cnn/dg_group/0.5"
     m, p, t = run.data.metrics, run.data.params, run.data.tags
@@ -65,7 +61,7 @@ def test_unstructured_run_says_no_dense_speedup(compose, store, weights_cache):
     job.run_job(
         compose(["pruner=global_unstructured", "ratio=0.7", f"tracking.uri={store}", *FAST])
     )
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     assert run.data.tags["dense_speedup_possible"] == "false"
     assert run.data.metrics["sparsity"] == pytest.approx(0.7, abs=0.01)
     assert run.data.metrics["params_nonzero"] < run.data.metrics["dense_params_nonzero"]
@@ -84,67 +80,16 @@ def test_noop_pruner_is_flagged(compose, store, weights_cache):
         ]
     )
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     assert run.data.tags["noop"] == "true"
 
 
 def test_random_weights_are_flagged_at_chance(compose, store, weights_cache):
     cfg = compose(["model=tiny_cnn", "model.train.epochs=0", f"tracking.uri={store}", *FAST])
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     assert run.data.tags["weights"] == "random"
     assert run.data.tags["accuracy_at_chance"] == "true"
-
-
-def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store, weights_cache):
-    cfg = compose(
-        [
-            "pruner=dg_group",
-            "pruner._target_=helpers.pruners.Explodes",
-            "pruner.name=explodes",
-            "~pruner.importance",
-            "~pruner.global_pruning",
-            f"tracking.uri={store}",
-            *FAST,
-        ]
-    )
-    result = job.run_job_isolated(cfg)
-    assert result["status"] == "FAILED"
-    (run,) = _runs(store)
-    assert run.info.status == "FAILED"
-    assert run.data.tags["error"].startswith("RuntimeError: cannot prune ResNet")
-    assert "stage_weights_seconds" in run.data.metrics  # stages before the failure stay logged
-    from mlflow.tracking import MlflowClient
-
-    files = [f.path for f in MlflowClient(store).list_artifacts(run.info.run_id)]
-    assert "traceback.txt" in files
-
-
-def test_offline_pretrained_falls_back_to_random_without_a_download(compose, monkeypatch):
-    """Offline, the hub probe fails once and timm's download (about a minute of retries) never starts."""
-    import time
-
-    from helpers.servers import free_port
-    from sweep import models
-    from sweep.models import weights
-
-    monkeypatch.setattr(weights, "_HUB_REACHABLE", None)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    monkeypatch.setattr(weights, "_cached_hub_file", lambda name: None)
-    real_build = models.build_model
-
-    def build(name, num_classes, kwargs=None, pretrained=False, pretrained_file=None):
-        assert not pretrained, "a download was attempted although the hub is unreachable"
-        return real_build(name, num_classes, kwargs)
-
-    monkeypatch.setattr(weights, "build_model", build)
-    cfg = compose(["model=tiny_cnn", "model.weights=pretrained"])
-    t0 = time.perf_counter()
-    model, source, note = weights.build_start(cfg.model, 10, 0)
-    assert source == "random" and "unreachable" in note
-    assert weights._HUB_REACHABLE is False
-    assert time.perf_counter() - t0 < 20  # generous: timm's own retries take about a minute
 
 
 def test_offline_pretrained_with_fit_head_is_not_dressed_up(
@@ -166,7 +111,7 @@ def test_offline_pretrained_with_fit_head_is_not_dressed_up(
         ]
     )
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     t = run.data.tags
     assert t["weights"] == "random" and t["weights_note"].endswith("head not fitted")
     assert t["accuracy_at_chance"] == "true" and "weights.cache_path" not in run.data.params
@@ -177,7 +122,7 @@ def test_target_job_logs_what_was_asked_and_what_was_reached(compose, store, wei
         ["model=tiny_cnn", "pruner=dg_group", "target.macs=0.5", f"tracking.uri={store}", *FAST]
     )
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     m, p, t = run.data.metrics, run.data.params, run.data.tags
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny_cnn/dg_group/macs=0.5"
     assert t["target"] == "macs=0.5" and p["target.macs"] == "0.5"
@@ -185,28 +130,6 @@ def test_target_job_logs_what_was_asked_and_what_was_reached(compose, store, wei
     assert m["macs"] / m["dense_macs"] == pytest.approx(m["target_value"])
     assert m["macs_reduction"] == pytest.approx(0.5, abs=0.02)
     assert "ratio" not in p and 0 < m["ratio_used"] < 1  # searched, not the config's ratio
-
-
-def test_unreachable_target_is_a_clear_failed_run(compose, store, weights_cache):
-    cfg = compose(
-        ["model=tiny_cnn", "pruner=semi_2_4", "target.params=0.3", f"tracking.uri={store}", *FAST]
-    )
-    result = job.run_job_isolated(cfg)
-    assert result["status"] == "FAILED" and result["not_applicable"]
-    (run,) = _runs(store)
-    t = run.data.tags
-    assert run.info.status == "FAILED" and t["not_applicable"] == "true"
-    assert t["error"].startswith("TargetNotReached: target params=0.3 is out of reach")
-    assert run.data.metrics["target_reached"] == 0.0
-
-
-def test_method_that_cannot_apply_stops_before_training(compose, store, weights_cache):
-    cfg = compose(["model=tiny_vit", "pruner=dg_bn_scale", f"tracking.uri={store}", *FAST])
-    result = job.run_job_isolated(cfg)
-    assert result["status"] == "FAILED" and result["not_applicable"]
-    (run,) = _runs(store)
-    assert run.data.tags["error"].startswith("NotApplicable: BN-scale needs BatchNorm layers")
-    assert "stage_weights_seconds" not in run.data.metrics  # refused before any training
 
 
 def test_calibration_comes_from_the_train_split(compose, store, weights_cache, monkeypatch):
@@ -223,7 +146,7 @@ def test_calibration_comes_from_the_train_split(compose, store, weights_cache, m
     monkeypatch.setattr(importance.Taylor, "calibrate", record)
     cfg = compose(["model=tiny_cnn", "pruner=dg_taylor", f"tracking.uri={store}", *FAST])
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     # the preflight's trial prune (noise, no split read), then the prune of the job
     assert len(calls) == 2
     preflight, seen = calls
@@ -260,7 +183,7 @@ def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache
         ]
     )
     job.run_job(cfg)
-    (run,) = _runs(store)
+    (run,) = runs_of(store)
     assert run.info.status == "FINISHED"
     kept = run.data.tags[tracking.TAG_KEPT_DENSE]
     assert kept and "*" in kept
@@ -271,36 +194,47 @@ def test_layers_kept_whole_are_tagged_and_reported(compose, store, weights_cache
     assert f"kept whole: {kept}" in cells.flags(row)
 
 
-def test_keys_added_later_leave_old_jobs_identity_alone(compose):
-    """A sweep resumed across an upgrade finds the jobs it finished: a config key added later is out
-    of the job's identity at its default, and in it otherwise."""
-    from sweep.job import job_key
-    from sweep.job.identity import LATER_KEYS
+def test_failing_job_is_recorded_failed_and_keeps_what_it_logged(compose, store, weights_cache):
+    cfg = compose(
+        [
+            "pruner=dg_group",
+            "pruner._target_=helpers.pruners.Explodes",
+            "pruner.name=explodes",
+            "~pruner.importance",
+            "~pruner.global_pruning",
+            f"tracking.uri={store}",
+            *FAST,
+        ]
+    )
+    result = job.run_job_isolated(cfg)
+    assert result["status"] == "FAILED"
+    (run,) = runs_of(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("RuntimeError: cannot prune ResNet")
+    assert "stage_weights_seconds" in run.data.metrics  # stages before the failure stay logged
+    from mlflow.tracking import MlflowClient
 
-    base = compose(["sweep_id=x"])
-    assert base.prune.round_to is None and base.target.runtime == "eager"
-    assert base.quantize.precision == "none"
-    assert set(LATER_KEYS) == {
-        "prune.round_to",
-        "target.runtime",
-        "quantize.precision",
-        "quantize.calibration_samples",
-        "quantize.runtimes",
-        "measure.interleave",
-        "measure.block_ms",
-        "measure.contention_max",
-        "measure.instances",
-    }
-    for later in (
-        "prune.round_to=16",
-        "target.runtime=onnxruntime",
-        "quantize=int8",
-        "quantize.calibration_samples=64",
-        "quantize.runtimes=[eager]",
-        "measure.interleave=call",
-        "measure.block_ms=20",
-        "measure.contention_max=0.5",
-    ):
-        assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
-    # the previous release's key of this config (computed with it): unchanged
-    assert job_key(base) == "31c6f910c6afaa248082"
+    files = [f.path for f in MlflowClient(store).list_artifacts(run.info.run_id)]
+    assert "traceback.txt" in files
+
+
+def test_unreachable_target_is_a_clear_failed_run(compose, store, weights_cache):
+    cfg = compose(
+        ["model=tiny_cnn", "pruner=semi_2_4", "target.params=0.3", f"tracking.uri={store}", *FAST]
+    )
+    result = job.run_job_isolated(cfg)
+    assert result["status"] == "FAILED" and result["not_applicable"]
+    (run,) = runs_of(store)
+    t = run.data.tags
+    assert run.info.status == "FAILED" and t["not_applicable"] == "true"
+    assert t["error"].startswith("TargetNotReached: target params=0.3 is out of reach")
+    assert run.data.metrics["target_reached"] == 0.0
+
+
+def test_method_that_cannot_apply_stops_before_training(compose, store, weights_cache):
+    cfg = compose(["model=tiny_vit", "pruner=dg_bn_scale", f"tracking.uri={store}", *FAST])
+    result = job.run_job_isolated(cfg)
+    assert result["status"] == "FAILED" and result["not_applicable"]
+    (run,) = runs_of(store)
+    assert run.data.tags["error"].startswith("NotApplicable: BN-scale needs BatchNorm layers")
+    assert "stage_weights_seconds" not in run.data.metrics  # refused before any training

@@ -10,7 +10,7 @@ import pytest
 from helpers.runs import EXPERIMENT, log_fake_run
 from sweep import report, tracking
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "expected"
 EXPECTED = DATA / "expected_report.md"
 EXPECTED_MATCHED = DATA / "expected_report_matched.md"
 
