@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.cli import fail_in_one_line
+from helpers.cli import fail_in_one_line, run_cli
 from sweep.cli.plan import plan_sweep
 from sweep.config import group_options
 
@@ -124,3 +124,11 @@ def test_empty_class_folder_is_one_line(capsys, tmp_path, monkeypatch):
         ["dataset=imagefolder", f"dataset.root={tmp_path / 'data'}"], capsys, tmp_path, monkeypatch
     )
     assert "val/b has no readable images" in err
+
+
+def test_cfg_shows_the_job_config_of_any_timm_model(tmp_path):
+    """`--cfg job` composes what a job would get, a timm model named without a yaml included."""
+    r = run_cli(["model=resnet18", "pruner=dg_group", "--cfg", "job"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "name: resnet18" in r.stdout and "alias: resnet18" in r.stdout
+    assert not (tmp_path / "mlflow.db").exists()

@@ -3,6 +3,7 @@ value gets one line), the stores it writes to, its sweep id; nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import secrets
@@ -85,6 +86,15 @@ def _values(parsed: list, extra: list) -> tuple[dict[str, list[str]], dict[str, 
         if not o.is_sweep_override() and o.key_or_group in config.GROUPS and o.value() is not None:
             config.check_choice(o.key_or_group, o.get_value_element_as_str(), extra)
     return out, globs
+
+
+def _register_timm_names(overrides: list[str]) -> None:
+    """A plain `model=<timm name>` made composable (as a job registers it), for Hydra's --cfg/--info."""
+    for line in overrides:
+        key, _, value = line.partition("=")
+        if key == "model" and value and "," not in value:
+            with contextlib.suppress(SweepConfigError):
+                config.check_choice("model", value)
 
 
 def _listed(parsed: list, key: str) -> list[str]:
@@ -253,6 +263,9 @@ def plan_sweep(argv: list[str]) -> Plan:
 
     args = hydra_args(argv)
     if args.help or args.hydra_help or args.info or args.cfg or args.shell_completion:
+        _register_timm_names(
+            args.overrides
+        )  # `model=resnet50 --cfg job` shows what a job would get
         return Plan(list(argv), 0, runs_job=False)
     entries, extra = user_search(args)
     config.import_modules(_listed(_parse_plain(args.overrides), "imports"))
