@@ -66,3 +66,27 @@ def test_auto_limits_scale_with_the_model():
     small, big = limits.auto_memory_mb(1000, 1_000_000), limits.auto_memory_mb(1000, 10**9)
     assert small == pytest.approx(1000 + 4 * 1024) or small == 0.9 * limits.physical_memory_mb()
     assert big > small and big <= 0.9 * limits.physical_memory_mb()
+
+
+def test_the_automatic_memory_limit_makes_room_for_training():
+    small = limits.auto_memory_mb(1000.0, params=1_000_000)
+    assert small == pytest.approx(1000.0 + 4 * limits.GIB)  # 4 GiB at least
+    trains = limits.auto_memory_mb(1000.0, params=1_000_000, training_mb=6 * limits.GIB)
+    assert trains == pytest.approx(min(1000.0 + 9 * limits.GIB, 0.9 * limits.physical_memory_mb()))
+    unknown = limits.auto_memory_mb(1000.0, params=1_000_000, training_mb=float("nan"))
+    assert unknown == small
+
+
+def test_a_training_stage_over_the_memory_limit_names_what_to_change():
+    start = rss_mb()
+    held = []
+    with (
+        pytest.raises(limits.LimitExceeded, match=r"smaller finetune\.batch_size") as e,
+        limits.Watchdog(memory_mb=start + 200) as wd,
+    ):
+        wd.stage("regularize", None)
+        for _ in range(100):
+            held.append(torch.ones(5_000_000))
+            time.sleep(0.02)
+    assert "job.max_memory_gb" in str(e.value)
+    del held

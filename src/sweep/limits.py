@@ -11,6 +11,7 @@ watchdog's poll interval. A job not on its process's main thread runs without li
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -50,12 +51,27 @@ def auto_stage_timeout_s(stage: str, params: int, trials: int) -> float | None:
     return trials * (300.0 + 3.0 * params / 1e6)
 
 
-def auto_memory_mb(start_mb: float, params: int) -> float:
-    """The default resident-memory limit: what the process held when the job started, plus the larger of
-    4 GiB and 40 copies of the model's fp32 weights (dense, pruned, search trials, gradients, optimizer
-    state, the library's graph), and never more than 90 % of the machine's memory."""
-    allowance = max(4 * GIB, 40 * 4 * params / 2**20)
+# the share above a training estimate the limit leaves (allocator fragmentation, the data pipeline,
+# the dense model beside the one that trains)
+TRAINING_HEADROOM = 1.5
+
+
+def auto_memory_mb(start_mb: float, params: int, training_mb: float = 0.0) -> float:
+    """The default resident-memory limit: what the process held when the job started, plus the largest
+    of 4 GiB, 40 copies of the model's fp32 weights (dense, pruned, search trials, gradients, optimizer
+    state, the library's graph) and 1.5x what training it needs (`training_mb`: activations at the
+    training batch size), and never more than 90 % of the machine's memory."""
+    training = 0.0 if math.isnan(training_mb) else TRAINING_HEADROOM * training_mb
+    allowance = max(4 * GIB, 40 * 4 * params / 2**20, training)
     return min(start_mb + allowance, 0.9 * physical_memory_mb())
+
+
+# what to change when a training stage needs more memory than the limit allows
+TRAINING_HINT = {
+    "regularize": " (raise it, or train with a smaller finetune.batch_size)",
+    "finetune": " (raise it, or train with a smaller finetune.batch_size)",
+    "weights": " (raise it, or train the head with a smaller model.train.batch_size)",
+}
 
 
 @dataclass
@@ -128,7 +144,7 @@ class Watchdog:
             if rss > self.memory_mb:
                 return LimitExceeded(
                     f"{where}: resident memory {rss / GIB:.1f} GiB over "
-                    f"{self.memory_key}={self.memory_mb / GIB:.1f}",
+                    f"{self.memory_key}={self.memory_mb / GIB:.1f}{TRAINING_HINT.get(self._stage, '')}",
                     self._stage,
                     "memory",
                 )

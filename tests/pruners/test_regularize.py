@@ -55,3 +55,40 @@ def test_the_regularizer_pushes_weights_towards_zero(name):
     assert norm < sum(float(p.detach().abs().sum()) for p in plain.parameters())
     if name == "dg_slim":  # L1 on the BatchNorm scales
         assert _bn_l1(model) < _bn_l1(plain) - 0.05 * 4
+
+
+@pytest.mark.parametrize("name", ["dg_group_reg", "dg_growing_reg"])
+def test_the_regularizers_run_on_grouped_convolutions(name):
+    """Torch-Pruning 1.6's regularizers index a grouped convolution's input channels out of range
+    (regnetx_002, groups of 8 channels); the method leaves those inputs out and regularizes the rest."""
+    import timm
+
+    from sweep.pruners.regularized import without_grouped_inputs
+
+    torch.manual_seed(0)
+    model = timm.create_model("regnetx_002", num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    method = _method(name, strength=1e-2)
+    with method._pruner(model, 0.5, example_inputs=x, calibration=None, kept_dense=(),
+                        library_pruner="GroupNormPruner") as session:  # fmt: skip
+        assert without_grouped_inputs(session.pruner) > 0  # the layers the library mishandles
+        assert without_grouped_inputs(session.pruner) == 0  # and none left after
+    before = copy.deepcopy(model)
+    with method.regularizing(model, x) as after_backward:
+        _train_steps(model, x, after_backward, steps=2)  # lr 1, loss 0: only the regularizer moves
+    moved = [
+        name
+        for (name, p), q in zip(model.named_parameters(), before.parameters())
+        if not torch.equal(p, q)
+    ]
+    assert any("conv2" in n for n in moved)  # the grouped convolutions themselves too
+
+
+def test_no_grouped_inputs_on_a_model_without_groups():
+    from sweep.pruners.regularized import without_grouped_inputs
+
+    model, x = tiny_model("tiny_cnn"), tiny_input("tiny_cnn")
+    method = _method("dg_group_reg")
+    with method._pruner(model, 0.5, example_inputs=x, calibration=None, kept_dense=(),
+                        library_pruner="GroupNormPruner") as session:  # fmt: skip
+        assert without_grouped_inputs(session.pruner) == 0

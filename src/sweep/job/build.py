@@ -17,6 +17,7 @@ from sweep.errors import NotApplicable
 from sweep.job.context import Bench, Job
 from sweep.job.results import Result
 from sweep.measure.counting import count
+from sweep.measure.memory import training_mb
 from sweep.models import weights
 from sweep.pruners.base import Calibration
 
@@ -97,7 +98,11 @@ def build(job: Job) -> Built:
     job = job.with_model_params(sum(p.numel() for p in model.parameters()))
     memory_gb = None
     if job.cfg.job.max_memory_gb == "auto":
-        job.watchdog.memory_mb = limits.auto_memory_mb(job.watchdog.start_mb, job.model_params)
+        batch = _training_batch(job.cfg, job.pruner)
+        need = training_mb(model, example, batch) if batch else 0.0
+        job.watchdog.memory_mb = limits.auto_memory_mb(
+            job.watchdog.start_mb, job.model_params, training_mb=need
+        )
         memory_gb = round(job.watchdog.memory_mb / 1024, 2)
     # before weights (which may train): a method that cannot apply says so at once
     kept = check_method(job, model.to(job.device), example)
@@ -113,6 +118,16 @@ def build(job: Job) -> Built:
         memory_gb_used=memory_gb,
         kept_dense=kept,
     )
+
+
+def _training_batch(cfg: DictConfig, pruner) -> int:
+    """The largest batch any stage of the job trains the whole model at (0: none trains it)."""
+    batches = [0]
+    if cfg.finetune.epochs > 0 or pruner.regularize is not None:
+        batches.append(cfg.finetune.batch_size)
+    if cfg.model.head == "train" and cfg.model.train.epochs > 0:
+        batches.append(cfg.model.train.batch_size)
+    return max(batches)
 
 
 def check_method(job: Job, model: nn.Module, example: torch.Tensor) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
 """A model's memory at inference: its weights plus the peak one forward pass adds above what was
-resident before it (CUDA: allocated memory; CPU: the process's peak RSS, Linux only)."""
+resident before it (CUDA: allocated memory; CPU: the process's peak RSS, Linux only); and what
+training it needs, estimated before it trains (`training_mb`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,48 @@ def _cpu_peak_above_resident(step: Callable[[], object]) -> int | None:
         return status("VmHWM:") - before
     except (OSError, KeyError):
         return None
+
+
+# weights, their gradients and AdamW's two moments
+OPTIMIZER_COPIES = 4
+PROBE_IMAGES = 4  # the batch of the one training step measured
+
+
+def training_mb(model: nn.Module, example: torch.Tensor, batch_size: int) -> float:
+    """What training `model` at `batch_size` needs, MiB, measured before it trains: one training step
+    (forward and backward) on a few copies of `example` gives the memory per image above what was
+    resident (CUDA: allocated; CPU: peak RSS, Linux), scaled to the batch, plus weights, gradients and
+    optimizer state. The model's buffers (BatchNorm's running statistics) are restored after it; NaN
+    where the peak cannot be read."""
+    x = example[:1].repeat(PROBE_IMAGES, *([1] * (example.dim() - 1)))
+    saved = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("weight")}
+    was_training = model.training
+
+    def step():
+        model.train()
+        out = model(x)  # a distilled model in training gives (head, distillation head)
+        sum(t.float().sum() for t in (out if isinstance(out, (tuple, list)) else (out,))).backward()
+
+    try:
+        extra = _peak_above_resident(step, x.device)
+    except RuntimeError:  # a model that cannot train on this input: no estimate, the default limit
+        extra = None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved, strict=False)
+        model.train(was_training)
+    if extra is None:
+        return float("nan")
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return (batch_size * max(extra, 0) / PROBE_IMAGES + OPTIMIZER_COPIES * params) / 2**20
+
+
+def _peak_above_resident(step: Callable[[], object], device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return _cpu_peak_above_resident(step)
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before

@@ -15,13 +15,17 @@ budgeted and logged as a stage of its own, so that what a method trained in all 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
+import torch_pruning as tp
 
 from sweep.pruners.base import Family, RegularizeSettings
 from sweep.pruners.depgraph import DepGraphPruner
+
+log = logging.getLogger(__name__)
 
 REGULARIZED = Family(
     "regularized", "Trained for sparsity, then pruned (Torch-Pruning's regularizers)", 4
@@ -79,6 +83,11 @@ class RegularizedPruner(DepGraphPruner):
             **args,
         ) as session:
             pruner, steps = session.pruner, [0]
+            skipped = without_grouped_inputs(pruner)
+            if skipped:
+                log.info(
+                    "%s: %d grouped-convolution inputs left out of %s", self.name, skipped, library
+                )
 
             def after_backward(m: nn.Module) -> None:
                 steps[0] += 1
@@ -91,3 +100,42 @@ class RegularizedPruner(DepGraphPruner):
 
             yield after_backward
         model.zero_grad(set_to_none=True)
+
+
+def _grouped_input(dep) -> bool:
+    """A dependency on a grouped convolution's input channels (its weight holds in_channels / groups
+    of them per output)."""
+    layer = dep.target.module
+    return (
+        dep.handler == tp.prune_conv_in_channels
+        and isinstance(layer, nn.modules.conv._ConvNd)
+        and layer.groups > 1
+    )
+
+
+def without_grouped_inputs(pruner) -> int:
+    """Leave grouped convolutions' input channels out of a Torch-Pruning regularizer's groups, in
+    place; returns how many were left out. Torch-Pruning 1.6's `GroupNormPruner.regularize` and
+    `GrowingRegPruner.regularize` index such a layer's weight along its input as if it were dense
+    (`weight[:, idxs]` with idxs up to in_channels, on a weight of in_channels / groups columns; the
+    group-norm one also cuts its gamma short): IndexError (docs/methods.md has a reproduction). The
+    convolution's own output channels, the same weights, are still regularized, and so is the layer
+    that feeds its input, in the same group."""
+    from torch_pruning.dependency.group import Group
+
+    kept, rekeyed, skipped = [], {}, 0
+    for group in pruner._groups:
+        items = [item for item in group._group if not _grouped_input(item.dep)]
+        skipped += len(group._group) - len(items)
+        if len(items) == len(group._group):
+            new = group
+        else:
+            new = Group()
+            new._group, new._DG = items, group._DG
+        kept.append(new)
+        if hasattr(pruner, "group_reg"):
+            rekeyed[new] = pruner.group_reg[group]
+    pruner._groups = kept
+    if hasattr(pruner, "group_reg"):
+        pruner.group_reg = rekeyed
+    return skipped
