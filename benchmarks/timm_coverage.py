@@ -1,8 +1,10 @@
-"""Structural pruning across timm's architecture families: which ones every structural method prunes.
+"""Pruning across timm's architecture families: which ones every method prunes.
 
 One small representative per family (random weights, CPU, the model's own input size). For each, with
-every structural method at one ratio: the method's applicability check, a prune of a fresh copy, a
-forward pass, the output shape, and parameters and MACs fewer than the dense model's. Each outcome is
+every method of conf/pruner at one ratio: the method's applicability check, for a method that trains for
+sparsity a short sparse-training phase (`REGULARIZE_STEPS` backward passes through its regularizer), a
+prune of a fresh copy, a forward pass, the output shape, and parameters and MACs fewer than the dense
+model's (a mask method: non-zero parameters and MACs fewer). Each outcome is
 one of: pruned (all of that), refused (the method's check said why, before pruning: BN-scale on a model
 without BatchNorm, a timm block the library cannot prune), failed (an error, a wrong shape, or nothing
 removed; the error's one line is printed), or over a limit (sweep.limits: time or memory).
@@ -85,19 +87,9 @@ FAMILIES = [
     ("StarNet", "starnet_s1", {}),
 ]
 
-STRUCTURAL = (
-    "dg_magnitude",
-    "dg_group",
-    "dg_random",
-    "dg_taylor",
-    "dg_hessian",
-    "dg_lamp",
-    "dg_fpgm",
-    "dg_bn_scale",
-    "dg_global",
-    "dg_isomorphic",
-    "attn_heads",
-)
+# every method of conf/pruner: structural ones, the three that train for sparsity, the masks
+METHODS = tuple(sorted(p.stem for p in (ROOT / "conf" / "pruner").glob("*.yaml")))
+REGULARIZE_STEPS = 3  # backward passes through a regularizer before its method prunes
 
 
 @dataclass
@@ -155,15 +147,22 @@ def one_model(args: tuple) -> list[Outcome]:
                 # with an example: the check of sweep.pruners.timm_checks, as a job runs it
                 wd.stage("preflight", timeout_s, "--timeout")
                 pruner.check(model, name, x)
-                wd.stage("prune", timeout_s, "--timeout")
                 torch.manual_seed(0)
-                pruned = pruner.prune(copy.deepcopy(model), ratio, x, cal).eval()
+                base = copy.deepcopy(model)
+                if pruner.regularize is not None:
+                    wd.stage("regularize", timeout_s, "--timeout")
+                    _regularize(pruner, base, cal)
+                wd.stage("prune", timeout_s, "--timeout")
+                pruned = pruner.prune(base, ratio, x, cal).eval()
                 wd.stage("forward", timeout_s, "--timeout")
                 with torch.no_grad():
                     got = pruned(x).shape
                 c = count(pruned, x)
             kept = (
                 f"params {c.params_total / dense.params_total:.2f}, MACs {c.macs / dense.macs:.2f}"
+                if pruner.kind.dense_speedup_possible
+                else f"non-zero params {c.params_nonzero / dense.params_nonzero:.2f}, "
+                f"MACs {c.macs_nonzero / dense.macs_nonzero:.2f}"
             )
             if got != want:
                 out.append(
@@ -171,7 +170,7 @@ def one_model(args: tuple) -> list[Outcome]:
                         family, name, method, "failed", f"output {tuple(got)}, want {tuple(want)}"
                     )
                 )
-            elif c.params_total >= dense.params_total or c.macs >= dense.macs:
+            elif _nothing_removed(pruner, dense, c):
                 out.append(Outcome(family, name, method, "failed", f"nothing removed ({kept})"))
             elif pruner.kept_dense:
                 # pruned, with the layers the library cannot prune left whole (sweep.pruners.timm_blocks)
@@ -205,6 +204,32 @@ def one_model(args: tuple) -> list[Outcome]:
     return out
 
 
+def _regularize(pruner, model, cal) -> None:
+    """A few sparse-training steps through the method's own regularizer (what its job's regularize
+    stage does for `pruner.regularize.epochs`)."""
+    images, labels = cal.batches[0]
+    model.train()
+    with pruner.regularizing(model, images[:1]) as after_backward:
+        for _ in range(REGULARIZE_STEPS):
+            model.zero_grad()
+            out = model(images)
+            out = out[0] if isinstance(out, tuple) else out
+            out.log_softmax(-1).gather(1, labels[:, None]).mean().neg().backward()
+            if after_backward is not None:
+                after_backward(model)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def _nothing_removed(pruner, dense, c) -> bool:
+    """Structural: parameters and MACs not fewer; a mask: non-zero parameters and MACs not fewer."""
+    from sweep.pruners.base import PruneKind
+
+    if pruner.kind is PruneKind.STRUCTURAL:
+        return c.params_total >= dense.params_total or c.macs >= dense.macs
+    return c.params_nonzero >= dense.params_nonzero or c.macs_nonzero >= dense.macs_nonzero
+
+
 def _landing(pruner, model, dense, x, cal, value: float) -> str:
     """How a job's search for `target.macs=value` lands with this method on this model."""
     from sweep import targets
@@ -223,7 +248,7 @@ def _landing(pruner, model, dense, x, cal, value: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratio", type=float, default=0.5)
-    ap.add_argument("--methods", default=",".join(STRUCTURAL))
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument(
         "--families", default="", help="comma-separated substrings of family or model names"
     )
