@@ -208,8 +208,10 @@ def _regularize(pruner, model, cal) -> None:
     """A few sparse-training steps through the method's own regularizer (what its job's regularize
     stage does for `pruner.regularize.epochs`)."""
     images, labels = cal.batches[0]
-    model.train()
     with pruner.regularizing(model, images[:1]) as after_backward:
+        # in training mode inside: the library traces the model in eval mode, where LeViT and TinyViT
+        # cache an attention bias that a second backward would reach through (as a job's training does)
+        model.train()
         for _ in range(REGULARIZE_STEPS):
             model.zero_grad()
             out = model(images)
