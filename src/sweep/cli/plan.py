@@ -90,11 +90,10 @@ def _values(parsed: list, extra: list) -> tuple[dict[str, list[str]], dict[str, 
 
 def _register_timm_names(overrides: list[str]) -> None:
     """A plain `model=<timm name>` made composable (as a job registers it), for Hydra's --cfg/--info."""
-    for line in overrides:
-        key, _, value = line.partition("=")
-        if key == "model" and value and "," not in value:
-            with contextlib.suppress(SweepConfigError):
-                config.check_choice("model", value)
+    with contextlib.suppress(SweepConfigError):  # Hydra itself says what is wrong with the rest
+        for o in _parse_plain(overrides):
+            if o.key_or_group == "model" and not o.is_sweep_override() and o.value() is not None:
+                config.check_choice("model", o.get_value_element_as_str())
 
 
 def _listed(parsed: list, key: str) -> list[str]:

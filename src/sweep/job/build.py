@@ -98,7 +98,8 @@ def build(job: Job) -> Built:
     job = job.with_model_params(sum(p.numel() for p in model.parameters()))
     memory_gb = None
     if job.cfg.job.max_memory_gb == "auto":
-        batch = _training_batch(job.cfg, job.pruner)
+        # the limit is on the process's resident memory: a GPU's training memory is not in it
+        batch = _training_batch(job.cfg, job.pruner) if job.device.type == "cpu" else 0
         need = training_mb(model, example, batch) if batch else 0.0
         job.watchdog.memory_mb = limits.auto_memory_mb(
             job.watchdog.start_mb, job.model_params, training_mb=need

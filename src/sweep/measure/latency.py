@@ -38,7 +38,7 @@ from sweep.tracking import names
 
 WINDOW = 3  # iterations per warm-up window
 # Bumped whenever what a figure means changes (runs logged before `measure.harness_used` existed were
-# timed one call per model in turn, their bootstrap over single calls: N.HARNESS_BEFORE_PARAM; 2: blocks,
+# timed one call per model in turn, their bootstrap over single calls: names.HARNESS_BEFORE_PARAM; 2: blocks,
 # one instance of each model; 3: `measure.instances` instances, the interval over them too).
 HARNESS_VERSION = 3
 # Untimed calls before a block: enough to span this long (two to five), so that the block's calls do not

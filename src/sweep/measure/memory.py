@@ -15,17 +15,9 @@ def peak_mem_mb(model: nn.Module, step: Callable[[], object], device: torch.devi
     weights = sum(
         t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers())
     )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        torch.cuda.synchronize(device)
-        extra = torch.cuda.max_memory_allocated(device) - before
-    else:
-        extra = _cpu_peak_above_resident(step)
-        if extra is None:
-            return float("nan")
+    extra = _peak_above_resident(step, device)
+    if extra is None:
+        return float("nan")
     return (weights + max(extra, 0)) / 2**20
 
 
@@ -61,7 +53,7 @@ def training_mb(model: nn.Module, example: torch.Tensor, batch_size: int) -> flo
     optimizer state. The model's buffers (BatchNorm's running statistics) are restored after it; NaN
     where the peak cannot be read."""
     x = example[:1].repeat(PROBE_IMAGES, *([1] * (example.dim() - 1)))
-    saved = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("weight")}
+    saved = [(b, b.clone()) for b in model.buffers()]  # the step updates BatchNorm's statistics
     was_training = model.training
 
     def step():
@@ -75,7 +67,9 @@ def training_mb(model: nn.Module, example: torch.Tensor, batch_size: int) -> flo
         extra = None
     finally:
         model.zero_grad(set_to_none=True)
-        model.load_state_dict(saved, strict=False)
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
         model.train(was_training)
     if extra is None:
         return float("nan")
@@ -84,6 +78,8 @@ def training_mb(model: nn.Module, example: torch.Tensor, batch_size: int) -> flo
 
 
 def _peak_above_resident(step: Callable[[], object], device: torch.device) -> int | None:
+    """Bytes `step` adds at its peak above what was resident before it (CUDA: allocated memory; CPU:
+    the process's peak RSS), None where that cannot be read."""
     if device.type != "cuda":
         return _cpu_peak_above_resident(step)
     torch.cuda.synchronize(device)
