@@ -83,3 +83,30 @@ def test_model_yaml_states_only_what_differs(compose):
     cfg = compose(["model=c"])
     assert cfg.model.weights == "pretrained" and cfg.model.head == "fit" and cfg.model.kwargs == {}
     assert cfg.model.input_size is None  # the model's own, from timm's pretrained config
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), ("true", True), ("false", True), ("maybe", False)])  # fmt: skip
+def test_measure_profile_is_auto_true_or_false(compose, value, ok):
+    from sweep.config.schema import check_ranges
+    from sweep.errors import SweepConfigError
+
+    cfg = compose([f"measure.profile={value}"])
+    if ok:
+        check_ranges(cfg)
+        return
+    with pytest.raises(
+        SweepConfigError, match=r"^measure.profile='maybe' is not valid: choose auto, true, false$"
+    ):
+        check_ranges(cfg)
+
+
+def test_a_number_for_an_auto_true_false_key_gets_its_choices():
+    from sweep.config.schema import describe_type_error
+
+    hydra_said = (
+        "Error merging override measure.profile=3\nValue '3' of type 'int' is incompatible with "
+        "type hint 'Union[bool, str]'\n    full_key: measure.profile"
+    )
+    assert describe_type_error(hydra_said) == (
+        "measure.profile='3' is not valid: choose auto, true, false"
+    )

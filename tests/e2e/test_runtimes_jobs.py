@@ -3,6 +3,9 @@ says in one line why it cannot run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from helpers.cli import FAST
@@ -99,3 +102,50 @@ def test_a_speedup_target_is_searched_in_the_runtime_the_model_ships_in(
     assert "onnxruntime/speedup" in m and "measure.runtimes" in run.data.params
     # what the search accepted is what the measure stage reads in ONNX Runtime, within noise
     assert abs(m["target_value"] - m["onnxruntime/speedup"]) < 0.25 * m["onnxruntime/speedup"]
+
+
+def test_a_profiled_job_logs_where_the_time_went(compose, store, weights_cache, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from sweep import job
+    from sweep.measure import runtimes
+    from sweep.measure.runtimes.openvino import OpenVINO
+
+    def fails(*a, **k):  # as OpenVINO's profile says its counters failed
+        raise runtimes.RuntimeNotApplicable("openvino: its profiler failed on the dense model (x)")
+
+    monkeypatch.setattr(OpenVINO, "profile", fails)
+    for profile in ("true", "false"):
+        cfg = compose(
+            [
+                "model=tiny_cnn",
+                "pruner=dg_group",
+                "ratio=0.5",
+                "measure.runtimes=[onnxruntime,openvino,tensorrt]",
+                f"measure.profile={profile}",
+                f"tracking.uri={store}",
+                *FAST,
+            ]
+        )
+        job.run_job(cfg)
+    by = {r.data.params["measure.profile"]: r for r in tracking.search_runs(store, EXPERIMENT)}
+    on, off = by["True"], by["False"]
+    m, t = on.data.metrics, on.data.tags
+    assert on.info.status == "FINISHED" and t["profiled"] == "measure.profile=true"
+    for key in (
+        "profile_coverage",
+        "onnxruntime/profile_coverage",
+        "onnxruntime/dense_profile_coverage",
+    ):
+        assert m[key] > 0, key
+    assert 0 <= m["onnxruntime/profile_misaligned_share"] <= 1
+    assert t["openvino/profile_not_applicable"].startswith("openvino: its profiler failed")
+    assert t["tensorrt/not_applicable"]  # not timed: not profiled either
+    slow = json.loads(t["onnxruntime/slow_layers"])
+    assert all({"layer", "op", "channels", "gap_ms", "share"} <= set(f) for f in slow)
+    files = {f.path for f in MlflowClient(store).list_artifacts(on.info.run_id, "profile")}
+    assert files == {"profile/layers.json", "profile/layers.csv", "profile/layers.png"}
+    got = MlflowClient(store).download_artifacts(on.info.run_id, "profile/layers.json")
+    table = json.loads(Path(got).read_text())
+    assert {r[0] for r in table["data"]} == {"eager", "onnxruntime"}
+    assert "profiled" not in off.data.tags and "profile_coverage" not in off.data.metrics

@@ -230,3 +230,39 @@ def test_report_names_only_ranking_flips_clear_of_the_intervals():
     lines = compare.matched_cost(sweep)
     assert "| speedup (eager) | speedup (onnxruntime) |" in "\n".join(lines)
     assert "| 1.50x [1.40, 1.60] | 1.10x [1.05, 1.15] |" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", ONNX_RUNTIMES)
+def test_runtime_profiler_names_the_model_layers(name, models, tmp_path):
+    from sweep.measure.layer_times import by_layer
+
+    dense, _, x = models
+    times = runtimes.get(name).profile(dense, x, _ctx(tmp_path), "dense", rounds=(1, 3))
+    per_layer = by_layer(times)
+    convs = {p for p, m in dense.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs <= set(per_layer)  # every convolution timed under its own module path
+    named = sum(v for k, v in per_layer.items() if k)
+    assert named > 0.8 * sum(per_layer.values())  # little maps to no module
+    if name == "openvino":  # a convolution says what was fused into it
+        assert any(t.fused for t in times if t.layer in convs)
+
+
+def test_onnx_names_map_a_fused_node_to_the_op_it_runs(models, tmp_path):
+    from sweep.measure.layer_times import ModulePaths, OnnxNames
+
+    dense, _, x = models
+    path, _ = runtimes.onnx_file(dense, x, _ctx(tmp_path), "dense", "onnxruntime")
+    names = OnnxNames(path, ModulePaths(dense))
+    # ONNX Runtime names a Conv fused with its Relu after the Relu's output, NCHWc-suffixed
+    fused = names.module_of("/act1/Relu_output_0_nchwc_kernel_time", "Conv")
+    assert fused == "conv1.6" and isinstance(dense.get_submodule(fused), torch.nn.Conv2d)
+    assert names.module_of("/layer1/layer1.0/conv2/Conv/WithoutBiases") == "layer1.0.conv2"
+    assert names.module_of("input_f32_abcd_acdb_/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
+    assert names.module_of("ReorderOutput_token_7") == ""
+
+
+def test_a_runtime_without_a_profiler_says_so(models, tmp_path):
+    dense, _, x = models
+    for name in ("compile", "tensorrt"):
+        with pytest.raises(runtimes.RuntimeNotApplicable, match=f"^{name}: "):
+            runtimes.get(name).profile(dense, x, _ctx(tmp_path), "dense", rounds=(1, 1))

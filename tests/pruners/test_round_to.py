@@ -38,3 +38,18 @@ def test_the_slowdown_flag_names_the_runtime_and_the_hint():
     ]
     tags["onnxruntime/slower_than_dense"] = "false"
     assert cells.slower_than_dense(row) == []
+
+
+def test_the_slowdown_flag_names_the_layers_behind_the_gap():
+    m = {"speedup": 1.1, "onnxruntime/speedup": 0.64, "onnxruntime/speedup_ci_low": 0.6}
+    m["onnxruntime/speedup_ci_high"] = 0.7
+    slow = '[{"layer":"layer4.0.conv1","op":"Conv","channels":"192->96 in, 96->45 out","aligned":false,"share":0.61}]'
+    tags = {"onnxruntime/slower_than_dense": "true", "onnxruntime/slow_layers": slow}
+    row = rows.Row("tiny", "tiny", "dg_group", 0.5, "FINISHED", m, tags, {}, target="macs=0.5")
+    assert cells.slower_than_dense(row) == [
+        "slower than dense in onnxruntime 0.64x [0.60, 0.70]: most of the gap in onnxruntime: "
+        "layer4.0.conv1 (Conv, 192->96 in, 96->45 out, not x16: 61 % of the gap); "
+        "try prune.round_to=16 (or auto)"
+    ]
+    tags["onnxruntime/slow_layers"] = "not json"  # an unreadable tag: the flag without layers
+    assert cells.slower_than_dense(row)[0].endswith(": try prune.round_to=16 (or auto)")

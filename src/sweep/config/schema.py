@@ -9,12 +9,12 @@ before anything is built.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, Union
 
 from omegaconf import MISSING
 
+from sweep.config.checks import NON_NEGATIVE, POSITIVE, Check, checked
 from sweep.errors import SweepConfigError
 from sweep.tracking import (
     DEFAULT_EXPERIMENT,
@@ -24,55 +24,7 @@ from sweep.tracking import (
     TRACKING_URI_ENV,
 )
 
-
-@dataclass(frozen=True)
-class Check:
-    """What a field's value must be beyond its type. `lo`/`hi` bound numbers (open or closed ends);
-    `choices` lists the names a string may take; `prefixes` also accepts names that start with one."""
-
-    lo: Optional[float] = None
-    hi: Optional[float] = None
-    lo_open: bool = False
-    hi_open: bool = False
-    choices: tuple[str, ...] = ()
-    prefixes: tuple[str, ...] = ()
-    auto: tuple[str, ...] = ()  # strings accepted as well as a number (e.g. "auto")
-
-    def describe(self) -> str:
-        if self.choices:
-            extra = [f"{p}N" for p in self.prefixes]
-            return "choose " + ", ".join([*self.choices, *extra])
-        lo = "-inf" if self.lo is None else f"{self.lo:g}"
-        hi = "inf" if self.hi is None else f"{self.hi:g}"
-        rng = f"{'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}{')' if self.hi_open or self.hi is None else ']'}"
-        return "choose a number in " + rng + "".join(f" or {a}" for a in self.auto)
-
-    def ok(self, value: Any) -> bool:
-        if value is None:
-            return True  # Optional fields: None means "not set"
-        if isinstance(value, str):
-            return (
-                value in self.choices
-                or value in self.auto
-                or value.startswith(self.prefixes or ("\0",))
-            )
-        if self.choices:
-            return False
-        v = float(value)
-        if math.isnan(v):
-            return False
-        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
-            return False
-        return self.hi is None or not (v > self.hi or (self.hi_open and v == self.hi))
-
-
 HEADS = ("keep", "fit", "finetune")
-POSITIVE = Check(lo=0, lo_open=True)
-NON_NEGATIVE = Check(lo=0)
-
-
-def checked(default: Any, check: Check, **kw) -> Any:
-    return field(default=default, metadata={"check": check}, **kw)
 
 
 @dataclass
@@ -140,6 +92,8 @@ class MeasureConfig:
     onnx_exporter: str = checked("auto", Check(choices=ONNX_EXPORTERS))
     # each runtime's peak (GEMM, depthwise-conv microbenchmarks, cached): `efficiency` is a fraction of it
     peak: bool = True
+    # per-layer time in each runtime's own profiler; auto: where pruning pays less than its MACs say
+    profile: Union[bool, str] = checked("auto", Check(choices=("auto",), flag=True))
 
 
 @dataclass
@@ -390,6 +344,9 @@ def describe_type_error(message: str) -> str | None:
 
     value = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", message)
     key = re.search(r"full_key: ([\w.]+)", message)
+    union = re.search(r"Value '(.*?)' of type '\w+' is incompatible with type hint", message)
+    if union and key and key.group(1) in CHECKS:  # a Union field (measure.profile: auto|true|false)
+        return f"{key.group(1)}={union.group(1)!r} is not valid: {CHECKS[key.group(1)].describe()}"
     if not value or not key:
         return None
     check = CHECKS.get(key.group(1))

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from sweep import provenance, targets, tracking
 from sweep.errors import first_line
+from sweep.job import profile
 from sweep.job.context import Bench, Job
 from sweep.job.results import Artifact, Result
 from sweep.measure import deployed, peak, quantized, runtimes
@@ -173,7 +174,17 @@ def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Arti
         speedup=timed.speedup,
         batch_size=settings.batch_size,
     )
-    yield from _deployed(job, (bench.dense, pruned), x=x, settings=settings, m=measured)
+    eager = profile.Timed(
+        runtime=tracking.EAGER,
+        dense_ms=measured.latency[0].median_ms,
+        pruned_ms=measured.latency[1].median_ms,
+        speedup=timed.speedup.value,
+        slower=timed.timing.slower_than_dense(timed.speedup),
+        trusted=timed.timing.flag == "none",
+    )
+    yield from _deployed(
+        job, (bench.dense, pruned), x=x, settings=settings, m=measured, timed=[eager]
+    )
     return measured
 
 
@@ -197,9 +208,12 @@ def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
     return [copy.deepcopy(dense).to(next(sparse.parameters()).dtype), sparse], layers
 
 
-def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | Artifact]:
+def _deployed(
+    job: Job, models, x, settings, m: Measured, timed: list[profile.Timed]
+) -> Iterator[Result | Artifact]:
     """Dense and pruned (`models`) timed in every runtime of measure.runtimes besides eager; a runtime
-    that cannot take a model is not applicable for this job, with its reason, and the job goes on."""
+    that cannot take a model is not applicable for this job, with its reason, and the job goes on.
+    Then, where measure.profile says so, their layers profiled in each runtime that timed them."""
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
         ctx = runtimes.Context.of(job.device, settings, Path(tmp))
         eager = runtimes.get(tracking.EAGER)
@@ -217,6 +231,7 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
                 yield InRuntime(runtime=name, not_applicable=first_line(e))
                 continue
             latency = (r.dense, r.pruned)
+            timed.append(_timed_of(r))
             yield InRuntime(
                 runtime=name,
                 result=r,
@@ -227,6 +242,33 @@ def _deployed(job: Job, models, x, settings, m: Measured) -> Iterator[Result | A
                 saved = True
         if ctx.exports:
             yield Exporter(name=runtimes.exporter_used(ctx))
+        reason = _why_profile(job, settings, m=m, timed=timed)
+        if reason:
+            peaks = {
+                t.runtime: _gemm_peak(job, t.runtime, ctx=ctx, settings=settings) for t in timed
+            }
+            yield from profile.profile(
+                job, models, x=x, ctx=ctx, timed=timed, reason=reason, peaks=peaks
+            )
+
+
+def _timed_of(r: deployed.RuntimeResult) -> profile.Timed:
+    return profile.Timed(
+        runtime=r.runtime,
+        dense_ms=r.dense.median_ms,
+        pruned_ms=r.pruned.median_ms,
+        speedup=r.speedup.value,
+        slower=r.slower_than_dense,
+        trusted=r.flag == "none",
+    )
+
+
+def _why_profile(job: Job, settings, m: Measured, timed: list[profile.Timed]) -> str:
+    """Why this job's layers are profiled ("" when not): never masks (their time is dense's) or a
+    pruning that changed nothing."""
+    if not job.pruner.kind.dense_speedup_possible or m.noop or not m.dense.macs:
+        return ""
+    return profile.why_profile(settings.profile, timed, macs_kept=m.pruned.macs / m.dense.macs)
 
 
 def runtimes_of(job: Job, settings) -> list[str]:
@@ -281,15 +323,9 @@ def _peak(
 ) -> dict:
     """The runtime's peak on this machine (cached) and each model's efficiency against it, at the
     dense and pruned `latency` it timed."""
-    if not settings.peak:
+    found = _found_peak(job, runtime, ctx=ctx, settings=settings)
+    if found is None:
         return {}
-    found = peak.cached(
-        runtime,
-        ctx,
-        settings,
-        cache_dir=job.cfg.weights.cache_dir,
-        device_description=provenance.device_description(job.device),
-    )
     d, p = latency
     return {
         **found.metrics(),
@@ -298,3 +334,21 @@ def _peak(
         ),
         tracking.EFFICIENCY: peak.efficiency(m.pruned.macs, m.batch_size, p.median_ms, found),
     }
+
+
+def _found_peak(job: Job, runtime: runtimes.Runtime, ctx: runtimes.Context, settings):
+    if not settings.peak:
+        return None
+    return peak.cached(
+        runtime,
+        ctx,
+        settings,
+        cache_dir=job.cfg.weights.cache_dir,
+        device_description=provenance.device_description(job.device),
+    )
+
+
+def _gemm_peak(job: Job, name: str, ctx: runtimes.Context, settings) -> float | None:
+    """The runtime's GEMM peak, MAC/s (None with measure.peak=false): layers' efficiency."""
+    found = _found_peak(job, runtimes.get(name), ctx=ctx, settings=settings)
+    return None if found is None else found.gemm

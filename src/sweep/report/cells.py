@@ -4,6 +4,7 @@ intervals, the flags a run raised, the runtimes it ran in, and the fine-tuning b
 from __future__ import annotations
 
 import functools
+import json
 import math
 import statistics
 
@@ -46,13 +47,17 @@ def faster(
     runtime: str = tracking.EAGER,
     name: str = tracking.SPEEDUP,
     key_of=tracking.runtime_key,
+    margin: float = 0.0,
 ) -> bool:
-    """a's speedup is above b's beyond both their intervals (False where either has none, or either
-    timing was contended: a ranking is not read from another process's load)."""
+    """a's speedup is above b's beyond both their intervals, and by at least `margin` of b's (False
+    where either has none, or either timing was contended: a ranking is not read from another
+    process's load)."""
     if contended(a, runtime, key_of) or contended(b, runtime, key_of):
         return False
     ia, ib = speedup_interval(a, runtime, name, key_of), speedup_interval(b, runtime, name, key_of)
-    return ia is not None and ib is not None and ia[1] > ib[2]
+    if ia is None or ib is None:
+        return False
+    return ia[1] > ib[2] and ia[0] >= ib[0] * (1 + margin)
 
 
 def interval_said(
@@ -171,8 +176,36 @@ def slower_than_dense(row: Row) -> list[str]:
     ]
     if not said:
         return []
-    hint = "" if "round" in row.protocol else ": try prune.round_to=16 (or auto)"
-    return [f"slower than dense in {', '.join(said)}{hint}"]
+    layers = [
+        f"{rt}: {layers_said(slow_layers(row, rt))}" for rt in RUNTIMES if slow_layers(row, rt)
+    ]
+    then = [f"most of the gap in {'; '.join(layers)}"] if layers else []
+    then += [] if "round" in row.protocol else ["try prune.round_to=16 (or auto)"]
+    return [f"slower than dense in {', '.join(said)}" + (": " + "; ".join(then) if then else "")]
+
+
+def slow_layers(row: Row, runtime: str) -> list[dict]:
+    """The layers behind most of a profiled run's gap in `runtime` (`slow_layers`), largest first."""
+    text = row.tags.get(tracking.runtime_key(runtime, tracking.TAG_SLOW_LAYERS), "")
+    try:
+        found = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [f for f in found if isinstance(f, dict) and "layer" in f]
+
+
+def layer_said(f: dict) -> str:
+    """`layer4.0.conv1 (Conv, 192->96 in, 96->48 out, not x16: 40 % of the gap)`."""
+    what = [str(f.get("op", "")), str(f.get("channels", ""))]
+    if f.get("aligned") is False:
+        what.append("not x16")
+    share = f.get("share")
+    tail = f": {100 * share:.0f} % of the gap" if isinstance(share, (int, float)) else ""
+    return f"{f['layer']} ({', '.join(w for w in what if w)}{tail})"
+
+
+def layers_said(found: list[dict], most: int = 2) -> str:
+    return ", ".join(layer_said(f) for f in found[:most])
 
 
 def runtime_na(row: Row, runtime: str) -> str:

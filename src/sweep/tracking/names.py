@@ -148,6 +148,22 @@ metric((), "dense / pruned median latency in that runtime, paired rounds, and it
 metric((), "as for eager, against that runtime's own measured peak", "`<runtime>/efficiency`, `<runtime>/dense_efficiency`, `<runtime>/peak_gemm_gmacs_per_s`, `<runtime>/peak_dwconv_gmacs_per_s`")  # fmt: skip
 EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
 MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
+# Per-layer profiles (measure.profile): eager's under these names, another runtime's `<runtime>/<name>`.
+PROFILE_METRICS = PROFILE_COVERAGE, PROFILE_MISALIGNED = (
+    metric(
+        "profile_coverage",
+        "share of the harness's median latency that the layers the runtime's own profiler timed, and that map to a module, account for (the pruned model; `dense_profile_coverage` the dense one's): near 1 when the profile explains the latency",
+        "`profile_coverage`, `<runtime>/profile_coverage` (and `dense_`)",
+    ),  # fmt: skip
+    metric(
+        "profile_misaligned_share",
+        "share 0..1 of the pruned model's profiled layer time in layers whose channel counts (in or out) are not multiples of 16",
+        "`profile_misaligned_share`, `<runtime>/profile_misaligned_share`",
+    ),  # fmt: skip
+)
+TAG_PROFILED = tag("profiled", "why the job's layers were profiled: `measure.profile=true`, or what `auto` saw (e.g. `onnxruntime: slower than dense`); absent when they were not")  # fmt: skip
+TAG_SLOW_LAYERS = tag("slow_layers", "a profiled runtime's few layers behind most of the gap between the speedup the MACs predict and the one measured, JSON: `[{layer, op, channels, aligned, dense_ms, pruned_ms, gap_ms, share}]` (`gap_ms`: the pruned layer's ms beyond its dense ms scaled by its MAC ratio; `share`: of the positive gaps; `aligned`: channels multiples of 16)", "`slow_layers`, `<runtime>/slow_layers`")  # fmt: skip
+TAG_PROFILE_NA = tag("profile_not_applicable", "why a runtime's layers could not be profiled (no profiler wired, or it failed); the job's other figures stand", "`profile_not_applicable`, `<runtime>/profile_not_applicable`")  # fmt: skip
 RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
 # Post-training INT8 (quantize=int8): per runtime under `<runtime>/int8/` (eager's under `int8/`), the
 # four models (dense and pruned, FP32 and INT8) timed in one interleaved harness.
@@ -187,6 +203,13 @@ tag((), "per runtime of `measure.runtimes`: `none`, or `warmup_unstable`, `few_i
 TAG_RUNTIME_NA = TAG_NOT_APPLICABLE  # <runtime>/not_applicable: the reason
 tag((), "per runtime: one line saying why it could not time this job (not installed, wrong device or precision, masks, an op it or the exporter lacks); the job still FINISHES", "`<runtime>/not_applicable`")  # fmt: skip
 TAG_SLOWER_THAN_DENSE = tag("slower_than_dense", "`true` when the pruned model is slower than the dense one beyond the interval (its speedup's upper bound below 1); `<runtime>/slower_than_dense` per runtime: the report flags it with the hint to try `prune.round_to`", "`slower_than_dense`, `<runtime>/slower_than_dense`")  # fmt: skip
+RUNTIME_TAGS = (
+    TAG_RUNTIME_FLAG,
+    TAG_RUNTIME_NA,
+    TAG_SLOWER_THAN_DENSE,
+    TAG_SLOW_LAYERS,
+    TAG_PROFILE_NA,
+)
 tag((), "`quantize=int8`, per runtime: its INT8 harness's latency flag (as `<runtime>/latency_flag`); one line saying why it has no INT8 figures (no INT8 path, masks, an operator its quantizer cannot take; the job still FINISHES); `true` when the pruned INT8 model is slower than the dense INT8 one beyond the interval", "`<runtime>/int8/latency_flag`, `<runtime>/int8/not_applicable`, `<runtime>/int8/slower_than_dense`")  # fmt: skip
 TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
 TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
@@ -213,6 +236,7 @@ TAG_NOTE = "mlflow.note.content"  # MLflow's description of a run (markdown, sho
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # a view of one sweep in the UI: an experiment tag
 MODEL_ARTIFACT_DIR, HYDRA_ARTIFACT_DIR, REPORT_ARTIFACT_DIR = "model", "hydra", "report"
+PROFILE_ARTIFACT_DIR = "profile"
 TRACEBACK_ARTIFACT = "traceback.txt"
 DEFAULT_EXPERIMENT = "pruning-sweep"
 # Config keys that say where a job is written or tracked, not what it computes: neither logged as params
@@ -244,7 +268,9 @@ ARTIFACTS = (
     f"`{TRACEBACK_ARTIFACT}` for a failed run; with `save_model=true`, `{MODEL_ARTIFACT_DIR}/model.safetensors` "
     f"and `{MODEL_ARTIFACT_DIR}/structure.json` (the pruned model; `sweep.models.artifacts.load` reloads it), and "
     f"`{MODEL_ARTIFACT_DIR}/pruned.onnx` (the file ONNX Runtime, OpenVINO or TensorRT timed) when the job "
-    "timed one of them."
+    "timed one of them; for a profiled job, "
+    f"`{PROFILE_ARTIFACT_DIR}/layers.json` (every runtime's layers, dense beside pruned, in MLflow's "
+    f"table form), `{PROFILE_ARTIFACT_DIR}/layers.csv` and `{PROFILE_ARTIFACT_DIR}/layers.png`."
 )
 
 
@@ -279,9 +305,9 @@ def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool
             return rest.removeprefix(DENSE_PREFIX) in INT8_METRICS
         return kind == "tag" and rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA, TAG_SLOWER_THAN_DENSE)
     if runtime and kind == "metric":
-        return rest.removeprefix(DENSE_PREFIX) in RUNTIME_METRICS or rest in RUNTIME_METRICS
+        return rest.removeprefix(DENSE_PREFIX) in (*RUNTIME_METRICS, *PROFILE_METRICS)
     if runtime and kind == "tag":
-        return rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA, TAG_SLOWER_THAN_DENSE)
+        return rest in RUNTIME_TAGS
     return kind == "metric" and key.startswith(DENSE_PREFIX) and key[len(DENSE_PREFIX) :] in known
 
 

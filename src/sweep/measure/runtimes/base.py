@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from sweep.errors import NotApplicable, first_line
+from sweep.measure.layer_times import LayerTime
 
 DEPLOY_EXTRA = "pip install 'sweep[deploy]'"
 # Outputs agree when max |runtime - eager| <= ATOL + RTOL * max |eager| (fp32; fp16/bf16: LOW_RTOL).
@@ -126,6 +127,17 @@ class Runtime(abc.ABC):
         at x's shape), loaded to run on `x`, with `predict` set. A model the quantizer cannot take
         raises RuntimeNotApplicable with the reason."""
         raise RuntimeNotApplicable(f"{self.name}: {self.no_int8}")
+
+    # why `profile` cannot time layers, for runtimes without a per-layer profiler wired here
+    no_profile = "no per-layer profiler for this runtime here"
+
+    def profile(
+        self, model: nn.Module, x: torch.Tensor, ctx: Context, what: str, rounds: tuple[int, int]
+    ) -> list[LayerTime]:
+        """Per-layer time of `model` on `x` from this runtime's own profiler, named by module path:
+        the median over `rounds` = (warm-up, profiled) runs. A runtime without one, or whose profiler
+        fails, raises RuntimeNotApplicable with the reason."""
+        raise RuntimeNotApplicable(f"{self.name}: {self.no_profile}")
 
     def not_applicable(self, what: str, e: BaseException | str) -> RuntimeNotApplicable:
         return RuntimeNotApplicable(

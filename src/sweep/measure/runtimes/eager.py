@@ -39,6 +39,20 @@ class Eager(Runtime):
             again=lambda: self.load(copy.deepcopy(model), x, ctx, what),  # weights elsewhere
         )
 
+    def profile(self, model, x, ctx, what, rounds):
+        """Module hooks: each module's self time (its span less its children's)."""
+        from sweep.measure.module_hooks import module_times
+
+        if ctx.channels_last and x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            return module_times(model, x, ctx.device, ctx.precision, rounds=rounds)
+        except Exception as e:
+            raise RuntimeNotApplicable(
+                f"eager: profiling failed ({plain(first_line(e))})"
+            ) from None
+
     def int8(self, model, x, calibration, ctx, what):
         """PyTorch's own post-training static INT8 (FX graph mode, per-channel weights): its INT8
         kernels are CPU kernels."""
@@ -92,6 +106,8 @@ class Compiled(Runtime):
     name = "compile"
     summary = "torch.compile (inductor); its compilation is export_seconds"
     no_int8 = "PyTorch's INT8 models are timed in eager here, not compiled"
+    # inductor fuses modules into kernels named after neither; its own trace is not mapped back here
+    no_profile = "inductor's fused kernels carry no module path to match dense to pruned by"
 
     def load(self, model, x, ctx, what):
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import importlib.util
 import io
+import json
 import time
 import warnings
 from pathlib import Path
@@ -125,10 +126,13 @@ class OnnxRuntime(Runtime):
             return f"onnxruntime has no {lacking[0]} here (on a GPU: onnxruntime-gpu)"
         return None
 
-    def session(self, path: Path, ctx: Context):
+    def session(self, path: Path, ctx: Context, profile_prefix: str = ""):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
+        if profile_prefix:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
         so.intra_op_num_threads = ctx.threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -142,6 +146,27 @@ class OnnxRuntime(Runtime):
     def load(self, model, x, ctx, what):
         path, export_s = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         return self._loaded(path, x, ctx=ctx, what=what, export_s=export_s)
+
+    def profile(self, model, x, ctx, what, rounds):
+        """ONNX Runtime's own profiler (`enable_profiling`): each node's kernel time per run of a
+        session like the timed one, its node mapped back to the module it was exported from."""
+        import onnxruntime  # noqa: F401  (unavailable() said whether it is there)
+
+        from sweep.measure.layer_times import ModulePaths, OnnxNames, median_times
+
+        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
+        try:
+            names = OnnxNames(path, ModulePaths(model))
+            sess = self.session(path, ctx, profile_prefix=str(ctx.workdir / f"{what}-ort-profile"))
+            feed = {sess.get_inputs()[0].name: x.float().cpu().numpy()}
+            for _ in range(sum(rounds)):
+                sess.run(None, feed)
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        except Exception as e:
+            raise RuntimeNotApplicable(
+                f"{self.name}: its profiler failed on the {what} model ({plain(first_line(e))})"
+            ) from None
+        return median_times(_ort_rounds(events, names, skip=rounds[0]))
 
     def int8(self, model, x, calibration, ctx, what):
         """The model's ONNX file through ONNX Runtime's static quantizer: QDQ, per-channel INT8
@@ -222,6 +247,22 @@ class OnnxRuntime(Runtime):
         return run
 
 
+def _ort_rounds(events: list[dict], names, skip: int) -> list[dict[tuple[str, str], float]]:
+    """Per run after the first `skip`: ms per (module path, op) of the nodes ONNX Runtime timed."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    rounds: list[dict] = [{} for _ in runs]
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        i = next((i for i, (a, b) in enumerate(runs) if a <= e["ts"] <= b), None)
+        if i is None:
+            continue
+        op = e.get("args", {}).get("op_name", "")
+        key = (names.module_of(e["name"], op), op)
+        rounds[i][key] = rounds[i].get(key, 0.0) + e["dur"] / 1e3
+    return rounds[skip:]
+
+
 def _ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
     """`path` quantized by ONNX Runtime's static quantizer into `<name>.int8.onnx` beside it."""
     import onnx
@@ -269,8 +310,13 @@ class TensorRT(OnnxRuntime):
     summary = "TensorRT through ONNX Runtime's TensorRT execution provider (CUDA GPUs only)"
     no_int8 = "TensorRT's INT8 calibration is not wired here (onnxruntime and openvino quantize)"
 
+    no_profile = "TensorRT's per-layer profile (trtexec --dumpProfile) is not wired here"
+
     def int8(self, model, x, calibration, ctx, what):
         raise RuntimeNotApplicable(f"{self.name}: {self.no_int8}")
+
+    def profile(self, model, x, ctx, what, rounds):
+        raise RuntimeNotApplicable(f"{self.name}: {self.no_profile}")
 
     def providers(self, ctx):
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider"]

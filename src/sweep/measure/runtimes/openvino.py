@@ -45,6 +45,38 @@ class OpenVINO(Runtime):
             raise self.not_applicable(what, e) from None
         return self._compiled(ov_model, x, ctx=ctx, what=what, export_s=export_s, t0=t0, path=path)
 
+    def profile(self, model, x, ctx, what, rounds):
+        """OpenVINO's performance counters (`PERF_COUNT`): each executed layer's time per inference
+        of a model compiled like the timed one; a layer other ops were fused into says which
+        (`fused`), from the compiled model's `originalLayersNames`."""
+        import openvino as ov
+
+        from sweep.measure.layer_times import LayerTime, ModulePaths, OnnxNames, median_times
+
+        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
+        try:
+            names = OnnxNames(path, ModulePaths(model))
+            core = ov.Core()
+            compiled = core.compile_model(
+                core.read_model(str(path)), "CPU", {**_properties(ctx), "PERF_COUNT": True}
+            )
+            request = compiled.create_infer_request()
+            request.set_input_tensor(ov.Tensor(x.float().cpu().numpy().copy(), shared_memory=False))
+            per_round = []
+            for i in range(sum(rounds)):
+                request.infer()
+                if i >= rounds[0]:
+                    per_round.append(_counters(request.get_profiling_info(), names))
+            fused = _fused(compiled.get_runtime_model(), names)
+        except Exception as e:
+            raise RuntimeNotApplicable(
+                f"{self.name}: its profiler failed on the {what} model ({plain(first_line(e))})"
+            ) from None
+        return [
+            LayerTime(layer=t.layer, op=t.op, ms=t.ms, fused=fused.get((t.layer, t.op), ()))
+            for t in median_times(per_round)
+        ]
+
     def int8(self, model, x, calibration, ctx, what):
         """NNCF's post-training quantization of the OpenVINO model read from the ONNX file (its
         transformer preset where the graph has a Softmax: attention)."""
@@ -107,6 +139,32 @@ class OpenVINO(Runtime):
                 ov_model, x, ctx=ctx, what=what, export_s=export_s, path=path
             ),
         )
+
+
+def _counters(infos, names) -> dict[tuple[str, str], float]:
+    """ms per (module path, layer type) of the layers one inference executed."""
+    out: dict[tuple[str, str], float] = {}
+    for info in infos:
+        if info.status.name != "EXECUTED":
+            continue
+        key = (names.module_of(info.node_name), info.node_type)
+        out[key] = out.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+    return out
+
+
+def _fused(runtime_model, names) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Per executed (module path, layer type): the other modules whose ops were fused into it."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for op in runtime_model.get_ops():
+        rt = op.get_rt_info()
+        if "originalLayersNames" not in rt or "layerType" not in rt:
+            continue
+        key = (names.module_of(op.get_friendly_name()), rt["layerType"].astype(str))
+        for original in rt["originalLayersNames"].astype(str).split(","):
+            module = names.module_of(original)
+            if original and module != key[0]:
+                out.setdefault(key, set()).add(module)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def _properties(ctx) -> dict:
