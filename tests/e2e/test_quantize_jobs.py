@@ -38,6 +38,10 @@ def test_int8_job_finishes_when_one_runtime_cannot_quantize(
         key = tracking.int8_key
         assert 0 <= m[key(rt, "accuracy_top1")] <= 1 and m[key(rt, "speedup_both")] > 0
         assert tags[key(rt, "slower_than_dense")] in ("true", "false")
+        # the INT8 forms that ship: smaller than FP32's, the pruned one smallest
+        fp32 = m["dense_file_mb"] if rt == "eager" else m[f"{rt}/dense_file_mb"]
+        assert fp32 > m[key(rt, "dense_file_mb")] > m[key(rt, "file_mb")] > 0, rt
+        assert m[key(rt, "peak_mem_mb")] > 0, rt
     assert run.data.params["quantize.calibration_samples_used"] == "16"
     assert m["stage_quantize_seconds"] > 0
     masks = runs["tiny_cnn/l1_unstructured/macs=0.5"]
@@ -48,5 +52,6 @@ def test_int8_job_finishes_when_one_runtime_cannot_quantize(
     doc = report.render(sweep, {})
     section = doc[doc.index("## Does pruning still pay after INT8?") :]
     assert "| tiny_cnn | macs=0.5 | dg_group | openvino |" in section
+    assert " MB, " in section and " MiB |" in section  # what ships, INT8
     assert "n/a: onnxruntime: its quantizer cannot take" in section
     assert "### Under INT8" in doc

@@ -62,6 +62,10 @@ def test_job_times_every_runtime_and_a_mask_is_not_applicable_there(compose, sto
     for name in ("latency_ms", "efficiency", "export_seconds", "max_abs_diff"):
         assert f"onnxruntime/dense_{name}" in m, name
     assert m["onnxruntime/efficiency"] > 0 and m["efficiency"] > 0  # eager's, under its own name
+    # what ships: the pruned files are smaller, and in memory a model holds at least its weights
+    for rt in ("", "onnxruntime/"):
+        assert m[f"{rt}dense_file_mb"] > m[f"{rt}file_mb"] > 0, rt
+        assert m[f"{rt}peak_mem_mb"] >= m[f"{rt}file_mb"] / 1.1, rt  # MB on disk, MiB, headers
     assert m["onnxruntime/speedup"] == pytest.approx(
         m["onnxruntime/dense_latency_ms"] / m["onnxruntime/latency_ms"], rel=1e-6
     )

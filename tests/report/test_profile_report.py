@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from helpers.runs import EXPERIMENT, log_fake_run
-from sweep import report
+from sweep import report, tracking
 
 
 def _slow(layer: str, op: str = "Conv", aligned: bool = False, share: float = 0.6) -> str:
@@ -81,3 +81,20 @@ def test_a_flip_between_runtimes_counts_only_beyond_a_practical_margin(store, tm
         "- tiny_cnn, macs=0.5: dg_random is faster than dg_taylor in onnxruntime (0.90x vs 0.70x), "
         "slower in eager (1.00x vs 1.30x)",
     ]  # and not dg_group against dg_random: 2 % apart in eager
+
+
+def test_what_ships_is_shown_dense_to_pruned_per_runtime():
+    from sweep.report import cells, rows
+
+    m = {"dense_file_mb": 1.511, "file_mb": 0.389, "dense_peak_mem_mb": 1.43, "peak_mem_mb": 0.36}
+    m |= {"onnxruntime/dense_file_mb": 1.5, "onnxruntime/file_mb": 0.38}
+    m |= {"onnxruntime/int8/dense_file_mb": 0.43, "onnxruntime/int8/file_mb": 0.14}
+    m |= {"onnxruntime/dense_peak_mem_mb": float("nan"), "onnxruntime/peak_mem_mb": 0.4}
+    row = rows.Row("tiny", "tiny", "dg_group", 0.5, "FINISHED", m, {}, {})
+    assert cells.footprint(row) == "1.51→0.389 MB, 1.43→0.36 MiB"
+    # a memory figure the runtime could not read (NaN) is left out, not shown as nan
+    assert cells.footprints(row, ["eager", "onnxruntime"]) == (
+        "eager 1.51→0.389 MB, 1.43→0.36 MiB; onnxruntime 1.5→0.38 MB"
+    )
+    assert cells.footprint(row, "onnxruntime", key_of=tracking.int8_key) == "0.43→0.14 MB"
+    assert cells.footprints(row, ["openvino"]) == "—"

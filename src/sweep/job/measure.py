@@ -29,6 +29,7 @@ from sweep.measure.latency import (
     Timing,
     time_models,
 )
+from sweep.measure.runtimes.eager import safetensors_bytes
 
 __all__ = [
     "Counted",
@@ -55,13 +56,17 @@ def is_noop(dense: Counts, pruned: Counts) -> bool:
 class Counted(Result):
     dense: Counts
     pruned: Counts
+    file_mb: tuple[float, float]  # dense, pruned: the weights in safetensors, MB
 
     @property
     def noop(self) -> bool:
         return is_noop(self.dense, self.pruned)
 
     def metrics(self) -> dict:
-        return {**self.dense.metrics(tracking.DENSE_PREFIX), **self.pruned.metrics()}
+        sizes = deployed.file_metrics(
+            self.file_mb, dense=tracking.DENSE_PREFIX + tracking.FILE_MB, pruned=tracking.FILE_MB
+        )
+        return {**self.dense.metrics(tracking.DENSE_PREFIX), **self.pruned.metrics(), **sizes}
 
     def tags(self) -> dict:
         return {tracking.TAG_NOOP: self.noop}
@@ -155,7 +160,11 @@ class Measured:
 
 
 def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Artifact]:
-    counted = Counted(dense=bench.dense_counts, pruned=count(pruned, bench.example))
+    counted = Counted(
+        dense=bench.dense_counts,
+        pruned=count(pruned, bench.example),
+        file_mb=(safetensors_bytes(bench.dense) / 1e6, safetensors_bytes(pruned) / 1e6),
+    )
     yield counted
     if counted.noop:
         log.warning(

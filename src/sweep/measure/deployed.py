@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from sweep.measure import runtimes
+from sweep.measure import memory, runtimes
 from sweep.measure.latency import (
     LatencySettings,
     LatencyStats,
@@ -38,6 +38,7 @@ class RuntimeResult:
     max_abs_diff: tuple[float, float]
     agree: bool
     file: Path | None  # the pruned model's file as the runtime ran it
+    file_mb: tuple[float, float] = (float("nan"), float("nan"))  # dense, pruned: what ships
 
     def metrics(self) -> dict[str, float]:
         """Its figures under the runtime's names (`<runtime>/latency_ms`, ...)."""
@@ -54,6 +55,7 @@ class RuntimeResult:
             key(names.BUILD_SECONDS): self.build_s[1],
             dense + names.MAX_ABS_DIFF: self.max_abs_diff[0],
             key(names.MAX_ABS_DIFF): self.max_abs_diff[1],
+            **file_metrics(self.file_mb, dense=dense + names.FILE_MB, pruned=key(names.FILE_MB)),
         }
 
     @property
@@ -100,6 +102,9 @@ def time_in(
         cuda_events=not loaded[0].host_clock,
     )
     d, p = timing.stats
+    sizes = [None if one.size is None else one.size() for one in loaded]
+    for stats, one, size in zip(timing.stats, loaded, sizes):
+        stats.peak_mem_mb = memory.deployed_mb(size, one.run, ctx.device)
     return RuntimeResult(
         runtime=runtime.name,
         dense=d,
@@ -111,4 +116,11 @@ def time_in(
         max_abs_diff=(diffs[0], diffs[1]),
         agree=agree,
         file=loaded[1].file,
+        file_mb=tuple(float("nan") if size is None else size / 1e6 for size in sizes),
     )
+
+
+def file_metrics(file_mb: tuple[float, float], dense: str, pruned: str) -> dict[str, float]:
+    """The two sizes under their names, where known."""
+    out = {dense: file_mb[0], pruned: file_mb[1]}
+    return {k: v for k, v in out.items() if v == v}

@@ -21,6 +21,16 @@ def peak_mem_mb(model: nn.Module, step: Callable[[], object], device: torch.devi
     return (weights + max(extra, 0)) / 2**20
 
 
+def deployed_mb(size_bytes: int | None, step: Callable[[], object], device: torch.device) -> float:
+    """A model's memory in another runtime, as `peak_mem_mb` reads eager's: its weights (the bytes of
+    the form it runs from: the runtime holds them in memory) plus the peak of one inference above
+    what was resident before; NaN where either cannot be read (no file of its own, a GPU's memory)."""
+    if size_bytes is None or device.type != "cpu":
+        return float("nan")
+    extra = _cpu_peak_above_resident(step)
+    return float("nan") if extra is None else (size_bytes + max(extra, 0)) / 2**20
+
+
 def _cpu_peak_above_resident(step: Callable[[], object]) -> int | None:
     # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so the peak of one call is
     # measurable; elsewhere the figure is left out rather than guessed.

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from sweep.measure import runtimes
+from sweep.measure import memory, runtimes
+from sweep.measure.deployed import file_metrics
 from sweep.measure.latency import (
     LatencySettings,
     Speedup,
@@ -38,6 +39,7 @@ class Int8Result:
     speedups: dict[str, Speedup]  # by metric name: speedup (on INT8), speedup_pruning, ...
     accuracy: tuple[float, float]  # dense INT8, pruned INT8: top-1 read from the runtime
     quantize_s: tuple[float, float]  # dense, pruned
+    file_mb: tuple[float, float] = (float("nan"), float("nan"))  # dense INT8, pruned INT8 on disk
 
     @property
     def on_int8(self) -> Speedup:
@@ -67,6 +69,11 @@ class Int8Result:
             key(names.ACCURACY): self.accuracy[1],
             key(names.DENSE_PREFIX + names.QUANTIZE_SECONDS): self.quantize_s[0],
             key(names.QUANTIZE_SECONDS): self.quantize_s[1],
+            **file_metrics(
+                self.file_mb,
+                dense=key(names.DENSE_PREFIX + names.FILE_MB),
+                pruned=key(names.FILE_MB),
+            ),
         }
         for name, s in self.speedups.items():
             out |= {key(k): v for k, v in s.metrics(name).items()}
@@ -116,10 +123,14 @@ def quantize_in(
     speedups = {
         name: timing.speedup(a, b, settings.bootstrap, seed) for name, (a, b) in PAIRS.items()
     }
+    sizes = [None if one.size is None else one.size() for one in int8]
+    for stats, one, size in zip(timing.stats[DENSE_INT8:], int8, sizes):
+        stats.peak_mem_mb = memory.deployed_mb(size, one.run, ctx.device)
     return Int8Result(
         runtime=runtime.name,
         timing=timing,
         speedups=speedups,
         accuracy=accuracy,
         quantize_s=(int8[0].export_s, int8[1].export_s),
+        file_mb=tuple(float("nan") if size is None else size / 1e6 for size in sizes),
     )

@@ -184,6 +184,27 @@ def slower_than_dense(row: Row) -> list[str]:
     return [f"slower than dense in {', '.join(said)}" + (": " + "; ".join(then) if then else "")]
 
 
+def footprint(row: Row, runtime: str = tracking.EAGER, key_of=tracking.runtime_key) -> str:
+    """What ships, dense -> pruned: MB on disk and MiB in memory (`1.51→0.39 MB, 1.43→0.36 MiB`);
+    "" where the run logged neither."""
+    key, m = functools.partial(key_of, runtime), row.metrics
+    said = []
+    for name, unit in ((tracking.FILE_MB, "MB"), (tracking.PEAK_MEM_MB, "MiB")):
+        d, p = m.get(key(tracking.DENSE_PREFIX + name)), m.get(key(name))
+        if d is not None and p is not None and d == d and p == p:
+            said.append(f"{d:.3g}→{p:.3g} {unit}")
+    return ", ".join(said)
+
+
+def footprints(row: Row, runtimes: list[str]) -> str:
+    """`footprint` in each runtime that has one, named where there are several."""
+    found = [(rt, footprint(row, rt)) for rt in runtimes]
+    found = [(rt, f) for rt, f in found if f]
+    if len(runtimes) == 1:
+        return found[0][1] if found else "—"
+    return "; ".join(f"{rt} {f}" for rt, f in found) or "—"
+
+
 def slow_layers(row: Row, runtime: str) -> list[dict]:
     """The layers behind most of a profiled run's gap in `runtime` (`slow_layers`), largest first."""
     text = row.tags.get(tracking.runtime_key(runtime, tracking.TAG_SLOW_LAYERS), "")

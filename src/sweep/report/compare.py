@@ -169,12 +169,12 @@ def _kept(v: float | None) -> str:
 def _matched_row(level: str, r: rows.Row, runtimes: list[str]) -> str:
     if r.status != "FINISHED" or "accuracy_top1" not in r.metrics:
         blank = " |" * len(runtimes)
-        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | {'; '.join(cells.flags(r))} |"
+        return f"| {level} | {_name(r)} | {r.kind} | | |{blank} | | | {'; '.join(cells.flags(r))} |"
     speeds = " | ".join("n/a (masks)" if r.masks else cells.speed(r, rt) for rt in runtimes)
     return (
         f"| {level} | {_name(r)}{cells.seeds_note(r)} | {r.kind} | {_kept(r.macs_kept)} | "
-        f"{_kept(r.params_kept)} | {speeds} | {cells.oneshot_of(r)} | {cells.pct_of(r, 'accuracy_top1')} | "
-        f"{'; '.join(cells.flags(r))} |"
+        f"{_kept(r.params_kept)} | {speeds} | {cells.footprints(r, runtimes)} | "
+        f"{cells.oneshot_of(r)} | {cells.pct_of(r, 'accuracy_top1')} | {'; '.join(cells.flags(r))} |"
     )
 
 
@@ -191,11 +191,13 @@ def matched_cost(sweep: rows.Sweep) -> list[str]:
             f"## Matched cost: {model}",
             "",
             f"Methods at the same cost, best {_what(sweep)} first. MACs and params kept: fraction of "
-            "the dense model's (masks: non-zero).",
+            "the dense model's (masks: non-zero). Shipped: dense → pruned, MB on disk of the form "
+            "each runtime ships (safetensors, ONNX, OpenVINO IR) and MiB in memory (weights plus "
+            "one inference's peak).",
             "",
             f"| cost | method | kind | MACs kept | params kept | {' | '.join(speed_cols)} | "
-            "top-1 one-shot | top-1 fine-tuned | flags |",
-            "|---|---|---|---|---|" + "---|" * len(speed_cols) + "---|---|---|",
+            "shipped | top-1 one-shot | top-1 fine-tuned | flags |",
+            "|---|---|---|---|---|" + "---|" * len(speed_cols) + "---|---|---|---|",
         ]
         for level, group in groups.items():
             ranked = _ranked(group)

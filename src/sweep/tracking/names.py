@@ -90,9 +90,10 @@ LATENCY_METRICS = LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, PEAK_M
     metric("throughput", "images / s"),
     metric(
         "peak_mem_mb",
-        "MiB: weights plus the peak of one inference above what was resident before (CUDA: allocated memory; CPU: process RSS)",
+        "MiB: weights plus the peak of one inference above what was resident before (CUDA: allocated memory; CPU: process RSS); in another runtime (`<runtime>/peak_mem_mb`, `<runtime>/int8/peak_mem_mb`), the weights as the bytes of the form it runs from (`file_mb`) plus the peak of one inference above what was resident before: CPU on Linux only, else NaN",
     ),  # fmt: skip
 )
+FILE_MB = metric("file_mb", "MB (10^6 bytes) on disk of the form that ships: eager, the weights in safetensors; onnxruntime and tensorrt, the ONNX file; openvino, its IR (.xml + .bin); INT8 (`<runtime>/int8/file_mb`): PyTorch's quantized state dict, the QDQ ONNX file, NNCF's IR (`dense_` the dense model's)", "`file_mb`, `<runtime>/file_mb`, `<runtime>/int8/file_mb` (and `dense_`)")  # fmt: skip
 ACCURACY = metric("accuracy_top1", "fraction 0..1, after recovery fine-tuning (`= accuracy_top1_oneshot` when `finetune.epochs=0`); `dense_accuracy_top1` for the dense model")  # fmt: skip
 DENSE_ACCURACY = DENSE_PREFIX + ACCURACY
 METRICS_PER_MODEL = (*COUNT_METRICS, *LATENCY_METRICS, ACCURACY)
@@ -164,7 +165,7 @@ PROFILE_METRICS = PROFILE_COVERAGE, PROFILE_MISALIGNED = (
 TAG_PROFILED = tag("profiled", "why the job's layers were profiled: `measure.profile=true`, or what `auto` saw (e.g. `onnxruntime: slower than dense`); absent when they were not")  # fmt: skip
 TAG_SLOW_LAYERS = tag("slow_layers", "a profiled runtime's few layers behind most of the gap between the speedup the MACs predict and the one measured, JSON: `[{layer, op, channels, aligned, dense_ms, pruned_ms, gap_ms, share}]` (`gap_ms`: the pruned layer's ms beyond its dense ms scaled by its MAC ratio; `share`: of the positive gaps; `aligned`: channels multiples of 16)", "`slow_layers`, `<runtime>/slow_layers`")  # fmt: skip
 TAG_PROFILE_NA = tag("profile_not_applicable", "why a runtime's layers could not be profiled (no profiler wired, or it failed); the job's other figures stand", "`profile_not_applicable`, `<runtime>/profile_not_applicable`")  # fmt: skip
-RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF)  # fmt: skip
+RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, EFFICIENCY, *PEAK_METRICS, EXPORT_SECONDS, BUILD_SECONDS, MAX_ABS_DIFF, PEAK_MEM_MB, FILE_MB)  # fmt: skip
 # Post-training INT8 (quantize=int8): per runtime under `<runtime>/int8/` (eager's under `int8/`), the
 # four models (dense and pruned, FP32 and INT8) timed in one interleaved harness.
 INT8 = "int8"
@@ -176,7 +177,7 @@ SPEEDUP_QUANTIZATION = metric(("speedup_quantization", "speedup_quantization_ci_
 SPEEDUP_BOTH = metric(("speedup_both", "speedup_both_ci_low", "speedup_both_ci_high"), "pruning and quantization: dense FP32 / pruned INT8, and its interval", "`<runtime>/int8/speedup_both` (and `_ci_low`, `_ci_high`)")  # fmt: skip
 metric((), "top-1 of the INT8 model read from the runtime itself (not PyTorch), on the images behind `accuracy_top1` (`dense_`: the dense INT8 model's)", "`<runtime>/int8/accuracy_top1`, `<runtime>/int8/dense_accuracy_top1`")  # fmt: skip
 QUANTIZE_SECONDS = metric("quantize_seconds", "s: calibrating and quantizing with the runtime's own tool (ONNX Runtime's quantizer, NNCF, PyTorch's FX), never inside a latency", "`<runtime>/int8/quantize_seconds` (and `dense_`)")  # fmt: skip
-INT8_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, INT8_FP32_LATENCY, *SPEEDUP_PRUNING, *SPEEDUP_QUANTIZATION, *SPEEDUP_BOTH, ACCURACY, QUANTIZE_SECONDS)  # fmt: skip
+INT8_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEEDUP_METRICS, CPU_CONTENTION, INT8_FP32_LATENCY, *SPEEDUP_PRUNING, *SPEEDUP_QUANTIZATION, *SPEEDUP_BOTH, ACCURACY, QUANTIZE_SECONDS, PEAK_MEM_MB, FILE_MB)  # fmt: skip
 SYSTEM_PREFIX = "system/"
 metric((), "with `tracking.system_metrics_s`: MLflow's system metrics over the job, e.g. `system/cpu_utilization_percentage` (%), `system/system_memory_usage_megabytes` (MB), `system/gpu_0_utilization_percentage` and `system/gpu_0_memory_usage_megabytes` where a GPU is seen (pynvml)", "`system/*`")  # fmt: skip
 REQUIRED_METRICS = (PARAMS_TOTAL, PARAMS_NONZERO, MACS, LATENCY_MS, ACCURACY, DENSE_PREFIX + PARAMS_TOTAL, DENSE_PREFIX + MACS, DENSE_PREFIX + LATENCY_MS, DENSE_ACCURACY, SPEEDUP, PRUNE_SECONDS)  # fmt: skip

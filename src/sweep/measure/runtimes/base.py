@@ -72,6 +72,9 @@ class Loaded:
     # another instance of the same model in this runtime (a new session, compiled model or copy of the
     # weights), for timing what differs between instances; None where the runtime has none to offer
     again: Callable[[], Loaded] | None = None
+    # bytes on disk of the form that ships in this runtime (an ONNX file, an IR, the weights); None
+    # where the runtime ships no file of its own
+    size: Callable[[], int] | None = None
 
     def instances(self, n: int) -> list[Loaded]:
         """This one and up to n - 1 more (fewer where the runtime offers no other)."""

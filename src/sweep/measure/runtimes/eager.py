@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import io
 import time
 import warnings
+from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from sweep.errors import first_line
 from sweep.measure.latency import eager_step
@@ -37,6 +40,7 @@ class Eager(Runtime):
             0.0,
             0.0,
             again=lambda: self.load(copy.deepcopy(model), x, ctx, what),  # weights elsewhere
+            size=lambda: safetensors_bytes(model),
         )
 
     def profile(self, model, x, ctx, what, rounds):
@@ -74,6 +78,18 @@ class Eager(Runtime):
         return _int8_loaded(quantized, x, ctx, time.perf_counter() - t0)
 
 
+def safetensors_bytes(model: nn.Module) -> int:
+    """Bytes of the model's weights saved as safetensors (tied weights once), as a run saves them."""
+    import tempfile
+
+    from safetensors.torch import save_model
+
+    with tempfile.TemporaryDirectory(prefix="sweep-size-") as tmp:
+        path = f"{tmp}/model.safetensors"
+        save_model(model, path)
+        return Path(path).stat().st_size
+
+
 def _int8_loaded(quantized, x, ctx, export_s: float) -> Loaded:
     step = eager_step(quantized, x, ctx.device, "fp32")
 
@@ -84,7 +100,14 @@ def _int8_loaded(quantized, x, ctx, export_s: float) -> Loaded:
     def again():
         return _int8_loaded(copy.deepcopy(quantized), x, ctx, export_s)
 
-    return Loaded(step, lambda: to_cpu(step()), export_s, 0.0, predict=predict, again=again)
+    def size() -> int:  # quantized tensors have no safetensors form: PyTorch's own file
+        buffer = io.BytesIO()
+        torch.save(quantized.state_dict(), buffer)
+        return buffer.getbuffer().nbytes
+
+    return Loaded(
+        step, lambda: to_cpu(step()), export_s, 0.0, predict=predict, again=again, size=size
+    )
 
 
 def _fx_int8(model, x, calibration, engine: str):

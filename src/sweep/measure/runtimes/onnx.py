@@ -220,6 +220,7 @@ class OnnxRuntime(Runtime):
             again=lambda: self._loaded(
                 path, x, ctx=ctx, what=what, export_s=export_s
             ),  # a session of its own
+            size=lambda: path.stat().st_size,
         )
 
     @staticmethod

@@ -138,7 +138,18 @@ class OpenVINO(Runtime):
             again=lambda: self._compiled(
                 ov_model, x, ctx=ctx, what=what, export_s=export_s, path=path
             ),
+            size=lambda: _ir_bytes(ov_model, ctx.workdir / "ir" / what.replace(" ", "_")),
         )
+
+
+def _ir_bytes(ov_model, folder) -> int:
+    """Bytes of the model saved as OpenVINO IR (.xml + .bin, weights as they are: no fp16)."""
+    import openvino as ov
+
+    folder.mkdir(parents=True, exist_ok=True)
+    xml = folder / "model.xml"
+    ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+    return xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
 
 
 def _counters(infos, names) -> dict[tuple[str, str], float]:
