@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep import config, tracking
+from sweep import config, targets, tracking
 from sweep.config.schema import TARGETS
 from sweep.errors import SweepConfigError, first_line, one_line
 
@@ -158,6 +158,7 @@ def _compose_checked(job: list[str]):
             typed or f"cannot compose {' '.join(job)}: {first_line(e)}"
         ) from None
     config.check_job_config(cfg)
+    targets.published.check(cfg)
     return cfg
 
 

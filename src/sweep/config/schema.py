@@ -156,7 +156,10 @@ class TargetConfig:
     job lands on the nearest point at or beyond the target and says why. A target no ratio reaches ends
     the job not applicable. Mask methods reach macs/params by non-zero counts."""
 
-    macs: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
+    # or `published`: the MACs of the pruned architecture timm publishes for the model (timm_published)
+    macs: Optional[Union[float, str]] = checked(
+        None, Check(lo=0, hi=1, lo_open=True, auto=("published",))
+    )
     params: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))
     speedup: Optional[float] = checked(None, Check(lo=1, lo_open=True))
     tolerance: float = checked(0.02, POSITIVE)

@@ -19,6 +19,7 @@ from sweep.job.results import Result
 from sweep.measure.counting import count
 from sweep.measure.memory import training_mb
 from sweep.models import weights
+from sweep.pruners import published
 from sweep.pruners.base import Calibration
 
 __all__ = ["Built", "Weights", "bench_of", "build", "calibration_of", "job_of", "load_weights"]
@@ -35,6 +36,10 @@ def job_of(cfg: DictConfig, dataset: Dataset, watchdog: limits.Watchdog, run_id:
     """The pruner and device the config names, with the checked dataset (inside the job's run, so a
     failure here is recorded)."""
     pruner, device = instantiate(cfg.pruner), provenance.resolve_device(cfg.device)
+    if isinstance(
+        pruner, published.TimmPublished
+    ):  # its architecture by the model's weights policy
+        pruner.start = weights.published_start(cfg.model, cfg.seed)
     return Job(
         cfg=cfg,
         pruner=pruner,

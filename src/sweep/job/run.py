@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from sweep import limits, provenance, tracking
+from sweep import limits, provenance, targets, tracking
 from sweep.config import check_job_config
 from sweep.errors import NotApplicable, SweepConfigError, one_line
 from sweep.job import (
@@ -132,6 +132,8 @@ class Stages:
 # ---- the job in its run -----------------------------------------------------------------------------------
 def run_job(cfg: DictConfig) -> dict:
     dataset = check_job_config(cfg)  # bad input: no run is created
+    published = targets.published.asks_published(cfg)
+    cfg = targets.published.resolve(cfg)  # target.macs=published: the published MACs, counted
     uri, key = tracking.resolve_uri(cfg.tracking.uri), job_key(cfg)
     log.info(
         "[job %s/%s] %s (sweep %s)",
@@ -150,7 +152,7 @@ def run_job(cfg: DictConfig) -> dict:
             uri,
             cfg.tracking.experiment,
             run_name_of(cfg),
-            _run_tags(cfg, key),
+            _run_tags(cfg, key) | ({tracking.TAG_TARGET_SOURCE: "published"} if published else {}),
             heartbeat_s=cfg.tracking.heartbeat_s,
             system_metrics_s=cfg.tracking.system_metrics_s,
         ) as run,

@@ -12,6 +12,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import torch
@@ -110,6 +111,19 @@ def build_start(model_cfg, num_classes: int, seed: int) -> tuple[nn.Module, str,
     if model_cfg.weights == "pretrained":
         return _pretrained(model_cfg, classes, kwargs)
     return build_model(model_cfg.name, classes, kwargs), "random", ""
+
+
+def published_start(model_cfg, seed: int):
+    """How a job builds a published pruned architecture (`pruners.published`): by the model's weights
+    policy, its pretrained weights where the hub or the local cache has them, else random (said once)."""
+
+    def start(name: str, num_classes: int) -> nn.Module:
+        torch.manual_seed(seed)
+        if model_cfg.weights != "pretrained":
+            return build_model(name, num_classes)
+        return _pretrained(SimpleNamespace(name=name, pretrained_file=None), num_classes, {})[0]
+
+    return start
 
 
 def cache_key(model_cfg, dataset: Dataset, start_source: str, preprocess: dict, seed: int) -> str:

@@ -9,6 +9,7 @@ where even those cannot, the job lands on the nearest point at or beyond the tar
 value no ratio up to `max_ratio` reaches is an error.
 """
 
+from sweep.targets import published
 from sweep.targets.cost import cost_trial, kept, method_search
 from sweep.targets.search import Found, Trial, search
 from sweep.targets.target import INTERVAL_TOLERANCES, Reading, Target, TargetNotReached, of_config
@@ -24,5 +25,6 @@ __all__ = [
     "kept",
     "method_search",
     "of_config",
+    "published",
     "search",
 ]

@@ -50,7 +50,8 @@ class Target:
     def label(self) -> str:
         """`macs=0.5`, `speedup=2`; a speedup measured in a deployment runtime: `speedup@onnxruntime=2`."""
         where = f"@{self.runtime}" if self.kind == "speedup" and self.runtime != "eager" else ""
-        return f"{self.kind}{where}={self.value:g}"
+        value = self.value if isinstance(self.value, str) else f"{self.value:g}"  # `published`
+        return f"{self.kind}{where}={value}"
 
     def first_guess(self, start: float = 1.0) -> float:
         """MACs and params of a conv or linear layer shrink about quadratically with a channel ratio

@@ -193,6 +193,7 @@ TAG_FAMILY_TITLE = tag("pruning_family_title", "the family's title, the report's
 TAG_SPEEDUP_POSSIBLE = tag("dense_speedup_possible", "`false` for masks: dense kernels do the same work")  # fmt: skip
 TAG_SPARSE_KERNELS = tag("sparse_kernel_speedup_possible", "`true` for 2:4: sparse tensor cores (CUDA, compute capability >= 8.0, fp16/bf16) run it faster")  # fmt: skip
 TAG_TARGET = tag("target", "the cost the job pruned to, e.g. `macs=0.5`; absent when it pruned at `ratio`")  # fmt: skip
+TAG_TARGET_SOURCE = tag("target_source", "`published` when `target.macs=published` set the target: the MACs of the pruned architecture timm publishes for the model; absent otherwise")  # fmt: skip
 TAG_TARGET_LANDING = tag("target_landing", "`within` (the ratio search landed within tolerance), `refined` (the method's finest steps did), `nearest` (neither: the nearest point at or beyond the target)")  # fmt: skip
 TAG_TARGET_STOPPED_BY, TAG_TARGET_NOTE = tag(("target_stopped_by", "target_note"), "`nearest` only: `granularity` or `noise`, and one line saying where the job landed and why")  # fmt: skip
 TAG_FINETUNE_INIT = tag("finetune_init", "`inherited` or `scratch` (`finetune.init`), set when the job fine-tunes")  # fmt: skip

@@ -7,7 +7,7 @@ layers' time over the harness's median latency, dense and pruned: the goal is at
 fresh sweep (random weights, synthetic data, no fine-tuning: this is about speed); `--runs 2` repeats
 it and prints each run's table.
 
-    python benchmarks/profile.py [--models resnet50,mobilenetv3_large_100,vit_small_patch16_224,tiny_cnn]
+    python benchmarks/layer_profile.py [--models resnet50,mobilenetv3_large_100,vit_small_patch16_224,tiny_cnn]
                                  [--method dg_group] [--runs 2]
 """
 
@@ -22,6 +22,7 @@ from sweep.report import cells, rows
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
 GOAL_LOW, GOAL_SPREAD = 0.90, 0.15
+ALIGNED = {True: "channels x16", False: "not x16", None: "no channels of its own"}
 
 
 def grid(models: str, method: str) -> list[str]:
@@ -39,7 +40,11 @@ def grid(models: str, method: str) -> list[str]:
         "measure.peak=false",
         "measure.runtimes=[eager,onnxruntime,openvino]",
         # timm models by name: random weights, no training (their latency is the point)
-        *(["model.weights=random", "model.head=finetune", "model.train.epochs=0"] if timm_named else []),
+        *(
+            ["model.weights=random", "model.head=finetune", "model.train.epochs=0"]
+            if timm_named
+            else []
+        ),
     ]
 
 
@@ -87,7 +92,7 @@ def rounding(sweep: rows.Sweep) -> None:
                 continue
             still = any(f["layer"] == top[0]["layer"] for f in cells.slow_layers(rounded, rt))
             print(
-                f"- {model} {rt}: {top[0]['layer']} ({'aligned' if top[0].get('aligned') else 'not x16'}) "
+                f"- {model} {rt}: {top[0]['layer']} ({ALIGNED[top[0].get('aligned')]}) "
                 f"{'still' if still else 'no longer'} behind the gap with round_to=16; speedup "
                 f"{cells.speed(plain, rt)} -> {cells.speed(rounded, rt)}"
             )
@@ -95,13 +100,17 @@ def rounding(sweep: rows.Sweep) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet50,mobilenetv3_large_100,vit_small_patch16_224,tiny_cnn")
+    ap.add_argument(
+        "--models", default="resnet50,mobilenetv3_large_100,vit_small_patch16_224,tiny_cnn"
+    )
     ap.add_argument("--method", default="dg_group")
     ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args()
     within = []
     for i in range(args.runs):
-        store, seconds = fresh_sweep("sweep-profile-", f"profile{i}", grid(args.models, args.method))
+        store, seconds = fresh_sweep(
+            "sweep-profile-", f"profile{i}", grid(args.models, args.method)
+        )
         sweep = rows.load_sweep(store, tracking.DEFAULT_EXPERIMENT, f"profile{i}")
         print(f"\n## run {i + 1} of {args.runs}: {len(sweep.runs)} jobs in {seconds:.0f} s\n")
         ok, total = report(sweep)
