@@ -29,7 +29,8 @@ def test_where_the_time_went_names_the_layers_and_the_rounded_twin(store, tmp_pa
     profiled = {"profiled": "onnxruntime: slower than dense (0.70x)"}
     log_fake_run(
         store, "p", "tiny_cnn", "dg_group", 0.5, target="macs=0.5", macs=1e6,
-        metrics={**_ort(0.7, 0.65, 0.75), "onnxruntime/profile_coverage": 0.93},
+        metrics={**_ort(0.7, 0.65, 0.75), "onnxruntime/profile_coverage": 0.93,
+                 "onnxruntime/profile_misaligned_share": 0.8},
         tags={**profiled, "onnxruntime/slower_than_dense": "true",
               "onnxruntime/slow_layers": _slow("layer4.0.conv1")},
     )  # fmt: skip
@@ -45,7 +46,7 @@ def test_where_the_time_went_names_the_layers_and_the_rounded_twin(store, tmp_pa
     section = doc.split("## Where the time went")[1].split("\n## ")[0]
     assert "2 runs profiled" in section
     assert (
-        "| tiny_cnn/dg_group/macs=0.5 | onnxruntime | 0.70x [0.65, 0.75] (2.00x) | layer4.0.conv1 "
+        "| tiny_cnn/dg_group/macs=0.5 | onnxruntime | 0.70x [0.65, 0.75] (2.00x) | 80% | layer4.0.conv1 "
         "(Conv, 64->40 in, 64->40 out, not x16: 60 % of the gap) | round16: 1.60x [1.50, 1.70]; "
         "layer4.0.conv1 no longer behind the gap |"
     ) in section

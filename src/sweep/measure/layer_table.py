@@ -115,8 +115,9 @@ class Table:
         off = sum(r.pruned_ms for r in self.rows if r.aligned is False)
         return off / self.named_ms[1] if self.named_ms[1] > 0 else 0.0
 
-    def behind_gap(self, most: int = 3, min_share: float = 0.05) -> list[LayerRow]:
-        """The few layers that explain most of the gap."""
+    def behind_gap(self, most: int = 3, min_share: float = 0.01) -> list[LayerRow]:
+        """The few layers with the largest gaps (their shares say whether the gap is in a few layers
+        or spread over many, as on a deep network pruned evenly)."""
         return [r for r in self.rows[:most] if r.share >= min_share]
 
 

@@ -27,17 +27,22 @@ def section(sweep: Sweep) -> list[str]:
         f"{len(profiled)} run{'s' if len(profiled) != 1 else ''} profiled layer by layer in each "
         "runtime's own profiler (`measure.profile`; auto: a run slower than dense, or gaining less "
         "than half of what its MACs predict). A layer's gap is its pruned time beyond its dense "
-        "time scaled by its own MAC ratio; the share is of the sum of positive gaps. `not x16`: a "
-        "channel count that is not a multiple of 16. The full tables are each run's "
+        "time scaled by its own MAC ratio; the share is of the sum of positive gaps (a few large "
+        "shares: a few layers; small ones: the gap is spread over the network). `not x16`: a "
+        "channel count that is not a multiple of 16; *time not x16*: the share of the pruned "
+        "model's profiled time in such layers. The full tables are each run's "
         f"`{tracking.PROFILE_ARTIFACT_DIR}/` artifact.",
         "",
-        "| run | runtime | speedup (MACs predict) | layers behind most of the gap | with `prune.round_to` |",
-        "|---|---|---|---|---|",
+        "| run | runtime | speedup (MACs predict) | time not x16 | layers with the largest gap | "
+        "with `prune.round_to` |",
+        "|---|---|---|---|---|---|",
     ]
     for r, rt in found:
         predicted = f"{1 / r.macs_kept:.2f}x" if r.macs_kept else "?"
+        off = r.metrics.get(tracking.runtime_key(rt, tracking.PROFILE_MISALIGNED))
         lines.append(
             f"| {point_name(r.point)} | {rt} | {cells.speed(r, rt)} ({predicted}) | "
+            f"{'?' if off is None else f'{off:.0%}'} | "
             f"{cells.layers_said(cells.slow_layers(r, rt), SHOWN_LAYERS)} | "
             f"{_rounded(sweep, r, rt)} |"
         )
