@@ -85,6 +85,8 @@ NOT_APPLICABLE = {
     ("attn_heads", "tiny_cnn"): "multi-head attention",
     ("attn_heads", "tiny_convnext"): "multi-head attention",
     ("attn_heads", "tiny_effnet"): "multi-head attention",
+    # timm publishes pruned variants of seven larger models only
+    **{("timm_published", alias): "timm publishes no pruned variant of" for alias in TINY},
 }
 
 

@@ -49,6 +49,7 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "measure.block_ms",
         "measure.contention_max",
         "measure.instances",
+        "measure.profile",
     }
     for later in (
         "prune.round_to=16",
@@ -59,6 +60,7 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "measure.interleave=call",
         "measure.block_ms=20",
         "measure.contention_max=0.5",
+        "measure.profile=false",
     ):
         assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
     # the previous release's key of this config (computed with it): unchanged

@@ -44,7 +44,8 @@ def test_where_the_time_went_names_the_layers_and_the_rounded_twin(store, tmp_pa
                  metrics=_ort(1.5, 1.4, 1.6))  # fmt: skip
     doc = report.write_report(store, EXPERIMENT, "p", tmp_path).read_text()
     section = doc.split("## Where the time went")[1].split("\n## ")[0]
-    assert "2 runs profiled" in section
+    assert "2 runs profiled" in section and "(1 of the 2 runs and runtimes profiled)" in section
+    assert "| tiny_cnn/dg_group/round16/macs=0.5 |" not in section  # not slower than dense: no row
     assert (
         "| tiny_cnn/dg_group/macs=0.5 | onnxruntime | 0.70x [0.65, 0.75] (2.00x) | 80% | layer4.0.conv1 "
         "(Conv, 64->40 in, 64->40 out, not x16: 60 % of the gap) | round16: 1.60x [1.50, 1.70]; "

@@ -157,7 +157,7 @@ class TargetConfig:
     the job not applicable. Mask methods reach macs/params by non-zero counts."""
 
     # or `published`: the MACs of the pruned architecture timm publishes for the model (timm_published)
-    macs: Optional[Union[float, str]] = checked(
+    macs: Optional[Union[float, int, str]] = checked(
         None, Check(lo=0, hi=1, lo_open=True, auto=("published",))
     )
     params: Optional[float] = checked(None, Check(lo=0, hi=1, lo_open=True))

@@ -48,6 +48,7 @@ LATER_KEYS = {
     "measure.block_ms": 5.0,
     "measure.contention_max": 0.1,
     "measure.instances": 2,
+    "measure.profile": "auto",
 }
 
 

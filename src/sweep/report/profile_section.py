@@ -1,7 +1,8 @@
-"""*Where the time went*: for each profiled run (`measure.profile`), the layers behind most of the gap
-between the speedup its MACs predict and the one measured, per runtime, and whether a `prune.round_to`
-run of the same method and cost still has them; then per runtime the op types that lose speed after
-pruning most often across the sweep, and how much of the latency the profiles account for."""
+"""*Where the time went*: for each profiled run (`measure.profile`) slower than dense in a runtime, the
+layers behind most of the gap between the speedup its MACs predict and the one measured there, and
+whether a `prune.round_to` run of the same method and cost still has them; then per runtime the op
+types that lose speed after pruning most often across every profiled run of the sweep, and how much
+of the latency the profiles account for."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ def section(sweep: Sweep) -> list[str]:
     found = [(r, rt) for r in profiled for rt in RUNTIMES if cells.slow_layers(r, rt)]
     if not found:
         return []
+    slower = [
+        (r, rt)
+        for r, rt in found
+        if r.flag(tracking.runtime_key(rt, tracking.TAG_SLOWER_THAN_DENSE))
+    ]
     lines = [
         "## Where the time went",
         "",
@@ -31,13 +37,14 @@ def section(sweep: Sweep) -> list[str]:
         "shares: a few layers; small ones: the gap is spread over the network). `not x16`: a "
         "channel count that is not a multiple of 16; *time not x16*: the share of the pruned "
         "model's profiled time in such layers. The full tables are each run's "
-        f"`{tracking.PROFILE_ARTIFACT_DIR}/` artifact.",
+        f"`{tracking.PROFILE_ARTIFACT_DIR}/` artifact. Below, each profiled run that is slower "
+        f"than dense in a runtime ({len(slower)} of the {len(found)} runs and runtimes profiled).",
         "",
         "| run | runtime | speedup (MACs predict) | time not x16 | layers with the largest gap | "
         "with `prune.round_to` |",
         "|---|---|---|---|---|---|",
     ]
-    for r, rt in found:
+    for r, rt in slower:
         predicted = f"{1 / r.macs_kept:.2f}x" if r.macs_kept else "?"
         off = r.metrics.get(tracking.runtime_key(rt, tracking.PROFILE_MISALIGNED))
         lines.append(
