@@ -51,6 +51,8 @@ FIXED = {
     # MetaFormer's Scale keeps its channel count in a field; CAFormer adds attention_dim
     "poolformer": ("poolformer_s12", "poolformer", 224),
     "caformer": ("caformer_s18", "caformer", 224),
+    # ECA's channel attention: taken out of the channel graph (traced, minutes a pruning)
+    "eca": ("ecaresnet26t", {}, 64),
 }
 
 
@@ -125,6 +127,12 @@ def test_fixed_family_prunes_and_runs(compose, key, method):
         if id(m) in tokens and tokens[id(m)] is not None:
             assert m.in_features == tokens[id(m)]
         assert not isinstance(m, timm_blocks.TokenMixing)
+
+
+def test_eca_channel_attention_passes_channels_through():
+    model, _ = _build("eca")
+    ecas = [m for m in model.modules() if type(m).__name__ == "EcaModule"]
+    assert ecas and set(map(id, ecas)) <= set(map(id, timm_blocks._token_mixers(model)))
 
 
 def test_swin_patch_merging_keeps_its_fields_in_step(compose):

@@ -6,7 +6,8 @@ axis. timm's blocks that do such things need one of
   * a customised pruner for the block (Torch-Pruning's `customized_pruners`): Swin's patch merging,
     whose linear layer reads 2x2 neighbouring tokens' channels side by side;
   * to be taken out of the channel graph: the token-mixing layers of MLP-Mixer, ResMLP and gMLP, whose
-    width is the number of tokens (they act on every channel alike, so channels pass through them);
+    width is the number of tokens (they act on every channel alike, so channels pass through them),
+    and ECA's channel attention (a 1-D convolution along the channels, for any count of them);
   * parameters never pruned: tables indexed by relative position, one column per head;
   * a rewrite before pruning into blocks that compute the same from the same weights and that the graph
     can follow: GluMlp (one layer split in halves) as SwiGLU, ReXNet's partial residual with its last
@@ -107,6 +108,11 @@ def _token_mixers(model: nn.Module) -> list[nn.Module]:
             found.append(m.linear_tokens)
         elif name == "SpatialGatingUnit" and isinstance(getattr(m, "proj", None), nn.Linear):
             found.append(m.proj)
+        elif name in ("EcaModule", "CecaModule") and type(m).__module__.startswith("timm.layers"):
+            # efficient channel attention: a 1-D convolution along the channel axis gates each
+            # channel from its neighbours, the same weights for any channel count; traced through,
+            # its reshapes cost Torch-Pruning minutes of index lists per pruning (ecaresnet50d: 445 s)
+            found.append(m)
     return found
 
 
