@@ -88,6 +88,7 @@ def test_the_gap_is_time_beyond_what_each_layer_macs_predict():
     assert [r.layer for r in t.behind_gap()] == ["b", "norm"]
     assert rows["b"].share == pytest.approx(1.0 / 1.15)
     assert rows["b"].aligned is False and rows["a"].aligned is True and rows["norm"].aligned is None
+    assert rows["a"].multiple_of(8) is True and rows["b"].multiple_of(8) is False
     assert t.named_ms == pytest.approx((5.0, 2.9)) and t.unnamed_ms == (0.5, 0.5)
     assert t.misaligned_share() == pytest.approx(1.4 / 2.9)
     assert t.coverage((5.0, 3.625)) == pytest.approx((1.0, 0.8))
@@ -123,3 +124,20 @@ def test_auto_profiles_a_run_slower_than_dense_or_far_below_its_macs():
     assert why_profile("auto", [_timed(speedup=0.5, slower=True, trusted=False)], half) == ""
     assert why_profile(True, [_timed(speedup=1.9)], half) == "measure.profile=true"
     assert why_profile(False, slow, half) == ""
+
+
+def test_the_table_artifact_has_a_value_for_every_column(tmp_path):
+    import json
+
+    from sweep.job.profile import COLUMNS, write_tables
+
+    shape = LayerShape(kind="Conv2d", ch_in=32, ch_out=24, macs=100.0)
+    t = compare("openvino", ([_lt("a", 2.0)], [_lt("a", 1.5)]), ({"a": shape}, {"a": shape}))
+    write_tables([t], tmp_path, batch=1, peaks={"openvino": 1e9})
+    table = json.loads((tmp_path / "layers.json").read_text())
+    assert table["columns"] == list(COLUMNS) and all(len(r) == len(COLUMNS) for r in table["data"])
+    row = dict(zip(COLUMNS, table["data"][0]))
+    assert (row["aligned8"], row["aligned16"]) == (True, False)  # 32 and 24 channels
+    assert row["pruned_efficiency"] == pytest.approx(100 / 1.5e-3 / 1e9, rel=1e-3)
+    assert (tmp_path / "layers.png").stat().st_size > 0
+    assert (tmp_path / "layers.csv").read_text().splitlines()[0] == ",".join(COLUMNS)

@@ -143,7 +143,7 @@ def profile(
 
 COLUMNS = (
     "runtime", "layer", "op", "fused", "dense_ch_in", "pruned_ch_in", "dense_ch_out", "pruned_ch_out",
-    "aligned16", "dense_macs", "pruned_macs", "dense_ms", "pruned_ms", "dense_efficiency",
+    "aligned8", "aligned16", "dense_macs", "pruned_macs", "dense_ms", "pruned_ms", "dense_efficiency",
     "pruned_efficiency", "gap_ms", "gap_share",
 )  # fmt: skip
 
@@ -151,7 +151,7 @@ COLUMNS = (
 def _efficiency(macs: float | None, batch: int, ms: float, peak: float | None):
     if not macs or not peak or ms <= 0:
         return None
-    return round(macs * batch / (ms / 1e3) / peak, 4)
+    return float(f"{macs * batch / (ms / 1e3) / peak:.4g}")
 
 
 def rows_of(tables: list[Table], batch: int, peaks: dict[str, float]) -> list[list]:
@@ -162,7 +162,8 @@ def rows_of(tables: list[Table], batch: int, peaks: dict[str, float]) -> list[li
             d, p = r.dense, r.pruned
             out.append([
                 t.runtime, r.layer, r.op, ",".join(r.fused),
-                d and d.ch_in, p and p.ch_in, d and d.ch_out, p and p.ch_out, r.aligned,
+                d and d.ch_in, p and p.ch_in, d and d.ch_out, p and p.ch_out, r.multiple_of(8),
+                r.aligned,
                 d and d.macs, p and p.macs, round(r.dense_ms, 5), round(r.pruned_ms, 5),
                 _efficiency(d and d.macs, batch, r.dense_ms, peak),
                 _efficiency(p and p.macs, batch, r.pruned_ms, peak),

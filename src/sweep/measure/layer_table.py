@@ -87,10 +87,14 @@ class LayerRow:
     @property
     def aligned(self) -> bool | None:
         """Whether the pruned layer's channel counts are multiples of ALIGN (None: no channels)."""
+        return self.multiple_of(ALIGN)
+
+    def multiple_of(self, n: int) -> bool | None:
+        """Whether the pruned layer's channel counts are multiples of `n` (None: no channels)."""
         s = self.pruned
         if s is None or s.ch_in is None:
             return None
-        return s.ch_in % ALIGN == 0 and s.ch_out % ALIGN == 0
+        return s.ch_in % n == 0 and s.ch_out % n == 0
 
     def channels(self) -> str:
         d, p = self.dense, self.pruned
