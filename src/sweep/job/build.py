@@ -36,9 +36,8 @@ def job_of(cfg: DictConfig, dataset: Dataset, watchdog: limits.Watchdog, run_id:
     """The pruner and device the config names, with the checked dataset (inside the job's run, so a
     failure here is recorded)."""
     pruner, device = instantiate(cfg.pruner), provenance.resolve_device(cfg.device)
-    if isinstance(
-        pruner, published.TimmPublished
-    ):  # its architecture by the model's weights policy
+    # a published architecture is built by the model's weights policy
+    if isinstance(pruner, published.TimmPublished):
         pruner.start = weights.published_start(cfg.model, cfg.seed)
     return Job(
         cfg=cfg,

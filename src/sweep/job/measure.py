@@ -225,11 +225,10 @@ def _deployed(
     Then, where measure.profile says so, their layers profiled in each runtime that timed them."""
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
         ctx = runtimes.Context.of(job.device, settings, Path(tmp))
-        eager = runtimes.get(tracking.EAGER)
-        yield InRuntime(
-            runtime=tracking.EAGER,
-            peak=_peak(job, eager, ctx=ctx, settings=settings, m=m, latency=m.latency),
-        )
+        # each runtime's peak (cached per machine): its models' efficiency, and its profiled layers'
+        found = _found_peak(job, runtimes.get(tracking.EAGER), ctx=ctx, settings=settings)
+        peaks = {tracking.EAGER: found}
+        yield InRuntime(runtime=tracking.EAGER, peak=_peak(found, m=m, latency=m.latency))
         saved = False
         for name in runtimes_of(job, settings)[1:]:
             runtime = runtimes.get(name)
@@ -239,12 +238,10 @@ def _deployed(
                 log.warning("%s: %s not applicable: %s", job.run_name, name, first_line(e))
                 yield InRuntime(runtime=name, not_applicable=first_line(e))
                 continue
-            latency = (r.dense, r.pruned)
             timed.append(_timed_of(r))
+            found = peaks[name] = _found_peak(job, runtime, ctx=ctx, settings=settings)
             yield InRuntime(
-                runtime=name,
-                result=r,
-                peak=_peak(job, runtime, ctx=ctx, settings=settings, m=m, latency=latency),
+                runtime=name, result=r, peak=_peak(found, m=m, latency=(r.dense, r.pruned))
             )
             if job.cfg.save_model and r.file is not None and not saved:
                 yield Artifact(r.file.parent, tracking.MODEL_ARTIFACT_DIR)  # what was timed
@@ -253,11 +250,9 @@ def _deployed(
             yield Exporter(name=runtimes.exporter_used(ctx))
         reason = _why_profile(job, settings, m=m, timed=timed)
         if reason:
-            peaks = {
-                t.runtime: _gemm_peak(job, t.runtime, ctx=ctx, settings=settings) for t in timed
-            }
+            gemm = {name: p.gemm for name, p in peaks.items() if p is not None}
             yield from profile.profile(
-                job, models, x=x, ctx=ctx, timed=timed, reason=reason, peaks=peaks
+                job, models, x=x, ctx=ctx, timed=timed, reason=reason, peaks=gemm
             )
 
 
@@ -327,12 +322,9 @@ def _time_in(job: Job, runtime: runtimes.Runtime, models, x, ctx, settings):
     return r
 
 
-def _peak(
-    job: Job, runtime: runtimes.Runtime, ctx: runtimes.Context, settings, m: Measured, latency
-) -> dict:
-    """The runtime's peak on this machine (cached) and each model's efficiency against it, at the
-    dense and pruned `latency` it timed."""
-    found = _found_peak(job, runtime, ctx=ctx, settings=settings)
+def _peak(found: peak.Peak | None, m: Measured, latency) -> dict:
+    """A runtime's peak on this machine and each model's efficiency against it, at the dense and
+    pruned `latency` it timed ({} without a peak: measure.peak=false)."""
     if found is None:
         return {}
     d, p = latency
@@ -355,9 +347,3 @@ def _found_peak(job: Job, runtime: runtimes.Runtime, ctx: runtimes.Context, sett
         cache_dir=job.cfg.weights.cache_dir,
         device_description=provenance.device_description(job.device),
     )
-
-
-def _gemm_peak(job: Job, name: str, ctx: runtimes.Context, settings) -> float | None:
-    """The runtime's GEMM peak, MAC/s (None with measure.peak=false): layers' efficiency."""
-    found = _found_peak(job, runtimes.get(name), ctx=ctx, settings=settings)
-    return None if found is None else found.gemm

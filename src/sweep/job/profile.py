@@ -25,9 +25,8 @@ __all__ = ["Profiled", "Timed", "profile", "why_profile"]
 
 log = logging.getLogger("sweep")
 
-LAGGING = (
-    0.5  # auto profiles a runtime whose speedup gained less than this share of what MACs predict
-)
+# auto profiles a runtime whose speedup gained less than this share of what its MACs predict
+LAGGING = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,13 +118,14 @@ def profile(
     whose profiler is missing or fails is not applicable, with its reason."""
     settings = job.cfg.measure
     rounds = (settings.warmup_min, settings.iters_min)
-    shapes = tuple(layer_shapes(m, x.to(ctx.device)) for m in models)
+    x = x.to(ctx.device)
+    shapes = tuple(layer_shapes(m, x) for m in models)
     tables, harness, na = [], {}, {}
     for t in timed:
         runtime = runtimes.get(t.runtime)
         try:
             times = tuple(
-                runtime.profile(m, x.to(ctx.device), ctx, what, rounds=rounds)
+                runtime.profile(m, x, ctx, what, rounds=rounds)
                 for m, what in zip(models, ("dense", "pruned"))
             )
         except runtimes.RuntimeNotApplicable as e:

@@ -102,9 +102,6 @@ def time_in(
         cuda_events=not loaded[0].host_clock,
     )
     d, p = timing.stats
-    sizes = [None if one.size is None else one.size() for one in loaded]
-    for stats, one, size in zip(timing.stats, loaded, sizes):
-        stats.peak_mem_mb = memory.deployed_mb(size, one.run, ctx.device)
     return RuntimeResult(
         runtime=runtime.name,
         dense=d,
@@ -116,8 +113,17 @@ def time_in(
         max_abs_diff=(diffs[0], diffs[1]),
         agree=agree,
         file=loaded[1].file,
-        file_mb=tuple(float("nan") if size is None else size / 1e6 for size in sizes),
+        file_mb=shipped(loaded, timing.stats, ctx.device),
     )
+
+
+def shipped(loaded: list[runtimes.Loaded], stats: list[LatencyStats], device) -> tuple[float, ...]:
+    """What ships of each loaded model: its MB on disk (NaN where it has no file of its own), and
+    its memory set on its timed `stats` (`peak_mem_mb`, read as eager's)."""
+    sizes = [None if one.size is None else one.size() for one in loaded]
+    for st, one, size in zip(stats, loaded, sizes):
+        st.peak_mem_mb = memory.deployed_mb(size, one.run, device)
+    return tuple(float("nan") if size is None else size / 1e6 for size in sizes)
 
 
 def file_metrics(file_mb: tuple[float, float], dense: str, pruned: str) -> dict[str, float]:

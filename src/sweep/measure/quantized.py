@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from sweep.measure import memory, runtimes
-from sweep.measure.deployed import file_metrics
+from sweep.measure import runtimes
+from sweep.measure.deployed import file_metrics, shipped
 from sweep.measure.latency import (
     LatencySettings,
     Speedup,
@@ -123,14 +123,11 @@ def quantize_in(
     speedups = {
         name: timing.speedup(a, b, settings.bootstrap, seed) for name, (a, b) in PAIRS.items()
     }
-    sizes = [None if one.size is None else one.size() for one in int8]
-    for stats, one, size in zip(timing.stats[DENSE_INT8:], int8, sizes):
-        stats.peak_mem_mb = memory.deployed_mb(size, one.run, ctx.device)
     return Int8Result(
         runtime=runtime.name,
         timing=timing,
         speedups=speedups,
         accuracy=accuracy,
         quantize_s=(int8[0].export_s, int8[1].export_s),
-        file_mb=tuple(float("nan") if size is None else size / 1e6 for size in sizes),
+        file_mb=shipped(int8, timing.stats[DENSE_INT8:], ctx.device),
     )

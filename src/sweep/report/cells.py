@@ -176,9 +176,7 @@ def slower_than_dense(row: Row) -> list[str]:
     ]
     if not said:
         return []
-    layers = [
-        f"{rt}: {layers_said(slow_layers(row, rt))}" for rt in RUNTIMES if slow_layers(row, rt)
-    ]
+    layers = [f"{rt}: {layers_said(found)}" for rt in RUNTIMES if (found := slow_layers(row, rt))]
     then = [f"most of the gap in {'; '.join(layers)}"] if layers else []
     then += [] if "round" in row.protocol else ["try prune.round_to=16 (or auto)"]
     return [f"slower than dense in {', '.join(said)}" + (": " + "; ".join(then) if then else "")]

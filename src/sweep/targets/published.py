@@ -6,6 +6,8 @@ its cost (`macs=0.616`) and the tag `target_source` says where it came from (`pu
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from omegaconf import DictConfig, open_dict
 
@@ -26,6 +28,7 @@ def check(cfg: DictConfig) -> None:
         raise SweepConfigError(f"target.macs=published: {no_variant(cfg.model.name)}")
 
 
+@functools.cache  # once per model in a process, not once per job of a sweep
 def macs_kept(model_name: str, input_size: int | None) -> float:
     """The published architecture's MACs over the model's, at the model's input size (4 decimals)."""
     import timm

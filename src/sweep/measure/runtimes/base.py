@@ -40,6 +40,7 @@ class Context:
     exports: dict[int, tuple[Path, float, str]] = field(default_factory=dict)
     export_errors: dict[int, str] = field(default_factory=dict)  # by model: why it cannot export
     references: dict[int, torch.Tensor] = field(default_factory=dict)  # by model: eager's output
+    names: dict[int, object] = field(default_factory=dict)  # by model: its ONNX nodes' module paths
 
     @classmethod
     def of(cls, device: torch.device, settings, workdir: Path) -> Context:

@@ -101,6 +101,17 @@ def onnx_file(
     raise RuntimeNotApplicable(f"{runtime}: {ctx.export_errors[id(model)]}")
 
 
+def onnx_names(model: nn.Module, x: torch.Tensor, ctx: Context, what: str, runtime: str):
+    """The model's ONNX file and the module path of each of its nodes (read once per model and job,
+    for every runtime that profiles it)."""
+    from sweep.measure.layer_times import ModulePaths, OnnxNames
+
+    path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=runtime)
+    if id(model) not in ctx.names:
+        ctx.names[id(model)] = OnnxNames(path, ModulePaths(model))
+    return path, ctx.names[id(model)]
+
+
 def exporter_used(ctx: Context) -> str:
     return ",".join(sorted({e for _, _, e in ctx.exports.values()}))
 
@@ -150,18 +161,17 @@ class OnnxRuntime(Runtime):
     def profile(self, model, x, ctx, what, rounds):
         """ONNX Runtime's own profiler (`enable_profiling`): each node's kernel time per run of a
         session like the timed one, its node mapped back to the module it was exported from."""
-        import onnxruntime  # noqa: F401  (unavailable() said whether it is there)
+        from sweep.measure.layer_times import median_times
 
-        from sweep.measure.layer_times import ModulePaths, OnnxNames, median_times
-
-        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         try:
-            names = OnnxNames(path, ModulePaths(model))
+            path, names = onnx_names(model, x, ctx=ctx, what=what, runtime=self.name)
             sess = self.session(path, ctx, profile_prefix=str(ctx.workdir / f"{what}-ort-profile"))
             feed = {sess.get_inputs()[0].name: x.float().cpu().numpy()}
             for _ in range(sum(rounds)):
                 sess.run(None, feed)
             events = json.loads(Path(sess.end_profiling()).read_text())
+        except RuntimeNotApplicable:  # no ONNX file to profile: said as the export said it
+            raise
         except Exception as e:
             raise RuntimeNotApplicable(
                 f"{self.name}: its profiler failed on the {what} model ({plain(first_line(e))})"

@@ -16,7 +16,7 @@ from sweep.measure.runtimes.base import (
     plain,
     to_cpu,
 )
-from sweep.measure.runtimes.onnx import onnx_file, quiet
+from sweep.measure.runtimes.onnx import onnx_file, onnx_names, quiet
 
 
 class OpenVINO(Runtime):
@@ -51,11 +51,10 @@ class OpenVINO(Runtime):
         (`fused`), from the compiled model's `originalLayersNames`."""
         import openvino as ov
 
-        from sweep.measure.layer_times import LayerTime, ModulePaths, OnnxNames, median_times
+        from sweep.measure.layer_times import LayerTime, median_times
 
-        path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         try:
-            names = OnnxNames(path, ModulePaths(model))
+            path, names = onnx_names(model, x, ctx=ctx, what=what, runtime=self.name)
             core = ov.Core()
             compiled = core.compile_model(
                 core.read_model(str(path)), "CPU", {**_properties(ctx), "PERF_COUNT": True}
@@ -68,6 +67,8 @@ class OpenVINO(Runtime):
                 if i >= rounds[0]:
                     per_round.append(_counters(request.get_profiling_info(), names))
             fused = _fused(compiled.get_runtime_model(), names)
+        except RuntimeNotApplicable:  # no ONNX file to profile: said as the export said it
+            raise
         except Exception as e:
             raise RuntimeNotApplicable(
                 f"{self.name}: its profiler failed on the {what} model ({plain(first_line(e))})"
