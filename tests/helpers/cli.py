@@ -16,6 +16,8 @@ FAST = [
     "measure.iters_min=5",
     "measure.warmup_max=6",
     "measure.bootstrap=200",
+    # no MLflow models (about 1 s a job): tests/e2e/test_ship_models.py logs and serves them
+    "log_models=[]",
 ]
 
 # A grid of 4 jobs, 2 of which raise (the second pruner target), for failure handling tests.

@@ -50,6 +50,8 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "measure.contention_max",
         "measure.instances",
         "measure.profile",
+        "log_models",
+        "finetune.eval_every",
     }
     for later in (
         "prune.round_to=16",
@@ -61,6 +63,8 @@ def test_keys_added_later_leave_old_jobs_identity_alone(compose):
         "measure.block_ms=20",
         "measure.contention_max=0.5",
         "measure.profile=false",
+        "log_models=[onnx]",
+        "finetune.eval_every=0",
     ):
         assert job_key(compose(["sweep_id=x", later])) != job_key(base), later
     # the previous release's key of this config (computed with it): unchanged

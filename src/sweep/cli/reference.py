@@ -236,6 +236,8 @@ def schema_page() -> str:
             "",
             names.ARTIFACTS,
             "",
+            names.MODELS,
+            "",
         ]
     )
 

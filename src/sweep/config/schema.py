@@ -21,6 +21,7 @@ from sweep.tracking import (
     DEFAULT_HEARTBEAT_S,
     DEFAULT_STALE_AFTER_S,
     DEFAULT_URI,
+    MODEL_FORMS,
     TRACKING_URI_ENV,
 )
 
@@ -133,6 +134,9 @@ class FinetuneConfig:
     # inherited: the pruned weights are fine-tuned; scratch: the pruned architecture is re-initialised
     # (timm's own init) and trained with the same budget (the control of Liu et al., ICLR 2019)
     init: str = checked("inherited", Check(choices=INITS))
+    # top-1 on the eval split every this many epochs of recovery fine-tuning, logged as metric history
+    # (`finetune_top1`, step = optimizer steps) beside the loss; 0: only before and after
+    eval_every: int = checked(1, NON_NEGATIVE)
 
 
 @dataclass
@@ -231,6 +235,7 @@ class StageTimeoutConfig:
     finetune: Optional[float] = checked(None, POSITIVE)
     quantize: Optional[float] = checked(None, POSITIVE)
     log: Optional[float] = checked(None, POSITIVE)
+    ship: Optional[float] = checked(None, POSITIVE)
 
 
 @dataclass
@@ -268,6 +273,10 @@ class SweepConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     job: JobConfig = field(default_factory=JobConfig)  # time and memory limits
     save_model: bool = False  # log the pruned (and fine-tuned) model as a run artifact
+    # the forms of the fine-tuned pruned model logged as MLflow models of its run (and the dense
+    # model's once per sweep and model): what `sweep.cli.register` registers. onnx_int8 needs
+    # quantize=int8; pytorch is saved through torch.export (about 1 s a tiny model); []: none
+    log_models: list[str] = field(default_factory=lambda: list(MODEL_FORMS))
     # modules imported before anything is checked or built: a user's package that registers timm
     # models or defines pruners and datasets (e.g. imports=[my_method])
     imports: list[str] = field(default_factory=list)
@@ -322,11 +331,8 @@ def check_ranges(cfg: Any) -> None:
             "finetune.epochs >= 1 (the budget it is trained with)"
         )
     m = cfg.measure
-    for name in m.runtimes:
-        if name not in RUNTIMES:
-            raise SweepConfigError(
-                f"measure.runtimes: {name!r} is not a runtime: choose from {', '.join(RUNTIMES)}"
-            )
+    _check_names("measure.runtimes", m.runtimes, RUNTIMES, "a runtime")
+    _check_names("log_models", cfg.log_models, MODEL_FORMS, "a model form")
     timed = ["eager", *m.runtimes, cfg.target.runtime]
     for name in cfg.quantize.runtimes or ():
         if name not in timed:
@@ -338,6 +344,12 @@ def check_ranges(cfg: Any) -> None:
         raise SweepConfigError(
             "measure: warmup_max must be >= warmup_min and iters_max >= iters_min"
         )
+
+
+def _check_names(key: str, given, valid: tuple[str, ...], what: str) -> None:
+    for name in given:
+        if name not in valid:
+            raise SweepConfigError(f"{key}: {name!r} is not {what}: choose from {', '.join(valid)}")
 
 
 def describe_type_error(message: str) -> str | None:

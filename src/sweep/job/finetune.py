@@ -46,7 +46,9 @@ def _budget(job: Job, train: Batches, step: Step, whole: bool = False) -> traini
     return dataclasses.replace(budget, max_steps=share, time_budget_s=seconds)
 
 
-def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> training.TrainResult:
+def _train(
+    job: Job, bench: Bench, model: nn.Module, budget, step: Step, after_epoch=None
+) -> training.TrainResult:
     f = job.cfg.finetune
     distill = (
         training.Distill(bench.dense.eval(), f.distill.weight, f.distill.temperature)
@@ -67,6 +69,7 @@ def _train(job: Job, bench: Bench, model: nn.Module, budget, step: Step) -> trai
         keep_zeros=job.pruner.kind is not PruneKind.STRUCTURAL,
         class_map=job.class_map,
         chance_loss=job.chance_loss,
+        after_epoch=after_epoch,
     )
 
 
@@ -135,6 +138,8 @@ class Recovered(Result):
     lr: float | None
     trained: tuple[training.TrainResult, ...] = ()
     params_nonzero: int = 0
+    # recovery as history: (optimizer steps, top-1) from one-shot (step 0, None for scratch) to the end
+    curve: tuple[tuple[int, float], ...] = ()
 
     def params(self) -> dict:
         return {} if self.lr is None else {tracking.PARAM_LR_USED: self.lr}
@@ -150,6 +155,16 @@ class Recovered(Result):
             tracking.FINETUNE_LOSS_FIRST: self.trained[0].loss_first,
             tracking.FINETUNE_LOSS_END: self.trained[-1].loss_end,
         }
+
+    def step_metrics(self) -> dict:
+        """The recovery fine-tuning's loss and top-1 at MLflow step = its optimizer steps."""
+        points: dict[int, dict] = {}
+        for step, top1 in self.curve:
+            points.setdefault(step, {})[tracking.FINETUNE_CURVE_TOP1] = top1
+        losses = self.result.losses if self.curve and self.result is not None else []
+        for step, loss in loss_points(losses):
+            points.setdefault(step, {})[tracking.FINETUNE_CURVE_LOSS] = loss
+        return points
 
     def tags(self) -> dict:
         tags = {tracking.TAG_FINETUNE_INIT: self.init}
@@ -185,13 +200,15 @@ def finetune(
         how = weights.reinitialise(pruned, job.cfg.model, job.dataset.num_classes, job.cfg.seed + 1)
     budget = _budget(job, bench.train, last, whole=f.init == "scratch")
     lr = job.lr(job.cfg.finetune.lr) if f.epochs else None
-    result = None
+    result, curve = None, [] if how else [(0, acc.oneshot)]
     if budget is not None:
-        result = _train(job, bench, model=pruned, budget=budget, step=last)
+        every = _every_epochs(job, pruned, acc=acc, curve=curve)
+        result = _train(job, bench, model=pruned, budget=budget, step=last, after_epoch=every)
         progress.trained.append(result)
     if not progress.trained:
         return Recovered(accuracy=acc.oneshot, result=None, init=f.init, init_method=how, lr=lr)
     recovered = top1_of(job, pruned, acc.eval, "fine-tuned")
+    curve = [*curve, (result.steps, recovered)] if result is not None else []
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     done = Recovered(
         accuracy=recovered,
@@ -201,6 +218,7 @@ def finetune(
         lr=lr,
         trained=tuple(progress.trained),
         params_nonzero=nonzero,
+        curve=tuple(curve),
     )
     if done.diverged:
         log.warning(
@@ -212,3 +230,32 @@ def finetune(
             done.stopped_by,
         )
     return done
+
+
+def _every_epochs(job: Job, pruned: nn.Module, acc: Accuracy, curve: list):
+    """What runs after each epoch of recovery fine-tuning: top-1 on the eval split every
+    `finetune.eval_every` epochs, added to `curve` (None: never)."""
+    every = job.cfg.finetune.eval_every
+    if not every:
+        return None
+
+    def after(epochs: int, steps: int) -> None:
+        if epochs % every == 0:
+            curve.append((steps, top1_of(job, pruned, acc.eval, f"fine-tuning epoch {epochs}")))
+
+    return after
+
+
+# the loss history's points: the mean over each of about this many stretches of fine-tuning
+LOSS_POINTS = 50
+
+
+def loss_points(losses: list[float]) -> list[tuple[int, float]]:
+    """(step at the end of a stretch, mean loss over it): every step's loss is too many points for
+    the UI's charts and too noisy to compare methods by."""
+    width = max(1, math.ceil(len(losses) / LOSS_POINTS))
+    return [
+        (min(i + width, len(losses)), sum(chunk) / len(chunk))
+        for i in range(0, len(losses), width)
+        if (chunk := losses[i : i + width])
+    ]

@@ -49,6 +49,8 @@ LATER_KEYS = {
     "measure.contention_max": 0.1,
     "measure.instances": 2,
     "measure.profile": "auto",
+    "log_models": ["onnx", "onnx_int8", "pytorch"],
+    "finetune.eval_every": 1,
 }
 
 

@@ -244,7 +244,8 @@ def _deployed(
                 runtime=name, result=r, peak=_peak(found, m=m, latency=(r.dense, r.pruned))
             )
             if job.cfg.save_model and r.file is not None and not saved:
-                yield Artifact(r.file.parent, tracking.MODEL_ARTIFACT_DIR)  # what was timed
+                # what was timed: before fine-tuning, kept apart from the forms that ship
+                yield Artifact(r.file.parent, tracking.TIMED_ARTIFACT_DIR)
                 saved = True
         if ctx.exports:
             yield Exporter(name=runtimes.exporter_used(ctx))

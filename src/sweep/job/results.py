@@ -1,5 +1,5 @@
 """Recording, in one place: every stage returns results that know their own params, metrics and tags
-(`Result`), or artifacts to upload (`Artifact`); the `Recorder` writes them to the job's run. The bottom
+(`Result`), artifacts to upload (`Artifact`) or models to log (`tracking.ModelForm`); the `Recorder` writes them to the job's run. The bottom
 of `sweep.job`: every stage imports it, it imports no stage.
 """
 
@@ -51,6 +51,8 @@ class Recorder:
         if isinstance(item, Artifact):
             self.run.log_artifacts(item.folder, item.path)
             return item
+        if isinstance(item, tracking.ModelForm):  # the stage is sent back what became of it
+            return self.run.log_model(item)
         self.run.log_params(item.params())
         self.run.log_metrics(item.metrics())
         self.run.set_tags(item.tags())

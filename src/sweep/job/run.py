@@ -25,6 +25,7 @@ from sweep.job import (
     quantize,
     regularize,
     results,
+    ship,
     summary,
 )
 from sweep.job.context import Bench, Job, Progress, schedule
@@ -63,14 +64,9 @@ def _stages(job: Job, stage: Stages) -> dict:
     recovered = stage("finetune", finetune.finetune, pruned=pruned, acc=acc, progress=progress)
     if job.cfg.quantize.precision != "none":  # the shipped forms: INT8 in each runtime
         stage("quantize", quantize.quantize, pruned=pruned, acc=acc)
-    done = stage(
-        "log",
-        summary.summarize,
-        pruned=pruned,
-        measured=measured,
-        accuracy=acc,
-        recovered=recovered,
-    )
+    done = stage("log", summary.summarize, pruned=pruned, measured=measured, accuracy=acc, recovered=recovered)  # fmt: skip
+    if job.cfg.log_models:  # the forms that ship, as MLflow models of the run (and dense's)
+        stage("ship", ship.ship, pruned=pruned, run=stage.recorder.run)
     return done.figures()
 
 
@@ -119,12 +115,15 @@ class Stages:
         return out
 
     def _drain(self, results, flush: bool):
+        """Records each item a stage yields and sends the stage what recording returned (a logged
+        model's id, or why it could not be logged)."""
+        recorded = None
         while True:
             try:
-                item = next(results)
+                item = results.send(recorded)
             except StopIteration as done:
                 return done.value
-            self.recorder.record(item)
+            recorded = self.recorder.record(item)
             if flush:
                 self.recorder.flush()
 

@@ -21,7 +21,7 @@ from sweep.job.measure import Measured
 from sweep.job.results import Artifact, Result
 from sweep.training.evaluate import at_chance
 
-__all__ = ["Summary", "summarize"]
+__all__ = ["Summary", "saved_model", "summarize"]
 
 log = logging.getLogger("sweep")
 
@@ -44,6 +44,7 @@ class Summary(Result):
             tracking.ACCURACY_DELTA: rec.accuracy - self.accuracy.dense,
             tracking.PARAMS_REDUCTION: 1 - m.pruned.params_total / m.dense.params_total,
             tracking.MACS_REDUCTION: 1 - m.pruned.macs / m.dense.macs if m.dense.macs else 0.0,
+            tracking.MACS_KEPT: m.pruned.macs / m.dense.macs if m.dense.macs else 1.0,
         }
 
     def step_metrics(self) -> dict:
@@ -102,12 +103,12 @@ def summarize(
     if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
         yield Artifact(hydra_dir / ".hydra", tracking.HYDRA_ARTIFACT_DIR)
     if job.cfg.save_model:
-        yield from _saved_model(job, pruned, bench.preprocess)
+        yield from saved_model(job, pruned, bench.preprocess)
     log.info(summary.line(job.run_name))
     return summary
 
 
-def _saved_model(job: Job, model: nn.Module, preprocess: dict) -> Iterator[Artifact]:
+def saved_model(job: Job, model: nn.Module, preprocess: dict) -> Iterator[Artifact]:
     """The pruned (and fine-tuned) model as an artifact that loads without running code: weights in
     safetensors, the pruned shapes in JSON (sweep.models.artifacts; reload with sweep.models.artifacts.load)."""
     from sweep.models import artifacts

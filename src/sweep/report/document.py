@@ -13,7 +13,16 @@ from pathlib import Path
 
 from sweep import tracking
 from sweep.errors import SweepConfigError
-from sweep.report import cells, compare, figures, int8_section, profile_section, rows, sections
+from sweep.report import (
+    cells,
+    compare,
+    figures,
+    int8_section,
+    profile_section,
+    recovery_section,
+    rows,
+    sections,
+)
 
 
 def render(
@@ -25,7 +34,8 @@ def render(
 ) -> str:
     lines = sections.header(sweep) + summary(sweep) + sections.original(sweep)
     lines += compare.matched_cost(sweep) + int8_section.section(sweep)
-    lines += profile_section.section(sweep) + sections.method_sections(sweep)
+    lines += profile_section.section(sweep) + recovery_section.section(sweep)
+    lines += sections.method_sections(sweep)
     if figure_files:
         lines += ["## Figures", ""]
         for title, path in figure_files.items():

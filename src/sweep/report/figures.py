@@ -1,5 +1,5 @@
 """The report's figures (PNG): trade-off curves of top-1 against MACs and latency with the Pareto front,
-speedup against MACs kept, and recovery against fine-tuning epochs. Each point is one grid point of the
+speedup against MACs kept, recovery against fine-tuning epochs and, per run, against fine-tuning steps. Each point is one grid point of the
 sweep; where it ran with several seeds, the point is their mean and its bars one standard deviation.
 Inputs are the report's rows (sweep.report.Row), read from MLflow.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sweep import tracking
 from sweep.report import cells
+from sweep.report import rows as rows_mod
 
 # no matplotlib version in the file: the same store gives the same bytes
 _PNG_META = {"Software": None}
@@ -145,6 +146,35 @@ def _recovery_figure(plt, models, done, out: Path) -> None:
     _save(plt, fig, out)
 
 
+def _curves_figure(plt, done, out: Path) -> bool:
+    """Top-1 against fine-tuning steps, one panel per model and cost level, a line per method (the
+    runs' `finetune_top1` history); False when no run has a curve to draw."""
+    panels = sorted(
+        {(r.model, r.level) for r in done if len(r.curve) > 1},
+        key=lambda p: (rows_mod.model_key(p[0]), rows_mod.level_key(p[1])),
+    )
+    if not panels:
+        return False
+    cols = min(4, len(panels))
+    lines = -(-len(panels) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(4.2 * cols, 3.4 * lines), squeeze=False)
+    for ax, (model, level) in zip(axes.flat, panels):
+        for r in sorted((r for r in done if (r.model, r.level) == (model, level)), key=_by_method):
+            if len(r.curve) > 1:
+                steps, top1 = zip(*r.curve)
+                ax.plot(steps, [100 * v for v in top1], marker=".", label=r.method)
+        _label(ax, f"{model} at {level}", "fine-tuning steps")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    _save(plt, fig, out)
+    return True
+
+
+def _by_method(r) -> str:
+    return r.method
+
+
 def render(sweep, out: Path) -> dict[str, str]:
     """Draw the sweep's figures into `out`; returns title -> file name."""
     import matplotlib
@@ -190,4 +220,8 @@ def render(sweep, out: Path) -> dict[str, str]:
     if len(sweep.epochs) > 1:
         _recovery_figure(plt, models, done, out / "recovery.png")
         made["Recovery: top-1 vs fine-tuning epochs (per model)"] = "recovery.png"
+    if _curves_figure(plt, done, out / "recovery_curves.png"):
+        made["Recovery during fine-tuning: top-1 vs steps (per model and cost)"] = (
+            "recovery_curves.png"
+        )
     return made

@@ -46,6 +46,9 @@ class Row:
     # set where the sweep's runs were timed by more than one latency harness and this one's differs
     # from most: their speedups do not compare
     harness_note: str = ""
+    run_id: str = ""
+    # recovery fine-tuning's top-1 history: (optimizer steps, top-1), one-shot at 0 (first seed's)
+    curve: tuple[tuple[int, float], ...] = ()
 
     @property
     def harness(self) -> str:
@@ -167,6 +170,7 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         latest[row.key] = row
     each = sorted(latest.values(), key=_run_key)
     _note_harnesses(each)
+    _read_curves(uri, each)
     groups: dict[tuple, list[Row]] = {}
     for x in each:
         groups.setdefault(x.point, []).append(x)
@@ -183,6 +187,15 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None) -> Sweep:
         seeds=sorted({x.seed for x in each}),
         runs=each,
     )
+
+
+def _read_curves(uri: str, rows: list[Row]) -> None:
+    """Each finished run's recovery history (`finetune_top1`), read only where the run logged one."""
+    client = tracking.client(uri)
+    for r in rows:
+        if r.status == "FINISHED" and tracking.FINETUNE_CURVE_TOP1 in r.metrics:
+            history = client.get_metric_history(r.run_id, tracking.FINETUNE_CURVE_TOP1)
+            r.curve = tuple(sorted((m.step, m.value) for m in history))
 
 
 def harnesses(rows: list[Row]) -> dict[str, int]:
@@ -296,6 +309,7 @@ def _row(r) -> Row:
         seed=int(to_float(p.get("seed"), 0)),
         target=target,
         protocol=protocol_of(p),
+        run_id=r.info.run_id,
     )
 
 

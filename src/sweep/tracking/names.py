@@ -105,11 +105,13 @@ SPEEDUP_METRICS = SPEEDUP, SPEEDUP_CI_LOW, SPEEDUP_CI_HIGH = metric(
 )
 CPU_CONTENTION = metric("cpu_contention", "share 0..1 of the timed cores that other processes took while the models were timed (Linux: busy and steal time of those cores in /proc/stat minus the process's own CPU time, beyond cores the timing left free); above `measure.contention_max` the timing's flag is `contended`", "`cpu_contention`, `<runtime>/cpu_contention`, `<runtime>/int8/cpu_contention`")  # fmt: skip
 PARAMS_REDUCTION, MACS_REDUCTION = metric(("params_reduction", "macs_reduction"), "`1 - pruned / dense`, 0..1")  # fmt: skip
+MACS_KEPT = metric("macs_kept", "`1 - macs_reduction`: fraction of the dense MACs kept (each logged model carries it)")  # fmt: skip
 ACCURACY_DELTA = metric("accuracy_delta", "`accuracy_top1 - dense_accuracy_top1`")
 ACCURACY_ONESHOT = metric("accuracy_top1_oneshot", "fraction 0..1: the pruned model right after pruning, before fine-tuning")  # fmt: skip
 FINETUNE_SECONDS, FINETUNE_STEPS = metric(("finetune_seconds", "finetune_steps"), "s and optimizer steps of recovery fine-tuning, summed over a schedule's steps (only when `finetune.epochs > 0`)")  # fmt: skip
 FINETUNE_LOSS_START, FINETUNE_LOSS_END = metric(("finetune_loss_start", "finetune_loss_end"), "training loss of recovery fine-tuning, mean over its first and its last 5 steps (with `prune.steps > 1`: the first step's start, the last step's end)")  # fmt: skip
 FINETUNE_LOSS_FIRST = metric("finetune_loss_first", "training loss of recovery fine-tuning on its first batch, before any update (with `prune.steps > 1`: the first step's)")  # fmt: skip
+FINETUNE_CURVE_LOSS, FINETUNE_CURVE_TOP1 = metric(("finetune_loss", "finetune_top1"), "history of recovery fine-tuning at MLflow step = optimizer steps since it started (the UI's charts): the training loss (mean over each stretch of about 1/50 of the steps), and top-1 on the eval split every `finetune.eval_every` epochs (step 0: one-shot top-1; the last point: `accuracy_top1`)")  # fmt: skip
 FINETUNE_PARAMS_NONZERO = metric("finetune_params_nonzero", "count: non-zero parameters after fine-tuning (masks: not above `params_nonzero`)")  # fmt: skip
 REGULARIZE_SECONDS, REGULARIZE_STEPS = metric(("regularize_seconds", "regularize_steps"), "methods that train for sparsity (`pruner.regularize`): s and optimizer steps of their sparse training of the dense model before pruning (the report counts them with fine-tuning's)")  # fmt: skip
 REGULARIZE_LOSS_FIRST, REGULARIZE_LOSS_START, REGULARIZE_LOSS_END = metric(("regularize_loss_first", "regularize_loss_start", "regularize_loss_end"), "training loss of the sparse training: its first batch's (before any update), the mean over its first and over its last 5 steps")  # fmt: skip
@@ -135,6 +137,7 @@ STAGES = (
     "finetune",
     "quantize",
     "log",
+    "ship",
 )
 STAGE_METRIC = "stage_{}_seconds"  # wall time of each stage of the job, s
 metric(tuple(STAGE_METRIC.format(s) for s in STAGES), "s per stage of the job (summed over a schedule's steps)", f"`stage_<{','.join(STAGES)}>_seconds`")  # fmt: skip
@@ -213,6 +216,8 @@ RUNTIME_TAGS = (
     TAG_PROFILE_NA,
 )
 tag((), "`quantize=int8`, per runtime: its INT8 harness's latency flag (as `<runtime>/latency_flag`); one line saying why it has no INT8 figures (no INT8 path, masks, an operator its quantizer cannot take; the job still FINISHES); `true` when the pruned INT8 model is slower than the dense INT8 one beyond the interval", "`<runtime>/int8/latency_flag`, `<runtime>/int8/not_applicable`, `<runtime>/int8/slower_than_dense`")  # fmt: skip
+TAG_SHIPPED = tag("shipped_models", "the forms the job logged as MLflow models of its run (`log_models`), e.g. `onnx,onnx_int8,pytorch`: logged models named `pruned-<form>` (the fine-tuned model); the dense model's `dense-<form>` once per sweep and model")  # fmt: skip
+TAG_SHIP_NA = tag("ship_not_applicable", "the forms of `log_models` the job could not log as MLflow models and why, `<form>: why; ...` (an exporter that cannot take the model; where `torch.export` refuses it, its safetensors + structure form is kept in `model/`); the job still FINISHES")  # fmt: skip
 TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
 TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
 TAG_AT_CHANCE = tag("accuracy_at_chance", "`true` when dense accuracy is not above chance")
@@ -239,6 +244,17 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # a view of one sweep in the UI: an experiment tag
 MODEL_ARTIFACT_DIR, HYDRA_ARTIFACT_DIR, REPORT_ARTIFACT_DIR = "model", "hydra", "report"
 PROFILE_ARTIFACT_DIR = "profile"
+TIMED_ARTIFACT_DIR = "timed"  # the ONNX file the runtimes timed: before fine-tuning, not what ships
+# Logged models (MLflow 3): their tags, and the forms a job ships
+MODEL_FORMS = ("onnx", "onnx_int8", "pytorch")
+MODEL_ROLES = ("pruned", "dense")
+MODEL_TAGS = MODEL_TAG_ROLE, MODEL_TAG_FORM, MODEL_TAG_MODEL, MODEL_TAG_COST = ("role", "form", "model", "cost")  # fmt: skip
+MODEL_METRICS = (
+    ACCURACY,
+    DENSE_ACCURACY,
+    MACS_KEPT,
+    SPEEDUP,
+)  # what a logged model carries (+ per runtime speedups)
 TRACEBACK_ARTIFACT = "traceback.txt"
 DEFAULT_EXPERIMENT = "pruning-sweep"
 # Config keys that say where a job is written or tracked, not what it computes: neither logged as params
@@ -269,10 +285,24 @@ ARTIFACTS = (
     f"**Artifacts**: `{HYDRA_ARTIFACT_DIR}/` (the job's `config.yaml`, `hydra.yaml`, `overrides.yaml`); "
     f"`{TRACEBACK_ARTIFACT}` for a failed run; with `save_model=true`, `{MODEL_ARTIFACT_DIR}/model.safetensors` "
     f"and `{MODEL_ARTIFACT_DIR}/structure.json` (the pruned model; `sweep.models.artifacts.load` reloads it), and "
-    f"`{MODEL_ARTIFACT_DIR}/pruned.onnx` (the file ONNX Runtime, OpenVINO or TensorRT timed) when the job "
-    "timed one of them; for a profiled job, "
+    f"`{TIMED_ARTIFACT_DIR}/pruned.onnx` (the file ONNX Runtime, OpenVINO or TensorRT timed, exported "
+    f"before fine-tuning: same shapes, not the weights that ship; `{MODEL_ARTIFACT_DIR}/pruned.onnx` until "
+    "this release) when the job timed one of them; for a profiled job, "
     f"`{PROFILE_ARTIFACT_DIR}/layers.json` (every runtime's layers, dense beside pruned, in MLflow's "
     f"table form), `{PROFILE_ARTIFACT_DIR}/layers.csv` and `{PROFILE_ARTIFACT_DIR}/layers.png`."
+)
+MODELS = (
+    "**Logged models** (`log_models`, all three forms by default; the experiment's Models view): each "
+    "finished job logs the fine-tuned pruned model in the forms it ships, named `pruned-<form>`: "
+    f"{', '.join(f'`{f}`' for f in MODEL_FORMS)} (`mlflow.onnx`; the QDQ INT8 file ONNX Runtime's "
+    "quantizer made, with `quantize=int8`; `mlflow.pytorch` saved through `torch.export`, no pickle), "
+    "each with a signature, an input example, the run's params, tags "
+    f"{', '.join(f'`{t}`' for t in MODEL_TAGS)} and `{TAG_SWEEP_ID}`, and metrics "
+    f"{', '.join(f'`{m}`' for m in MODEL_METRICS)} and `<runtime>/speedup` (the INT8 form also "
+    "`onnxruntime/int8/accuracy_top1`), under the run's names and values. The dense model is logged "
+    "once per sweep and model (`dense-<form>`). `python -m sweep.cli.register` registers the best at "
+    "each cost as versions of `<timm name>-pruned` with aliases `macs50`, `macs50-int8`, "
+    "`macs50-pytorch`."
 )
 
 

@@ -84,6 +84,7 @@ class JobRun:
     _pending_metrics: list = field(default_factory=list)
     _pending_params: list = field(default_factory=list)
     _pending_tags: list = field(default_factory=list)
+    _latest: dict[str, float] = field(default_factory=dict)  # step 0's value of every metric
 
     @property
     def client(self):
@@ -98,7 +99,20 @@ class JobRun:
 
     def log_metrics(self, metrics: Mapping[str, float | int | None], step: int = 0) -> None:
         """`step`: MLflow's step of the values (the pruning step of a `step_*` metric)."""
-        self._pending_metrics += metric_entities(metrics, step)
+        entities = metric_entities(metrics, step)
+        self._pending_metrics += entities
+        self._latest.update({m.key: m.value for m in entities if m.step == 0})
+
+    @property
+    def logged_metrics(self) -> dict[str, float]:
+        """What the run holds so far at step 0 (sent or still buffered)."""
+        return dict(self._latest)
+
+    def log_model(self, form):
+        """A tracking.ModelForm as a logged model of this run (tracking.Logged: its id, or why not)."""
+        from sweep.tracking.models import log_model
+
+        return log_model(self.uri, self.run_id, self.experiment_id, form)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -149,12 +149,23 @@ def _step(model, opt, sched, x, y, distill: Distill | None, masks, after_backwar
     return loss.item()
 
 
-def _stop(budget: Budget, step: int, t0: float) -> str:
+def _stop(budget: Budget, losses: list[float], t0: float) -> str:
+    """Why training stops after this step ("" when it goes on)."""
+    step = len(losses)
+    if not math.isfinite(losses[-1]):  # it never comes back: the rest would be spent on NaNs
+        return "non_finite_loss"
     if budget.max_steps is not None and step >= budget.max_steps:
         return "max_steps"
     if budget.time_budget_s is not None and time.perf_counter() - t0 >= budget.time_budget_s:
         return "time_budget"
     return ""
+
+
+def _optimizer(model: nn.Module, budget: Budget, samples: int):
+    """AdamW and the budget's schedule over the steps it will take."""
+    opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
+    total = budget.epochs * math.ceil(samples / budget.batch_size)
+    return opt, _scheduler(opt, budget, min(total, budget.max_steps or total))
 
 
 def train(
@@ -169,37 +180,38 @@ def train(
     class_map: list[int] | None = None,
     after_backward: Callable[[nn.Module], None] | None = None,
     chance_loss: float = 0.0,
+    after_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """Train every parameter of `model` on `batches`; `class_map` maps labels to the model's classes;
-    `after_backward(model)` runs after each backward pass, before the optimizer's step; `chance_loss`
-    (a uniform guess's loss, ln C) is what the result's divergence rule compares against."""
+    `after_backward(model)` runs after each backward pass, before the optimizer's step, `after_epoch(
+    epochs, steps done)` after every epoch but the last; `chance_loss` (ln C) is what the result's
+    divergence rule compares against."""
     masks = zero_masks(model) if keep_zeros else []
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
-    total = budget.epochs * math.ceil(len(batches) / budget.batch_size)
-    sched = _scheduler(opt, budget, min(total, budget.max_steps or total))
+    opt, sched = _optimizer(model, budget, len(batches))
     class_of = torch.tensor(class_map) if class_map is not None else None
     step_on = functools.partial(
         _step, model, opt, sched=sched, distill=distill, masks=masks, after_backward=after_backward
     )
-    step, t0, stopped, losses = 0, time.perf_counter(), "", []
+    t0, stopped, losses = time.perf_counter(), "", []
     for epoch in range(budget.epochs):
         loss_sum, seen = 0.0, 0
         for x, y in batches.iterate(budget.batch_size, shuffle=True, seed=seed * 1000 + epoch):
             y = class_of[y] if class_of is not None else y
-            loss = step_on(x=x.to(device), y=y.to(device))
-            step, loss_sum, seen = step + 1, loss_sum + loss * len(y), seen + len(y)
-            losses.append(loss)
-            # a non-finite loss never comes back: the rest of the budget would be spent on NaNs
-            stopped = "non_finite_loss" if not math.isfinite(loss) else _stop(budget, step, t0)
+            losses.append(step_on(x=x.to(device), y=y.to(device)))
+            loss_sum, seen = loss_sum + losses[-1] * len(y), seen + len(y)
+            stopped = _stop(budget, losses, t0)
             if stopped:
                 break
         _log_epoch(label, f"{epoch + 1}/{budget.epochs}", loss_sum / max(1, seen), t0)
         if stopped:
             break
+        if after_epoch is not None and epoch + 1 < budget.epochs:
+            after_epoch(epoch + 1, len(losses))
+            model.train()
     model.eval()
     return TrainResult(
-        steps=step,
+        steps=len(losses),
         seconds=time.perf_counter() - t0,
         stopped_by=stopped or "epochs",
         losses=losses,

@@ -28,7 +28,14 @@ from sweep.measure.runtimes.base import (
     outputs_agree,
 )
 from sweep.measure.runtimes.eager import Compiled, Eager
-from sweep.measure.runtimes.onnx import OnnxRuntime, TensorRT, exporter_used, onnx_file
+from sweep.measure.runtimes.onnx import (
+    OnnxRuntime,
+    TensorRT,
+    exporter_used,
+    onnx_file,
+    ort_int8,
+    shipped_onnx,
+)
 from sweep.measure.runtimes.openvino import OpenVINO
 
 __all__ = [
@@ -50,7 +57,9 @@ __all__ = [
     "get",
     "max_abs_diff",
     "onnx_file",
+    "ort_int8",
     "outputs_agree",
+    "shipped_onnx",
 ]
 
 REGISTRY: dict[str, type[Runtime]] = {

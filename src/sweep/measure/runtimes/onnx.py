@@ -56,7 +56,13 @@ def quiet():
             os.close(copy_fd)
 
 
-def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> None:
+def _export(
+    model: nn.Module, x: torch.Tensor, path: Path, exporter: str, any_batch: bool = False
+) -> None:
+    """`any_batch`: the batch dimension left free (what ships), else fixed at x's (what is timed)."""
+    batch = {"input": {0: "batch"}, "output": {0: "batch"}} if any_batch else None
+    if any_batch and exporter == "dynamo":
+        batch = {"x": {0: torch.export.Dim("batch", min=1)}}
     with warnings.catch_warnings(), quiet():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -66,8 +72,24 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str) -> Non
             input_names=["input"],
             output_names=["output"],
             dynamo=exporter == "dynamo",
-            **({} if exporter == "dynamo" else {"opset_version": 17}),
+            **({"dynamic_shapes": batch} if exporter == "dynamo" and batch else {}),
+            **({} if exporter == "dynamo" else {"opset_version": 17, "dynamic_axes": batch}),
         )
+
+
+def shipped_onnx(model: nn.Module, x: torch.Tensor, path: Path, exporter: str = "auto") -> str:
+    """The model as the ONNX file that ships: any batch size, exported from the CPU in fp32 (auto:
+    TorchScript, then dynamo where it fails). Returns the exporter; RuntimeNotApplicable with each
+    exporter's reason when none can."""
+    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
+    errors = []
+    for one in order:
+        try:
+            _export(model, x.float().cpu(), path, one, any_batch=True)
+            return one
+        except Exception as e:
+            errors.append(f"{one}: {plain(first_line(e))}")
+    raise RuntimeNotApplicable(f"cannot export the model to ONNX ({'; '.join(errors)})")
 
 
 def onnx_file(
@@ -189,7 +211,7 @@ class OnnxRuntime(Runtime):
         path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
         t0 = time.perf_counter()
         try:
-            quantized = _ort_int8(path, calibration)
+            quantized = ort_int8(path, calibration)
         except Exception as e:
             raise RuntimeNotApplicable(
                 f"{self.name}: its quantizer cannot take the {what} model ({plain(first_line(e))})"
@@ -274,7 +296,7 @@ def _ort_rounds(events: list[dict], names, skip: int) -> list[dict[tuple[str, st
     return rounds[skip:]
 
 
-def _ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
+def ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
     """`path` quantized by ONNX Runtime's static quantizer into `<name>.int8.onnx` beside it."""
     import onnx
     from onnxruntime.quantization import (
