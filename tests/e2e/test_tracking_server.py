@@ -21,6 +21,24 @@ pytestmark = pytest.mark.slow
 EXPERIMENT = EXPERIMENT
 GRID = ["-m", "model=tiny_cnn", "pruner=l1_unstructured,dg_random", "ratio=0.3,0.5"]
 NO_CREDENTIALS = {"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_PASSWORD": ""}
+# jobs that log their ONNX form as an MLflow model (what `sweep.cli.register` registers)
+WITH_MODELS = [*(a for a in FAST if not a.startswith("log_models")), "log_models=[onnx]"]
+
+
+def _register(url: str, sweep_id: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep.cli.register",
+            f"--tracking-uri={url}",
+            f"--sweep-id={sweep_id}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _points(runs) -> dict[str, list]:
@@ -165,10 +183,14 @@ def test_server_command_on_postgresql_migrates_once_and_takes_a_sweep(
     args = ["--backend", "postgresql", "--workers", "2"]
     proc, url = _sweep_server(args, tmp_path, {"SWEEP_POSTGRES_URI": db})
     try:
-        r = run_cli([*GRID, "sweep_id=pg", f"tracking.uri={url}", *FAST], cwd=tmp_path)
+        r = run_cli([*GRID, "sweep_id=pg", f"tracking.uri={url}", *WITH_MODELS], cwd=tmp_path)
+        registered = _register(url, "pg")
     finally:
         stop(proc)
     assert r.returncode == 0, r.stderr[-3000:]
+    # the best structural run at each ratio, in the registry on PostgreSQL
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "registered test_resnet-pruned version 1 @ratio30" in registered.stdout
     runs = tracking.search_runs(db, EXPERIMENT, "pg")
     assert len(runs) == 4 and all(x.info.status == "FINISHED" for x in runs)
     assert "over 127.0.0.1" in (tmp_path / "server.log").read_text()  # the URI shown without user
@@ -203,13 +225,20 @@ def test_basic_auth_refuses_without_credentials_and_logs_with_them(
     args = ["--auth", f"--auth-db=sqlite:///{tmp_path / 'auth.db'}", f"--backend-store-uri={store}"]
     proc, url = _sweep_server(args, tmp_path, creds)
     try:
-        args = ["model=tiny_cnn", "sweep_id=auth", f"tracking.uri={url}", *FAST]
+        args = ["model=tiny_cnn", "pruner=dg_group", "sweep_id=auth", f"tracking.uri={url}"]
+        args += WITH_MODELS
         refused = run_cli(args, cwd=tmp_path, env_extra=NO_CREDENTIALS)
         wrong = run_cli(args, cwd=tmp_path, env_extra={**creds, "MLFLOW_TRACKING_PASSWORD": "nope"})
         assert tracking.search_runs(store, EXPERIMENT) == []  # nothing written
         ok = run_cli(args, cwd=tmp_path, env_extra=creds)
+        not_registered = _register(url, "auth", NO_CREDENTIALS)
+        registered = _register(url, "auth", creds)
     finally:
         stop(proc)
+    assert not_registered.returncode == 2
+    assert "refused this client (UNAUTHENTICATED)" in not_registered.stderr
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "registered test_resnet-pruned version 1 @ratio50" in registered.stdout
     for r in (refused, wrong):
         assert r.returncode == 2
         assert "refused this client (UNAUTHENTICATED)" in r.stderr
