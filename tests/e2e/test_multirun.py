@@ -171,3 +171,30 @@ def test_sweep_timed_in_runtimes_and_reported(tmp_path, weights_cache, empty_sto
     assert "ranking is by top-1, the same in every runtime" in doc
     assert "No two methods swap places by speedup" in doc or "Where the order of two" in doc
     assert (out / "deployed" / "speedup_by_runtime.png").stat().st_size > 10_000
+
+
+def test_a_sweep_shares_its_dense_work_and_says_how_long_it_has_left(real_sweep):
+    """The jobs of a model after its first read the dense top-1 and the eval image count the first
+    computed (every method scored on the same images); each job's start line says what is done and
+    left, with an estimate once a job of every model with jobs left has ended, and the parent run has
+    the same figures as history."""
+    from mlflow.tracking import MlflowClient
+
+    store, log = real_sweep.store, real_sweep.stderr + real_sweep.stdout
+    runs = tracking.search_runs(store, EXPERIMENT)  # oldest first: tiny_cnn's two, then tiny_vit's
+    for model in ("tiny_cnn", "tiny_vit"):
+        mine = [r for r in runs if r.data.params["model"] == model]
+        assert [r.data.tags["dense_top1_source"] for r in mine] == ["computed", "shared"]
+        assert len({r.data.params["eval.samples_used"] for r in mine}) == 1
+        assert len({r.data.metrics["dense_accuracy_top1"] for r in mine}) == 1
+    assert (
+        "(sweep real-sweep): 1 done, 3 left; time left unknown until a job of tiny_vit ends" in log
+    )
+    assert (
+        "(sweep real-sweep): 2 done, 2 left; time left unknown until a job of tiny_vit ends" in log
+    )
+    assert "(sweep real-sweep): 3 done, 1 left; about " in log
+    parent = runs[0].data.tags["mlflow.parentRunId"]
+    history = MlflowClient(store).get_metric_history(parent, "jobs_done")
+    assert sorted((h.step, h.value) for h in history) == [(k, k) for k in range(4)]
+    assert MlflowClient(store).get_metric_history(parent, "eta_seconds")[-1].value > 0

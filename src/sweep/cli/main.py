@@ -18,6 +18,7 @@ from sweep.cli.plan import Plan, hydra_args, plan_sweep, user_search
 from sweep.errors import SweepConfigError, first_line
 
 NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
+MODELS_ENV = "SWEEP_MODELS"  # the grid's models, for each job's estimate of the time left
 
 
 def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     os.environ[NUM_JOBS_ENV] = str(plan.num_jobs)
+    os.environ[MODELS_ENV] = ",".join(plan.models)
     since_ms = int(time.time() * 1000)
     # The parent run is opened and closed here rather than in Hydra's Callback.on_multirun_start/end:
     # its id must be in every job's overrides before launch, and Hydra skips on_multirun_end when the

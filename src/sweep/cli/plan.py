@@ -25,6 +25,7 @@ class Plan:
     runs_job: bool = True
     multirun: bool = False
     report_to: str | None = None  # report.out when report.on_sweep_end
+    models: list[str] = field(default_factory=list)  # the grid's models (an ETA is per model)
     heartbeat_s: float | None = tracking.DEFAULT_HEARTBEAT_S
     stale_after_s: float = tracking.DEFAULT_STALE_AFTER_S
 
@@ -285,6 +286,9 @@ def plan_sweep(argv: list[str]) -> Plan:
         plan = Plan(
             list(argv), math.prod(len(v) for v in values.values()), multirun=bool(args.multirun)
         )
+        plan.models = [
+            v.split("=", 1)[1] for vs in values.values() for v in vs if v.startswith("model=")
+        ]
         pruners: set[str] = set()
         for job in _to_check(values, parsed):
             cfg = _compose_checked(job)

@@ -4,6 +4,7 @@ weights, and the bench every later stage reads (calibration batches, the dense m
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 from sweep import limits, provenance, tracking
 from sweep.data import Batches, Dataset, preprocessing
 from sweep.errors import NotApplicable
+from sweep.job import shared
 from sweep.job.context import Bench, Job
 from sweep.job.results import Result
 from sweep.measure.counting import count
@@ -88,7 +90,11 @@ class Built(Result):
 
 
 def build(job: Job) -> Built:
-    model, start, note = weights.build_start(job.cfg.model, job.dataset.num_classes, job.cfg.seed)
+    cfg, classes = job.cfg, job.dataset.num_classes
+    # timm's model as built, shared by the jobs of a model in this process (sweep.job.shared)
+    model, start, note = shared.dense_start(
+        cfg, classes, lambda: weights.build_start(cfg.model, classes, cfg.seed)
+    )
     class_map = job.class_map
     if class_map is not None and max(class_map) >= model.num_classes:
         raise RuntimeError(
@@ -187,6 +193,15 @@ def load_weights(job: Job, built: Built) -> Weights:
     return Weights(model=dense, info=info)
 
 
+def _weights_id(info: weights.WeightsInfo) -> str:
+    """What identifies the dense model's weights beyond its config and seed: the trained file, as it
+    is on disk (a file trained again is other weights)."""
+    path = info.cache_path
+    stat = os.stat(path) if path and os.path.exists(path) else None
+    when = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""
+    return f"{info.source}|{info.trained_epochs}|{path or ''}|{when}|{info.note}"
+
+
 def calibration_of(job: Job, train: Batches) -> Calibration | None:
     """The pruner's calibration batches: shuffled (seeded) from the train split, never the eval split."""
     n = job.pruner.calibration_batches
@@ -203,9 +218,11 @@ def calibration_of(job: Job, train: Batches) -> Calibration | None:
     return Calibration(batches)
 
 
-def bench_of(job: Job, built: Built, dense: nn.Module) -> Bench:
+def bench_of(job: Job, built: Built, weighted: Weights) -> Bench:
+    info, dense = weighted.info, weighted.model
     return Bench(
         dense=dense,
+        weights_id=_weights_id(info),
         train=built.train,
         eval=built.eval,
         example=built.example,

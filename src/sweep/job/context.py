@@ -136,6 +136,7 @@ class Bench(Result):
     preprocess: dict  # timm's data config the transform was made from
     calibration: Calibration | None
     dense_counts: Counts
+    weights_id: str = ""  # what identifies the dense weights (sweep.job.shared's keys)
 
     def params(self) -> dict:
         if self.calibration is None:

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from sweep import tracking
 from sweep.data import Batches
+from sweep.job import shared
 from sweep.job.context import Bench, Job
 from sweep.job.measure import Measured
 from sweep.job.results import Result
@@ -27,9 +28,13 @@ class Accuracy(Result):
     samples: int
     at_chance: bool
     eval: Batches  # the samples evaluated
+    dense_shared: bool = False  # dense top-1 read from an earlier job of the same inputs
 
     def params(self) -> dict:
         return {tracking.PARAM_EVAL_SAMPLES: self.samples}
+
+    def tags(self) -> dict:
+        return {tracking.TAG_DENSE_TOP1_SOURCE: "shared" if self.dense_shared else "computed"}
 
     def metrics(self) -> dict:
         return {tracking.DENSE_ACCURACY: self.dense, tracking.ACCURACY_ONESHOT: self.oneshot}
@@ -63,9 +68,21 @@ def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured: Measured) -> A
     """The evaluate stage: dense and one-shot top-1 on the same eval samples (on a CPU, as many as fit
     `eval.time_budget_s` at the measured latency)."""
     per_image_s = sum(s.median_ms for s in measured.latency) / 1000.0 / measured.batch_size
-    n = eval_samples(job.cfg.eval, job.device, len(bench.eval), per_image_s)
+    # one count per sweep and model (every method scored on the same images), one dense top-1 per
+    # set of inputs: what every job of the model would otherwise repeat (sweep.job.shared)
+    n, _ = shared.eval_count(
+        job,
+        len(bench.eval),
+        lambda: eval_samples(job.cfg.eval, job.device, len(bench.eval), per_image_s),
+    )
     split = bench.eval.head(n)
-    acc_dense = top1_of(job, bench.dense, split, "dense")
+    acc_dense, reused = shared.dense_top1(
+        job,
+        bench.weights_id,
+        bench.preprocess,
+        n,
+        lambda: top1_of(job, bench.dense, split, "dense"),
+    )
     acc_oneshot = top1_of(job, pruned, split, "pruned")
     chance = at_chance(acc_dense, n, job.dataset.num_classes)
     if chance:
@@ -76,4 +93,11 @@ def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured: Measured) -> A
             100 * acc_dense,
             n,
         )
-    return Accuracy(dense=acc_dense, oneshot=acc_oneshot, samples=n, at_chance=chance, eval=split)
+    return Accuracy(
+        dense=acc_dense,
+        oneshot=acc_oneshot,
+        samples=n,
+        at_chance=chance,
+        eval=split,
+        dense_shared=reused,
+    )

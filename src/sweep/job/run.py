@@ -50,9 +50,9 @@ def _stages(job: Job, stage: Stages) -> dict:
     torch.manual_seed(job.cfg.seed)
     built = stage("build", build.build)
     job = stage.job = job.with_model_params(built.model_params)
-    dense = stage("weights", build.load_weights, built=built).model
-    stage.bench = stage.record(build.bench_of(job=job, built=built, dense=dense))
-    progress, pruned = Progress(), dense
+    weighted = stage("weights", build.load_weights, built=built)
+    stage.bench = stage.record(build.bench_of(job=job, built=built, weighted=weighted))
+    progress, pruned = Progress(), weighted.model
     if job.pruner.regularize is not None:  # a method that trains for sparsity first
         pruned = stage("regularize", regularize.regularize).model
     for step in schedule(job.cfg):
@@ -134,15 +134,16 @@ def run_job(cfg: DictConfig) -> dict:
     published = targets.published.asks_published(cfg)
     cfg = targets.published.resolve(cfg)  # target.macs=published: the published MACs, counted
     uri, key = tracking.resolve_uri(cfg.tracking.uri), job_key(cfg)
+    if _already_finished(cfg, uri, key):
+        return {"status": "SKIPPED"}
     log.info(
-        "[job %s/%s] %s (sweep %s)",
+        "[job %s/%s] %s (sweep %s)%s",
         _job_num(),
         os.environ.get("SWEEP_NUM_JOBS", "?"),
         run_name_of(cfg),
         sweep_id_of(cfg),
+        _progress(cfg, uri),
     )
-    if _already_finished(cfg, uri, key):
-        return {"status": "SKIPPED"}
     # what earlier jobs of this process left behind, measured before anything of this job exists
     provenance.release_memory()
     rss_mb = provenance.rss_mb()
@@ -180,6 +181,19 @@ def run_job_isolated(cfg: DictConfig) -> dict:
     except Exception as e:  # KeyboardInterrupt and SIGTERM still stop the sweep
         log.exception("job %s failed", run_name_of(cfg))
         return {"status": "FAILED", "error": one_line(e)}
+
+
+def _progress(cfg: DictConfig, uri: str) -> str:
+    """The sweep's progress as this job starts (": 7 done, 209 left; about ..."), also sent to the
+    sweep's parent run; "" outside a multirun."""
+    total = int(os.environ.get("SWEEP_NUM_JOBS", "0") or 0)
+    if total < 2 or not cfg.tracking.parent_run_id:
+        return ""
+    models = [m for m in os.environ.get("SWEEP_MODELS", "").split(",") if m] or [cfg.model.alias]
+    sweep = sweep_id_of(cfg)
+    now = tracking.progress_of(uri, cfg.tracking.experiment, sweep, total=total, models=models)
+    tracking.send_progress(uri, cfg.tracking.parent_run_id, now)
+    return f": {now.line()}"
 
 
 def _run_tags(cfg: DictConfig, key: str) -> dict[str, str]:

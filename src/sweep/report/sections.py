@@ -194,7 +194,33 @@ def header(sweep: rows.Sweep) -> list[str]:
         *_training_note(sweep),
         *_runtimes_note(sweep),
         *_timing_note(sweep),
+        *_eval_note(sweep),
     ]
+
+
+def _eval_note(sweep: rows.Sweep) -> list[str]:
+    """How many eval images each model's top-1 rests on, and whether every method had the same."""
+    said = []
+    for model in sweep.models:
+        counts = sorted(
+            {
+                int(r.params[tracking.PARAM_EVAL_SAMPLES])
+                for r in sweep.runs
+                if r.model == model
+                and r.status == "FINISHED"
+                and tracking.PARAM_EVAL_SAMPLES in r.params
+            }
+        )
+        if counts:
+            same = (
+                "every run the same images"
+                if len(counts) == 1
+                else "runs scored on different counts"
+            )
+            said.append(
+                f"{model} {'-'.join(str(c) for c in (counts[0], counts[-1])[: len(counts)])} ({same})"
+            )
+    return [f"Top-1 on the eval split: {'; '.join(said)}.", ""] if said else []
 
 
 _SCHEME_SAID = {"block": "back-to-back blocks of calls", "call": "one call of each model in turn"}

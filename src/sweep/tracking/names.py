@@ -218,6 +218,7 @@ RUNTIME_TAGS = (
 tag((), "`quantize=int8`, per runtime: its INT8 harness's latency flag (as `<runtime>/latency_flag`); one line saying why it has no INT8 figures (no INT8 path, masks, an operator its quantizer cannot take; the job still FINISHES); `true` when the pruned INT8 model is slower than the dense INT8 one beyond the interval", "`<runtime>/int8/latency_flag`, `<runtime>/int8/not_applicable`, `<runtime>/int8/slower_than_dense`")  # fmt: skip
 TAG_SHIPPED = tag("shipped_models", "the forms the job logged as MLflow models of its run (`log_models`), e.g. `onnx,onnx_int8,pytorch`: logged models named `pruned-<form>` (the fine-tuned model); the dense model's `dense-<form>` once per sweep and model")  # fmt: skip
 TAG_SHIP_NA = tag("ship_not_applicable", "the forms of `log_models` the job could not log as MLflow models and why, `<form>: why; ...` (an exporter that cannot take the model; where `torch.export` refuses it, its safetensors + structure form is kept in `model/`); the job still FINISHES")  # fmt: skip
+TAG_DENSE_TOP1_SOURCE = tag("dense_top1_source", "`computed`: this job evaluated the dense model; `shared`: an earlier job with the same inputs did (model, weights file, seed, dataset and split, preprocessing, eval images and batch, device, versions: `weights.cache_dir/shared/`), and every job of a sweep's model is scored on the same eval images (`eval.samples_used`, decided by its first job)")  # fmt: skip
 TAG_ONNX_EXPORTER = tag("onnx_exporter", "`torchscript` or `dynamo`: the exporter that made the job's ONNX files")  # fmt: skip
 TAG_WEIGHTS, TAG_WEIGHTS_NOTE = tag(("weights", "weights_note"), "`trained`, `pretrained`, `random`; `weights_note` says why pretrained weights were not used")  # fmt: skip
 TAG_AT_CHANCE = tag("accuracy_at_chance", "`true` when dense accuracy is not above chance")
@@ -239,6 +240,8 @@ TAG_COMMAND = tag("command", "parent run only: the command line of the sweep")
 
 # ---- the sweep's run, the experiment, artifacts ----------------------------------------------------
 PARENT_METRICS = ("jobs", "jobs_finished", "jobs_failed", "jobs_not_applicable", "jobs_skipped")
+# a running sweep's progress, sent to its parent run as each job starts (step = jobs done)
+PROGRESS_METRICS = ("jobs_done", "jobs_left", "eta_seconds")
 TAG_NOTE = "mlflow.note.content"  # MLflow's description of a run (markdown, shown on its page)
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # a view of one sweep in the UI: an experiment tag
@@ -272,7 +275,10 @@ INTRO = (
 )
 PARENT_RUN = (
     f"**Parent run metrics**: {', '.join(f'`{m}`' for m in PARENT_METRICS)} (counts, for the latest "
-    f"invocation of the sweep). **Parent run artifacts**: `{REPORT_ARTIFACT_DIR}/` (the rendered "
+    f"invocation of the sweep); while it runs, {', '.join(f'`{m}`' for m in PROGRESS_METRICS)} "
+    "(jobs ended, jobs left, the estimate of the seconds left from the finished jobs' median time "
+    "per model; absent until a job of every model with jobs left has finished), at step = jobs done, "
+    f"sent as each job starts. **Parent run artifacts**: `{REPORT_ARTIFACT_DIR}/` (the rendered "
     f"report and its figures); its description (`{TAG_NOTE}`, shown on its page) links the report "
     "above the report's summary."
 )

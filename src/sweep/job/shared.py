@@ -1,0 +1,113 @@
+"""What every job of a model repeats with the same inputs, computed once and shared:
+
+- the dense model as timm builds it (its random init or pretrained weights), per process: the last
+  model built is kept and each job gets a copy (a sweep runs its grid model by model);
+- how many eval images a model is scored on (`eval.max_samples=auto`), once per sweep and model, so
+  every method of a model is scored on the same images;
+- the dense model's top-1 on those images, once per set of inputs.
+
+The figures are JSON files beside the trained weights (`weights.cache_dir`), so parallel and SLURM jobs
+share them too. A key holds everything a figure depends on (model, its weights file, seed, dataset and
+split, preprocessing, eval settings, device, library versions): a changed input is a new entry, never a
+stale figure. Dense latency is not shared: paired timing needs the dense model timed beside the pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch.nn as nn
+from omegaconf import OmegaConf
+
+from sweep.job.identity import sweep_id_of
+
+__all__ = ["dense_start", "dense_top1", "eval_count", "figure_key"]
+
+log = logging.getLogger("sweep")
+
+_LAST_BUILT: dict[str, tuple[nn.Module, str, str]] = {}  # one model: the grid's current one
+
+
+def dense_start(cfg, num_classes: int, build: Callable[[], tuple[nn.Module, str, str]]):
+    """`build()` (timm's model with its starting weights: model, source, note), or a copy of the one
+    this process built last for the same model config, classes and seed."""
+    key = figure_key(model=_plain(cfg.model), classes=num_classes, seed=cfg.seed)
+    if key not in _LAST_BUILT:
+        _LAST_BUILT.clear()  # the previous model's memory goes back before this one is built
+        _LAST_BUILT[key] = build()
+    model, source, note = _LAST_BUILT[key]
+    return copy.deepcopy(model), source, note
+
+
+def figure_key(**parts) -> str:
+    """A stable digest of everything a shared figure depends on."""
+    import timm
+    import torch
+
+    spec = {**parts, "torch": torch.__version__, "timm": timm.__version__}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _plain(node) -> object:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _shared_file(cfg, kind: str, key: str) -> Path:
+    folder = Path(cfg.weights.cache_dir).expanduser().resolve() / "shared"
+    return folder / f"{kind}-{cfg.model.alias}-{key}.json"
+
+
+def _once(path: Path, compute: Callable[[], float]) -> tuple[float, bool]:
+    """The figure in `path`, or `compute()` stored there (one process computes, the others wait for
+    the lock and read); (value, whether it was read)."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            return json.loads(path.read_text())["value"], True
+        value = compute()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"value": value}))
+        os.replace(tmp, path)
+        return value, False
+
+
+def eval_count(job, split_size: int, decide: Callable[[], int]) -> tuple[int, bool]:
+    """How many eval images the model is scored on: `decide()` for the first job of the sweep and
+    model that gets here (eval.max_samples=auto reads its latency), the same for every later one."""
+    cfg = job.cfg
+    key = figure_key(
+        sweep=sweep_id_of(cfg),
+        model=_plain(cfg.model),
+        dataset=_plain(cfg.dataset),
+        eval=_plain(cfg.eval),
+        device=job.device.type,
+        split=split_size,
+    )
+    n, shared = _once(_shared_file(cfg, "eval-count", key), decide)
+    return int(n), shared
+
+
+def dense_top1(job, weights_id: str, preprocess: dict, n: int, compute: Callable[[], float]):
+    """The dense model's top-1 on the first `n` eval images, computed once per set of inputs:
+    (top-1, whether an earlier job computed it)."""
+    cfg = job.cfg
+    key = figure_key(
+        model=_plain(cfg.model),
+        weights=weights_id,
+        seed=cfg.seed,
+        dataset=_plain(cfg.dataset),
+        preprocess=preprocess,
+        samples=n,
+        eval_batch=cfg.eval.batch_size,
+        class_map=job.class_map,
+        device=job.device.type,
+    )
+    return _once(_shared_file(cfg, "dense-top1", key), compute)
