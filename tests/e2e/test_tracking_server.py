@@ -33,6 +33,7 @@ def _register(url: str, sweep_id: str, env: dict | None = None) -> subprocess.Co
             "sweep.cli.register",
             f"--tracking-uri={url}",
             f"--sweep-id={sweep_id}",
+            "--max-top1-drop=1",  # the gate is tested on its own: here, the store
         ],
         capture_output=True,
         text=True,

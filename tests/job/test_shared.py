@@ -22,7 +22,9 @@ def test_a_dense_top1_is_reused_only_for_the_same_inputs(compose, tmp_path):
             calls.append(1)
             return 0.5 + len(calls) / 100
 
-        return shared.dense_top1(job, weights, {"input_size": [3, 32, 32]}, n, compute)
+        return shared.dense_top1(
+            job, weights_id=weights, preprocess={"input_size": [3, 32, 32]}, n=n, compute=compute
+        )
 
     base = _job(compose, tmp_path)
     first, reused = top1(base)
@@ -47,7 +49,8 @@ def test_the_eval_count_is_decided_once_per_sweep_and_model(compose, tmp_path):
     assert shared.eval_count(other, 360, lambda: 100) == (100, False)
 
 
-def test_the_built_model_is_copied_for_each_job(compose):
+def test_the_built_model_is_copied_for_each_job(compose, monkeypatch):
+    monkeypatch.setattr(shared, "_LAST_BUILT", {})  # not what an earlier test of this process built
     cfg = compose(["model=tiny_cnn"])
     built = []
 

@@ -6,15 +6,15 @@ from helpers.runs import EXPERIMENT
 from sweep import tracking
 
 
-def _job(client, exp, model, key, status, seconds=None):
+def _job(client, exp, model, key, status, seconds=None, start=1_000_000):
     run = client.create_run(
         exp,
-        start_time=1_000_000,
+        start_time=start,
         tags={"sweep_id": "s", "job_key": key, "run_role": "job"},
     )
     client.log_param(run.info.run_id, "model", model)
     if status != "RUNNING":
-        end = 1_000_000 + int(1000 * (seconds or 1))
+        end = start + int(1000 * (seconds or 1))
         client.set_terminated(run.info.run_id, status, end_time=end)
 
 
@@ -29,7 +29,9 @@ def test_progress_estimates_from_each_models_finished_jobs(store):
     assert p.line() == "3 done, 5 left; time left unknown until a job of e ends (c 110 s a job)"
     assert p.metrics() == {"jobs_done": 3, "jobs_left": 5}
     _job(client, exp, "e", "k5", "FINISHED", 60)
-    _job(client, exp, "c", "k2", "FINISHED", 300)  # a re-run of a job counts once, its latest
+    _job(
+        client, exp, "c", "k2", "FINISHED", 300, start=2_000_000
+    )  # a re-run counts once: its latest
     _job(client, exp, "e", "k6", "RUNNING")
     p = tracking.progress_of(store, EXPERIMENT, "s", total=8, models=["c", "e"])
     # c: 3 of 4 ended, finished in 100 and 300 s (the re-run's); e: 1 of 4 ended, in 60 s; two at a time

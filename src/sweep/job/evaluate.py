@@ -78,10 +78,10 @@ def evaluate(job: Job, bench: Bench, pruned: nn.Module, measured: Measured) -> A
     split = bench.eval.head(n)
     acc_dense, reused = shared.dense_top1(
         job,
-        bench.weights_id,
-        bench.preprocess,
-        n,
-        lambda: top1_of(job, bench.dense, split, "dense"),
+        weights_id=bench.weights_id,
+        preprocess=bench.preprocess,
+        n=n,
+        compute=lambda: top1_of(job, bench.dense, split, "dense"),
     )
     acc_oneshot = top1_of(job, pruned, split, "pruned")
     chance = at_chance(acc_dense, n, job.dataset.num_classes)

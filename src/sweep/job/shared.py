@@ -95,7 +95,7 @@ def eval_count(job, split_size: int, decide: Callable[[], int]) -> tuple[int, bo
     return int(n), shared
 
 
-def dense_top1(job, weights_id: str, preprocess: dict, n: int, compute: Callable[[], float]):
+def dense_top1(job, *, weights_id: str, preprocess: dict, n: int, compute: Callable[[], float]):
     """The dense model's top-1 on the first `n` eval images, computed once per set of inputs:
     (top-1, whether an earlier job computed it)."""
     cfg = job.cfg
