@@ -85,7 +85,8 @@ def _deploy(model, x, work: Path) -> dict[str, str]:
 def _openvino(path: Path, x, want) -> str:
     import openvino
 
-    compiled = openvino.Core().compile_model(str(path), "CPU")
+    # FP32 as the jobs time it (OpenVINO's CPU default may run bf16 where the CPU has it)
+    compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return _agree(compiled(x.numpy())[0], want)
 
 

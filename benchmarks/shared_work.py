@@ -9,7 +9,7 @@ is what is left where the dense top-1 is shared). Goal: once the first job of th
 weights + dense evaluation under 10 % of a job.
 
     python benchmarks/shared_work.py [--before REV] [overrides ...]
-    (default: model=m, dg_group,dg_random,dg_taylor at ratio 0.3, eager only, no fine-tuning)
+    (default: model=m, dg_group,dg_random,dg_lamp at ratio 0.3, eager only, no fine-tuning)
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = [
     "-m",
     "model=m",
-    "pruner=dg_group,dg_random,dg_taylor",
+    "pruner=dg_group,dg_random,dg_lamp",
     "ratio=0.3",
     "measure.runtimes=[eager]",
     "measure.profile=false",
     "finetune.epochs=0",
+    "log_models=[]",  # not dense work: left out of the job's time
 ]
 SHARED_STAGES = ("build", "weights")
 
@@ -50,9 +51,8 @@ def _run(src: Path, overrides: list[str], label: str) -> tuple[str, float]:
         capture_output=True,
         text=True,
     )
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-3000:])
-        raise SystemExit(f"{label}: the sweep failed ({done.returncode})")
+    if done.returncode != 0:  # a job that failed is listed with its status; the others stand
+        print(f"{label}: the sweep ended with exit status {done.returncode}: {done.stdout[-500:]}")
     return store, time.perf_counter() - t0
 
 
@@ -73,6 +73,11 @@ def _table(store: str, label: str) -> list[float]:
     shares = []
     for i, r in enumerate(runs):
         m = r.data.metrics
+        if r.info.status != "FINISHED":
+            print(
+                f"{'':<{len(label) + 2}}{r.info.run_name:<34}{r.info.status}: {r.data.tags.get('error', '')}"
+            )
+            continue
         wall = (r.info.end_time - r.info.start_time) / 1000
         source = r.data.tags.get(tracking.TAG_DENSE_TOP1_SOURCE, "computed (before)")
         evaluate = m.get(stage("evaluate"), 0.0)
