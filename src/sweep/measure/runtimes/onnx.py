@@ -8,6 +8,7 @@ import copy
 import importlib.util
 import io
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -296,6 +297,17 @@ def _ort_rounds(events: list[dict], names, skip: int) -> list[dict[tuple[str, st
     return rounds[skip:]
 
 
+@contextlib.contextmanager
+def _working_in(folder: Path):
+    """The working directory set to `folder` for a while (contextlib.chdir before Python 3.11)."""
+    was = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(was)
+
+
 def ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
     """`path` quantized by ONNX Runtime's static quantizer into `<name>.int8.onnx` beside it."""
     import onnx
@@ -319,7 +331,8 @@ def ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
             return None if batch is None else {name: batch.float().cpu().numpy()}
 
     source, out = path.with_suffix(".pre.onnx"), path.with_suffix(".int8.onnx")
-    with warnings.catch_warnings(), quiet():
+    # its shape inference writes temporary files (a model's external data) into the working directory
+    with warnings.catch_warnings(), quiet(), _working_in(path.parent):
         warnings.simplefilter("ignore")
         try:  # shape inference and fusions ONNX Runtime recommends first; optional
             quant_pre_process(str(path), str(source))
