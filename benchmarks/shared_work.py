@@ -112,10 +112,16 @@ def main() -> int:
             check=True,
         )
         runs.insert(0, ("before", tree / "src"))
-    for label, src in runs:
-        store, wall = _run(src, overrides, label)
-        print(f"{label}: {wall:.1f} s for the sweep")
-        _table(store, label)
+    try:
+        for label, src in runs:
+            store, wall = _run(src, overrides, label)
+            print(f"{label}: {wall:.1f} s for the sweep")
+            _table(store, label)
+    finally:
+        if args.before:  # the checkout's worktree list left as it was
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+            )
     return 0
 
 
