@@ -17,8 +17,8 @@ from sweep import config, tracking
 from sweep.cli.plan import Plan, hydra_args, plan_sweep, user_search
 from sweep.errors import SweepConfigError, first_line
 
-NUM_JOBS_ENV = "SWEEP_NUM_JOBS"
-MODELS_ENV = "SWEEP_MODELS"  # the grid's models, for each job's estimate of the time left
+# read by each job (sweep.job.run, not imported here: it loads torch): the grid's size and models
+NUM_JOBS_ENV, MODELS_ENV = "SWEEP_NUM_JOBS", "SWEEP_MODELS"
 
 
 def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:

@@ -79,17 +79,14 @@ def _eligible(run) -> bool:
 def candidates(runs: list, runtime: str) -> list[Candidate]:
     """The best eligible run per (model, cost level), in the order the levels first appear."""
     speedup = tracking.runtime_key(runtime, tracking.SPEEDUP)
+
+    def rank(run) -> tuple[float, float]:  # top-1, then the speedup in `runtime`
+        return run.data.metrics[tracking.ACCURACY], run.data.metrics.get(speedup, 0.0)
+
     best: dict[tuple[str, str], object] = {}
-    for run in runs:
-        if not _eligible(run):
-            continue
+    for run in filter(_eligible, runs):
         key = (run.data.params.get(tracking.PARAM_MODEL_NAME, "?"), _cost(run))
-        rank = (run.data.metrics[tracking.ACCURACY], run.data.metrics.get(speedup, 0.0))
-        held = best.get(key)
-        if held is None or rank > (
-            held.data.metrics[tracking.ACCURACY],
-            held.data.metrics.get(speedup, 0.0),
-        ):
+        if key not in best or rank(run) > rank(best[key]):
             best[key] = run
     return [Candidate(model=m, cost=c, run=r) for (m, c), r in best.items()]
 

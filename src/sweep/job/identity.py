@@ -11,13 +11,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep import targets, tracking
 
-__all__ = ["LATER_KEYS", "job_key", "protocol_suffix", "run_name_of", "sweep_id_of"]
+__all__ = ["LATER_KEYS", "job_key", "level_of", "protocol_suffix", "run_name_of", "sweep_id_of"]
+
+
+def level_of(cfg: DictConfig) -> str:
+    """The cost level the job was asked for: its target's label (`macs=0.5`), or its ratio."""
+    target = targets.of_config(cfg.target)
+    return target.label if target else f"{cfg.ratio:g}"
 
 
 def run_name_of(cfg: DictConfig) -> str:
-    target = targets.of_config(cfg.target)
-    level = target.label if target else f"{cfg.ratio:g}"
-    return f"{cfg.model.alias}/{cfg.pruner.name}/{level}{protocol_suffix(cfg)}"
+    return f"{cfg.model.alias}/{cfg.pruner.name}/{level_of(cfg)}{protocol_suffix(cfg)}"
 
 
 def protocol_suffix(cfg: DictConfig) -> str:

@@ -37,6 +37,8 @@ __all__ = ["CHECKPOINT_STAGES", "STAGES", "run_job", "run_job_isolated"]
 log = logging.getLogger("sweep")
 
 STAGES = tracking.STAGES
+# what `python -m sweep` tells each job of its grid (sweep.cli.main sets them)
+NUM_JOBS_ENV, MODELS_ENV = "SWEEP_NUM_JOBS", "SWEEP_MODELS"
 # What was recorded is sent to MLflow after each result of these stages, and in any case when the run
 # ends (also on failure or SIGTERM): each send costs a store round trip, which adds up over a grid of
 # short jobs; the measure and quantize stages' figures stay if the process dies while timing (minutes
@@ -139,7 +141,7 @@ def run_job(cfg: DictConfig) -> dict:
     log.info(
         "[job %s/%s] %s (sweep %s)%s",
         _job_num(),
-        os.environ.get("SWEEP_NUM_JOBS", "?"),
+        os.environ.get(NUM_JOBS_ENV, "?"),
         run_name_of(cfg),
         sweep_id_of(cfg),
         _progress(cfg, uri),
@@ -186,10 +188,10 @@ def run_job_isolated(cfg: DictConfig) -> dict:
 def _progress(cfg: DictConfig, uri: str) -> str:
     """The sweep's progress as this job starts (": 7 done, 209 left; about ..."), also sent to the
     sweep's parent run; "" outside a multirun."""
-    total = int(os.environ.get("SWEEP_NUM_JOBS", "0") or 0)
+    total = int(os.environ.get(NUM_JOBS_ENV, "0") or 0)
     if total < 2 or not cfg.tracking.parent_run_id:
         return ""
-    models = [m for m in os.environ.get("SWEEP_MODELS", "").split(",") if m] or [cfg.model.alias]
+    models = [m for m in os.environ.get(MODELS_ENV, "").split(",") if m] or [cfg.model.alias]
     sweep = sweep_id_of(cfg)
     now = tracking.progress_of(uri, cfg.tracking.experiment, sweep, total=total, models=models)
     tracking.send_progress(uri, cfg.tracking.parent_run_id, now)

@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from sweep.job.identity import sweep_id_of
+from sweep.models import weights
 
 __all__ = ["dense_start", "dense_top1", "eval_count", "figure_key"]
 
@@ -64,19 +64,13 @@ def _shared_file(cfg, kind: str, key: str) -> Path:
 
 
 def _once(path: Path, compute: Callable[[], float]) -> tuple[float, bool]:
-    """The figure in `path`, or `compute()` stored there (one process computes, the others wait for
-    the lock and read); (value, whether it was read)."""
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
-        if path.exists():
-            return json.loads(path.read_text())["value"], True
-        value = compute()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"value": value}))
-        os.replace(tmp, path)
-        return value, False
+    """The figure in `path`, or `compute()` stored there; (value, whether it was read)."""
+    return weights.produced_once(
+        path,
+        load=lambda file: json.loads(file.read_text())["value"],
+        produce=compute,
+        save=lambda value, file: file.write_text(json.dumps({"value": value})),
+    )
 
 
 def eval_count(job, split_size: int, decide: Callable[[], int]) -> tuple[int, bool]:

@@ -7,6 +7,7 @@ safetensors + structure form is kept in `model/` (it loads without running code 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,7 @@ import torch.nn as nn
 from sweep import tracking
 from sweep.errors import first_line
 from sweep.job.context import Bench, Job
-from sweep.job.identity import sweep_id_of
+from sweep.job.identity import level_of, sweep_id_of
 from sweep.job.quantize import calibration_batches
 from sweep.job.results import Result
 from sweep.job.summary import saved_model
@@ -60,9 +61,13 @@ def ship(job: Job, bench: Bench, pruned: nn.Module, run: tracking.JobRun) -> Ite
     missing: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="sweep-ship-") as tmp:
         for role, model in [("pruned", pruned), *([("dense", bench.dense)] if dense_too else [])]:
+            model = model.eval().cpu()
+            with torch.no_grad():
+                out = model(x).numpy()  # the output every form's signature and example pair with
             for form in _forms(job):
+                example = tracking.ModelForm(role=role, form=form, example=x.numpy(), output=out)
                 try:
-                    made = _form(job, bench, form, model=model.eval().cpu(), x=x, tmp=Path(tmp))
+                    made = _form(job, bench, example, model=model, folder=Path(tmp) / role)
                     done = yield _with_figures(job, made, role=role, logged=run.logged_metrics)
                     why = done.error
                 except runtimes.RuntimeNotApplicable as e:
@@ -86,23 +91,22 @@ def _forms(job: Job) -> list[str]:
     return [f for f in job.cfg.log_models if f != "onnx_int8" or int8]
 
 
-def _form(job: Job, bench: Bench, form: str, model: nn.Module, x, tmp: Path):
-    """One form of `model`, ready to log (a tracking.ModelForm without figures)."""
-    folder = tmp / str(id(model))
-    with torch.no_grad():
-        out = model(x).numpy()
-    if form == "pytorch":
-        return tracking.ModelForm(role="", form=form, example=x.numpy(), output=out, module=model)
+def _form(job: Job, bench: Bench, made: tracking.ModelForm, model: nn.Module, folder: Path):
+    """`made` (a form with its example and output) with what it ships: the module, or the ONNX file
+    (exported once per model into `folder`, for the ONNX form and its INT8 one)."""
+    if made.form == "pytorch":
+        return dataclasses.replace(made, module=model)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.onnx"
     if not path.exists():
         try:
+            x = torch.from_numpy(made.example)
             runtimes.shipped_onnx(model, x, path, exporter=job.cfg.measure.onnx_exporter)
         except runtimes.RuntimeNotApplicable as e:
             raise runtimes.RuntimeNotApplicable(f"onnx: {e}") from None
-    if form == "onnx_int8":
+    if made.form == "onnx_int8":
         path = _int8(job, bench, path)
-    return tracking.ModelForm(role="", form=form, example=x.numpy(), output=out, onnx_file=path)
+    return dataclasses.replace(made, onnx_file=path)
 
 
 def _int8(job: Job, bench: Bench, path: Path) -> Path:
@@ -119,20 +123,17 @@ def _int8(job: Job, bench: Bench, path: Path) -> Path:
 def _with_figures(
     job: Job, made: tracking.ModelForm, role: str, logged: Mapping[str, float]
 ) -> tracking.ModelForm:
-    """The form with its role, the figures it carries, and the tags `register` finds it by."""
-    import dataclasses
-
+    """The form with the figures it carries, and the tags `register` finds it by."""
     tags = {
         tracking.TAG_SWEEP_ID: sweep_id_of(job.cfg),
         tracking.MODEL_TAG_MODEL: job.cfg.model.alias,
     }
     params = {tracking.PARAM_MODEL_NAME: job.cfg.model.name}
     if role == "pruned":
-        tags |= {tracking.MODEL_TAG_COST: job.run_name.split("/", 2)[2]}
+        tags |= {tracking.MODEL_TAG_COST: level_of(job.cfg)}
         params |= {tracking.PARAM_PRUNER: job.pruner.name}
     return dataclasses.replace(
         made,
-        role=role,
         metrics=_figures(made.form, role=role, logged=logged),
         params=params,
         tags=tags,

@@ -145,21 +145,35 @@ def cache_key(model_cfg, dataset: Dataset, start_source: str, preprocess: dict, 
     return f"{model_cfg.name}-{dataset.name}-{model_cfg.head}-{digest}"
 
 
-def cached(path: Path, module: nn.Module, produce, label: str) -> None:
-    """Load `module`'s weights from `path`, or run `produce()` (which trains it in place) and save them
-    there. One process of a parallel sweep produces; the others wait for the lock, then load."""
+def produced_once(path: Path, *, load, produce, save):
+    """`load(path)` where the file exists, else `produce()` written there by `save(value, file)`:
+    (value, whether it was read). One process of a parallel sweep produces; the others wait for the
+    lock, then read. The file appears whole or not at all."""
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
-            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            log.info("weights for %s: cached %s", label, path)
-            return
-        produce()
+            return load(path), True
+        value = produce()
         tmp = path.with_suffix(".tmp")
-        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+        save(value, tmp)
         os.replace(tmp, path)
+        return value, False
+
+
+def cached(path: Path, module: nn.Module, produce, label: str) -> None:
+    """Load `module`'s weights from `path`, or run `produce()` (which trains it in place) and save them
+    there."""
+
+    def load(file: Path) -> None:
+        module.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+        log.info("weights for %s: cached %s", label, file)
+
+    def save(_, file: Path) -> None:
+        torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, file)
+
+    produced_once(path, load=load, produce=produce, save=save)
 
 
 def _training_budget(t) -> training.Budget:

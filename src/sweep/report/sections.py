@@ -211,15 +211,10 @@ def _eval_note(sweep: rows.Sweep) -> list[str]:
                 and tracking.PARAM_EVAL_SAMPLES in r.params
             }
         )
-        if counts:
-            same = (
-                "every run the same images"
-                if len(counts) == 1
-                else "runs scored on different counts"
-            )
-            said.append(
-                f"{model} {'-'.join(str(c) for c in (counts[0], counts[-1])[: len(counts)])} ({same})"
-            )
+        if len(counts) == 1:
+            said.append(f"{model} {counts[0]} (every run the same images)")
+        elif counts:
+            said.append(f"{model} {counts[0]}-{counts[-1]} (runs scored on different counts)")
     return [f"Top-1 on the eval split: {'; '.join(said)}.", ""] if said else []
 
 
