@@ -56,11 +56,11 @@ def test_int8_answers_like_fp32_and_four_models_share_one_harness(name, models, 
     images = torch.randn(9, 3, 32, 32)  # not a multiple of the file's batch of 2
     answers = {}
 
-    def agreement(predict):  # the "top-1" of INT8 against the FP32 model's own answers
-        model = dense if not answers else small
+    def agreement(loaded, what):  # the "top-1" of INT8 against the FP32 model's own answers
+        model = dense if what == "dense" else small
         with torch.no_grad():
             want = model(images)
-        got = predict(images)
+        got = loaded.predict(images)
         answers[len(answers)] = (got, want)
         return float((got.argmax(1) == want.argmax(1)).float().mean())
 

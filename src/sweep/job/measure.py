@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from sweep import provenance, targets, tracking
 from sweep.errors import first_line
-from sweep.job import profile
+from sweep.job import profile, shared
 from sweep.job.context import Bench, Job
 from sweep.job.results import Artifact, Result
 from sweep.measure import deployed, peak, quantized, runtimes
@@ -191,9 +191,7 @@ def measure(job: Job, bench: Bench, pruned: nn.Module) -> Iterator[Result | Arti
         slower=timed.timing.slower_than_dense(timed.speedup),
         trusted=timed.timing.flag == "none",
     )
-    yield from _deployed(
-        job, (bench.dense, pruned), x=x, settings=settings, m=measured, timed=[eager]
-    )
+    yield from _deployed(job, bench, pruned, x=x, settings=settings, m=measured, timed=[eager])
     return measured
 
 
@@ -218,13 +216,15 @@ def _timed_models(job: Job, dense: nn.Module, pruned: nn.Module, settings):
 
 
 def _deployed(
-    job: Job, models, x, settings, m: Measured, timed: list[profile.Timed]
+    job: Job, bench: Bench, pruned: nn.Module, x, settings, m: Measured, timed: list[profile.Timed]
 ) -> Iterator[Result | Artifact]:
-    """Dense and pruned (`models`) timed in every runtime of measure.runtimes besides eager; a runtime
-    that cannot take a model is not applicable for this job, with its reason, and the job goes on.
-    Then, where measure.profile says so, their layers profiled in each runtime that timed them."""
+    """Dense and pruned timed in every runtime of measure.runtimes besides eager (the dense model's
+    files made once across jobs: sweep.job.shared); a runtime that cannot take a model is not
+    applicable for this job, with its reason, and the job goes on. Then, where measure.profile says
+    so, their layers profiled in each runtime that timed them."""
+    models = (bench.dense, pruned)
     with tempfile.TemporaryDirectory(prefix="sweep-runtimes-") as tmp:
-        ctx = runtimes.Context.of(job.device, settings, Path(tmp))
+        ctx = shared.runtime_context(job, bench, settings=settings, workdir=Path(tmp), x=x)
         # each runtime's peak (cached per machine): its models' efficiency, and its profiled layers'
         found = _found_peak(job, runtimes.get(tracking.EAGER), ctx=ctx, settings=settings)
         peaks = {tracking.EAGER: found}

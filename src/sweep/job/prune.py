@@ -15,6 +15,7 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 
 from sweep import targets, tracking
+from sweep.job import shared
 from sweep.job.context import Bench, Job, Progress, Step
 from sweep.job.results import Result
 from sweep.measure import deployed, runtimes
@@ -226,7 +227,7 @@ def _eager_reader(job: Job, bench: Bench, x, settings):
 def _runtime_reader(job: Job, bench: Bench, x, settings, runtime: runtimes.Runtime, workdir: Path):
     """Readings in a deployment runtime, dense and pruned timed as the measure stage times them there
     (the dense model exported once); a runtime that cannot take a model ends the job not applicable."""
-    ctx = runtimes.Context.of(job.device, settings, workdir)
+    ctx = shared.runtime_context(job, bench, settings=settings, workdir=workdir, x=x)
 
     def read(model: nn.Module) -> targets.Reading:
         try:

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from sweep import tracking
 from sweep.data.batches import Batches
 from sweep.errors import first_line
+from sweep.job import shared
 from sweep.job.context import Bench, Job
 from sweep.job.evaluate import Accuracy
 from sweep.job.measure import InRuntime, masks_without_kernels, runtimes_of
@@ -47,13 +48,15 @@ def quantize(job: Job, bench: Bench, pruned: nn.Module, acc: Accuracy) -> Iterat
     calibration = calibration_batches(job, bench.train, len(x))
     yield Calibrated(samples=len(calibration) * len(x))
     with tempfile.TemporaryDirectory(prefix="sweep-int8-") as tmp:
+        # the dense model's INT8 files and their top-1 made once across jobs (sweep.job.shared)
+        ctx = shared.runtime_context(job, bench, settings=settings, workdir=Path(tmp), x=x)
         one = functools.partial(
             quantized.quantize_in,
             models=(bench.dense, pruned),
             x=x,
             calibration=calibration,
-            top1=functools.partial(_top1_in_runtime, job, acc.eval),
-            ctx=runtimes.Context.of(job.device, settings, Path(tmp)),
+            top1=functools.partial(_top1_in_runtime, job, bench=bench, images=acc.eval, ctx=ctx),
+            ctx=ctx,
             settings=settings,
             seed=job.cfg.seed,
         )
@@ -114,12 +117,36 @@ class _Forward(nn.Module):
         return self.predict(images)
 
 
-def _top1_in_runtime(job: Job, images: Batches, predict) -> float:
-    return top1(
-        _Forward(predict),
-        images,
-        batch_size=job.cfg.eval.batch_size,
-        device=torch.device("cpu"),
-        class_map=job.class_map,
-        label=f"{job.run_name} INT8",
+def _top1_in_runtime(
+    job: Job, loaded: runtimes.Loaded, what: str, *, bench: Bench, images: Batches, ctx
+) -> float:
+    """An INT8 model's top-1 read from its runtime; the dense one's once per INT8 file kept across
+    jobs (the file's path names its model, weights, calibration and library versions)."""
+
+    def compute() -> float:
+        return top1(
+            _Forward(loaded.predict),
+            images,
+            batch_size=job.cfg.eval.batch_size,
+            device=torch.device("cpu"),
+            class_map=job.class_map,
+            label=f"{job.run_name} {what} INT8",
+        )
+
+    kept = ctx.kept.get(id(bench.dense))
+    if (
+        what != "dense"
+        or kept is None
+        or loaded.file is None
+        or kept.folder not in loaded.file.parents
+    ):
+        return compute()
+    value, _ = shared.dense_top1(
+        job,
+        weights_id=bench.weights_id,
+        preprocess=bench.preprocess,
+        n=len(images),
+        compute=compute,
+        form=str(loaded.file),
     )
+    return value

@@ -4,7 +4,9 @@
   model built is kept and each job gets a copy (a sweep runs its grid model by model);
 - how many eval images a model is scored on (`eval.max_samples=auto`), once per sweep and model, so
   every method of a model is scored on the same images;
-- the dense model's top-1 on those images, once per set of inputs.
+- the dense model's top-1 on those images, once per set of inputs;
+- the dense model's runtime forms: its ONNX export and its INT8 files (ONNX Runtime's and NNCF's, per
+  set of calibration batches), and its INT8 top-1 read from each runtime.
 
 The figures are JSON files beside the trained weights (`weights.cache_dir`), so parallel and SLURM jobs
 share them too. A key holds everything a figure depends on (model, its weights file, seed, dataset and
@@ -21,13 +23,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 from omegaconf import OmegaConf
 
 from sweep.job.identity import sweep_id_of
+from sweep.measure import runtimes
 from sweep.models import weights
 
-__all__ = ["dense_start", "dense_top1", "eval_count", "figure_key"]
+__all__ = ["dense_start", "dense_top1", "eval_count", "figure_key", "runtime_context"]
 
 log = logging.getLogger("sweep")
 
@@ -89,11 +93,21 @@ def eval_count(job, split_size: int, decide: Callable[[], int]) -> tuple[int, bo
     return int(n), shared
 
 
-def dense_top1(job, *, weights_id: str, preprocess: dict, n: int, compute: Callable[[], float]):
+def dense_top1(
+    job,
+    *,
+    weights_id: str,
+    preprocess: dict,
+    n: int,
+    compute: Callable[[], float],
+    form: str = "",
+):
     """The dense model's top-1 on the first `n` eval images, computed once per set of inputs:
-    (top-1, whether an earlier job computed it)."""
+    (top-1, whether an earlier job computed it). `form`: another form of it than the eager model
+    (a runtime's INT8 file), named so that another file is another figure."""
     cfg = job.cfg
     key = figure_key(
+        form=form,
         model=_plain(cfg.model),
         weights=weights_id,
         seed=cfg.seed,
@@ -105,3 +119,74 @@ def dense_top1(job, *, weights_id: str, preprocess: dict, n: int, compute: Calla
         device=job.device.type,
     )
     return _once(_shared_file(cfg, "dense-top1", key), compute)
+
+
+def runtime_context(job, bench, settings, workdir: Path, x: torch.Tensor) -> runtimes.Context:
+    """The runtimes' context for a job, its dense model kept: exported and quantized once across
+    the jobs with the same model, weights, input shape, exporter and library versions (in
+    `weights.cache_dir/shared/forms-...`); the pruned model's files stay the job's own."""
+    ctx = runtimes.Context.of(job.device, settings, workdir)
+    cfg = job.cfg
+    key = figure_key(
+        model=_plain(cfg.model),
+        classes=job.dataset.num_classes,
+        weights=bench.weights_id,
+        seed=cfg.seed,
+        shape=list(x.shape),
+        exporter=settings.onnx_exporter,
+        versions=_versions(("onnx", "onnxruntime", "openvino", "nncf", "onnxscript")),
+    )
+    folder = Path(cfg.weights.cache_dir).expanduser().resolve() / "shared"
+    folder = folder / f"forms-{cfg.model.alias}-{key}"
+
+    def once(name: str, make: Callable[[], dict], files: tuple[Path, ...]) -> dict:
+        record, read = _record_once(folder / name, make, files)
+        if read:
+            log.info(
+                "%s: dense %s read from %s (made by an earlier job)", job.run_name, name, folder
+            )
+        return record
+
+    ctx.kept[id(bench.dense)] = runtimes.Kept(folder=folder, once=once)
+    return ctx
+
+
+def _versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+class _NotKept(Exception):
+    def __init__(self, record: dict):
+        super().__init__(record["error"])
+        self.record = record
+
+
+def _record_once(path: Path, make: Callable[[], dict], files: tuple[Path, ...]):
+    """`make()`'s record kept in `<path>.json`, made again where a file it wrote is gone: (record,
+    whether it was read). A failure is not kept: it may be this tool's own, or memory's, and
+    neither is in the key."""
+
+    def produce() -> dict:
+        record = make()
+        if "error" in record:
+            raise _NotKept(record)
+        return record
+
+    try:
+        return weights.produced_once(
+            path.with_name(path.name + ".json"),
+            load=lambda file: json.loads(file.read_text()),
+            produce=produce,
+            save=lambda value, file: file.write_text(json.dumps(value)),
+            valid=lambda _: all(f.exists() for f in files),
+        )
+    except _NotKept as e:
+        return e.record, False

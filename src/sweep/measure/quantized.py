@@ -28,8 +28,9 @@ from sweep.tracking import names
 
 # the four models, in the order they are timed
 DENSE_FP32, PRUNED_FP32, DENSE_INT8, PRUNED_INT8 = range(4)
-# a top-1 reader: a forward pass on a batch of images (logits) -> fraction correct on the eval images
-TopOne = Callable[[Callable[[torch.Tensor], torch.Tensor]], float]
+# a top-1 reader: an INT8 model (its `predict`: a batch of images -> logits) and which one it is
+# ("dense" or "pruned") -> fraction correct on the eval images
+TopOne = Callable[[runtimes.Loaded, str], float]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +112,7 @@ def quantize_in(
         runtime.int8(m, x, calibration=calibration, ctx=ctx, what=what)
         for m, what in zip(models, ("dense", "pruned"))
     ]
-    accuracy = tuple(top1(q.predict) for q in int8)
+    accuracy = tuple(top1(q, what) for q, what in zip(int8, ("dense", "pruned")))
     loaded = [*fp32, *int8]
     timing = time_steps(
         [[one.run for one in m.instances(settings.instances)] for m in loaded],

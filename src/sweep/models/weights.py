@@ -145,15 +145,15 @@ def cache_key(model_cfg, dataset: Dataset, start_source: str, preprocess: dict, 
     return f"{model_cfg.name}-{dataset.name}-{model_cfg.head}-{digest}"
 
 
-def produced_once(path: Path, *, load, produce, save):
-    """`load(path)` where the file exists, else `produce()` written there by `save(value, file)`:
-    (value, whether it was read). One process of a parallel sweep produces; the others wait for the
-    lock, then read. The file appears whole or not at all."""
+def produced_once(path: Path, *, load, produce, save, valid=None):
+    """`load(path)` where the file exists (and `valid(path)` holds, where given), else `produce()`
+    written there by `save(value, file)`: (value, whether it was read). One process of a parallel
+    sweep produces; the others wait for the lock, then read. The file appears whole or not at all."""
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        if path.exists():
+        if path.exists() and (valid is None or valid(path)):
             return load(path), True
         value = produce()
         tmp = path.with_suffix(".tmp")

@@ -21,6 +21,7 @@ from sweep.measure.runtimes.base import (
     LOW_RTOL,
     RTOL,
     Context,
+    Kept,
     Loaded,
     Runtime,
     RuntimeNotApplicable,
@@ -28,14 +29,8 @@ from sweep.measure.runtimes.base import (
     outputs_agree,
 )
 from sweep.measure.runtimes.eager import Compiled, Eager
-from sweep.measure.runtimes.onnx import (
-    OnnxRuntime,
-    TensorRT,
-    exporter_used,
-    onnx_file,
-    ort_int8,
-    shipped_onnx,
-)
+from sweep.measure.runtimes.export import exporter_used, onnx_file, shipped_onnx
+from sweep.measure.runtimes.onnx import OnnxRuntime, TensorRT, ort_int8
 from sweep.measure.runtimes.openvino import OpenVINO
 
 __all__ = [
@@ -47,6 +42,7 @@ __all__ = [
     "Compiled",
     "Context",
     "Eager",
+    "Kept",
     "Loaded",
     "OnnxRuntime",
     "OpenVINO",

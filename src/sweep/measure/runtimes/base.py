@@ -26,6 +26,18 @@ class RuntimeNotApplicable(NotApplicable):
     """This runtime cannot time this model (or not here); the job's other figures stand."""
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A folder a model's runtime forms (ONNX export, INT8 files) are kept in from job to job, and
+    `once(name, make, files)`: the record `make()` returned (a JSON-able dict) the first time any job
+    asked for `name`, made under a file lock so parallel jobs make it once, and made again where
+    one of the `files` it wrote is gone. The job decides which model is kept and under which key
+    (sweep.job.shared: the dense model)."""
+
+    folder: Path
+    once: Callable[[str, Callable[[], dict], tuple[Path, ...]], dict]
+
+
 @dataclass
 class Context:
     """What every runtime of a job shares: the device, precision and thread count it is timed at,
@@ -41,6 +53,7 @@ class Context:
     export_errors: dict[int, str] = field(default_factory=dict)  # by model: why it cannot export
     references: dict[int, torch.Tensor] = field(default_factory=dict)  # by model: eager's output
     names: dict[int, object] = field(default_factory=dict)  # by model: its ONNX nodes' module paths
+    kept: dict[int, Kept] = field(default_factory=dict)  # by model: its forms kept across jobs
 
     @classmethod
     def of(cls, device: torch.device, settings, workdir: Path) -> Context:
@@ -55,6 +68,21 @@ class Context:
             onnx_exporter=settings.onnx_exporter,
             channels_last=settings.channels_last,
         )
+
+    def folder_of(self, model: nn.Module, what: str) -> Path:
+        """Where `model`'s files go: its kept folder, else this job's own."""
+        kept = self.kept.get(id(model))
+        folder = kept.folder if kept else self.workdir / what.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def once(
+        self, model: nn.Module, name: str, make: Callable[[], dict], files: tuple[Path, ...]
+    ) -> dict:
+        """`make()`'s record (it writes `files`), made once across jobs where `model` is kept, else
+        made now."""
+        kept = self.kept.get(id(model))
+        return kept.once(name, make, files) if kept else make()
 
 
 @dataclass

@@ -1,24 +1,20 @@
-"""Runtimes that read the exported ONNX file: ONNX Runtime and TensorRT (its execution provider); the
-export itself, once per model and job."""
+"""Runtimes that read the exported ONNX file (sweep.measure.runtimes.export): ONNX Runtime and
+TensorRT (its execution provider); ONNX Runtime's INT8 form of the file."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import importlib.util
-import io
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from sweep.errors import first_line
 from sweep.measure.runtimes.base import (
-    DEPLOY_EXTRA,
     Context,
     Loaded,
     Runtime,
@@ -28,115 +24,13 @@ from sweep.measure.runtimes.base import (
     plain,
     to_cpu,
 )
-
-
-@contextlib.contextmanager
-def quiet():
-    """The exporters print their progress, and the TorchScript one the whole graph when it fails,
-    some of it from C++ straight to the process's stdout/stderr: silence both, at the descriptors."""
-    import os
-    import sys
-
-    saved = []
-    try:
-        with open(os.devnull, "w") as null:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(AttributeError, OSError, ValueError):
-                    stream.flush()
-                    fd = stream.fileno()
-                    saved.append((fd, os.dup(fd)))
-                    os.dup2(null.fileno(), fd)
-            with (
-                contextlib.redirect_stdout(io.StringIO()),
-                contextlib.redirect_stderr(io.StringIO()),
-            ):
-                yield
-    finally:
-        for fd, copy_fd in saved:
-            os.dup2(copy_fd, fd)
-            os.close(copy_fd)
-
-
-def _export(
-    model: nn.Module, x: torch.Tensor, path: Path, exporter: str, any_batch: bool = False
-) -> None:
-    """`any_batch`: the batch dimension left free (what ships), else fixed at x's (what is timed)."""
-    batch = {"input": {0: "batch"}, "output": {0: "batch"}} if any_batch else None
-    if any_batch and exporter == "dynamo":
-        batch = {"x": {0: torch.export.Dim("batch", min=1)}}
-    with warnings.catch_warnings(), quiet():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            input_names=["input"],
-            output_names=["output"],
-            dynamo=exporter == "dynamo",
-            **({"dynamic_shapes": batch} if exporter == "dynamo" and batch else {}),
-            **({} if exporter == "dynamo" else {"opset_version": 17, "dynamic_axes": batch}),
-        )
-
-
-def shipped_onnx(model: nn.Module, x: torch.Tensor, path: Path, exporter: str = "auto") -> str:
-    """The model as the ONNX file that ships: any batch size, exported from the CPU in fp32 (auto:
-    TorchScript, then dynamo where it fails). Returns the exporter; RuntimeNotApplicable with each
-    exporter's reason when none can."""
-    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
-    errors = []
-    for one in order:
-        try:
-            _export(model, x.float().cpu(), path, one, any_batch=True)
-            return one
-        except Exception as e:
-            errors.append(f"{one}: {plain(first_line(e))}")
-    raise RuntimeNotApplicable(f"cannot export the model to ONNX ({'; '.join(errors)})")
-
-
-def onnx_file(
-    model: nn.Module, x: torch.Tensor, ctx: Context, what: str, runtime: str
-) -> tuple[Path, float]:
-    """The model exported to ONNX at x's shape (once per model and job), and the export's seconds.
-    auto: the TorchScript exporter (fast, mature for CNNs), then the dynamo exporter where it fails."""
-    if id(model) in ctx.exports:
-        path, seconds, _ = ctx.exports[id(model)]
-        return path, seconds
-    if id(model) in ctx.export_errors:  # tried for another runtime of this job
-        raise RuntimeNotApplicable(f"{runtime}: {ctx.export_errors[id(model)]}")
-    if importlib.util.find_spec("onnx") is None:
-        raise RuntimeNotApplicable(f"{runtime}: onnx is not installed ({DEPLOY_EXTRA})")
-    order = ["torchscript", "dynamo"] if ctx.onnx_exporter == "auto" else [ctx.onnx_exporter]
-    folder = ctx.workdir / what
-    folder.mkdir(parents=True, exist_ok=True)
-    path, errors = folder / f"{what}.onnx", []
-    # exported from the CPU in fp32: the file is the same whatever device it will run on
-    cpu = model if ctx.device.type == "cpu" else copy.deepcopy(model).float().cpu()
-    for exporter in order:
-        t0 = time.perf_counter()
-        try:
-            _export(cpu, x.float().cpu(), path, exporter)
-        except Exception as e:
-            errors.append(f"{exporter}: {plain(first_line(e))}")
-            continue
-        ctx.exports[id(model)] = (path, time.perf_counter() - t0, exporter)
-        return path, ctx.exports[id(model)][1]
-    ctx.export_errors[id(model)] = f"cannot export the {what} model to ONNX ({'; '.join(errors)})"
-    raise RuntimeNotApplicable(f"{runtime}: {ctx.export_errors[id(model)]}")
-
-
-def onnx_names(model: nn.Module, x: torch.Tensor, ctx: Context, what: str, runtime: str):
-    """The model's ONNX file and the module path of each of its nodes (read once per model and job,
-    for every runtime that profiles it)."""
-    from sweep.measure.layer_times import ModulePaths, OnnxNames
-
-    path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=runtime)
-    if id(model) not in ctx.names:
-        ctx.names[id(model)] = OnnxNames(path, ModulePaths(model))
-    return path, ctx.names[id(model)]
-
-
-def exporter_used(ctx: Context) -> str:
-    return ",".join(sorted({e for _, _, e in ctx.exports.values()}))
+from sweep.measure.runtimes.export import (
+    calibration_digest,
+    onnx_file,
+    onnx_names,
+    quiet,
+    timed_record,
+)
 
 
 class OnnxRuntime(Runtime):
@@ -203,23 +97,28 @@ class OnnxRuntime(Runtime):
 
     def int8(self, model, x, calibration, ctx, what):
         """The model's ONNX file through ONNX Runtime's static quantizer: QDQ, per-channel INT8
-        weights, UINT8 activations calibrated by MinMax (its CPU kernels' U8S8 form)."""
+        weights, UINT8 activations calibrated by MinMax (its CPU kernels' U8S8 form). A kept model's
+        file is quantized once for each set of calibration batches."""
         if ctx.device.type != "cpu":
             raise RuntimeNotApplicable(
                 f"{self.name}: INT8 (QDQ) is timed on its CPU execution provider here; the job's "
                 f"device is {ctx.device.type}"
             )
         path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
-        t0 = time.perf_counter()
-        try:
-            quantized = ort_int8(path, calibration)
-        except Exception as e:
-            raise RuntimeNotApplicable(
-                f"{self.name}: its quantizer cannot take the {what} model ({plain(first_line(e))})"
-            ) from None
-        return self._loaded(
-            quantized, x, ctx=ctx, what=f"{what} INT8", export_s=time.perf_counter() - t0
+        out = path.with_name(f"{path.stem}.int8-{calibration_digest(calibration)}.onnx")
+        record = ctx.once(
+            model,
+            out.stem,
+            lambda: timed_record(
+                lambda: ort_int8(path, calibration, out=out), lambda e: plain(first_line(e))
+            ),
+            (out,),
         )
+        if "error" in record:
+            raise RuntimeNotApplicable(
+                f"{self.name}: its quantizer cannot take the {what} model ({record['error']})"
+            )
+        return self._loaded(out, x, ctx=ctx, what=f"{what} INT8", export_s=record["seconds"])
 
     def _loaded(self, path: Path, x, ctx: Context, what: str, export_s: float) -> Loaded:
         t0 = time.perf_counter()
@@ -308,8 +207,9 @@ def _working_in(folder: Path):
         os.chdir(was)
 
 
-def ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
-    """`path` quantized by ONNX Runtime's static quantizer into `<name>.int8.onnx` beside it."""
+def ort_int8(path: Path, calibration: list[torch.Tensor], out: Path | None = None) -> Path:
+    """`path` quantized by ONNX Runtime's static quantizer into `out` (default: `<name>.int8.onnx`
+    beside it)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -330,9 +230,16 @@ def ort_int8(path: Path, calibration: list[torch.Tensor]) -> Path:
             batch = next(self.batches, None)
             return None if batch is None else {name: batch.float().cpu().numpy()}
 
-    source, out = path.with_suffix(".pre.onnx"), path.with_suffix(".int8.onnx")
-    # its shape inference writes temporary files (a model's external data) into the working directory
-    with warnings.catch_warnings(), quiet(), _working_in(path.parent):
+    out = out or path.with_suffix(".int8.onnx")
+    source = out.with_suffix(".pre.onnx")
+    # its shape inference writes temporary files (a model's external data) into the working
+    # directory: a folder of its own, beside the file (another job may quantize in the same folder)
+    with (
+        warnings.catch_warnings(),
+        quiet(),
+        tempfile.TemporaryDirectory(dir=out.parent) as scratch,
+        _working_in(Path(scratch)),
+    ):
         warnings.simplefilter("ignore")
         try:  # shape inference and fusions ONNX Runtime recommends first; optional
             quant_pre_process(str(path), str(source))

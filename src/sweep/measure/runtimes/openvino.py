@@ -16,7 +16,13 @@ from sweep.measure.runtimes.base import (
     plain,
     to_cpu,
 )
-from sweep.measure.runtimes.onnx import onnx_file, onnx_names, quiet
+from sweep.measure.runtimes.export import (
+    calibration_digest,
+    onnx_file,
+    onnx_names,
+    quiet,
+    timed_record,
+)
 
 
 class OpenVINO(Runtime):
@@ -80,22 +86,37 @@ class OpenVINO(Runtime):
 
     def int8(self, model, x, calibration, ctx, what):
         """NNCF's post-training quantization of the OpenVINO model read from the ONNX file (its
-        transformer preset where the graph has a Softmax: attention)."""
+        transformer preset where the graph has a Softmax: attention), saved as IR beside it: a kept
+        model is quantized once for each set of calibration batches."""
         missing = missing_module("nncf", "nncf")
         if missing:
             raise RuntimeNotApplicable(f"{self.name}: {missing}")
         import openvino as ov
 
         path, _ = onnx_file(model, x, ctx=ctx, what=what, runtime=self.name)
-        t0 = time.perf_counter()
-        try:
+        xml = path.with_name(f"{path.stem}.nncf-{calibration_digest(calibration)}.xml")
+
+        def make():
             quantized = _nncf_int8(ov.Core().read_model(str(path)), calibration)
-        except Exception as e:
+            ov.save_model(quantized, str(xml), compress_to_fp16=False)
+
+        record = ctx.once(
+            model,
+            xml.stem,
+            lambda: timed_record(make, lambda e: plain(first_line(e))),
+            (xml, xml.with_suffix(".bin")),
+        )
+        if "error" in record:
             raise RuntimeNotApplicable(
-                f"{self.name}: NNCF cannot quantize the {what} model ({plain(first_line(e))})"
-            ) from None
+                f"{self.name}: NNCF cannot quantize the {what} model ({record['error']})"
+            )
         return self._compiled(
-            quantized, x, ctx=ctx, what=f"{what} INT8", export_s=time.perf_counter() - t0
+            ov.Core().read_model(str(xml)),
+            x,
+            ctx=ctx,
+            what=f"{what} INT8",
+            export_s=record["seconds"],
+            path=xml,
         )
 
     def _compiled(self, ov_model, x, ctx, what, export_s, t0=None, path=None) -> Loaded:
