@@ -8,8 +8,12 @@ its dense evaluation (the evaluate stage holds the dense and the one-shot evalua
 is what is left where the dense top-1 is shared). Goal: once the first job of the model is done, build +
 weights + dense evaluation under 10 % of a job.
 
-    python benchmarks/shared_work.py [--before REV] [overrides ...]
+    python benchmarks/shared_work.py [--before REV] [--forms] [overrides ...]
     (default: model=m, dg_group,dg_random,dg_lamp at ratio 0.3, eager only, no fine-tuning)
+
+`--forms`: the dense model's runtime files too (ONNX export, INT8 files and their top-1): the grid
+timed in ONNX Runtime and OpenVINO with `quantize=int8`, and the measure and quantize stages printed
+(the dense files are the part of them a later job reads instead of making).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ DEFAULT = [
     "log_models=[]",  # not dense work: left out of the job's time
 ]
 SHARED_STAGES = ("build", "weights")
+FORMS = ["measure.runtimes=[eager,onnxruntime,openvino]", "quantize=int8"]
 
 
 def _run(src: Path, overrides: list[str], label: str) -> tuple[str, float]:
@@ -62,7 +67,8 @@ def _table(store: str, label: str) -> list[float]:
     runs = tracking.search_runs(store, tracking.DEFAULT_EXPERIMENT, label)
     stage = tracking.STAGE_METRIC.format
     print(
-        f"\n{label}: {'job':<34}{'wall s':>8}{'build':>8}{'weights':>9}{'evaluate':>10}  dense top-1"
+        f"\n{label}: {'job':<34}{'wall s':>8}{'build':>8}{'weights':>9}{'evaluate':>10}"
+        f"{'measure':>9}{'quantize':>10}  dense top-1"
     )
     oneshot = [
         r.data.metrics.get(stage("evaluate"), 0.0)
@@ -86,7 +92,8 @@ def _table(store: str, label: str) -> list[float]:
         shared = sum(m.get(stage(s), 0.0) for s in SHARED_STAGES) + dense_eval
         print(
             f"{'':<{len(label) + 2}}{r.info.run_name:<34}{wall:>8.1f}{m.get(stage('build'), 0):>8.1f}"
-            f"{m.get(stage('weights'), 0):>9.1f}{evaluate:>10.1f}  {source}"
+            f"{m.get(stage('weights'), 0):>9.1f}{evaluate:>10.1f}{m.get(stage('measure'), 0):>9.1f}"
+            f"{m.get(stage('quantize'), 0):>10.1f}  {source}"
         )
         if i:
             shares.append(shared / wall)
@@ -101,8 +108,11 @@ def _table(store: str, label: str) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", default=None, help="an earlier revision to compare with")
+    ap.add_argument("--forms", action="store_true", help="time in ONNX Runtime, OpenVINO, INT8")
     args, overrides = ap.parse_known_args()
     overrides = overrides or DEFAULT
+    if args.forms:
+        overrides = [o for o in overrides if not o.startswith("measure.runtimes=")] + FORMS
     runs = [("after", ROOT / "src")]
     if args.before:
         tree = Path(tempfile.mkdtemp(prefix="sweep-before-")) / "tree"
