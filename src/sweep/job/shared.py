@@ -143,7 +143,7 @@ def runtime_context(job, bench, settings, workdir: Path, x: torch.Tensor) -> run
         record, read = _record_once(folder / name, make, files)
         if read:
             log.info(
-                "%s: dense %s read from %s (made by an earlier job)", job.run_name, name, folder
+                "%s: the dense model's %s read from %s (made earlier)", job.run_name, name, folder
             )
         return record
 
