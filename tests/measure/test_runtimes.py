@@ -58,6 +58,25 @@ def test_runtime_agrees_with_eager_and_is_timed_in_pairs(name, models, tmp_path)
     assert r.file is not None and r.file.name == "pruned.onnx" and r.file.is_file()
 
 
+def test_a_self_timed_call_is_read_by_its_runtimes_clock(models, tmp_path):
+    """OpenVINO's calls read its own request latency (benchmark_app's figure), not the host's time
+    around the Python call; a plain call reads the host's."""
+    import time
+
+    from sweep.measure.clocks import CpuClock, SelfTimed
+
+    def slow():
+        time.sleep(0.004)
+
+    assert CpuClock().time(SelfTimed(slow, lambda: 0.5), 3) == 0.5
+    assert CpuClock().time(slow, 3) >= 4.0
+    dense, _, x = models
+    loaded = runtimes.get("openvino").load(dense, x, _ctx(tmp_path), "dense")
+    assert isinstance(loaded.run, SelfTimed)
+    host_ms = CpuClock().time(lambda: loaded.run(), 20)
+    assert 0 < CpuClock().time(loaded.run, 20) < 2 * host_ms  # its own figure, of the same call
+
+
 @pytest.mark.parametrize("name", ["eager", *ONNX_RUNTIMES])
 def test_instances_are_separate_sessions_of_one_export(name, models, tmp_path):
     """Each model is timed as `measure.instances` instances: another session (compiled model, copy of

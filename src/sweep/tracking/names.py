@@ -61,7 +61,7 @@ PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = p
 )  # fmt: skip
 HARNESS_BEFORE_PARAM = "call/1"  # what timed the runs logged before `measure.harness_used` existed
 CONTENDED = "contended"  # the `latency_flag` of a timing other processes took the cores from
-PARAM_HARNESS_USED = param("measure.harness_used", "the latency harness's scheme and version that timed the run, e.g. `block/3` (`measure.interleave`; version 3 times `measure.instances` instances of each model, 2 one; absent on runs timed before it was logged: `call/1`, one call per model in turn, bootstrap over single calls). Figures of different schemes are not comparable: the report says so where a sweep mixes them, and a resumed sweep re-times a finished job timed by another")  # fmt: skip
+PARAM_HARNESS_USED = param("measure.harness_used", "the latency harness's scheme and version that timed the run, e.g. `block/4` (`measure.interleave`; version 4 reads OpenVINO's calls by its own request latency, as benchmark_app does, 3 the host clock around them; 3 and 4 time `measure.instances` instances of each model, 2 one; absent on runs timed before it was logged: `call/1`, one call per model in turn, bootstrap over single calls). Figures of different schemes are not comparable: the report says so where a sweep mixes them, and a resumed sweep re-times a finished job timed by another")  # fmt: skip
 PARAM_EVAL_SAMPLES = param("eval.samples_used", "eval samples behind `accuracy_top1`")
 PARAM_DATA_PREFIX = "data."
 param((), "the preprocessing the model was fed (timm's resolved data config)", "`data.input_size`, `data.interpolation`, `data.crop_pct`, `data.mean`, `data.std`, ...")  # fmt: skip
