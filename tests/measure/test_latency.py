@@ -101,7 +101,7 @@ def test_block_scheme_runs_blocks_back_to_back_and_alternates_the_order():
     settings = LatencySettings(iters=6, warmup_max=6, block_ms=3.0, bootstrap=0)
     timing = time_steps(steps, 1, settings, torch.device("cpu"))
     sa, sb = timing.stats
-    assert sa.block_calls > 1 and 2 <= sa.untimed_calls <= 5  # 0.3 ms calls: ~10 a 3 ms block
+    assert sa.block_calls > 1 and 2 <= sa.untimed_calls <= 10  # 0.3 ms calls: ~10 a 3 ms block
     n = sa.untimed_calls + sa.block_calls
     want = []
     for r in range(6):
