@@ -52,6 +52,16 @@ def versions() -> dict[str, str]:
     }
 
 
+def installed_version(dist: str) -> str | None:
+    """The installed version of the distribution `dist`, or None where it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def rss_mb() -> float:
     """Resident memory of this process now, MiB (Linux; NaN elsewhere)."""
     try:

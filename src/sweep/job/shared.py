@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from sweep.job.identity import sweep_id_of
 from sweep.measure import runtimes
 from sweep.models import weights
+from sweep.provenance import installed_version
 
 __all__ = ["dense_start", "dense_top1", "eval_count", "figure_key", "runtime_context"]
 
@@ -134,7 +135,10 @@ def runtime_context(job, bench, settings, workdir: Path, x: torch.Tensor) -> run
         seed=cfg.seed,
         shape=list(x.shape),
         exporter=settings.onnx_exporter,
-        versions=_versions(("onnx", "onnxruntime", "openvino", "nncf", "onnxscript")),
+        versions={
+            d: installed_version(d)
+            for d in ("onnx", "onnxruntime", "openvino", "nncf", "onnxscript")
+        },
     )
     folder = Path(cfg.weights.cache_dir).expanduser().resolve() / "shared"
     folder = folder / f"forms-{cfg.model.alias}-{key}"
@@ -151,42 +155,15 @@ def runtime_context(job, bench, settings, workdir: Path, x: torch.Tensor) -> run
     return ctx
 
 
-def _versions(packages: tuple[str, ...]) -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in packages:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-class _NotKept(Exception):
-    def __init__(self, record: dict):
-        super().__init__(record["error"])
-        self.record = record
-
-
 def _record_once(path: Path, make: Callable[[], dict], files: tuple[Path, ...]):
     """`make()`'s record kept in `<path>.json`, made again where a file it wrote is gone: (record,
     whether it was read). A failure is not kept: it may be this tool's own, or memory's, and
     neither is in the key."""
-
-    def produce() -> dict:
-        record = make()
-        if "error" in record:
-            raise _NotKept(record)
-        return record
-
-    try:
-        return weights.produced_once(
-            path.with_name(path.name + ".json"),
-            load=lambda file: json.loads(file.read_text()),
-            produce=produce,
-            save=lambda value, file: file.write_text(json.dumps(value)),
-            valid=lambda _: all(f.exists() for f in files),
-        )
-    except _NotKept as e:
-        return e.record, False
+    return weights.produced_once(
+        path.with_name(path.name + ".json"),
+        load=lambda file: json.loads(file.read_text()),
+        produce=make,
+        save=lambda value, file: file.write_text(json.dumps(value)),
+        valid=lambda _: all(f.exists() for f in files),
+        keep=lambda record: "error" not in record,
+    )

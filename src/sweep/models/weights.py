@@ -145,10 +145,11 @@ def cache_key(model_cfg, dataset: Dataset, start_source: str, preprocess: dict, 
     return f"{model_cfg.name}-{dataset.name}-{model_cfg.head}-{digest}"
 
 
-def produced_once(path: Path, *, load, produce, save, valid=None):
+def produced_once(path: Path, *, load, produce, save, valid=None, keep=None):
     """`load(path)` where the file exists (and `valid(path)` holds, where given), else `produce()`
-    written there by `save(value, file)`: (value, whether it was read). One process of a parallel
-    sweep produces; the others wait for the lock, then read. The file appears whole or not at all."""
+    written there by `save(value, file)` (unless `keep(value)` says not to, where given): (value,
+    whether it was read). One process of a parallel sweep produces; the others wait for the lock,
+    then read. The file appears whole or not at all."""
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,8 @@ def produced_once(path: Path, *, load, produce, save, valid=None):
         if path.exists() and (valid is None or valid(path)):
             return load(path), True
         value = produce()
+        if keep is not None and not keep(value):
+            return value, False
         tmp = path.with_suffix(".tmp")
         save(value, tmp)
         os.replace(tmp, path)

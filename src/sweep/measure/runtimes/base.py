@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import importlib.util
 import re
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import torch.nn as nn
 
 from sweep.errors import NotApplicable, first_line
 from sweep.measure.layer_times import LayerTime
+from sweep.provenance import installed_version
 
 DEPLOY_EXTRA = "pip install 'sweep[deploy]'"
 # Outputs agree when max |runtime - eager| <= ATOL + RTOL * max |eager| (fp32; fp16/bf16: LOW_RTOL).
@@ -72,7 +72,7 @@ class Context:
     def folder_of(self, model: nn.Module, what: str) -> Path:
         """Where `model`'s files go: its kept folder, else this job's own."""
         kept = self.kept.get(id(model))
-        folder = kept.folder if kept else self.workdir / what.replace(" ", "_")
+        folder = kept.folder if kept else self.workdir / what
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -132,12 +132,8 @@ class Runtime(abc.ABC):
             raise RuntimeNotApplicable(said)
 
     def version(self) -> str:
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as package_version
-
-        with contextlib.suppress(PackageNotFoundError):
-            return f"{self.module}=={package_version(self.module)}"
-        return self.module
+        found = installed_version(self.module)
+        return f"{self.module}=={found}" if found else self.module
 
     @abc.abstractmethod
     def load(self, model: nn.Module, x: torch.Tensor, ctx: Context, what: str) -> Loaded:

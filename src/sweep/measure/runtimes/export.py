@@ -147,14 +147,14 @@ def exporter_used(ctx: Context) -> str:
     return ",".join(sorted({e for _, _, e in ctx.exports.values()}))
 
 
-def timed_record(make, error_of) -> dict:
-    """`make()` timed: {"seconds": s}, or {"error": line} where it raised (`error_of(e)`: the line).
-    What a kept model's later jobs read back (a failure is not kept)."""
+def timed_record(make) -> dict:
+    """`make()` timed: {"seconds": s}, or {"error": its first line} where it raised. What a kept
+    model's later jobs read back (a failure is not kept)."""
     t0 = time.perf_counter()
     try:
         make()
     except Exception as e:
-        return {"error": error_of(e)}
+        return {"error": plain(first_line(e))}
     return {"seconds": time.perf_counter() - t0}
 
 

@@ -109,9 +109,7 @@ class OnnxRuntime(Runtime):
         record = ctx.once(
             model,
             out.stem,
-            lambda: timed_record(
-                lambda: ort_int8(path, calibration, out=out), lambda e: plain(first_line(e))
-            ),
+            lambda: timed_record(lambda: ort_int8(path, calibration, out=out)),
             (out,),
         )
         if "error" in record:

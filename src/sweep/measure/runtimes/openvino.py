@@ -104,7 +104,7 @@ class OpenVINO(Runtime):
         record = ctx.once(
             model,
             xml.stem,
-            lambda: timed_record(make, lambda e: plain(first_line(e))),
+            lambda: timed_record(make),
             (xml, xml.with_suffix(".bin")),
         )
         if "error" in record:
