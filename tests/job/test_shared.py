@@ -109,6 +109,7 @@ def test_the_dense_files_are_made_once_and_only_for_the_same_inputs(compose, tmp
     first, second = job_int8(), job_int8()  # a second job: both files read back
     assert made == {"export": 1, "int8": 1} and first.file == second.file
     assert (tmp_path / "shared") in first.file.parents
+    assert not list(first.file.parent.glob("*.pre.onnx"))  # the quantizer's step is not kept
     assert torch.allclose(first.output(), second.output())
     assert second.export_s == first.export_s  # the seconds of the quantization that made it
     job_int8(cal=[c + 1 for c in cal])  # other calibration: quantized again, export read

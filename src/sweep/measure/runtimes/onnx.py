@@ -229,9 +229,9 @@ def ort_int8(path: Path, calibration: list[torch.Tensor], out: Path | None = Non
             return None if batch is None else {name: batch.float().cpu().numpy()}
 
     out = out or path.with_suffix(".int8.onnx")
-    source = out.with_suffix(".pre.onnx")
     # its shape inference writes temporary files (a model's external data) into the working
-    # directory: a folder of its own, beside the file (another job may quantize in the same folder)
+    # directory: a folder of its own, beside the file (another job may quantize in the same folder),
+    # which also takes the pre-processed model (not kept: only `out` is)
     with (
         warnings.catch_warnings(),
         quiet(),
@@ -239,6 +239,7 @@ def ort_int8(path: Path, calibration: list[torch.Tensor], out: Path | None = Non
         _working_in(Path(scratch)),
     ):
         warnings.simplefilter("ignore")
+        source = Path(scratch) / "pre.onnx"
         try:  # shape inference and fusions ONNX Runtime recommends first; optional
             quant_pre_process(str(path), str(source))
         except Exception:
