@@ -41,8 +41,9 @@ WINDOW = 3  # iterations per warm-up window
 # timed one call per model in turn, their bootstrap over single calls: names.HARNESS_BEFORE_PARAM; 2: blocks,
 # one instance of each model; 3: `measure.instances` instances, the interval over them too; 4: OpenVINO's
 # calls read by its own request latency, as benchmark_app reads them, not the Python call around them,
-# and untimed calls spanning 60 ms (up to 10) before each block, was 10 ms (up to 5)).
-HARNESS_VERSION = 4
+# and untimed calls spanning 60 ms (up to 10) before each block, was 10 ms (up to 5); 5: OpenVINO called
+# synchronously on the timing thread, as benchmark_app's sync API calls it, was start_async + wait).
+HARNESS_VERSION = 5
 # Untimed calls before a block: enough to span this long (two to ten), so that the block's calls do not
 # pay for the other model's turn. After a turn of its pruned model, resnet18's dense one (64 px, eager,
 # 6 ms a call) read 12 % slow with 2 untimed calls, 10 % with 3, 7 % with 5, 1 % with 10: its state
