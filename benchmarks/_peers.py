@@ -2,14 +2,16 @@
 
 Peers, each back to back on one model at a time, as their users run them:
 - eager: `torch.utils.benchmark.Timer.blocked_autorange` (its median of block means);
-- ONNX Runtime: a plain loop of `InferenceSession.run` on the harness's own session (its options:
+- ONNX Runtime: a plain loop of `InferenceSession.run` on the harness's own sessions (their options:
   the same threads, sequential execution, spinning off), the median of its calls after a quarter of
   the time untimed;
 - OpenVINO: `benchmark_app` (shipped with the openvino package) on the same file, one stream (what
-  the harness's latency hint sets), one sync request, the same threads, f32 inference precision: its
+  the harness's latency hint sets), one sync request, the same threads, f32 inference precision, f32
+  input (its default for an image input is u8, converted inside the model: another model): its
   reported median.
-The harness times the pair as a job does (`time_steps`, both models interleaved in one timing, in the
-block scheme and, for reference, the call scheme). Rounds alternate which side goes first.
+The harness times the pair as a job does (`time_steps`, both models interleaved in one timing, each in
+`measure.instances` instances, in the block scheme and, for reference, the call scheme). Rounds
+alternate which side goes first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from omegaconf import OmegaConf
 from torch.utils import benchmark
 
 from sweep.measure import runtimes
+from sweep.measure.clocks import SelfTimed
 from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +55,7 @@ class Pair:
 
     label: str
     runtime: str
-    runs: list  # zero-argument calls, dense then pruned
+    runs: list  # per model (dense, pruned), its instances' zero-argument calls
     files: list[Path | None]
     x: torch.Tensor
     eager: list[torch.nn.Module] = field(default_factory=list)
@@ -70,21 +73,24 @@ def build(name: str, ratio: float) -> tuple[torch.nn.Module, torch.nn.Module, to
     return dense, pruned, x
 
 
-def pairs(name: str, runtime_names: list[str], ctx: runtimes.Context, ratio: float) -> list[Pair]:
+def pairs(
+    name: str, runtime_names: list[str], ctx: runtimes.Context, ratio: float, instances: int
+) -> list[Pair]:
     dense, pruned, x = build(name, ratio)
     out = []
     for rt in runtime_names:
         runtime = runtimes.get(rt)
         loaded = [runtime.load(m, x, ctx, w) for m, w in ((dense, "dense"), (pruned, "pruned"))]
-        out.append(Pair(f"{name} fp32", rt, [m.run for m in loaded], [m.file for m in loaded], x))
+        runs = [[one.run for one in m.instances(instances)] for m in loaded]
+        out.append(Pair(f"{name} fp32", rt, runs, [m.file for m in loaded], x))
         if rt == "eager":
             out[-1].eager = [dense, pruned]
         if name in INT8_POINTS and rt in ("onnxruntime", "openvino"):
-            out.append(_int8(name, rt, runtime, (dense, pruned), x, ctx))
+            out.append(_int8(name, rt, runtime, (dense, pruned), x, ctx, instances))
     return out
 
 
-def _int8(name, rt, runtime, models, x, ctx) -> Pair:
+def _int8(name, rt, runtime, models, x, ctx, instances) -> Pair:
     """The INT8 forms, calibrated on 8 random batches (speed does not depend on the calibration)."""
     g = torch.Generator().manual_seed(1)
     calibration = [torch.randn(x.shape, generator=g) for _ in range(8)]
@@ -93,7 +99,8 @@ def _int8(name, rt, runtime, models, x, ctx) -> Pair:
             runtime.int8(m, x, calibration=calibration, ctx=ctx, what=w)
             for m, w in zip(models, ("dense", "pruned"))
         ]
-        return Pair(f"{name} int8", rt, [m.run for m in loaded], [m.file for m in loaded], x)
+        runs = [[one.run for one in m.instances(instances)] for m in loaded]
+        return Pair(f"{name} int8", rt, runs, [m.file for m in loaded], x)
     import openvino as ov
 
     from sweep.measure.runtimes.openvino import _nncf_int8
@@ -103,7 +110,8 @@ def _int8(name, rt, runtime, models, x, ctx) -> Pair:
         onnx = runtime.load(m, x, ctx, w).file
         ir = ctx.workdir / f"{name.replace('@', '_')}-{w}-int8.xml"
         ov.save_model(_nncf_int8(ov.Core().read_model(str(onnx)), calibration), str(ir))
-        runs.append(runtime._compiled(ov.Core().read_model(str(ir)), x, ctx, w, 0.0).run)
+        compiled = runtime._compiled(ov.Core().read_model(str(ir)), x, ctx, w, 0.0)
+        runs.append([one.run for one in compiled.instances(instances)])
         files.append(ir)
     return Pair(f"{name} int8", rt, runs, files, x)
 
@@ -135,14 +143,22 @@ def peer(pair: Pair, i: int, threads: int, seconds: float) -> float:
         finally:
             torch.set_grad_enabled(True)  # Timer's setup runs in this thread
     if pair.runtime == "onnxruntime":
-        return _ort_loop(pair.runs[i], seconds)
+        return own_loop(pair, i, seconds)
     return _benchmark_app(pair.files[i], threads, seconds)
 
 
-def _ort_loop(run, seconds: float) -> float:
-    """A plain loop of `InferenceSession.run` on the harness's own session and input (two sessions of
-    one file differ by up to 10 % on a model of a tenth of a millisecond: where their memory landed),
-    a quarter of the time untimed, then each call timed."""
+def own_loop(pair: Pair, i: int, seconds: float) -> float:
+    """A plain loop on the harness's own sessions (compiled models) of model i, each for an equal
+    share of the time: the median over their calls (two sessions of one file differ by up to 10 % on
+    a model of a tenth of a millisecond: where their memory landed)."""
+    calls = pair.runs[i]
+    return statistics.median(ms for run in calls for ms in _loop(run, seconds / len(calls)))
+
+
+def _loop(run, seconds: float) -> list[float]:
+    """Back-to-back calls, a quarter of the time untimed, then each call timed (by the runtime's own
+    clock where it has one, as the harness reads it: OpenVINO's request latency)."""
+    own = run.last_ms if isinstance(run, SelfTimed) else None
     end = time.perf_counter() + seconds / 4
     while time.perf_counter() < end:
         run()
@@ -151,8 +167,8 @@ def _ort_loop(run, seconds: float) -> float:
     while time.perf_counter() < end or len(calls) < 10:
         t0 = time.perf_counter_ns()
         run()
-        calls.append((time.perf_counter_ns() - t0) / 1e6)
-    return statistics.median(calls)
+        calls.append(own() if own else (time.perf_counter_ns() - t0) / 1e6)
+    return calls
 
 
 def _benchmark_app(path: Path, threads: int, seconds: float) -> float:
@@ -160,6 +176,7 @@ def _benchmark_app(path: Path, threads: int, seconds: float) -> float:
     # its UI takes streams and threads only without a hint: one stream is what the latency hint sets
     cmd = [str(app), "-m", str(path), "-d", "CPU", "-hint", "none", "-nstreams", "1"]
     cmd += ["-nireq", "1", "-api", "sync", "-nthreads", str(threads), "-infer_precision", "f32"]
+    cmd += ["-ip", "f32"]  # the model's own input: without it, u8 and a Convert inside the model
     cmd += ["-t", str(max(1, round(seconds)))]  # whole seconds only
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     found = re.search(r"Median:\s+([0-9.]+) (ms|us)", out)

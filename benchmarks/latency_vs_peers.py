@@ -7,7 +7,9 @@ same model files (see benchmarks/_peers.py): Timer.blocked_autorange for eager, 
 session loop, OpenVINO's benchmark_app. Per point and round the harness times the pair as a job does
 (block scheme; the call scheme's speedup beside it, for reference), the peer times each model back to
 back; rounds alternate which side goes first. Prints per point the median over rounds of the harness's
-median / the peer's, dense and pruned, and of the harness's speedup / the peer's ratio, with min-max.
+median / the peer's, dense and pruned, and of the harness's speedup / the peer's ratio, with min-max;
+for OpenVINO also a plain loop on the harness's own compiled models, which splits a gap to
+benchmark_app (a process of its own) into the harness's scheme and this process.
 Target: all within 0.95-1.05.
 
 --part timer: the harness against torch.utils.benchmark.Timer, on the same model and input.
@@ -50,6 +52,7 @@ from torch.utils import benchmark
 from torch.utils.benchmark.utils import common
 
 import _peers
+from sweep.config.schema import MeasureConfig
 from sweep.measure import runtimes
 from sweep.measure.latency import LatencySettings, time_models
 
@@ -150,6 +153,12 @@ def main() -> int:
     )
     ap.add_argument("--pair-budget", type=float, default=2.0, help="seconds a side per round")
     ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument(
+        "--instances",
+        type=int,
+        default=MeasureConfig().instances,
+        help="measure.instances: of each model, timed in turn (default: a job's)",
+    )
     ap.add_argument("--block-ms", type=float, default=None, help="measure.block_ms (default: its)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--batch-sizes", default="1,32")
@@ -189,6 +198,8 @@ def _pair_round(pair, threads: int, seconds: float, peer_first: bool, settings: 
 
     def theirs():
         got["peer"] = [_peers.peer(pair, i, threads, seconds / 2) for i in (0, 1)]
+        if pair.runtime == "openvino":  # what of a gap is the process's: its own models in a loop
+            got["loop"] = [_peers.own_loop(pair, i, seconds / 2) for i in (0, 1)]
 
     for side in (theirs, ours) if peer_first else (ours, theirs):
         side()
@@ -201,6 +212,7 @@ def _pair_round(pair, threads: int, seconds: float, peer_first: bool, settings: 
         "ours": got["speedup"],
         "theirs": got["peer"][0] / got["peer"][1],
         "call": got["call_speedup"],
+        "loop": got.get("loop", [float("nan")] * 2),
     }
 
 
@@ -213,7 +225,7 @@ def pairs_main(args) -> int:
     peers = {"eager": "Timer", "onnxruntime": "ORT loop", "openvino": "benchmark_app"}
     print(
         f"cpu, {threads} threads, torch {torch.__version__}, batch 1, dg_group ratio {args.ratio}, "
-        f"{args.pair_rounds} rounds a pair (order alternating); harness/peer: median (min-max)"
+        f"{args.instances} instances a model, {args.pair_rounds} rounds a pair (order alternating); harness/peer: median (min-max)"
     )
     print(
         f"{'point':<18}{'runtime':<13}{'peer':<14}{'dense ms':>9}{'pruned ms':>10}"
@@ -225,7 +237,9 @@ def pairs_main(args) -> int:
         for name in args.points.split(","):
             # a folder per point: the files of two points must never share a path
             ctx = runtimes.Context(torch.device("cpu"), "fp32", threads, Path(tmp) / name)
-            for pair in _peers.pairs(name, args.runtimes.split(","), ctx, args.ratio):
+            for pair in _peers.pairs(
+                name, args.runtimes.split(","), ctx, args.ratio, args.instances
+            ):
                 rounds = [
                     _pair_round(pair, threads, args.pair_budget, r % 2 == 1, settings)
                     for r in range(args.pair_rounds)
@@ -244,15 +258,26 @@ def pairs_main(args) -> int:
                     flush=True,
                 )
                 if pair.runtime == "openvino":
-                    wall = [statistics.median(_peers.WALL_MS.pop(f)) for f in pair.files]
-                    print(
-                        f"{'':<31}benchmark_app wall time per iteration: {wall[0]:.3f} / "
-                        f"{wall[1]:.3f} ms, harness / that: "
-                        f"{statistics.median(r['ms'][0] for r in rounds) / wall[0]:.3f} / "
-                        f"{statistics.median(r['ms'][1] for r in rounds) / wall[1]:.3f}"
-                    )
+                    _openvino_lines(pair, rounds)
     print(f"harness/peer medians and speedups within 0.95-1.05: {total - misses}/{total}")
     return 0
+
+
+def _openvino_lines(pair, rounds: list[dict]) -> None:
+    """Beside benchmark_app's median: its wall time per iteration, and a plain loop on the harness's
+    own compiled models in this process (harness / loop: the scheme; loop / benchmark_app: the
+    process, e.g. where the compiled model's memory landed)."""
+    wall = [statistics.median(_peers.WALL_MS.pop(f)) for f in pair.files]
+    ms = [statistics.median(r["ms"][i] for r in rounds) for i in (0, 1)]
+    loop = [statistics.median(r["loop"][i] for r in rounds) for i in (0, 1)]
+    peer = [statistics.median(r["peer"][i] for r in rounds) for i in (0, 1)]
+    print(
+        f"{'':<31}benchmark_app wall time per iteration: {wall[0]:.3f} / {wall[1]:.3f} ms, "
+        f"harness / that: {ms[0] / wall[0]:.3f} / {ms[1] / wall[1]:.3f}; a loop on the harness's "
+        f"models: {loop[0]:.3f} / {loop[1]:.3f} ms, harness / loop {ms[0] / loop[0]:.3f} / "
+        f"{ms[1] / loop[1]:.3f}, loop / benchmark_app {loop[0] / peer[0]:.3f} / "
+        f"{loop[1] / peer[1]:.3f}"
+    )
 
 
 def timer_main(args) -> int:
