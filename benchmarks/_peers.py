@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from torch.utils import benchmark
 
 from sweep.measure import runtimes
-from sweep.measure.clocks import SelfTimed
+from sweep.measure.clocks import CpuClock
 from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,18 +156,16 @@ def own_loop(pair: Pair, i: int, seconds: float) -> float:
 
 
 def _loop(run, seconds: float) -> list[float]:
-    """Back-to-back calls, a quarter of the time untimed, then each call timed (by the runtime's own
-    clock where it has one, as the harness reads it: OpenVINO's request latency)."""
-    own = run.last_ms if isinstance(run, SelfTimed) else None
+    """Back-to-back calls, a quarter of the time untimed, then each call timed by the harness's host
+    clock (which reads a runtime's own clock where it has one: OpenVINO's request latency)."""
+    clock = CpuClock()
     end = time.perf_counter() + seconds / 4
     while time.perf_counter() < end:
         run()
     calls = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or len(calls) < 10:
-        t0 = time.perf_counter_ns()
-        run()
-        calls.append(own() if own else (time.perf_counter_ns() - t0) / 1e6)
+        calls.append(clock.time(run))
     return calls
 
 
