@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -275,3 +276,40 @@ def test_drift_within_a_run_widens_the_interval():
     width = drifting.ci_high - drifting.ci_low
     assert width > 1.5 * (shuffled.ci_high - shuffled.ci_low)
     assert drifting.ci_low <= drifting.value <= drifting.ci_high
+
+
+def test_run_to_run_cv_widens_each_side_in_quadrature_on_a_log_scale():
+    """Timings without spread have a point interval of their own; the machine's run-to-run CV gives
+    them its 95 % half-width, and an interval of its own adds to it in quadrature."""
+    flat = paired_speedup([10.0] * 20, [5.0] * 20, n_boot=200, run_to_run_cv=0.02)
+    z = 1.959964 * math.log(1.02)
+    assert flat.value == pytest.approx(2.0)
+    assert math.log(flat.ci_high / 2.0) == pytest.approx(z)
+    assert math.log(2.0 / flat.ci_low) == pytest.approx(z)
+    g = torch.Generator().manual_seed(0)
+    base = (10 * (1 + 0.03 * torch.randn(40, generator=g))).tolist()
+    own = paired_speedup(base, [5.0] * 40, n_boot=500)
+    both = paired_speedup(base, [5.0] * 40, n_boot=500, run_to_run_cv=0.02)
+    assert both.value == own.value
+    assert math.log(both.ci_high / both.value) == pytest.approx(
+        math.hypot(math.log(own.ci_high / own.value), z)
+    )
+    assert both.ci_low < own.ci_low < own.ci_high < both.ci_high
+
+
+def test_a_slowdown_within_the_run_to_run_spread_is_not_called_slower():
+    """1 % slower with no spread in the job: beyond the job's own interval, but within what moves
+    from one job to the next, so no `slower_than_dense` unless that spread is set to 0."""
+    base, new = [10.0] * 20, [10.1] * 20
+    assert paired_speedup(base, new, n_boot=200, run_to_run_cv=0.0).slower_than_dense
+    assert not paired_speedup(base, new, n_boot=200, run_to_run_cv=0.02).slower_than_dense
+    assert paired_speedup([10.0] * 20, [11.0] * 20, run_to_run_cv=0.02).slower_than_dense
+
+
+def test_the_timing_carries_the_configured_run_to_run_cv():
+    steps = [lambda: time.sleep(0.0002), lambda: time.sleep(0.0002)]
+    settings = LatencySettings(iters=8, warmup_min=2, warmup_max=3, run_to_run_cv=0.1)
+    timing = time_steps(steps, 1, settings, torch.device("cpu"))
+    s = timing.speedup(0, 1)
+    assert timing.run_to_run_cv == 0.1
+    assert s.ci_high / s.value >= 1.1**1.959964 * 0.999

@@ -87,6 +87,9 @@ class MeasureConfig:
     block_ms: float = checked(5.0, POSITIVE)  # the span of a timed block, ms
     contention_max: float = checked(0.1, Check(lo=0, hi=1))  # above it: the timing is `contended`
     instances: int = checked(2, Check(lo=1))  # of each model (sessions, copies), timed in turn
+    # a speedup's CV from one job to the next on this machine, which one job cannot see: added to each
+    # interval (benchmarks/repeatability.py measures it; 0: the job's own spread only)
+    run_to_run_cv: float = checked(0.02, Check(lo=0, hi=0.5))
     # the runtimes dense and pruned are timed in, eager always; e.g. [eager,onnxruntime,openvino]
     runtimes: list[str] = field(default_factory=lambda: ["eager"])
     # ONNX exporter for onnxruntime / openvino / tensorrt. auto: TorchScript's, dynamo's where it fails

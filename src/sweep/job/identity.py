@@ -52,6 +52,7 @@ LATER_KEYS = {
     "measure.block_ms": 5.0,
     "measure.contention_max": 0.1,
     "measure.instances": 2,
+    "measure.run_to_run_cv": 0.02,
     "measure.profile": "auto",
     "log_models": ["onnx", "onnx_int8", "pytorch"],
     "finetune.eval_every": 1,

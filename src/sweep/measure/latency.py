@@ -42,8 +42,9 @@ WINDOW = 3  # iterations per warm-up window
 # one instance of each model; 3: `measure.instances` instances, the interval over them too; 4: OpenVINO's
 # calls read by its own request latency, as benchmark_app reads them, not the Python call around them,
 # and untimed calls spanning 60 ms (up to 10) before each block, was 10 ms (up to 5); 5: OpenVINO called
-# synchronously on the timing thread, as benchmark_app's sync API calls it, was start_async + wait).
-HARNESS_VERSION = 5
+# synchronously on the timing thread, as benchmark_app's sync API calls it, was start_async + wait; 6:
+# each interval also carries the machine's run-to-run spread, `measure.run_to_run_cv`).
+HARNESS_VERSION = 6
 # Untimed calls before a block: enough to span this long (two to ten), so that the block's calls do not
 # pay for the other model's turn. After a turn of its pruned model, resnet18's dense one (64 px, eager,
 # 6 ms a call) read 12 % slow with 2 untimed calls, 10 % with 3, 7 % with 5, 1 % with 10: its state
@@ -130,6 +131,7 @@ class Timing:
     contention: float = float("nan")  # share of the timed cores other processes took, 0..1
     contention_max: float = 1.0  # above it the timing is `contended`
     instances: int = 1  # instances of each model, one timed per round (intervals.instance_of)
+    run_to_run_cv: float = 0.0  # the machine's run-to-run spread, added to each interval
 
     @property
     def harness(self) -> str:
@@ -164,7 +166,9 @@ class Timing:
         """Model `base`'s median latency over model `new`'s, with its interval over rounds and
         instances (`intervals.paired_speedup`)."""
         a, b = self.stats[base].samples_ms, self.stats[new].samples_ms
-        return paired_speedup(a, b, n_boot, seed, instances=self.instances)
+        return paired_speedup(
+            a, b, n_boot, seed, instances=self.instances, run_to_run_cv=self.run_to_run_cv
+        )
 
 
 AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -342,6 +346,7 @@ def time_steps(
         contention=monitor.share,
         contention_max=settings.contention_max,
         instances=k,
+        run_to_run_cv=settings.run_to_run_cv,
     )
 
 

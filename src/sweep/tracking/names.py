@@ -61,7 +61,7 @@ PARAM_THREADS_USED, PARAM_ITERS_USED, PARAM_WARMUP_USED, PARAM_WARMUP_STABLE = p
 )  # fmt: skip
 HARNESS_BEFORE_PARAM = "call/1"  # what timed the runs logged before `measure.harness_used` existed
 CONTENDED = "contended"  # the `latency_flag` of a timing other processes took the cores from
-PARAM_HARNESS_USED = param("measure.harness_used", "the latency harness's scheme and version that timed the run, e.g. `block/5` (`measure.interleave`; version 5 calls OpenVINO through its sync API, as benchmark_app does, 4 through start_async + wait; 4 and 5 read OpenVINO's calls by its own request latency, as benchmark_app does, 3 the host clock around them; 3 to 5 time `measure.instances` instances of each model, 2 one; absent on runs timed before it was logged: `call/1`, one call per model in turn, bootstrap over single calls). Figures of different schemes are not comparable: the report says so where a sweep mixes them, and a resumed sweep re-times a finished job timed by another")  # fmt: skip
+PARAM_HARNESS_USED = param("measure.harness_used", "the latency harness's scheme and version that timed the run, e.g. `block/6` (`measure.interleave`; version 6 adds the machine's run-to-run spread, `measure.run_to_run_cv`, to every interval, 5 and before the job's own spread only; versions 5 and 6 call OpenVINO through its sync API, as benchmark_app does, 4 through start_async + wait; 4 to 6 read OpenVINO's calls by its own request latency, as benchmark_app does, 3 the host clock around them; 3 to 6 time `measure.instances` instances of each model, 2 one; absent on runs timed before it was logged: `call/1`, one call per model in turn, bootstrap over single calls). Figures of different schemes are not comparable: the report says so where a sweep mixes them, and a resumed sweep re-times a finished job timed by another")  # fmt: skip
 PARAM_EVAL_SAMPLES = param("eval.samples_used", "eval samples behind `accuracy_top1`")
 PARAM_DATA_PREFIX = "data."
 param((), "the preprocessing the model was fed (timm's resolved data config)", "`data.input_size`, `data.interpolation`, `data.crop_pct`, `data.mean`, `data.std`, ...")  # fmt: skip
@@ -101,7 +101,7 @@ METRICS_PER_MODEL = (*COUNT_METRICS, *LATENCY_METRICS, ACCURACY)
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 SPEEDUP_METRICS = SPEEDUP, SPEEDUP_CI_LOW, SPEEDUP_CI_HIGH = metric(
     ("speedup", "speedup" + CI_LOW, "speedup" + CI_HIGH),
-    "`dense_latency_ms / latency_ms`, and its 95 % interval: a bootstrap over the instances of each model (`measure.instances`) and runs of consecutive paired rounds, so a difference between instances and drift within the timing widen it",
+    "`dense_latency_ms / latency_ms`, and its 95 % interval: a bootstrap over the instances of each model (`measure.instances`) and runs of consecutive paired rounds, so a difference between instances and drift within the timing widen it, and the machine's run-to-run CV (`measure.run_to_run_cv`) added in quadrature: where another job's reading of the pair is expected to fall",
 )
 CPU_CONTENTION = metric("cpu_contention", "share 0..1 of the timed cores that other processes took while the models were timed (Linux: busy and steal time of those cores in /proc/stat minus the process's own CPU time, beyond cores the timing left free); above `measure.contention_max` the timing's flag is `contended`", "`cpu_contention`, `<runtime>/cpu_contention`, `<runtime>/int8/cpu_contention`")  # fmt: skip
 PARAMS_REDUCTION, MACS_REDUCTION = metric(("params_reduction", "macs_reduction"), "`1 - pruned / dense`, 0..1")  # fmt: skip
@@ -148,7 +148,7 @@ PEAK_METRICS = PEAK_GEMM, PEAK_DWCONV = metric(("peak_gemm_gmacs_per_s", "peak_d
 # figures under its name, `<runtime>/<metric>`, and tags `<runtime>/latency_flag` or `<runtime>/not_applicable`.
 EAGER = "eager"
 metric((), "the same figures in a runtime of `measure.runtimes` (`compile`, `onnxruntime`, `openvino`, `tensorrt`), e.g. `onnxruntime/latency_ms`, `onnxruntime/dense_latency_ms`; eager's keep the names above", "`<runtime>/latency_ms`, `<runtime>/latency_p90_ms`, `<runtime>/latency_std_ms`, `<runtime>/throughput` (and `<runtime>/dense_*`)")  # fmt: skip
-metric((), "dense / pruned median latency in that runtime, paired rounds, and its 95 % bootstrap interval", "`<runtime>/speedup`, `<runtime>/speedup_ci_low`, `<runtime>/speedup_ci_high`")  # fmt: skip
+metric((), "dense / pruned median latency in that runtime, paired rounds, and its 95 % interval (as `speedup`'s)", "`<runtime>/speedup`, `<runtime>/speedup_ci_low`, `<runtime>/speedup_ci_high`")  # fmt: skip
 metric((), "as for eager, against that runtime's own measured peak", "`<runtime>/efficiency`, `<runtime>/dense_efficiency`, `<runtime>/peak_gemm_gmacs_per_s`, `<runtime>/peak_dwconv_gmacs_per_s`")  # fmt: skip
 EXPORT_SECONDS, BUILD_SECONDS = metric(("export_seconds", "build_seconds"), "s: PyTorch to the runtime's form (ONNX export, compilation), and building its session; never inside a latency", "`<runtime>/export_seconds`, `<runtime>/build_seconds` (and `dense_` twins)")  # fmt: skip
 MAX_ABS_DIFF = metric("max_abs_diff", "max absolute difference between the runtime's output and eager's on the timed batch", "`<runtime>/max_abs_diff`, `<runtime>/dense_max_abs_diff`")  # fmt: skip
@@ -173,7 +173,7 @@ RUNTIME_METRICS = (LATENCY_MS, LATENCY_P90_MS, LATENCY_STD_MS, THROUGHPUT, *SPEE
 # four models (dense and pruned, FP32 and INT8) timed in one interleaved harness.
 INT8 = "int8"
 metric((), "the INT8 models' latency in that runtime (`dense_`: the dense model's INT8), timed in the same interleaved rounds as the FP32 models", "`<runtime>/int8/latency_ms`, `<runtime>/int8/latency_p90_ms`, `<runtime>/int8/latency_std_ms`, `<runtime>/int8/throughput` (and `<runtime>/int8/dense_*`)")  # fmt: skip
-metric((), "what pruning adds on top of INT8: dense INT8 / pruned INT8 median latency, and its 95 % bootstrap interval", "`<runtime>/int8/speedup`, `<runtime>/int8/speedup_ci_low`, `<runtime>/int8/speedup_ci_high`")  # fmt: skip
+metric((), "what pruning adds on top of INT8: dense INT8 / pruned INT8 median latency, and its 95 % interval (as `speedup`'s)", "`<runtime>/int8/speedup`, `<runtime>/int8/speedup_ci_low`, `<runtime>/int8/speedup_ci_high`")  # fmt: skip
 INT8_FP32_LATENCY = metric("fp32_latency_ms", "ms: the FP32 pruned model's median latency in the INT8 harness's rounds (`dense_fp32_latency_ms`: the dense model's)", "`<runtime>/int8/fp32_latency_ms`, `<runtime>/int8/dense_fp32_latency_ms`")  # fmt: skip
 SPEEDUP_PRUNING = metric(("speedup_pruning", "speedup_pruning_ci_low", "speedup_pruning_ci_high"), "pruning alone: dense FP32 / pruned FP32 in the INT8 harness's rounds, and its interval", "`<runtime>/int8/speedup_pruning` (and `_ci_low`, `_ci_high`)")  # fmt: skip
 SPEEDUP_QUANTIZATION = metric(("speedup_quantization", "speedup_quantization_ci_low", "speedup_quantization_ci_high"), "quantization alone: dense FP32 / dense INT8, and its interval", "`<runtime>/int8/speedup_quantization` (and `_ci_low`, `_ci_high`)")  # fmt: skip
