@@ -184,7 +184,10 @@ def _search(job: Job, bench: Bench, base: nn.Module, target, start: float) -> ta
             f"target {target.label} needs a method that removes channels; {job.pruner.name} is "
             f"{job.pruner.kind.value} (dense kernels do the same work, so no speedup to search)"
         )
-    settings: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    # the search weighs readings of one job against each other and the target, by each timing's own
+    # spread: the run-to-run spread between jobs would only blunt its steps
+    measure: LatencySettings = OmegaConf.to_object(job.cfg.measure)
+    settings = dataclasses.replace(measure, run_to_run_cv=0.0)
     x = bench.eval.first(settings.batch_size)
     if target.runtime == tracking.EAGER:
         return _speedup_search(
