@@ -20,7 +20,7 @@ def speedup_interval(
     name: str = tracking.SPEEDUP,
     key_of=tracking.runtime_key,
 ) -> tuple[float, float, float] | None:
-    """(speedup, low, high) in a runtime: its 95 % bootstrap interval, or with repeats the mean ± one
+    """(speedup, low, high) in a runtime: its 95 % interval, or with repeats the mean ± one
     standard deviation over seeds; None where the run has no speedup there. `name` and `key_of`
     choose another speedup (an INT8 one: `speedup_both`, T.int8_key)."""
     key = functools.partial(key_of, runtime)
