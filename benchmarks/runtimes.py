@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from sweep.measure import peak, runtimes
 from sweep.measure.counting import count
-from sweep.measure.latency import LatencySettings, paired_speedup, time_steps
+from sweep.measure.latency import LatencySettings, time_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def point(name: str, batch: int, args, tmp: Path) -> None:
         dense_ms = statistics.median(t.stats[0].median_ms for t in timings)
         pruned_ms = statistics.median(t.stats[1].median_ms for t in timings)
         speedups = [t.stats[0].median_ms / t.stats[1].median_ms for t in timings]
-        last = paired_speedup(timings[-1].stats[0].samples_ms, timings[-1].stats[1].samples_ms)
+        last = timings[-1].speedup(0, 1)  # the interval a job logs: instances, run-to-run CV
         eff_d = peak.efficiency(c_dense.macs, batch, dense_ms, peaks[rt])
         eff_p = peak.efficiency(c_pruned.macs, batch, pruned_ms, peaks[rt])
         flags = sorted({f for t in timings for st in t.stats for f in st.flags()})
