@@ -59,7 +59,7 @@ def coverage(runs: list[dict], key: str, cv: float = 0.0) -> tuple[int, int]:
 def own(value: float, bound: float, cv: float) -> float:
     """An interval's bound without the run-to-run CV that `intervals.widened` added to it."""
     side = math.log(bound / value)
-    extra = intervals.Z95 * math.log1p(cv)
+    extra = intervals.run_to_run_half_width(cv)
     return value * math.exp(math.copysign(math.sqrt(max(0.0, side**2 - extra**2)), side))
 
 

@@ -9,10 +9,10 @@ interval that holds from one job to the next has to carry both.
 
 Neither reaches what moves between jobs minutes apart on a shared machine (other tenants, clocks,
 memory placement), which one job cannot see: on a 2-core VM a job's speedups moved by 2.0 % (CV,
-pooled over 20 speedups in four sets of five jobs) where the bootstrap implied 1.7 %. The interval is therefore where
-another job's reading of the same pair is expected to fall: the bootstrap's spread and the machine's
-run-to-run CV (`measure.run_to_run_cv`, measured by `benchmarks/repeatability.py`) added in quadrature
-on a log scale.
+pooled over 20 speedups in four sets of five jobs) where the bootstrap implied 1.7 %. The interval is
+therefore where another job's reading of the same pair is expected to fall: the bootstrap's spread
+and the machine's run-to-run CV (`measure.run_to_run_cv`, measured by `benchmarks/repeatability.py`)
+added in quadrature on a log scale.
 """
 
 from __future__ import annotations
@@ -80,12 +80,17 @@ def paired_speedup(
     return widened(own, run_to_run_cv)
 
 
+def run_to_run_half_width(cv: float) -> float:
+    """The 95 % half-width, on a log scale, of a run-to-run CV."""
+    return Z95 * math.log1p(cv)
+
+
 def widened(s: Speedup, cv: float) -> Speedup:
     """`s` with each side of its interval and a run-to-run CV's 95 % half-width added in quadrature, on
     a log scale (a speedup is a ratio: its spread is relative)."""
     if cv <= 0:
         return s
-    extra = Z95 * math.log1p(cv)
+    extra = run_to_run_half_width(cv)
 
     def side(bound: float) -> float:
         return math.hypot(abs(math.log(bound / s.value)), extra)
