@@ -54,23 +54,80 @@ def auto_stage_timeout_s(stage: str, params: int, trials: int) -> float | None:
 # the share above a training estimate the limit leaves (allocator fragmentation, the data pipeline,
 # the dense model beside the one that trains)
 TRAINING_HEADROOM = 1.5
+# copies of the weights a stage keeps: training (weights, gradients, AdamW's two moments); the gradient
+# criteria while pruning (weights and their gradients)
+OPTIMIZER_COPIES, GRADIENT_COPIES = 4, 2
+FLOOR_MB = 4 * GIB  # the least an automatic limit allows above the job's start
+WEIGHT_COPIES = 40  # copies of the fp32 weights (dense, pruned, search trials, the library's graph)
+# the most images a gradient criterion (Taylor, Hessian) runs backward through at once while pruning:
+# its peak memory then does not grow with the calibration batch (pruner.calibration_batch_size)
+CALIBRATION_MICRO_BATCH = 4
 
 
 def auto_memory_mb(start_mb: float, params: int, training_mb: float = 0.0) -> float:
     """The default resident-memory limit: what the process held when the job started, plus the largest
     of 4 GiB, 40 copies of the model's fp32 weights (dense, pruned, search trials, gradients, optimizer
-    state, the library's graph) and 1.5x what training it needs (`training_mb`: activations at the
-    training batch size), and never more than 90 % of the machine's memory."""
+    state, the library's graph) and 1.5x what its gradient stages need (`training_mb`: activations at
+    the batch they run, plus weights, gradients, optimizer state), and never more than 90 % of the
+    machine's memory."""
     training = 0.0 if math.isnan(training_mb) else TRAINING_HEADROOM * training_mb
-    allowance = max(4 * GIB, 40 * 4 * params / 2**20, training)
+    allowance = max(FLOOR_MB, WEIGHT_COPIES * 4 * params / 2**20, training)
     return min(start_mb + allowance, 0.9 * physical_memory_mb())
 
 
-# what to change when a training stage needs more memory than the limit allows
+@dataclass(frozen=True, kw_only=True)
+class MemoryPlan:
+    """What the stages that compute gradients need in memory (training, sparse training, the gradient
+    criteria while pruning), counted before any of them runs, and the micro-batch each runs its batch
+    in so that it fits under the machine's ceiling: the batch itself where it fits, else the largest
+    part of it that does (gradients accumulated over the parts: the same effective batch)."""
+
+    start_mb: float  # the process's resident memory when the job started
+    weights_mb: float  # the dense model's weights
+    per_image_mb: float  # what a backward pass keeps per image (NaN: not counted)
+    ceiling_mb: float = field(default_factory=lambda: 0.9 * physical_memory_mb())
+
+    def need_mb(self, batch: int, copies: int) -> float:
+        """A stage that runs backward through `batch` images with `copies` copies of the weights
+        (weights, gradients, optimizer state)."""
+        return batch * self.per_image_mb + copies * self.weights_mb
+
+    def micro_batch(self, batch: int, copies: int, most: int | None = None) -> int:
+        """The largest part of `batch` (at most `most`) whose need fits under the ceiling with the
+        limit's headroom; 0 where not even one image fits; the batch where nothing was counted."""
+        want = min(batch, most or batch)
+        if math.isnan(self.per_image_mb) or self.per_image_mb <= 0:
+            return want
+        held = self.start_mb + WEIGHT_COPIES * self.weights_mb
+        room = (self.ceiling_mb - held) / TRAINING_HEADROOM - copies * self.weights_mb
+        return max(0, min(want, math.floor(room / self.per_image_mb)))
+
+    def limit_mb(self, needs: list[float]) -> float:
+        """The automatic limit for a job whose stages need `needs` MiB at their peak (as run): what
+        the job holds throughout (its start, the weight copies) plus 1.5x the largest stage need, at
+        least 4 GiB above the start, at most the ceiling."""
+        need = max([n for n in needs if not math.isnan(n)], default=0.0)
+        allowance = max(FLOOR_MB, WEIGHT_COPIES * self.weights_mb + TRAINING_HEADROOM * need)
+        return min(self.start_mb + allowance, self.ceiling_mb)
+
+    def refusal(self, what: str, copies: int) -> str:
+        """Why a stage cannot run here even one image at a time: one line, with what it needs."""
+        held = self.start_mb + WEIGHT_COPIES * self.weights_mb
+        need = held + TRAINING_HEADROOM * self.need_mb(1, copies)
+        return (
+            f"{what} needs {need / GIB:.1f} GiB even one image at a time ({self.per_image_mb:.0f} "
+            f"MiB an image, beside {WEIGHT_COPIES + copies} copies of {self.weights_mb:.0f} MiB "
+            f"of weights); the limit is {self.ceiling_mb / GIB:.1f} GiB: raise "
+            f"job.max_memory_gb, use a smaller model.input_size, or a machine with more memory"
+        )
+
+
+# what to change when a stage needs more memory than the limit allows
 TRAINING_HINT = {
     "regularize": " (raise it, or train with a smaller finetune.batch_size)",
     "finetune": " (raise it, or train with a smaller finetune.batch_size)",
     "weights": " (raise it, or train the head with a smaller model.train.batch_size)",
+    "prune": " (raise it, or prune with fewer pruner.calibration_batches)",
 }
 
 
@@ -86,6 +143,7 @@ class Watchdog:
     _stage: str = "start"
     _stage_deadline: float | None = None
     _stage_limit: str = ""
+    _stage_peak_mb: float = 0.0  # the highest resident memory sampled in the current stage
     _deadline: float | None = None
     _breach: LimitExceeded | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -96,8 +154,14 @@ class Watchdog:
     # -- where the job is
     def stage(self, name: str, timeout_s: float | None, key: str = "") -> None:
         self._stage = name
+        self._stage_peak_mb = rss_mb()
         self._stage_deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._stage_limit = f"{key}={timeout_s:g}s" if timeout_s is not None else ""
+
+    def stage_peak_mb(self) -> float:
+        """The highest resident memory of the current stage, MiB: sampled by the watchdog's thread
+        while it runs (a peak shorter than its poll interval can be missed), and now."""
+        return max(self._stage_peak_mb, rss_mb())
 
     # -- the thread and the handler
     def __enter__(self) -> Watchdog:
@@ -139,15 +203,16 @@ class Watchdog:
             return LimitExceeded(
                 f"job ran past job.timeout_s={self.timeout_s:g}s ({where})", self._stage, "timeout"
             )
-        if self.memory_mb is not None:
-            rss = rss_mb()
-            if rss > self.memory_mb:
-                return LimitExceeded(
-                    f"{where}: resident memory {rss / GIB:.1f} GiB over "
-                    f"{self.memory_key}={self.memory_mb / GIB:.1f}{TRAINING_HINT.get(self._stage, '')}",
-                    self._stage,
-                    "memory",
-                )
+        rss = rss_mb()
+        self._stage_peak_mb = max(self._stage_peak_mb, rss)
+        if self.memory_mb is not None and rss > self.memory_mb:
+            hint = TRAINING_HINT.get(self._stage, " (raise it, or null: no limit)")
+            return LimitExceeded(
+                f"{where}: resident memory {rss / GIB:.1f} GiB over "
+                f"{self.memory_key}={self.memory_mb / GIB:.1f}{hint}",
+                self._stage,
+                "memory",
+            )
         return None
 
     def _watch(self) -> None:

@@ -53,3 +53,41 @@ def test_divergence_rule():
     assert not TrainResult(
         steps=10, seconds=1.0, stopped_by="epochs", losses=[8.0] * 5 + [2.0] * 5, chance_loss=2.3
     ).diverged
+
+
+def _two_layers(seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+
+
+def test_a_batch_in_parts_makes_the_whole_batch_step():
+    """Gradients accumulated over parts of the batch (uneven ones too) make the optimizer step the
+    whole batch makes, distilled or not; no forward pass sees more than the part."""
+    import copy
+
+    import torch
+
+    from sweep.training import Budget, Distill
+    from sweep.training.loops import _optimizer, _step
+
+    torch.manual_seed(1)
+    x, y = torch.randn(10, 6), torch.randint(0, 4, (10,))
+    budget = Budget(epochs=1, lr=1e-2, batch_size=10)
+    for distill in (None, Distill(_two_layers(seed=7), weight=0.5, temperature=2.0)):
+        models, losses, seen = [], [], []
+        for micro in (None, 4, 1):
+            model = _two_layers()
+            hook = model.register_forward_pre_hook(
+                lambda m, args, seen=seen: seen.append(len(args[0]))
+            )
+            opt, sched = _optimizer(model, budget, samples=10)
+            losses.append(_step(model, opt, sched, x, y, copy.deepcopy(distill), [], micro=micro))
+            hook.remove()
+            models.append(model)
+        assert seen == [10, 4, 4, 2, *[1] * 10]
+        assert all(abs(v - losses[0]) < 1e-5 for v in losses)
+        for other in models[1:]:
+            for a, b in zip(other.parameters(), models[0].parameters()):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -249,8 +249,10 @@ class JobConfig:
 
     timeout_s: Optional[float] = checked(None, POSITIVE)  # the whole job; null: no limit
     stage_timeout_s: StageTimeoutConfig = field(default_factory=StageTimeoutConfig)
-    # resident memory of the job's process, GiB. auto: its memory at the job's start + max(4 GiB, 40x
-    # the fp32 weights, 1.5x training's measured need), at most 90 % of the machine's; null: no limit
+    # resident memory of the job's process, GiB. auto: its memory at the job's start + 40x the fp32
+    # weights + 1.5x the largest counted need of a stage (training, gradient criteria, evaluation), at
+    # least 4 GiB above the start, at most 90 % of the machine's; a training batch over it runs in parts
+    # (gradients accumulated); null: no limit
     max_memory_gb: Optional[Union[int, float, str]] = checked(
         "auto", Check(lo=0, lo_open=True, auto=("auto",))
     )

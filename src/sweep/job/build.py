@@ -19,7 +19,7 @@ from sweep.job import shared
 from sweep.job.context import Bench, Job
 from sweep.job.results import Result
 from sweep.measure.counting import count
-from sweep.measure.memory import training_mb
+from sweep.measure.memory import activation_mb, inference_mb, weights_mb
 from sweep.models import weights
 from sweep.pruners import published
 from sweep.pruners.base import Calibration
@@ -77,13 +77,15 @@ class Built(Result):
     note: str  # why pretrained weights were not used, if they were asked for
     model_params: int
     memory_gb_used: float | None  # the auto memory limit set for this model, GiB
+    memory: limits.MemoryPlan | None  # what the gradient stages need (CPU)
+    micro_batches: dict  # the micro-batch of each gradient stage, by param name
     kept_dense: tuple[str, ...]  # layers the method leaves whole (it cannot prune them)
 
     def params(self) -> dict:
         params = {tracking.PARAM_DATA_PREFIX + k: v for k, v in self.preprocess.items()}
         if self.memory_gb_used is not None:
             params[tracking.PARAM_MEMORY_USED] = self.memory_gb_used
-        return params
+        return params | self.micro_batches
 
     def tags(self) -> dict:
         return {tracking.TAG_KEPT_DENSE: ",".join(self.kept_dense)} if self.kept_dense else {}
@@ -106,15 +108,7 @@ def build(job: Job) -> Built:
     held_out = Batches(job.dataset, "eval", transform)
     example = held_out.first(1).to(job.device)
     job = job.with_model_params(sum(p.numel() for p in model.parameters()))
-    memory_gb = None
-    if job.cfg.job.max_memory_gb == "auto":
-        # the limit is on the process's resident memory: a GPU's training memory is not in it
-        batch = _training_batch(job.cfg, job.pruner) if job.device.type == "cpu" else 0
-        need = training_mb(model, example, batch) if batch else 0.0
-        job.watchdog.memory_mb = limits.auto_memory_mb(
-            job.watchdog.start_mb, job.model_params, training_mb=need
-        )
-        memory_gb = round(job.watchdog.memory_mb / 1024, 2)
+    job, memory_gb = _memory(job, model, example)
     # before weights (which may train): a method that cannot apply says so at once
     kept = check_method(job, model.to(job.device), example)
     return Built(
@@ -127,18 +121,84 @@ def build(job: Job) -> Built:
         note=note,
         model_params=job.model_params,
         memory_gb_used=memory_gb,
+        memory=job.memory,
+        micro_batches=_micro_batches(job),
         kept_dense=kept,
     )
 
 
-def _training_batch(cfg: DictConfig, pruner) -> int:
-    """The largest batch any stage of the job trains the whole model at (0: none trains it)."""
-    batches = [0]
-    if cfg.finetune.epochs > 0 or pruner.regularize is not None:
-        batches.append(cfg.finetune.batch_size)
-    if cfg.model.head == "train" and cfg.model.train.epochs > 0:
-        batches.append(cfg.model.train.batch_size)
-    return max(batches)
+def _memory(job: Job, model: nn.Module, example: torch.Tensor) -> tuple[Job, float | None]:
+    """The job's memory plan (CPU: what its gradient stages need, counted before any runs, and the
+    micro-batches that fit them under the limit) and its automatic limit, GiB (None: not automatic).
+    A gradient stage that does not fit even one image at a time is refused here, before any
+    training, with what it needs. The limit is on the process's resident memory: a GPU's memory is
+    not in it, and there batches run whole."""
+    auto = job.cfg.job.max_memory_gb == "auto"
+    if job.device.type != "cpu":
+        if auto:
+            job.watchdog.memory_mb = limits.auto_memory_mb(job.watchdog.start_mb, job.model_params)
+        return job, round(job.watchdog.memory_mb / 1024, 2) if auto else None
+    given = job.watchdog.memory_mb if not auto else None
+    plan = limits.MemoryPlan(
+        start_mb=job.watchdog.start_mb,
+        weights_mb=weights_mb(model),
+        per_image_mb=activation_mb(model, example),
+        ceiling_mb=given if given is not None else 0.9 * limits.physical_memory_mb(),
+    )
+    job = job.with_model_params(job.model_params, memory=plan)
+    needs = [plan.need_mb(batch, copies) for batch, copies in _gradient_stages(job, plan)]
+    # evaluation: forward passes at the eval batch, beside the models the weight copies count
+    needs.append(job.cfg.eval.batch_size * inference_mb(model, example))
+    if auto:
+        job.watchdog.memory_mb = plan.limit_mb(needs)
+        return job, round(job.watchdog.memory_mb / 1024, 2)
+    return job, None
+
+
+def _gradient_stages(job: Job, plan: limits.MemoryPlan) -> list[tuple[int, int]]:
+    """(images at once, copies of the weights) of each stage of the job that computes gradients, or
+    runs the model on a calibration batch; refuses the job where one cannot fit even one image."""
+    cfg, pruner = job.cfg, job.pruner
+    stages = []
+    trains = {
+        "finetune.batch_size": cfg.finetune.batch_size
+        if cfg.finetune.epochs > 0 or pruner.regularize is not None
+        else 0,
+        "model.train.batch_size": cfg.model.train.batch_size
+        if cfg.model.head == "finetune" and cfg.model.train.epochs > 0
+        else 0,
+    }
+    for key, batch in trains.items():
+        if batch:
+            micro = _fitting(plan, batch, limits.OPTIMIZER_COPIES, f"training at {key}={batch}")
+            stages.append((micro, limits.OPTIMIZER_COPIES))
+    if pruner.calibration_batches:
+        _fitting(plan, 1, limits.GRADIENT_COPIES, f"{pruner.name}'s gradients while pruning")
+        stages.append((job.calibration_micro_batch(), limits.GRADIENT_COPIES))
+    if cfg.quantize.precision != "none":  # INT8 calibration: forward passes at the timed batch
+        stages.append((cfg.measure.batch_size, 1))  # (as a backward pass's: an upper bound)
+    return stages
+
+
+def _fitting(plan: limits.MemoryPlan, batch: int, copies: int, what: str) -> int:
+    micro = plan.micro_batch(batch, copies)
+    if micro < 1:
+        raise NotApplicable(plan.refusal(what, copies))
+    return micro
+
+
+def _micro_batches(job: Job) -> dict[str, int]:
+    """The micro-batches the job's gradient stages run (logged as params), where it has such stages."""
+    cfg, out = job.cfg, {}
+    if cfg.finetune.epochs > 0 or job.pruner.regularize is not None:
+        b = cfg.finetune.batch_size
+        out[tracking.PARAM_FINETUNE_MICRO_BATCH] = job.micro_batch(b) or b
+    if cfg.model.head == "finetune" and cfg.model.train.epochs > 0:
+        b = cfg.model.train.batch_size
+        out[tracking.PARAM_TRAIN_MICRO_BATCH] = job.micro_batch(b) or b
+    if job.pruner.calibration_batches:
+        out[tracking.PARAM_CALIBRATION_MICRO_BATCH] = job.calibration_micro_batch()
+    return out
 
 
 def check_method(job: Job, model: nn.Module, example: torch.Tensor) -> tuple[str, ...]:
@@ -189,6 +249,7 @@ def load_weights(job: Job, built: Built) -> Weights:
         device=job.device,
         cache_dir=cfg.weights.cache_dir,
         seed=cfg.seed,
+        micro_batch=job.micro_batch(cfg.model.train.batch_size),
     )
     return Weights(model=dense, info=info)
 
@@ -215,7 +276,7 @@ def calibration_of(job: Job, train: Batches) -> Calibration | None:
         batches.append((x.to(job.device), y.to(job.device)))
         if len(batches) == n:
             break
-    return Calibration(batches)
+    return Calibration(batches, micro_batch=job.calibration_micro_batch())
 
 
 def bench_of(job: Job, built: Built, weighted: Weights) -> Bench:

@@ -36,9 +36,28 @@ class Job(Result):
     run_id: str  # the job's MLflow run (an artifact names it)
     round_to: int | None = None  # prune.round_to as applied to the method (auto resolved)
     model_params: int = 0
+    # what the gradient stages need and the micro-batches that fit them (CPU; None: whole batches)
+    memory: limits.MemoryPlan | None = None
 
-    def with_model_params(self, n: int) -> Job:
-        return dataclasses.replace(self, model_params=n)
+    def with_model_params(self, n: int, memory: limits.MemoryPlan | None = None) -> Job:
+        return dataclasses.replace(self, model_params=n, memory=memory or self.memory)
+
+    def micro_batch(self, batch: int, copies: int = limits.OPTIMIZER_COPIES) -> int | None:
+        """The part of a `batch` a gradient stage runs backward through at once: None for the whole
+        batch (it fits, or nothing was counted), else the largest part that fits (sweep.limits)."""
+        if self.memory is None:
+            return None
+        micro = self.memory.micro_batch(batch, copies)
+        return micro if 0 < micro < batch else None
+
+    def calibration_micro_batch(self) -> int:
+        """The most images a gradient criterion runs backward through at once while pruning: a few
+        (`limits.CALIBRATION_MICRO_BATCH`), fewer where memory is short, never 0."""
+        size = self.pruner.calibration_batch_size
+        most = min(size, limits.CALIBRATION_MICRO_BATCH)
+        if self.memory is None:
+            return most
+        return max(1, self.memory.micro_batch(size, limits.GRADIENT_COPIES, most=most))
 
     @property
     def run_name(self) -> str:
@@ -75,6 +94,7 @@ class Job(Result):
             schedule=f.schedule,
             max_steps=max_steps,
             time_budget_s=time_budget_s,
+            micro_batch=self.micro_batch(f.batch_size),
         )
 
     def stage_timeout_s(self, name: str) -> float | None:

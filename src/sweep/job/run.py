@@ -51,7 +51,7 @@ def _stages(job: Job, stage: Stages) -> dict:
     the job and the bench, where it takes them)."""
     torch.manual_seed(job.cfg.seed)
     built = stage("build", build.build)
-    job = stage.job = job.with_model_params(built.model_params)
+    job = stage.job = job.with_model_params(built.model_params, memory=built.memory)
     weighted = stage("weights", build.load_weights, built=built)
     stage.bench = stage.record(build.bench_of(job=job, built=built, weighted=weighted))
     progress, pruned = Progress(), weighted.model
@@ -82,6 +82,7 @@ class Stages:
     recorder: results.Recorder
     bench: Bench | None = None  # once built
     seconds: dict[str, float] = field(default_factory=dict)
+    peaks: dict[str, float] = field(default_factory=dict)  # resident memory, MiB
 
     def record(self, result):
         return self.recorder.record(result)
@@ -108,9 +109,15 @@ class Stages:
                 self.recorder.record(e.result)
             raise
         dt = time.perf_counter() - t0
+        peak = self.peaks[name] = max(self.peaks.get(name, 0.0), self.job.watchdog.stage_peak_mb())
         self.job.watchdog.stage(f"after {name}", None)
         total = self.seconds[name] = self.seconds.get(name, 0.0) + dt
-        self.recorder.metrics({tracking.STAGE_METRIC.format(name): total})
+        self.recorder.metrics(
+            {
+                tracking.STAGE_METRIC.format(name): total,
+                tracking.STAGE_PEAK_METRIC.format(name): peak,
+            }
+        )
         if name in CHECKPOINT_STAGES:
             self.recorder.flush()
         log.info("%s: %s done in %.1fs", self.job.run_name, name, dt)

@@ -179,7 +179,7 @@ def cached(path: Path, module: nn.Module, produce, label: str) -> None:
     produced_once(path, load=load, produce=produce, save=save)
 
 
-def _training_budget(t) -> training.Budget:
+def _training_budget(t, micro_batch: int | None = None) -> training.Budget:
     """The budget `model.train` gives the dense model (or its new head)."""
     return training.Budget(
         epochs=t.epochs,
@@ -187,6 +187,7 @@ def _training_budget(t) -> training.Budget:
         batch_size=t.batch_size,
         weight_decay=t.weight_decay,
         schedule="onecycle",
+        micro_batch=micro_batch,
     )
 
 
@@ -200,8 +201,11 @@ def fit(
     device: torch.device,
     cache_dir: str | Path,
     seed: int,
+    micro_batch: int | None = None,
 ) -> tuple[nn.Module, WeightsInfo]:
-    """The head as model.head says, trained on the train split (through the on-disk cache)."""
+    """The head as model.head says, trained on the train split (through the on-disk cache); the
+    whole model's training in parts of `micro_batch` images where its batch does not fit (the same
+    effective batch: the cached weights are shared with whole-batch runs)."""
     t = model_cfg.train
     if model_cfg.head == "keep" or t.epochs <= 0:
         return model.to(device).eval(), WeightsInfo(source, 0, None, note)
@@ -212,7 +216,7 @@ def fit(
     dataset = train_split.dataset
     key = cache_key(model_cfg, dataset, start_source=source, preprocess=preprocess, seed=seed)
     path = Path(cache_dir).expanduser().resolve() / f"{key}.pt"
-    budget = _training_budget(t)
+    budget = _training_budget(t, micro_batch if model_cfg.head == "finetune" else None)
     label = model_cfg.alias
     if model_cfg.head == "fit":  # only the new head is trained, and cached
         cached(

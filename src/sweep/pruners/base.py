@@ -61,6 +61,19 @@ class Calibration:
     that read gradients; labels are indices into the model's outputs."""
 
     batches: list[tuple[torch.Tensor, torch.Tensor]]
+    # the most images a criterion runs backward through at once (None: a whole batch): the job sets
+    # it so that the prune stage's memory fits (sweep.limits.MemoryPlan)
+    micro_batch: int | None = None
+
+    def parts(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """Each batch in parts of at most `micro_batch` images, with the share of its batch each part
+        is (a batch's mean loss is the sum over its parts of share x the part's mean loss, so gradients
+        accumulated over the parts are the batch's, up to float rounding; the model is in eval mode
+        while a criterion calibrates, so BatchNorm does not see the parts as batches)."""
+        for x, y in self.batches:
+            step = self.micro_batch or len(x)
+            for i in range(0, len(x), step):
+                yield x[i : i + step], y[i : i + step], len(x[i : i + step]) / len(x)
 
 
 @dataclass(frozen=True)

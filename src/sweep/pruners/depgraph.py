@@ -153,8 +153,14 @@ class DepGraphPruner(Pruner):
             return
         if calibration is None or not calibration.batches:
             raise RuntimeError(f"{self.name} needs calibration batches from the train split")
-        with torch.enable_grad():
-            calibrate(model, calibration)
+        # the gradients of the model as it predicts (eval mode: BatchNorm's running statistics, so
+        # a batch read in parts gives the batch's gradients)
+        was_training = model.training
+        try:
+            with torch.enable_grad():
+                calibrate(model.eval(), calibration)
+        finally:
+            model.train(was_training)
 
     def prune(
         self,

@@ -31,8 +31,10 @@ class Taylor(tp.importance.TaylorImportance):
 
     def calibrate(self, model: nn.Module, calibration: Calibration) -> None:
         model.zero_grad(set_to_none=True)
-        for x, y in calibration.batches:
-            _loss(model, x, y).mean().backward()
+        # each batch's mean loss, accumulated over its parts (Calibration.parts): the peak memory is
+        # one part's backward pass, whatever the batch
+        for x, y, share in calibration.parts():
+            (_loss(model, x, y).mean() * share).backward()
 
 
 class Hessian(tp.importance.HessianImportance):
@@ -41,7 +43,7 @@ class Hessian(tp.importance.HessianImportance):
 
     def calibrate(self, model: nn.Module, calibration: Calibration) -> None:
         self.zero_grad()
-        for x, y in calibration.batches:
+        for x, y, _ in calibration.parts():  # per-sample gradients: a part's graph at a time
             losses = _loss(model, x, y)
             for i, loss in enumerate(losses):
                 # zeroed, not freed: Torch-Pruning writes the accumulated means into each .grad

@@ -71,6 +71,8 @@ PARAM_CALIBRATION_SAMPLES = param("pruner.calibration_samples", "train images th
 PARAM_REGULARIZE_LR_USED = param("pruner.regularize.lr_used", "methods that train for sparsity: the learning rate of their sparse training (`pruner.regularize.lr` or `model.finetune_lr`)")  # fmt: skip
 PARAM_ROUND_TO_USED = param("prune.round_to_used", "with `prune.round_to`: the multiple channel counts were rounded to (`auto` resolved for the job's device)")  # fmt: skip
 PARAM_QUANTIZE_CALIBRATION = param("quantize.calibration_samples_used", "`quantize=int8`: train images the INT8 models were calibrated on (the same for every runtime, dense and pruned)")  # fmt: skip
+PARAM_FINETUNE_MICRO_BATCH, PARAM_TRAIN_MICRO_BATCH = param(("finetune.micro_batch_used", "model.train.micro_batch_used"), "on a CPU, where the job trains (fine-tuning or sparse training; `model.head=finetune`): the most images one forward and backward pass took; below the batch size where the batch does not fit the memory limit (gradients accumulated over the parts: the same effective batch)")  # fmt: skip
+PARAM_CALIBRATION_MICRO_BATCH = param("pruner.calibration_micro_batch_used", "gradient criteria (Taylor, Hessian): the most calibration images one backward pass took while pruning (at most 4, fewer where memory is short; gradients accumulated over a batch's parts)")  # fmt: skip
 PARAM_MEMORY_USED = param("job.max_memory_gb_used", "the memory limit in effect, GiB (with `job.max_memory_gb=auto`)")  # fmt: skip
 PARAM_WEIGHTS_CACHE = param("weights.cache_path", "the trained-weights file the job read or wrote (when it trains)")  # fmt: skip
 param((), "", "`force` and `tracking.*` are not logged; the parent run has no params")
@@ -141,6 +143,8 @@ STAGES = (
 )
 STAGE_METRIC = "stage_{}_seconds"  # wall time of each stage of the job, s
 metric(tuple(STAGE_METRIC.format(s) for s in STAGES), "s per stage of the job (summed over a schedule's steps)", f"`stage_<{','.join(STAGES)}>_seconds`")  # fmt: skip
+STAGE_PEAK_METRIC = "stage_{}_peak_rss_mb"  # the process's highest resident memory in each stage
+metric(tuple(STAGE_PEAK_METRIC.format(s) for s in STAGES), "MiB: the process's highest resident memory in each stage (sampled a few times a second by the job's limit watchdog, the highest over a schedule's steps), beside the limit in force (`job.max_memory_gb_used`)", f"`stage_<{','.join(STAGES)}>_peak_rss_mb`")  # fmt: skip
 EFFICIENCY = metric("efficiency", "achieved MAC/s (dense-kernel `macs` x batch / `latency_ms`) over eager's measured GEMM peak, 0..1 (`dense_efficiency` for the dense model)")  # fmt: skip
 PEAK_METRICS = PEAK_GEMM, PEAK_DWCONV = metric(("peak_gemm_gmacs_per_s", "peak_dwconv_gmacs_per_s"), "GMAC/s: eager's measured peak on this machine on a GEMM and a depthwise convolution (cached per machine)")  # fmt: skip
 

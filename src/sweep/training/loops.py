@@ -33,6 +33,10 @@ class Budget:
     schedule: str = "cosine"  # cosine | constant | onecycle
     max_steps: int | None = None
     time_budget_s: float | None = None
+    # the most images one forward and backward pass takes (None: the whole batch): a batch larger
+    # than the machine's memory allows is run in parts and their gradients accumulated before the
+    # optimizer's step, so the effective batch, learning rate and step count stay the batch's
+    micro_batch: int | None = None
 
 
 @dataclass
@@ -135,10 +139,21 @@ def _loss(
     return (1 - distill.weight) * ce + distill.weight * kd
 
 
-def _step(model, opt, sched, x, y, distill: Distill | None, masks, after_backward=None) -> float:
-    loss = _loss(model(x), y, x, distill)
+def _step(
+    model, opt, sched, x, y, distill: Distill | None, masks, after_backward=None, micro=None
+) -> float:
+    """One optimizer step on the batch (x, y), run in parts of at most `micro` images: each part's
+    mean loss weighted by its share of the batch, so the accumulated gradient is the batch's mean.
+    BatchNorm normalises each part by the part's own statistics and updates its running statistics
+    once per part (as ghost batch normalisation does); with the whole batch in one part nothing
+    differs from a plain step."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    step, loss = micro or len(x), 0.0
+    for i in range(0, len(x), step):
+        xs, ys = x[i : i + step], y[i : i + step]
+        part = _loss(model(xs), ys, xs, distill) * (len(xs) / len(x))
+        part.backward()
+        loss += part.detach()
     if after_backward is not None:  # a sparsity regularizer's gradient, added before the update
         after_backward(model)
     opt.step()
@@ -146,7 +161,7 @@ def _step(model, opt, sched, x, y, distill: Distill | None, masks, after_backwar
     with torch.no_grad():
         for w, mask in masks:  # a mask method's zeros stay zero
             w.mul_(mask)
-    return loss.item()
+    return float(loss)
 
 
 def _stop(budget: Budget, losses: list[float], t0: float) -> str:
@@ -190,9 +205,8 @@ def train(
     model.to(device).train()
     opt, sched = _optimizer(model, budget, len(batches))
     class_of = torch.tensor(class_map) if class_map is not None else None
-    step_on = functools.partial(
-        _step, model, opt, sched=sched, distill=distill, masks=masks, after_backward=after_backward
-    )
+    step_on = functools.partial(_step, model, opt, sched=sched, distill=distill, masks=masks)
+    step_on = functools.partial(step_on, after_backward=after_backward, micro=budget.micro_batch)
     t0, stopped, losses = time.perf_counter(), "", []
     for epoch in range(budget.epochs):
         loss_sum, seen = 0.0, 0
