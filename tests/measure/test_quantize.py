@@ -141,3 +141,64 @@ def test_summary_names_the_methods_that_change_places_under_int8():
     d = _row("dg_taylor", fp32=0.898, int8=0.86, pruning=1.29, on_int8=1.04)
     sweep = rows.Sweep("s", [a, d], ["tiny"], ["macs=0.5"], [0], [0], [a, d])
     assert "by top-1," not in "\n".join(int8_section.summary(sweep))
+
+
+def _depthwise(channels: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, channels, 1),
+        torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(channels, 10),
+    ).eval()
+
+
+def test_eager_int8_takes_the_engine_that_runs_the_model(tmp_path):
+    """x86's depthwise kernel takes 537 channels (a pruned width) about 40x slower than 536: the INT8
+    model is built for oneDNN instead, and runs faster than x86's would."""
+    from sweep.measure.runtimes import eager
+
+    if "onednn" not in torch.backends.quantized.supported_engines:
+        pytest.skip("no oneDNN quantized engine in this PyTorch build")
+    model, x = _depthwise(537), torch.randn(1, 3, 14, 14)
+    ctx = runtimes.Context.of(CPU, QUICK, tmp_path)
+    loaded = eager.Eager().int8(model, x, [x], ctx, "pruned")
+    assert loaded.kernels == "onednn"
+    x86 = eager._fx_int8(model, x, [x], "x86")
+    assert eager._median_ms(x86, x) > 3 * eager._median_ms(_quantized_of(loaded), x)
+
+
+def _quantized_of(loaded) -> torch.nn.Module:
+    """The INT8 module a Loaded runs (its `again` deep-copies it)."""
+    cells = (c.cell_contents for c in loaded.again.__closure__)
+    return next(c for c in cells if isinstance(c, torch.nn.Module))
+
+
+def test_eager_int8_without_a_sane_engine_is_not_applicable(tmp_path, monkeypatch):
+    from sweep.measure.runtimes import eager
+
+    ms = {False: 1.0, True: 12.0}  # FP32 1 ms, INT8 12 ms in every engine
+    monkeypatch.setattr(eager, "_median_ms", lambda m, x: ms[isinstance(m, torch.fx.GraphModule)])
+    model, x = _depthwise(16), torch.randn(1, 3, 8, 8)
+    ctx = runtimes.Context.of(CPU, QUICK, tmp_path)
+    with pytest.raises(runtimes.RuntimeNotApplicable, match=r"12\.0x slower than its FP32 form"):
+        eager.Eager().int8(model, x, [x], ctx, "pruned")
+
+
+def test_the_dense_int8_model_is_built_once_per_process(tmp_path, monkeypatch):
+    from sweep.measure.runtimes import eager
+
+    model, x = _depthwise(16), torch.randn(1, 3, 8, 8)
+    ctx = runtimes.Context.of(CPU, QUICK, tmp_path)
+    ctx.kept[id(model)] = runtimes.Kept(folder=tmp_path / "forms-a", once=None)
+    built = []
+    fx = eager._fx_int8
+    monkeypatch.setattr(eager, "_fx_int8", lambda *a: built.append(a[3]) or fx(*a))
+    first = eager.Eager().int8(model, x, [x], ctx, "dense")
+    n = len(built)
+    again = eager.Eager().int8(model, x, [x], ctx, "dense")
+    assert n >= 1 and len(built) == n and _quantized_of(again) is _quantized_of(first)
+    assert again.kernels == first.kernels and again.export_s == first.export_s
+    other = eager.Eager().int8(model, x, [x * 2], ctx, "dense")  # other calibration: built again
+    assert len(built) > n and _quantized_of(other) is not _quantized_of(first)

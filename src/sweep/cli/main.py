@@ -19,6 +19,7 @@ from sweep.errors import SweepConfigError, first_line
 
 # read by each job (sweep.job.run, not imported here: it loads torch): the grid's size and models
 NUM_JOBS_ENV, MODELS_ENV = "SWEEP_NUM_JOBS", "SWEEP_MODELS"
+STARTED_ENV = "SWEEP_STARTED_MS"
 
 
 def summarize(plan: Plan, since_ms: int) -> tuple[int, dict]:
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[NUM_JOBS_ENV] = str(plan.num_jobs)
     os.environ[MODELS_ENV] = ",".join(plan.models)
     since_ms = int(time.time() * 1000)
+    os.environ[STARTED_ENV] = str(since_ms)
     # The parent run is opened and closed here rather than in Hydra's Callback.on_multirun_start/end:
     # its id must be in every job's overrides before launch, and Hydra skips on_multirun_end when the
     # sweep is interrupted (SIGTERM, Ctrl-C), which would leave the parent RUNNING.

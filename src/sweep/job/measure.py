@@ -135,10 +135,14 @@ class InRuntime(Result):
             return {key(tracking.TAG_RUNTIME_NA): self.not_applicable}
         if self.result is None:
             return {}
-        return {
+        tags = {
             key(tracking.TAG_RUNTIME_FLAG): self.result.flag,
             key(tracking.TAG_SLOWER_THAN_DENSE): self.result.slower_than_dense,
         }
+        dense, pruned = getattr(self.result, "kernels", ("", ""))
+        if dense or pruned:
+            tags[key(tracking.INT8_KERNELS)] = f"dense={dense} pruned={pruned}"
+        return tags
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -39,6 +39,9 @@ log = logging.getLogger("sweep")
 STAGES = tracking.STAGES
 # what `python -m sweep` tells each job of its grid (sweep.cli.main sets them)
 NUM_JOBS_ENV, MODELS_ENV = "SWEEP_NUM_JOBS", "SWEEP_MODELS"
+STARTED_ENV = (
+    "SWEEP_STARTED_MS"  # when the command started (ms): earlier commands' jobs are not its
+)
 # What was recorded is sent to MLflow after each result of these stages, and in any case when the run
 # ends (also on failure or SIGTERM): each send costs a store round trip, which adds up over a grid of
 # short jobs; the measure and quantize stages' figures stay if the process dies while timing (minutes
@@ -200,7 +203,16 @@ def _progress(cfg: DictConfig, uri: str) -> str:
         return ""
     models = [m for m in os.environ.get(MODELS_ENV, "").split(",") if m] or [cfg.model.alias]
     sweep = sweep_id_of(cfg)
-    now = tracking.progress_of(uri, cfg.tracking.experiment, sweep, total=total, models=models)
+    num = _job_num()
+    now = tracking.progress_of(
+        uri,
+        cfg.tracking.experiment,
+        sweep,
+        total=total,
+        models=models,
+        since_ms=int(os.environ.get(STARTED_ENV, "0") or 0),
+        processed=num - 1 if isinstance(num, int) and _runs_in_turn() else 0,
+    )
     tracking.send_progress(uri, cfg.tracking.parent_run_id, now)
     return f": {now.line()}"
 
@@ -257,6 +269,17 @@ def _watchdog(cfg, start_mb: float) -> limits.Watchdog:
     else:
         memory_mb = None if memory is None else memory * limits.GIB
     return limits.Watchdog(cfg.timeout_s, memory_mb, start_mb=start_mb)
+
+
+def _runs_in_turn() -> bool:
+    """Whether Hydra's launcher runs the grid's jobs one after another in this process (its basic
+    launcher): then the jobs before this one are done, skipped ones too."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    launcher = HydraConfig.get().runtime.choices.get("hydra/launcher", "basic")
+    return launcher == "basic"
 
 
 def _job_num() -> int | str:

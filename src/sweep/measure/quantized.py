@@ -41,6 +41,7 @@ class Int8Result:
     accuracy: tuple[float, float]  # dense INT8, pruned INT8: top-1 read from the runtime
     quantize_s: tuple[float, float]  # dense, pruned
     file_mb: tuple[float, float] = (float("nan"), float("nan"))  # dense INT8, pruned INT8 on disk
+    kernels: tuple[str, str] = ("", "")  # dense INT8, pruned INT8: the engine each was built for
 
     @property
     def on_int8(self) -> Speedup:
@@ -131,4 +132,5 @@ def quantize_in(
         accuracy=accuracy,
         quantize_s=(int8[0].export_s, int8[1].export_s),
         file_mb=shipped(int8, timing.stats[DENSE_INT8:], ctx.device),
+        kernels=(int8[0].kernels, int8[1].kernels),
     )

@@ -219,6 +219,8 @@ RUNTIME_TAGS = (
     TAG_SLOW_LAYERS,
     TAG_PROFILE_NA,
 )
+TAG_INT8_KERNELS = tag("int8/kernels", "`quantize=int8`, eager: the quantized engine each INT8 model was packed for, `dense=<engine> pruned=<engine>` (`x86` first; `onednn` where the x86 engine's kernels run the model slower than its FP32 form, as its depthwise kernel does at some channel counts a pruned model has)")  # fmt: skip
+INT8_KERNELS = "kernels"  # <runtime>/int8/kernels
 tag((), "`quantize=int8`, per runtime: its INT8 harness's latency flag (as `<runtime>/latency_flag`); one line saying why it has no INT8 figures (no INT8 path, masks, an operator its quantizer cannot take; the job still FINISHES); `true` when the pruned INT8 model is slower than the dense INT8 one beyond the interval", "`<runtime>/int8/latency_flag`, `<runtime>/int8/not_applicable`, `<runtime>/int8/slower_than_dense`")  # fmt: skip
 TAG_SHIPPED = tag("shipped_models", "the forms the job logged as MLflow models of its run (`log_models`), e.g. `onnx,onnx_int8,pytorch`: logged models named `pruned-<form>` (the fine-tuned model); the dense model's `dense-<form>` once per sweep and model")  # fmt: skip
 TAG_SHIP_NA = tag("ship_not_applicable", "the forms of `log_models` the job could not log as MLflow models and why, `<form>: why; ...` (an exporter that cannot take the model; where `torch.export` refuses it, its safetensors + structure form is kept in `model/`); the job still FINISHES")  # fmt: skip
@@ -345,7 +347,12 @@ def describes(kind: Kind, key: str, config_keys: set[str] = frozenset()) -> bool
     if runtime.rpartition("/")[2] == INT8:
         if kind == "metric":
             return rest.removeprefix(DENSE_PREFIX) in INT8_METRICS
-        return kind == "tag" and rest in (TAG_RUNTIME_FLAG, TAG_RUNTIME_NA, TAG_SLOWER_THAN_DENSE)
+        return kind == "tag" and rest in (
+            TAG_RUNTIME_FLAG,
+            TAG_RUNTIME_NA,
+            TAG_SLOWER_THAN_DENSE,
+            INT8_KERNELS,
+        )
     if runtime and kind == "metric":
         return rest.removeprefix(DENSE_PREFIX) in (*RUNTIME_METRICS, *PROFILE_METRICS)
     if runtime and kind == "tag":

@@ -55,32 +55,45 @@ def _duration(seconds: float) -> str:
 
 
 def progress_of(
-    uri: str, experiment: str, sweep_id: str, total: int, models: list[str]
+    uri: str,
+    experiment: str,
+    sweep_id: str,
+    total: int,
+    models: list[str],
+    since_ms: int = 0,
+    processed: int = 0,
 ) -> SweepProgress:
-    """From the sweep's runs: a job is done once a run with its key ended (a re-run's latest counts),
-    and the jobs left of each model take its finished jobs' median time, divided among the jobs that
-    run at once. `models`: the grid's models (each has total / len(models) jobs)."""
+    """From the sweep's runs: a job of this command (`total` jobs, started at `since_ms`) is done once
+    a run with its key that started after it ended (a re-run's latest counts; what an earlier
+    command on the same sweep ran is not this command's), or once the launcher moved past it (`processed`:
+    jobs before this one in a launcher that runs them in turn, skipped ones too). The jobs left of
+    each model take its finished jobs' median time, this command's or earlier, divided among the
+    jobs that run at once. `models`: the grid's models (each has total / len(models) jobs)."""
     latest: dict[str, object] = {}
     for r in search_runs(uri, experiment, sweep_id):  # oldest first
         latest[r.data.tags.get(TAG_JOB_KEY, r.info.run_id)] = r
-    ended = [r for r in latest.values() if r.info.status in _ENDED]
+    finished = [r for r in latest.values() if r.info.status in _ENDED]
+    ended = [r for r in finished if r.info.start_time >= since_ms]
     running = 1 + sum(r.info.status == "RUNNING" for r in latest.values())  # and the one asking
     seconds: dict[str, list[float]] = {}
-    for r in ended:
+    for r in finished:
         if r.info.status == "FINISHED" and r.info.end_time:
             took = (r.info.end_time - r.info.start_time) / 1000
             seconds.setdefault(r.data.params.get(PARAM_MODEL, "?"), []).append(took)
     per_model = {m: statistics.median(s) for m, s in seconds.items()}
     each = total / max(1, len(models))
+    done = min(total, max(len(ended), processed)) if total else len(ended)
     done_of = {m: sum(r.data.params.get(PARAM_MODEL) == m for r in ended) for m in models}
-    left_of = {m: max(0.0, each - done_of[m]) for m in models}
+    # jobs the launcher moved past without a run ending (skipped) are spread over the models
+    spread = (done - len(ended)) / max(1, len(models))
+    left_of = {m: max(0.0, each - done_of[m] - spread) for m in models}
     unknown = tuple(m for m in models if left_of[m] and m not in per_model)
     left_s = None
     if not unknown:
         left_s = sum(left_of[m] * per_model.get(m, 0.0) for m in models) / running
     return SweepProgress(
         total=total,
-        done=len(ended),
+        done=done,
         running=running,
         left_s=left_s,
         per_model_s={m: per_model[m] for m in models if m in per_model},

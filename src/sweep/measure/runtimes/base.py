@@ -104,6 +104,9 @@ class Loaded:
     # bytes on disk of the form that ships in this runtime (an ONNX file, an IR, the weights); None
     # where the runtime ships no file of its own
     size: Callable[[], int] | None = None
+    # the kernel library the form was built for, where the runtime offers several (eager INT8:
+    # PyTorch's quantized engine); "" where it has one
+    kernels: str = ""
 
     def instances(self, n: int) -> list[Loaded]:
         """This one and up to n - 1 more (fewer where the runtime offers no other)."""
