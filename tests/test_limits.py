@@ -96,17 +96,19 @@ def test_a_memory_plan_runs_a_batch_in_the_largest_part_that_fits():
     plan = limits.MemoryPlan(
         start_mb=1000.0, weights_mb=10.0, per_image_mb=100.0, ceiling_mb=8000.0
     )
-    # room under the ceiling: (8000 - 1000 - 40 x 10) / 1.5 - 4 x 10 = 4360 MiB: 43 images
-    assert plan.micro_batch(64, limits.OPTIMIZER_COPIES) == 43
+    # room under the ceiling: (8000 - 1000 - 8 x 10) / 1.5 - 4 x 10 = 4573 MiB: 45 images
+    assert plan.micro_batch(64, limits.OPTIMIZER_COPIES) == 45
     assert plan.micro_batch(16, limits.OPTIMIZER_COPIES) == 16  # fits whole
     assert plan.micro_batch(16, limits.GRADIENT_COPIES, most=4) == 4
     # the limit holds what the job keeps plus 1.5x the stage as run, and stays under the ceiling
-    need = plan.need_mb(43, limits.OPTIMIZER_COPIES)
-    assert plan.limit_mb([need]) == pytest.approx(1000 + 400 + 1.5 * need)
+    need = plan.need_mb(45, limits.OPTIMIZER_COPIES)
+    assert plan.limit_mb([need]) == pytest.approx(1000 + 80 + 1.5 * need)
     assert plan.limit_mb([need]) <= plan.ceiling_mb
     assert plan.limit_mb([plan.need_mb(64, limits.OPTIMIZER_COPIES)]) == plan.ceiling_mb
     assert plan.limit_mb([]) == pytest.approx(1000 + 4 * limits.GIB)  # the 4 GiB floor
     assert plan.limit_mb([float("nan")]) == plan.limit_mb([])
+    big = limits.MemoryPlan(start_mb=1000.0, weights_mb=200.0, per_image_mb=1.0, ceiling_mb=1e6)
+    assert big.limit_mb([1.0]) == pytest.approx(1000 + 40 * 200)  # 40 copies of large weights
     # not counted: whole batches, as before
     unknown = limits.MemoryPlan(
         start_mb=1000.0, weights_mb=10.0, per_image_mb=float("nan"), ceiling_mb=5000.0
@@ -121,7 +123,7 @@ def test_a_stage_that_cannot_fit_one_image_is_refused_with_its_need():
     assert plan.micro_batch(64, limits.OPTIMIZER_COPIES) == 0
     line = plan.refusal("training at finetune.batch_size=64", limits.OPTIMIZER_COPIES)
     assert "\n" not in line and "finetune.batch_size=64" in line
-    assert "14.6 GiB even one image at a time" in line  # 1000 + 400 + 1.5 x (9000 + 40) MiB
+    assert "14.3 GiB even one image at a time" in line  # 1000 + 80 + 1.5 x (9000 + 40) MiB
     assert "limit is 4.9 GiB" in line and "job.max_memory_gb" in line
 
 

@@ -59,6 +59,10 @@ TRAINING_HEADROOM = 1.5
 OPTIMIZER_COPIES, GRADIENT_COPIES = 4, 2
 FLOOR_MB = 4 * GIB  # the least an automatic limit allows above the job's start
 WEIGHT_COPIES = 40  # copies of the fp32 weights (dense, pruned, search trials, the library's graph)
+# copies of the weights resident beside a gradient stage (the model as built, the dense model, the copy
+# that trains, what earlier stages left): 40 would leave a 300M-parameter model no room to train in
+# 24 GiB, where it trains in parts of a few images
+HELD_COPIES = 8
 # the most images a gradient criterion (Taylor, Hessian) runs backward through at once while pruning:
 # its peak memory then does not grow with the calibration batch (pruner.calibration_batch_size)
 CALIBRATION_MICRO_BATCH = 4
@@ -98,25 +102,26 @@ class MemoryPlan:
         want = min(batch, most or batch)
         if math.isnan(self.per_image_mb) or self.per_image_mb <= 0:
             return want
-        held = self.start_mb + WEIGHT_COPIES * self.weights_mb
+        held = self.start_mb + HELD_COPIES * self.weights_mb
         room = (self.ceiling_mb - held) / TRAINING_HEADROOM - copies * self.weights_mb
         return max(0, min(want, math.floor(room / self.per_image_mb)))
 
     def limit_mb(self, needs: list[float]) -> float:
-        """The automatic limit for a job whose stages need `needs` MiB at their peak (as run): what
-        the job holds throughout (its start, the weight copies) plus 1.5x the largest stage need, at
-        least 4 GiB above the start, at most the ceiling."""
+        """The automatic limit for a job whose stages need `needs` MiB at their peak (as run): its
+        start plus the largest of 4 GiB, 40 copies of the weights, and the copies held beside a
+        gradient stage plus 1.5x the largest stage need; at most the ceiling."""
         need = max([n for n in needs if not math.isnan(n)], default=0.0)
-        allowance = max(FLOOR_MB, WEIGHT_COPIES * self.weights_mb + TRAINING_HEADROOM * need)
+        held = HELD_COPIES * self.weights_mb
+        allowance = max(FLOOR_MB, WEIGHT_COPIES * self.weights_mb, held + TRAINING_HEADROOM * need)
         return min(self.start_mb + allowance, self.ceiling_mb)
 
     def refusal(self, what: str, copies: int) -> str:
         """Why a stage cannot run here even one image at a time: one line, with what it needs."""
-        held = self.start_mb + WEIGHT_COPIES * self.weights_mb
+        held = self.start_mb + HELD_COPIES * self.weights_mb
         need = held + TRAINING_HEADROOM * self.need_mb(1, copies)
         return (
             f"{what} needs {need / GIB:.1f} GiB even one image at a time ({self.per_image_mb:.0f} "
-            f"MiB an image, beside {WEIGHT_COPIES + copies} copies of {self.weights_mb:.0f} MiB "
+            f"MiB an image, beside {HELD_COPIES + copies} copies of {self.weights_mb:.0f} MiB "
             f"of weights); the limit is {self.ceiling_mb / GIB:.1f} GiB: raise "
             f"job.max_memory_gb, use a smaller model.input_size, or a machine with more memory"
         )
