@@ -91,3 +91,31 @@ def test_a_batch_in_parts_makes_the_whole_batch_step():
         for other in models[1:]:
             for a, b in zip(other.parameters(), models[0].parameters()):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_statistics_move_per_step_as_with_the_whole_batch():
+    """A step in 4 parts updates BatchNorm's running statistics 4 times, each with a momentum that
+    keeps (1 - m) of the old statistics over the whole step; the momentum is restored after it."""
+    import torch
+
+    from sweep.training import Budget
+    from sweep.training.loops import _optimizer, _step
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 4)
+    )
+    bn = model[1]
+    x, y = torch.randn(16, 6) + 5.0, torch.randint(0, 4, (16,))  # means far from the start's 0
+    opt, sched = _optimizer(model.train(), Budget(epochs=1, lr=0.0, batch_size=16), samples=16)
+    _step(model, opt, sched, x, y, None, [], micro=4)
+    assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == 4
+    with torch.no_grad():
+        means = model[0](x).reshape(4, 4, 8).mean(1)  # each part's batch mean (lr 0: no update)
+    m = 1 - 0.9 ** (1 / 4)
+    want = torch.zeros(8)
+    for part in means:
+        want = (1 - m) * want + m * part
+    torch.testing.assert_close(bn.running_mean, want)
+    # as far from the start as one whole-batch update: 0.9 of the old statistics kept
+    torch.testing.assert_close(bn.running_mean, 0.1 * means.mean(0), rtol=0.05, atol=0.05)

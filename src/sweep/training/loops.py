@@ -8,6 +8,7 @@ the same one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -144,16 +145,18 @@ def _step(
 ) -> float:
     """One optimizer step on the batch (x, y), run in parts of at most `micro` images: each part's
     mean loss weighted by its share of the batch, so the accumulated gradient is the batch's mean.
-    BatchNorm normalises each part by the part's own statistics and updates its running statistics
-    once per part (as ghost batch normalisation does); with the whole batch in one part nothing
+    BatchNorm normalises each part by the part's own statistics (as ghost batch normalisation
+    does) and updates its running statistics once per part, by a momentum that moves them as far in
+    the step's parts as one update of the whole batch would; with the whole batch in one part nothing
     differs from a plain step."""
     opt.zero_grad(set_to_none=True)
     step, loss = micro or len(x), 0.0
-    for i in range(0, len(x), step):
-        xs, ys = x[i : i + step], y[i : i + step]
-        part = _loss(model(xs), ys, xs, distill) * (len(xs) / len(x))
-        part.backward()
-        loss += part.detach()
+    with _momentum_per_step(model, parts=math.ceil(len(x) / step)):
+        for i in range(0, len(x), step):
+            xs, ys = x[i : i + step], y[i : i + step]
+            part = _loss(model(xs), ys, xs, distill) * (len(xs) / len(x))
+            part.backward()
+            loss += part.detach()
     if after_backward is not None:  # a sparsity regularizer's gradient, added before the update
         after_backward(model)
     opt.step()
@@ -162,6 +165,26 @@ def _step(
         for w, mask in masks:  # a mask method's zeros stay zero
             w.mul_(mask)
     return float(loss)
+
+
+@contextlib.contextmanager
+def _momentum_per_step(model: nn.Module, parts: int):
+    """BatchNorm's momentum m as 1 - (1 - m)^(1/parts) while a step runs in `parts` parts: its
+    running statistics keep (1 - m) of what they were per optimizer step, as with the whole batch
+    (else a step in 4 parts would forget the statistics before pruning 4x as fast)."""
+    norms = [
+        m
+        for m in (model.modules() if parts > 1 else ())
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None
+    ]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1 - (1 - m.momentum) ** (1 / parts)
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
 
 
 def _stop(budget: Budget, losses: list[float], t0: float) -> str:
