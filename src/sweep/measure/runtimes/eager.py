@@ -78,12 +78,14 @@ class Eager(Runtime):
             quantized, engine, seconds = _DENSE_INT8[key]
         else:
             t0 = time.perf_counter()
-            quantized, engine = _fastest_int8(model, x, calibration, engines[:2], what)
+            quantized, engine = _fastest_int8(
+                model, x, calibration=calibration, engines=engines[:2], what=what
+            )
             seconds = time.perf_counter() - t0
             if key is not None:
                 _DENSE_INT8.clear()  # the previous model's goes before this one is kept
                 _DENSE_INT8[key] = (quantized, engine, seconds)
-        return _int8_loaded(quantized, x, ctx, seconds, engine)
+        return _int8_loaded(quantized, x, ctx=ctx, export_s=seconds, engine=engine)
 
 
 # the dense model's INT8 form, (its folder of kept forms, the calibration's digest) ->
@@ -164,7 +166,7 @@ def _int8_loaded(quantized, x, ctx, export_s: float, engine: str) -> Loaded:
         return to_cpu(quantized(images))
 
     def again():
-        return _int8_loaded(copy.deepcopy(quantized), x, ctx, export_s, engine)
+        return _int8_loaded(copy.deepcopy(quantized), x, ctx=ctx, export_s=export_s, engine=engine)
 
     def size() -> int:  # quantized tensors have no safetensors form: PyTorch's own file
         buffer = io.BytesIO()
