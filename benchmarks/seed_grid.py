@@ -14,9 +14,9 @@ again resumes it (finished jobs are skipped, failed ones run again). 76 jobs at 
 2 cores; the table is printed when it ends, and at any time with `--table`.
 
 The projection: the seed grid is 19 methods x 4 models x 3 ratios (228 jobs). Per model, the finished
-jobs' stage seconds at this ratio times the number of ratios, with the evaluate and measure stages
-rescaled to the command's own budgets (`eval.time_budget_s`, `measure.time_budget_s`: what this script
-lowered), and the stage that dominates.
+jobs' stage seconds at this ratio (a method not yet run at the median of the model's jobs) times the
+number of ratios, the evaluate stage at the command's own `eval.time_budget_s` (measure at this script's
+`measure.time_budget_s`: a lower bound), and the stage that dominates.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from sweep import tracking
 ROOT = Path(__file__).resolve().parents[1]
 # budgets that bound how long a figure is measured, not what a stage holds in memory
 BUDGETS = ["eval.max_samples=64", "measure.time_budget_s=1", "log_models=[]"]
-# the command's own, for the projection: eval's time budget (s) per scored model, measure's per runtime
-DEFAULT_EVAL_S, DEFAULT_MEASURE_S, BUDGET_MEASURE_S = 60.0, 4.0, 1.0
+# the command's own eval time budget (s) per scored model, for the projection
+DEFAULT_EVAL_S = 60.0
 INT8 = [
     "-m",
     "model=m,e",
@@ -122,39 +122,45 @@ def table(store: str, sweep_id: str) -> list:
 
 
 def projection(runs: list, ratios: int = 3, methods: int = 19) -> None:
-    """The full seed grid's wall time per model on this machine, from the finished jobs' stages."""
-    by_model: dict[str, list] = defaultdict(list)
+    """The full seed grid's wall time per model on this machine: each finished job's stages at the
+    command's own budgets, a method not yet finished taken at the median of the model's jobs (the
+    not-applicable ones end in seconds and count as such), times the number of ratios."""
+    by_model: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     for r in runs:
-        if r.info.status == "FINISHED":
-            by_model[r.data.params.get(tracking.PARAM_MODEL, "?")].append(r)
+        if r.info.status == "FINISHED" or r.data.tags.get(tracking.TAG_NOT_APPLICABLE) == "true":
+            m = r.data.metrics
+            stages = {
+                s: _at_defaults(s, m[tracking.STAGE_METRIC.format(s)])
+                for s in STAGES
+                if tracking.STAGE_METRIC.format(s) in m
+            }
+            model = r.info.run_name.split("/")[0]
+            by_model[model][r.info.run_name.split("/")[1]] = stages
     total = 0.0
     print(f"\nprojected wall time of the seed grid ({methods} methods x {ratios} ratios a model):")
-    for model, done in sorted(by_model.items()):
-        per_stage = defaultdict(list)
-        for r in done:
-            m = r.data.metrics
-            for s in STAGES:
-                v = m.get(tracking.STAGE_METRIC.format(s))
-                if v is not None:
-                    per_stage[s].append(_at_defaults(s, v, r))
-        mean = {s: statistics.mean(v) for s, v in per_stage.items()}
-        job_s = sum(mean.values())
-        model_s = job_s * methods * ratios
+    for model, jobs in sorted(by_model.items()):
+        times = [sum(st.values()) for st in jobs.values()]
+        median = statistics.median(times)
+        model_s = (sum(times) + (methods - len(jobs)) * median) * ratios
         total += model_s
-        top = max(mean, key=mean.get)
+        per_stage = defaultdict(float)
+        for st in jobs.values():
+            for stage, v in st.items():
+                per_stage[stage] += v
+        top = max(per_stage, key=per_stage.get)
         print(
-            f"  {model}: {job_s / 60:.1f} min a job ({len(done)} finished), {model_s / 3600:.1f} h; "
-            f"dominated by {top} ({mean[top] / job_s:.0%})"
+            f"  {model}: {len(jobs)} of {methods} methods run, {median / 60:.1f} min a job "
+            f"(median), {model_s / 3600:.1f} h; dominated by {top} "
+            f"({per_stage[top] / sum(per_stage.values()):.0%} of the jobs run)"
         )
-    print(f"  all models: {total / 3600:.1f} h on this machine, one job at a time")
+    print(f"  all models run so far: {total / 3600:.1f} h on this machine, one job at a time")
 
 
-def _at_defaults(stage: str, seconds: float, run) -> float:
-    """A stage's seconds at the command's own budgets: measure scales with its time budget per
-    runtime; evaluate scores each model for up to eval.time_budget_s (the dense model's top-1 is
-    shared across a model's jobs, so one model a job after the first)."""
-    if stage == "measure":
-        return seconds * DEFAULT_MEASURE_S / BUDGET_MEASURE_S
+def _at_defaults(stage: str, seconds: float) -> float:
+    """A stage's seconds at the command's own budgets, where they can be told: evaluate scores each
+    model for up to eval.time_budget_s (the dense model's top-1 is shared across a model's jobs, so
+    about one model a job). Measure is left as read: its budget bounds only the timed rounds, not
+    the warm-up, exports, peaks and profiles around them, so it is a lower bound there."""
     if stage == "evaluate":
         return max(seconds, DEFAULT_EVAL_S)
     return seconds
