@@ -54,3 +54,21 @@ def test_a_model_that_cannot_train_on_the_input_gives_no_estimate():
     model = torch.nn.Linear(4, 2)
     assert math.isnan(memory.training_mb(model, torch.randn(1, 3), 64))
     assert math.isnan(memory.inference_mb(model, torch.randn(1, 3)))
+
+
+def test_a_model_that_refuses_the_probe_batch_gives_no_count():
+    """timm's size checks assert, BatchNorm on one value per channel raises ValueError: no count
+    (NaN), so the job runs its batches whole, as before, rather than failing at the build."""
+
+    class Refuses(torch.nn.Module):
+        def __init__(self, error: Exception):
+            super().__init__()
+            self.error = error
+
+        def forward(self, x):
+            raise self.error
+
+    for error in (AssertionError("Input height (32) doesn't match model (224)."), ValueError("x")):
+        model, x = Refuses(error), torch.randn(1, 3, 8, 8)
+        assert math.isnan(memory.activation_mb(model, x))
+        assert math.isnan(memory.inference_mb(model, x))

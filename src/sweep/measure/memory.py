@@ -93,7 +93,9 @@ def activation_mb(model: nn.Module, example: torch.Tensor) -> float:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = model(x)
         del out
-    except RuntimeError:  # a model that cannot train on this input: no estimate
+    # a model that cannot train on this input (a shape error, BatchNorm's "more than 1 value per
+    # channel" ValueError, an assert): no count, and its batches run whole as before
+    except (RuntimeError, ValueError, AssertionError, TypeError):
         return float("nan")
     finally:
         with torch.no_grad():
@@ -125,7 +127,7 @@ def inference_mb(model: nn.Module, example: torch.Tensor) -> float:
     try:
         with torch.no_grad():
             model.eval()(example[:1])
-    except RuntimeError:
+    except (RuntimeError, ValueError, AssertionError, TypeError):
         return float("nan")
     finally:
         for h in handles:
