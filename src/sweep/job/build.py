@@ -160,18 +160,9 @@ def _gradient_stages(job: Job, plan: limits.MemoryPlan) -> list[tuple[int, int]]
     runs the model on a calibration batch; refuses the job where one cannot fit even one image."""
     cfg, pruner = job.cfg, job.pruner
     stages = []
-    trains = {
-        "finetune.batch_size": cfg.finetune.batch_size
-        if cfg.finetune.epochs > 0 or pruner.regularize is not None
-        else 0,
-        "model.train.batch_size": cfg.model.train.batch_size
-        if cfg.model.head == "finetune" and cfg.model.train.epochs > 0
-        else 0,
-    }
-    for key, batch in trains.items():
-        if batch:
-            micro = _fitting(plan, batch, limits.OPTIMIZER_COPIES, f"training at {key}={batch}")
-            stages.append((micro, limits.OPTIMIZER_COPIES))
+    for key, batch in _training_batches(job).values():
+        micro = _fitting(plan, batch, limits.OPTIMIZER_COPIES, f"training at {key}={batch}")
+        stages.append((micro, limits.OPTIMIZER_COPIES))
     if pruner.calibration_batches:
         _fitting(plan, 1, limits.GRADIENT_COPIES, f"{pruner.name}'s gradients while pruning")
         stages.append((job.calibration_micro_batch(), limits.GRADIENT_COPIES))
@@ -187,15 +178,21 @@ def _fitting(plan: limits.MemoryPlan, batch: int, copies: int, what: str) -> int
     return micro
 
 
-def _micro_batches(job: Job) -> dict[str, int]:
-    """The micro-batches the job's gradient stages run (logged as params), where it has such stages."""
+def _training_batches(job: Job) -> dict[str, tuple[str, int]]:
+    """Each stage of the job that trains the whole model: its micro-batch param -> (the key of its
+    batch size, the batch size). Fine-tuning's batch is sparse training's too."""
     cfg, out = job.cfg, {}
     if cfg.finetune.epochs > 0 or job.pruner.regularize is not None:
-        b = cfg.finetune.batch_size
-        out[tracking.PARAM_FINETUNE_MICRO_BATCH] = job.micro_batch(b) or b
+        out[tracking.PARAM_FINETUNE_MICRO_BATCH] = ("finetune.batch_size", cfg.finetune.batch_size)
     if cfg.model.head == "finetune" and cfg.model.train.epochs > 0:
         b = cfg.model.train.batch_size
-        out[tracking.PARAM_TRAIN_MICRO_BATCH] = job.micro_batch(b) or b
+        out[tracking.PARAM_TRAIN_MICRO_BATCH] = ("model.train.batch_size", b)
+    return out
+
+
+def _micro_batches(job: Job) -> dict[str, int]:
+    """The micro-batches the job's gradient stages run (logged as params), where it has such stages."""
+    out = {name: job.micro_batch(b) or b for name, (_, b) in _training_batches(job).items()}
     if job.pruner.calibration_batches:
         out[tracking.PARAM_CALIBRATION_MICRO_BATCH] = job.calibration_micro_batch()
     return out
